@@ -1,0 +1,69 @@
+"""seawall: keep a service standing when what it depends on fails.
+
+Describe each integration point once with its policy, then apply it to a
+gRPC channel, an httpx client, a SQLAlchemy engine or any function.
+"""
+
+from ._breaker import BreakerState
+from ._classify import Category, Classification, Classifier
+from ._clock import Clock, SystemClock
+from ._deadline import remaining
+from ._errors import (
+    BulkheadFullError,
+    CircuitOpenError,
+    ConfigurationError,
+    DeadlineExceeded,
+    RejectedError,
+    SeawallError,
+)
+from ._events import (
+    AttemptEvent,
+    BreakerTransition,
+    CallEvent,
+    Event,
+    RejectionEvent,
+    RetryEvent,
+    add_hook,
+    remove_hook,
+)
+from ._point import Execution, IntegrationPoint, PointStats, ResultFailure
+from ._policies import Backoff, Bulkhead, CircuitBreaker, Fallback, Retry, RetryBudget, Timeout
+from ._recording import persist_metrics
+
+__all__ = [
+    "AttemptEvent",
+    "Backoff",
+    "BreakerState",
+    "BreakerTransition",
+    "Bulkhead",
+    "BulkheadFullError",
+    "CallEvent",
+    "Category",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "Classification",
+    "Classifier",
+    "Clock",
+    "ConfigurationError",
+    "DeadlineExceeded",
+    "Event",
+    "Execution",
+    "Fallback",
+    "IntegrationPoint",
+    "PointStats",
+    "RejectedError",
+    "RejectionEvent",
+    "Retry",
+    "RetryBudget",
+    "RetryEvent",
+    "ResultFailure",
+    "SeawallError",
+    "SystemClock",
+    "Timeout",
+    "add_hook",
+    "persist_metrics",
+    "remaining",
+    "remove_hook",
+]
+
+__version__ = "0.1.0"
