@@ -4,4 +4,6 @@ from __future__ import annotations
 
 import os
 
+pytest_plugins = ["tests.postgres"]
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
