@@ -123,6 +123,10 @@ class Classifier:
         resolved = _as_classification(classification)
         if isinstance(types, type):
             types = (types,)
+        if not isinstance(types, (tuple, list, frozenset, set)):
+            raise ConfigurationError(
+                f"Classifier.on types must be an exception class or a tuple of them, got {types!r}"
+            )
         for t in types:
             if not (isinstance(t, type) and issubclass(t, BaseException)):
                 raise ConfigurationError(f"Classifier.on types must be exception classes, got {t!r}")

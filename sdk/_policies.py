@@ -118,12 +118,15 @@ class Backoff:
         if self.kind == "constant":
             return self.initial
         if self.kind == "linear":
-            return min(self.initial + self.step * (n - 1), self.maximum)
+            try:
+                return min(self.initial + self.step * (n - 1), self.maximum)
+            except OverflowError:  # n beyond float range
+                return self.maximum if self.step > 0 else self.initial
         if self.kind == "exponential":
             try:
-                return min(self.initial * self.multiplier ** (n - 1), self.maximum)
-            except OverflowError:
-                return self.maximum
+                return min(self.initial * float(self.multiplier) ** (n - 1), self.maximum)
+            except OverflowError:  # the growth passed float range: capped, unless it never grows
+                return self.maximum if self.initial > 0 and self.multiplier > 1 else self.initial
         assert self.function is not None
         value = self.function(n)
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
@@ -198,7 +201,7 @@ class Retry:
         if isinstance(on, type):
             on = (on,)
             object.__setattr__(self, "on", on)
-        if not isinstance(on, Iterable):
+        if isinstance(on, (str, bytes)) or not isinstance(on, Iterable):
             raise ConfigurationError(f"Retry.on must be a tuple of exception classes, got {on!r}")
         on = tuple(on)
         object.__setattr__(self, "on", on)
