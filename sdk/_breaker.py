@@ -50,7 +50,7 @@ class BreakerRuntime:
     """
 
     __slots__ = (
-        "policy", "lock", "state", "generation", "open_until", "openings",
+        "clean", "policy", "lock", "state", "generation", "open_until", "openings",
         "_ring", "_pos", "_calls", "_failures", "_slows",
         "_bcalls", "_bfail", "_bslow", "_bucket_width", "_bucket_index",
         "_trials_started", "_trials_done", "_trials_failed", "_on_transition",
@@ -60,6 +60,9 @@ class BreakerRuntime:
         self.policy = policy
         self.lock = threading.Lock()
         self.state = CLOSED
+        # true while a full count window holds only fast successes: recording
+        # another success then changes nothing, so callers may skip it
+        self.clean = False
         self.generation = 0
         self.open_until = 0.0
         self.openings = 0
@@ -139,6 +142,8 @@ class BreakerRuntime:
                     self._pos = pos + 1 if pos + 1 < len(ring) else 0
                 self._failures += failure
                 self._slows += slow
+                self.clean = (not self._bucket_width and self._calls == len(self._ring)
+                              and not self._failures and not self._slows)
                 if failure or slow:
                     transition = self._evaluate(now)
             elif state is HALF_OPEN:
@@ -233,6 +238,7 @@ class BreakerRuntime:
     def _move(self, state: BreakerState, reason: str) -> Transition:
         previous = self.state
         self.state = state
+        self.clean = False
         self.generation += 1
         self._trials_started = self._trials_done = self._trials_failed = 0
         if state is CLOSED or state is DISABLED:

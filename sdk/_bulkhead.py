@@ -1,15 +1,21 @@
 """Bulkhead runtime: permits shared by threads and any number of event loops.
 
-One ``threading.Lock`` guards the count and a FIFO of waiters. A released
-permit is handed directly to the oldest waiter, so a thread and a task
-waiting on the same bulkhead are served in arrival order, and the limit
-holds exactly. A waiter that gives up (timeout or cancellation) after the
-permit was handed to it passes the permit on, so none is ever lost.
+Free permits sit in a ``queue.SimpleQueue`` (its ``get_nowait``/``put`` are
+atomic C calls), so taking and returning a permit on the uncontended path
+costs two C calls and no Python lock. Callers that must wait queue up, in
+arrival order, under ``lock``; a returned permit is moved from the free
+queue to the oldest waiter. A waiter that gives up (timeout or
+cancellation) after a permit was handed to it passes the permit on, so
+none is ever lost.
+
+Invariant: permits are in the free queue, held by a caller, or handed to a
+waiter; ``max_concurrent`` in all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 from collections import deque
 
@@ -48,84 +54,110 @@ class _TaskWaiter:
 
 
 class BulkheadRuntime:
-    """``max_concurrent`` permits; ``active`` is how many are taken."""
+    """``max_concurrent`` permits shared by every thread and event loop."""
 
-    __slots__ = ("_waiters", "active", "lock", "max_concurrent")
+    __slots__ = ("_free", "_waiters", "lock", "max_concurrent", "try_acquire")
 
     def __init__(self, max_concurrent: int) -> None:
         self.max_concurrent = max_concurrent
-        self.active = 0
         self.lock = threading.Lock()
         self._waiters: deque[_ThreadWaiter | _TaskWaiter] = deque()
+        self._free: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(max_concurrent):
+            self._free.put(None)
+        get_nowait = self._free.get_nowait
+        empty = queue.Empty
+
+        def try_acquire() -> bool:
+            """Take a free permit without waiting."""
+            try:
+                get_nowait()
+            except empty:
+                return False
+            return True
+
+        self.try_acquire = try_acquire
+
+    @property
+    def active(self) -> int:
+        """How many permits are taken (held by callers or handed to waiters)."""
+        return self.max_concurrent - self._free.qsize()
 
     @property
     def waiting(self) -> int:
         """How many callers are queued for a permit."""
         return len(self._waiters)
 
-    def try_acquire(self) -> bool:
-        """Take a permit if one is free and nobody is queued before us."""
-        with self.lock:
-            if self.active < self.max_concurrent and not self._waiters:
-                self.active += 1
-                return True
-            return False
+    def release(self) -> None:
+        """Return a permit; the oldest waiter, if any, receives it."""
+        self._free.put(None)
+        if self._waiters:
+            self._hand_over()
 
-    def acquire(self, timeout: float) -> bool:
-        """Take a permit, blocking the thread up to ``timeout`` seconds."""
+    def _hand_over(self) -> None:
+        while True:
+            with self.lock:
+                if not self._waiters:
+                    return
+                try:
+                    self._free.get_nowait()
+                except queue.Empty:
+                    return
+                waiter = self._waiters.popleft()
+                waiter.granted = True
+            if not waiter.wake():
+                self._free.put(None)  # its loop is gone: offer the permit to the next
+
+    def _enqueue(self, waiter: _ThreadWaiter | _TaskWaiter) -> bool:
+        """Queue ``waiter``; true when a permit was free after all (then it is not queued)."""
         with self.lock:
-            if self.active < self.max_concurrent and not self._waiters:
-                self.active += 1
-                return True
-            if timeout <= 0:
-                return False
-            waiter = _ThreadWaiter()
+            # queue first, then look again: a release that put its permit back
+            # before seeing us is caught here, one after it sees us and hands over
             self._waiters.append(waiter)
-        if waiter.signal.acquire(timeout=timeout):
+            try:
+                self._free.get_nowait()
+            except queue.Empty:
+                return False
+            self._waiters.remove(waiter)
             return True
+
+    def _withdraw(self, waiter: _ThreadWaiter | _TaskWaiter) -> bool:
+        """Leave the queue; true when a permit had already been handed to ``waiter``."""
         with self.lock:
             if waiter.granted:
                 return True
             self._waiters.remove(waiter)
             return False
 
+    def acquire(self, timeout: float) -> bool:
+        """Take a permit, blocking the thread up to ``timeout`` seconds."""
+        if self.try_acquire():
+            return True
+        if timeout <= 0:
+            return False
+        waiter = _ThreadWaiter()
+        if self._enqueue(waiter):
+            return True
+        if waiter.signal.acquire(timeout=timeout):
+            return True
+        return self._withdraw(waiter)
+
     async def acquire_async(self, timeout: float) -> bool:
         """Take a permit, suspending the task up to ``timeout`` seconds."""
-        with self.lock:
-            if self.active < self.max_concurrent and not self._waiters:
-                self.active += 1
-                return True
-            if timeout <= 0:
-                return False
-            waiter = _TaskWaiter(asyncio.get_running_loop())
-            self._waiters.append(waiter)
+        if self.try_acquire():
+            return True
+        if timeout <= 0:
+            return False
+        waiter = _TaskWaiter(asyncio.get_running_loop())
+        if self._enqueue(waiter):
+            return True
         try:
             await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
             return True
         except asyncio.TimeoutError:
-            with self.lock:
-                if waiter.granted:
-                    return True
-                self._waiters.remove(waiter)
-                return False
+            return self._withdraw(waiter)
         except BaseException:
             # cancelled while queued: leave the queue, or pass on a permit already handed to us
-            with self.lock:
-                granted = waiter.granted
-                if not granted:
-                    self._waiters.remove(waiter)
-            if granted:
+            if self._withdraw(waiter):
                 self.release()
             raise
-
-    def release(self) -> None:
-        """Return a permit; the oldest waiter, if any, receives it."""
-        while True:
-            with self.lock:
-                if not self._waiters:
-                    self.active -= 1
-                    return
-                waiter = self._waiters.popleft()
-                waiter.granted = True
-            if waiter.wake():
-                return

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import itertools
 import math
 import random
 import sys
@@ -186,14 +187,16 @@ class IntegrationPoint:
 
         self._lock = threading.Lock()
         budget = retry.budget if retry is not None else None
+        self._budget_on = budget is not None
         self._budget_ratio = budget.ratio if budget else 0.0
         self._budget_floor = budget.minimum_per_second * budget.period if budget else 0.0
-        self._budget_on = budget is not None
         self._budget_width = budget.period / 10.0 if budget else 1.0
-        self._budget_calls = [0] * 10
-        self._budget_retries = [0] * 10
+        # the budget needs no work per call: calls are counted anyway, and the
+        # budget only notes the running total when a bucket boundary passes
+        self._budget_next = 0.0 if budget else math.inf
         self._budget_index = 0
-        self._budget_total_calls = 0
+        self._budget_marks = [0] * 10
+        self._budget_retries = [0] * 10
         self._budget_total_retries = 0
         self._reset_counters()
 
@@ -218,9 +221,11 @@ class IntegrationPoint:
     def stats(self) -> PointStats:
         """A consistent snapshot of this point's counters."""
         with self._lock:
+            fast = _count_value(self._fast_ok)
             return PointStats(
-                calls=self._c_calls, successes=self._c_successes, failures=self._c_failures,
-                rejected=self._c_rejected, attempts=self._c_attempts, retries=self._c_retries,
+                calls=fast + self._c_calls, successes=fast + self._c_successes,
+                failures=self._c_failures, rejected=self._c_rejected,
+                attempts=fast + self._c_attempts, retries=self._c_retries,
                 fallbacks=self._c_fallbacks, cancelled=self._c_cancelled,
                 failures_by_category=dict(self._c_by_category),
                 rejections=dict(self._c_rejections),
@@ -232,6 +237,9 @@ class IntegrationPoint:
             self._reset_counters()
 
     def _reset_counters(self) -> None:
+        # successes on the first attempt are the hot path: an itertools.count
+        # is incremented atomically by one C call, without the lock
+        self._fast_ok = itertools.count()
         self._c_calls = self._c_successes = self._c_failures = self._c_rejected = 0
         self._c_attempts = self._c_retries = self._c_fallbacks = self._c_cancelled = 0
         self._c_by_category: dict[str, int] = {c.value: 0 for c in Category}
@@ -312,9 +320,12 @@ class IntegrationPoint:
         now = self._now
         t0 = now()
         circuit = self.circuit
-        ticket = 0
-        if circuit is not None:
-            ticket = circuit.generation if circuit.state is CLOSED else circuit.admit(t0)
+        if circuit is None:
+            ticket = 0
+        elif circuit.state is CLOSED:
+            ticket = circuit.generation
+        else:
+            ticket = circuit.admit(t0)
             if ticket == REJECTED:
                 return self.run(lambda _t: fn(*args, **kwargs), operation=operation)
         permits = self._permits
@@ -322,12 +333,15 @@ class IntegrationPoint:
             if circuit is not None:
                 circuit.release(ticket)
             return self.run(lambda _t: fn(*args, **kwargs), operation=operation)
-        token = None
         first = self._first_timeout
-        if first is not None or DEADLINE.get() is not None:
-            ex = Execution(self, operation, None, t0)
-            if ex.deadline is not None:
-                token = DEADLINE.set((min(ex.deadline, t0 + first) if first else ex.deadline, now))
+        if first is None:
+            token = None
+        else:
+            limit = t0 + first
+            outer = DEADLINE.get()
+            if outer is not None and outer[0] < limit and outer[1] is now:
+                limit = outer[0]
+            token = DEADLINE.set((limit, now))
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
@@ -339,10 +353,10 @@ class IntegrationPoint:
         except BaseException:
             if permits is not None:
                 permits.release()
-            if circuit is not None:
-                circuit.release(ticket)
             if token is not None:
                 DEADLINE.reset(token)
+            if circuit is not None:
+                circuit.release(ticket)
             self._record_cancel(operation, t0)
             raise
         if permits is not None:
@@ -351,7 +365,18 @@ class IntegrationPoint:
             DEADLINE.reset(token)
         if self._result_rules and self.classify_result(result) is not None:
             return self._continue_sync(fn, operation, args, kwargs, t0, ticket, None, result)
-        self._record_success(operation, t0, now(), ticket)
+        # success on the first attempt: the hot path
+        next(self._fast_ok)
+        if t0 >= self._budget_next:
+            self._budget_tick(t0)
+        hooks = self.hooks.hooks or GLOBAL_HOOKS.hooks
+        if circuit is not None or hooks:
+            t1 = now()
+            duration = t1 - t0
+            if circuit is not None and not (circuit.clean and duration < self._slow):
+                circuit.record(ticket, t1, False, duration >= self._slow)
+            if hooks:
+                self._emit_success(operation, duration)
         return result
 
     async def _acall(self, fn: Callable[..., Awaitable[Any]], operation: str,
@@ -359,9 +384,12 @@ class IntegrationPoint:
         now = self._now
         t0 = now()
         circuit = self.circuit
-        ticket = 0
-        if circuit is not None:
-            ticket = circuit.generation if circuit.state is CLOSED else circuit.admit(t0)
+        if circuit is None:
+            ticket = 0
+        elif circuit.state is CLOSED:
+            ticket = circuit.generation
+        else:
+            ticket = circuit.admit(t0)
             if ticket == REJECTED:
                 return await self.arun(lambda _t: fn(*args, **kwargs), operation=operation)
         permits = self._permits
@@ -370,13 +398,16 @@ class IntegrationPoint:
                 circuit.release(ticket)
             return await self.arun(lambda _t: fn(*args, **kwargs), operation=operation)
         watch = None
-        token = None
         first = self._first_timeout
-        if first is not None or DEADLINE.get() is not None:
-            ex = Execution(self, operation, None, t0)
-            if ex.deadline is not None:
-                limit = min(ex.deadline, t0 + first) if first else ex.deadline
-                token = DEADLINE.set((limit, now))
+        if first is None:
+            token = None
+        else:
+            limit = t0 + first
+            outer = DEADLINE.get()
+            if outer is not None and outer[0] < limit and outer[1] is now:
+                limit = outer[0]
+            token = DEADLINE.set((limit, now))
+            if self._attempt_timeout is not None or self._total_timeout is not None:
                 loop = asyncio.get_running_loop()
                 task = asyncio.current_task(loop)
                 if task is not None:
@@ -399,8 +430,8 @@ class IntegrationPoint:
             if watch is not None:
                 watch.done = True
                 if watch.fired and _uncancel(watch.task):
-                    exc2 = self._deadline_error(operation, now() - t0)
-                    return await self._continue_async(fn, operation, args, kwargs, t0, ticket, exc2)
+                    late = self._deadline_error(operation, now() - t0)
+                    return await self._continue_async(fn, operation, args, kwargs, t0, ticket, late)
             if circuit is not None:
                 circuit.release(ticket)
             self._record_cancel(operation, t0)
@@ -426,8 +457,25 @@ class IntegrationPoint:
             DEADLINE.reset(token)
         if self._result_rules and self.classify_result(result) is not None:
             return await self._continue_async(fn, operation, args, kwargs, t0, ticket, None, result)
-        self._record_success(operation, t0, now(), ticket)
+        next(self._fast_ok)
+        if t0 >= self._budget_next:
+            self._budget_tick(t0)
+        hooks = self.hooks.hooks or GLOBAL_HOOKS.hooks
+        if circuit is not None or hooks:
+            t1 = now()
+            duration = t1 - t0
+            if circuit is not None and not (circuit.clean and duration < self._slow):
+                circuit.record(ticket, t1, False, duration >= self._slow)
+            if hooks:
+                self._emit_success(operation, duration)
         return result
+
+    def _emit_success(self, operation: str, duration: float) -> None:
+        hooks = self.hooks.hooks + GLOBAL_HOOKS.hooks
+        wall = _wall()
+        name = self.name
+        emit(hooks, AttemptEvent(name, operation, 1, None, duration, wall))
+        emit(hooks, CallEvent(name, operation, None, 1, duration, wall, False, None))
 
     def _continue_sync(self, fn: Callable[..., Any], operation: str, args: tuple[Any, ...],
                        kwargs: dict[str, Any], t0: float, ticket: int,
@@ -680,24 +728,6 @@ class IntegrationPoint:
 
     # -- recording (the point's lock guards counters and the budget) -----------
 
-    def _record_success(self, operation: str, t0: float, t1: float, ticket: int) -> None:
-        circuit = self.circuit
-        duration = t1 - t0
-        if circuit is not None:
-            circuit.record(ticket, t1, False, duration >= self._slow)
-        with self._lock:
-            self._c_calls += 1
-            self._c_successes += 1
-            self._c_attempts += 1
-            if self._budget_on:
-                self._budget_deposit(t1)
-        hooks = self.hooks.hooks + GLOBAL_HOOKS.hooks
-        if hooks:
-            wall = _wall()
-            name = self.name
-            emit(hooks, AttemptEvent(name, operation, 1, None, duration, wall))
-            emit(hooks, CallEvent(name, operation, None, 1, duration, wall, False, None))
-
     def _record_cancel(self, operation: str, t0: float) -> None:
         with self._lock:
             self._c_calls += 1
@@ -708,30 +738,36 @@ class IntegrationPoint:
             emit(hooks, CallEvent(self.name, operation, Category.CANCELLED, 1,
                                   self._now() - t0, _wall(), False, None))
 
+    def _total_calls(self) -> int:
+        return _count_value(self._fast_ok) + self._c_calls
+
+    def _budget_tick(self, now: float) -> None:
+        """A bucket boundary passed: note the running call total (rare; takes the lock)."""
+        with self._lock:
+            self._budget_roll(now)
+
     def _budget_roll(self, now: float) -> int:
+        """Advance the budget's buckets to ``now`` (lock held); the current slot."""
         index = int(now / self._budget_width)
         current = self._budget_index
         if index > current:
+            calls = self._total_calls()
             for k in range(1, min(index - current, 10) + 1):
                 i = (current + k) % 10
-                self._budget_total_calls -= self._budget_calls[i]
+                self._budget_marks[i] = calls
                 self._budget_total_retries -= self._budget_retries[i]
-                self._budget_calls[i] = self._budget_retries[i] = 0
-            self._budget_index = index
-            current = index
+                self._budget_retries[i] = 0
+            self._budget_index = current = index
+            self._budget_next = (index + 1) * self._budget_width
         return current % 10
 
-    def _budget_deposit(self, now: float) -> None:
-        i = self._budget_roll(now)
-        self._budget_calls[i] += 1
-        self._budget_total_calls += 1
-
     def _budget_withdraw(self, now: float) -> bool:
-        i = self._budget_roll(now)
-        allowed = self._budget_ratio * self._budget_total_calls + self._budget_floor
-        if self._budget_total_retries + 1 > allowed:
+        """Take one retry from the budget if it allows (lock held)."""
+        slot = self._budget_roll(now)
+        calls = self._total_calls() - self._budget_marks[(slot + 1) % 10]
+        if self._budget_total_retries + 1 > self._budget_ratio * calls + self._budget_floor:
             return False
-        self._budget_retries[i] += 1
+        self._budget_retries[slot] += 1
         self._budget_total_retries += 1
         return True
 
@@ -746,6 +782,11 @@ class IntegrationPoint:
         hooks = self.hooks.hooks + GLOBAL_HOOKS.hooks
         if hooks:
             emit(hooks, BreakerTransition(self.name, old.value, new.value, reason, _wall()))
+
+
+def _count_value(counter: itertools.count[int]) -> int:
+    """The next value an ``itertools.count`` would return, without advancing it."""
+    return int(repr(counter)[6:-1])
 
 
 def _uncancel(task: asyncio.Task[Any]) -> bool:
@@ -872,8 +913,6 @@ class Execution:
             point._c_calls += 1
             point._c_successes += 1
             point._c_attempts += 1
-            if point._budget_on:
-                point._budget_deposit(now)
         hooks = point.hooks.hooks + GLOBAL_HOOKS.hooks
         if hooks:
             wall = _wall()
@@ -938,8 +977,6 @@ class Execution:
             point._c_failures += 1
             point._c_by_category[c.category.value] += 1
             point._c_fallbacks += fallback
-            if point._budget_on:
-                point._budget_deposit(point._now())
         hooks = point.hooks.hooks + GLOBAL_HOOKS.hooks
         if hooks:
             emit(hooks, CallEvent(point.name, self.operation, c.category, self.attempts,
