@@ -16,8 +16,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
+from collections import deque
 from collections.abc import Callable
 from contextvars import ContextVar
+from typing import Any
 
 # (absolute deadline, the clock's now function) of the innermost seawall scope
 DEADLINE: ContextVar[tuple[float, Callable[[], float]] | None] = ContextVar(
@@ -46,42 +49,53 @@ def current_deadline() -> float | None:
     return None if scope is None else scope[0]
 
 
-class Watch:
-    """One registered deadline; ``done`` is set by the caller when its work ends."""
-
-    __slots__ = ("done", "fired", "task")
-
-    def __init__(self, task: asyncio.Task[object]) -> None:
-        self.task = task
-        self.done = False
-        self.fired = False
+# A watch is a list, the cheapest record to build on the hot path:
+# [deadline, task, done, fired]. The caller sets DONE when its work ends;
+# the watchdog sets FIRED when it cancelled the task.
+DEADLINE_AT, TASK, DONE, FIRED = 0, 1, 2, 3
+Watch = list  # type alias for readers: [float, asyncio.Task, bool, bool]
 
 
 class Watchdog:
-    """Cancels tasks whose deadline passed; one per event loop."""
+    """Cancels tasks whose deadline passed; one per event loop.
 
-    __slots__ = ("_armed_at", "_handle", "_heap", "_seq", "loop")
+    Watches usually arrive in deadline order (one attempt timeout per point,
+    on a clock that only moves forward): those go to a deque, an append.
+    A watch that would break the order goes to a heap instead. One timer,
+    armed at the earliest deadline, serves both.
+    """
 
-    # a timer closer than this to the armed one is not re-armed: it fires
-    # together with it, so bursts of calls share one timer
+    __slots__ = ("_armed_at", "_handle", "_heap", "_queue", "_seq", "loop", "same_clock")
+
+    # a deadline this close after the armed timer fires with it, so bursts
+    # of calls share one timer
     RESOLUTION = 0.001
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._heap: list[tuple[float, int, Watch]] = []
+        # the loop's clock is time.monotonic (the default loops): deadlines
+        # computed on the system clock can be used as loop times directly
+        self.same_clock = type(loop).time is asyncio.BaseEventLoop.time
+        self._queue: deque[list[Any]] = deque()
+        self._heap: list[tuple[float, int, list[Any]]] = []
         self._seq = itertools.count()
         self._handle: asyncio.TimerHandle | None = None
         self._armed_at = 0.0
 
-    def watch(self, task: asyncio.Task[object], deadline: float) -> Watch:
-        """Cancel ``task`` at loop time ``deadline`` unless the watch is done by then."""
-        w = Watch(task)
-        heap = self._heap
-        heapq.heappush(heap, (deadline, next(self._seq), w))
-        if self._handle is None or deadline < self._armed_at - self.RESOLUTION:
+    def watch(self, task: asyncio.Task[Any], deadline: float) -> list[Any]:
+        """Cancel ``task`` at loop time ``deadline`` unless the watch is marked done first."""
+        w = [deadline, task, False, False]
+        q = self._queue
+        if not q or q[-1][0] <= deadline:
+            q.append(w)
+            if len(q) > 4096 and q[0][DONE]:
+                self._drop_done()
+        else:
+            heapq.heappush(self._heap, (deadline, next(self._seq), w))
+        if self._handle is None:
             self._arm(deadline)
-        elif len(heap) > 4096 and heap[0][2].done:
-            self._compact()
+        elif deadline < self._armed_at - self.RESOLUTION:
+            self._arm(deadline)
         return w
 
     def _arm(self, when: float) -> None:
@@ -90,23 +104,32 @@ class Watchdog:
         self._armed_at = when
         self._handle = self.loop.call_at(when, self._fire)
 
-    def _compact(self) -> None:
-        self._heap = [entry for entry in self._heap if not entry[2].done]
-        heapq.heapify(self._heap)
+    def _drop_done(self) -> None:
+        q = self._queue
+        while q and q[0][DONE]:
+            q.popleft()
 
     def _fire(self) -> None:
         self._handle = None
-        heap = self._heap
         now = self.loop.time()
+        q = self._queue
+        while q and q[0][DEADLINE_AT] <= now:
+            _expire(q.popleft())
+        heap = self._heap
         while heap and heap[0][0] <= now:
-            w = heapq.heappop(heap)[2]
-            if not w.done:
-                w.fired = True
-                w.task.cancel()
-        while heap and heap[0][2].done:
+            _expire(heapq.heappop(heap)[2])
+        self._drop_done()
+        while heap and heap[0][2][DONE]:
             heapq.heappop(heap)
-        if heap:
-            self._arm(max(heap[0][0], now + self.RESOLUTION))
+        nxt = min(q[0][DEADLINE_AT] if q else math.inf, heap[0][0] if heap else math.inf)
+        if nxt != math.inf:
+            self._arm(max(nxt, now + self.RESOLUTION))
+
+
+def _expire(w: list[Any]) -> None:
+    if not w[DONE]:
+        w[FIRED] = True
+        w[TASK].cancel()
 
 
 _last: tuple[asyncio.AbstractEventLoop | None, Watchdog | None] = (None, None)

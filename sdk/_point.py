@@ -38,7 +38,7 @@ from ._classify import (
     retry_on,
 )
 from ._clock import SYSTEM_CLOCK, Clock
-from ._deadline import DEADLINE, watchdog
+from ._deadline import DEADLINE, DONE, FIRED, TASK, watchdog
 from ._errors import (
     BulkheadFullError,
     CircuitOpenError,
@@ -63,6 +63,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _wall = time.time
+_monotonic = time.monotonic
 _HAS_NOTES = sys.version_info >= (3, 11)
 
 
@@ -407,16 +408,17 @@ class IntegrationPoint:
             if outer is not None and outer[0] < limit and outer[1] is now:
                 limit = outer[0]
             token = DEADLINE.set((limit, now))
-            if self._attempt_timeout is not None or self._total_timeout is not None:
-                loop = asyncio.get_running_loop()
-                task = asyncio.current_task(loop)
-                if task is not None:
-                    watch = watchdog(loop).watch(task, loop.time() + (limit - t0))
+            loop = asyncio.get_running_loop()
+            task = asyncio.current_task(loop)
+            if task is not None:
+                dog = watchdog(loop)
+                watch = dog.watch(task, limit if dog.same_clock and now is _monotonic
+                                  else loop.time() + (limit - t0))
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:
             if watch is not None:
-                watch.done = True
+                watch[DONE] = True
             if permits is not None:
                 permits.release()
             if token is not None:
@@ -428,8 +430,8 @@ class IntegrationPoint:
             if token is not None:
                 DEADLINE.reset(token)
             if watch is not None:
-                watch.done = True
-                if watch.fired and _uncancel(watch.task):
+                watch[DONE] = True
+                if watch[FIRED] and _uncancel(watch[TASK]):
                     late = self._deadline_error(operation, now() - t0)
                     return await self._continue_async(fn, operation, args, kwargs, t0, ticket, late)
             if circuit is not None:
@@ -438,7 +440,7 @@ class IntegrationPoint:
             raise
         except BaseException:
             if watch is not None:
-                watch.done = True
+                watch[DONE] = True
             if permits is not None:
                 permits.release()
             if token is not None:
@@ -448,9 +450,9 @@ class IntegrationPoint:
             self._record_cancel(operation, t0)
             raise
         if watch is not None:
-            watch.done = True
-            if watch.fired:
-                _uncancel(watch.task)
+            watch[DONE] = True
+            if watch[FIRED]:
+                _uncancel(watch[TASK])
         if permits is not None:
             permits.release()
         if token is not None:
@@ -631,8 +633,8 @@ class IntegrationPoint:
                     result = await attempt(timeout)
                 except asyncio.CancelledError:
                     if watch is not None:
-                        watch.done = True
-                        if watch.fired and _uncancel(watch.task):
+                        watch[DONE] = True
+                        if watch[FIRED] and _uncancel(watch[TASK]):
                             failure: Exception | None = self._deadline_error(operation, timeout)
                             result = None
                         else:
@@ -651,7 +653,7 @@ class IntegrationPoint:
                     failure = None
                 finally:
                     if watch is not None:
-                        watch.done = True
+                        watch[DONE] = True
                     if permits is not None:
                         permits.release()
                     if token is not None:
