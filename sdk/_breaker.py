@@ -50,10 +50,27 @@ class BreakerRuntime:
     """
 
     __slots__ = (
-        "clean", "policy", "lock", "state", "generation", "open_until", "openings",
-        "_ring", "_pos", "_calls", "_failures", "_slows",
-        "_bcalls", "_bfail", "_bslow", "_bucket_width", "_bucket_index",
-        "_trials_started", "_trials_done", "_trials_failed", "_on_transition",
+        "_bcalls",
+        "_bfail",
+        "_bslow",
+        "_bucket_index",
+        "_bucket_width",
+        "_calls",
+        "_failures",
+        "_on_transition",
+        "_pos",
+        "_ring",
+        "_slows",
+        "_trials_done",
+        "_trials_failed",
+        "_trials_started",
+        "clean",
+        "generation",
+        "lock",
+        "open_until",
+        "openings",
+        "policy",
+        "state",
     )
 
     def __init__(self, policy: CircuitBreaker, on_transition: OnTransition | None = None) -> None:

@@ -135,15 +135,15 @@ class Classifier:
         def rule(exc: BaseException) -> Classification | None:
             return resolved if isinstance(exc, matched) else None
 
-        return Classifier(self.exception_rules + (rule,), self.result_rules)
+        return Classifier((*self.exception_rules, rule), self.result_rules)
 
     def on_exception(self, rule: ExceptionRule) -> Classifier:
         """Add a rule called with the exception; it returns a classification or ``None``."""
-        return Classifier(self.exception_rules + (rule,), self.result_rules)
+        return Classifier((*self.exception_rules, rule), self.result_rules)
 
     def on_result(self, rule: ResultRule) -> Classifier:
         """Add a rule called with a returned value; a classification marks it a failure."""
-        return Classifier(self.exception_rules, self.result_rules + (rule,))
+        return Classifier(self.exception_rules, (*self.result_rules, rule))
 
     def then(self, other: Classifier) -> Classifier:
         """A classifier that asks this one first, then ``other``."""

@@ -13,19 +13,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    try:
-        from seawall._demo import add_arguments as add_demo
-    except ImportError:  # pragma: no cover - the demo lands with its issue
-        add_demo = None
-    if add_demo is not None:
-        add_demo(sub.add_parser("demo", help="run the demo on local flaky dependencies"))
-    try:
-        from seawall.storage._cli import add_serve_arguments, add_stats_arguments
-    except ImportError:  # pragma: no cover - the service lands with its issue
-        pass
-    else:
-        add_serve_arguments(sub.add_parser("serve", help="serve a metrics store over gRPC"))
-        add_stats_arguments(sub.add_parser("stats", help="query a metrics service"))
+    from seawall._demo import add_arguments as add_demo
+    from seawall.storage._cli import add_serve_arguments, add_stats_arguments
+
+    add_demo(sub.add_parser("demo", help="run the demo on local flaky dependencies"))
+    add_serve_arguments(sub.add_parser("serve", help="serve a metrics store over gRPC"))
+    add_stats_arguments(sub.add_parser("stats", help="query a metrics service"))
     return parser
 
 

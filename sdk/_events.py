@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 from ._classify import Category
 
@@ -81,7 +81,7 @@ class BreakerTransition(NamedTuple):
     time: float
 
 
-Event = Union[AttemptEvent, CallEvent, RetryEvent, RejectionEvent, BreakerTransition]
+Event = AttemptEvent | CallEvent | RetryEvent | RejectionEvent | BreakerTransition
 Hook = Callable[[Event], None]
 
 
@@ -98,7 +98,7 @@ class HookSet:
         if not callable(hook):
             raise TypeError(f"hook must be callable, got {hook!r}")
         with self._lock:
-            self.hooks = self.hooks + (hook,)
+            self.hooks = (*self.hooks, hook)
 
     def remove(self, hook: Hook) -> None:
         with self._lock:

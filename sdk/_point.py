@@ -103,7 +103,7 @@ class PointStats(NamedTuple):
 
 def _add_note(exc: BaseException, note: str) -> None:
     if _HAS_NOTES:
-        exc.add_note(note)
+        exc.add_note(note)  # type: ignore[attr-defined,unused-ignore]
     else:  # Python 3.10: keep the note where 3.11 would put it
         notes = getattr(exc, "__notes__", None)
         if notes is None:
@@ -301,7 +301,7 @@ class IntegrationPoint:
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn(*args, **kwargs)`` through the pipeline (sync)."""
-        return self._call(fn, getattr(fn, "__qualname__", "call"), args, kwargs)
+        return cast(T, self._call(fn, getattr(fn, "__qualname__", "call"), args, kwargs))
 
     async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Await ``fn(*args, **kwargs)`` through the pipeline (async)."""
@@ -562,10 +562,11 @@ class IntegrationPoint:
             if failure is not None:
                 c = self.classify_exception(failure, classify_exception)
             else:
-                c = self.classify_result(result, classify_result)
-                if c is None:
+                found = self.classify_result(result, classify_result)
+                if found is None:
                     ex.success()
                     return result
+                c = found
             delay = ex.failure(c)
             if delay is None:
                 return cast(T, self._final_failure(ex, c, failure, result, is_async=False))
@@ -664,10 +665,11 @@ class IntegrationPoint:
             if failure is not None:
                 c = self.classify_exception(failure, classify_exception)
             else:
-                c = self.classify_result(result, classify_result)
-                if c is None:
+                found = self.classify_result(result, classify_result)
+                if found is None:
                     ex.success()
                     return result
+                c = found
             delay = ex.failure(c)
             if delay is None:
                 return cast(T, await self._afinal_failure(ex, c, failure, result))
