@@ -1,0 +1,571 @@
+"""httpx transports that apply an integration point's policy to every request.
+
+::
+
+    import httpx, seawall
+    from seawall.interceptors import httpx as sw_httpx
+
+    api = seawall.IntegrationPoint("billing-api", retry=seawall.Retry(attempts=3),
+                                   timeout=seawall.Timeout(attempt=2.0, total=5.0))
+    client = httpx.Client(transport=sw_httpx.ResilientTransport(api))
+    aclient = httpx.AsyncClient(transport=sw_httpx.AsyncResilientTransport(api))
+
+:class:`ResilientTransport` and :class:`AsyncResilientTransport` wrap any
+``httpx.BaseTransport`` / ``httpx.AsyncBaseTransport`` (by default a
+``httpx.HTTPTransport`` built from ``verify``, ``cert``, ``limits``,
+``http2``, ``proxy``... so that nothing a client would have configured is
+lost). Each request goes through its point's shell: classification of the
+status and of every httpx exception, retries only when safe for the method,
+``Retry-After``, the attempt timeout narrowing httpx's own timeouts, the
+total deadline, the breaker, the bulkhead and the fallback. Every attempt
+is an event whose operation is ``"METHOD host"`` or, with a route table,
+``"METHOD host/path/{pattern}"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator
+from typing import Any
+
+import httpx
+
+from seawall import Classification, ConfigurationError, IntegrationPoint
+from seawall._classify import TRANSIENT
+
+from ._httpx_policy import (
+    EXCEPTION_TABLE,
+    IDEMPOTENT_EXTENSION,
+    IDEMPOTENT_METHODS,
+    READ_BODY_EXTENSION,
+    RETRY_STATUSES,
+    UNSET,
+    Route,
+    Router,
+    check_options,
+    classify_exception,
+    environment_proxy_mounts,
+    is_idempotent,
+    is_replayable,
+    narrowed_timeout,
+    parse_retry_after,
+    proxied,
+    status_classification,
+    transport_kwargs,
+)
+
+__all__ = [
+    "EXCEPTION_TABLE",
+    "IDEMPOTENT_EXTENSION",
+    "IDEMPOTENT_METHODS",
+    "READ_BODY_EXTENSION",
+    "RETRY_STATUSES",
+    "AsyncResilientTransport",
+    "ResilientTransport",
+    "Route",
+    "classify_exception",
+    "parse_retry_after",
+    "status_classification",
+]
+
+# error bodies up to this size are read before a discarded response is closed,
+# so its keep-alive connection goes back to the pool instead of being dropped
+_DRAIN_LIMIT = 16 * 1024
+
+
+class _Options:
+    """The transport's settings, validated once; shared by the sync and async shells."""
+
+    __slots__ = ("read_body", "retry_non_idempotent", "retry_statuses", "router")
+
+    def __init__(self, owner: str, point: IntegrationPoint | None, routes: Iterable[Route],
+                 retry_statuses: Collection[int], retry_non_idempotent: bool,
+                 read_body: int | None) -> None:
+        self.router = Router(point, routes)
+        statuses = frozenset(retry_statuses)
+        for s in statuses:
+            if isinstance(s, bool) or not isinstance(s, int) or not 400 <= s <= 599:
+                raise ConfigurationError(
+                    f"{owner}.retry_statuses must hold 4xx/5xx status codes, got {s!r}"
+                )
+        self.retry_statuses = statuses
+        if not isinstance(retry_non_idempotent, bool):
+            raise ConfigurationError(
+                f"{owner}.retry_non_idempotent must be True or False, got {retry_non_idempotent!r}"
+            )
+        self.retry_non_idempotent = retry_non_idempotent
+        if read_body is not None and (isinstance(read_body, bool) or not isinstance(read_body, int)
+                                      or read_body < 0):
+            raise ConfigurationError(
+                f"{owner}.read_body must be a byte count >= 0 or None, got {read_body!r}"
+            )
+        self.read_body = read_body
+
+
+class _Call:
+    """The rules for one request: shared by its attempts, never by two requests."""
+
+    __slots__ = ("idempotent", "last", "once", "options", "request")
+
+    def __init__(self, options: _Options, request: httpx.Request, once: _OnceStream | None) -> None:
+        self.options = options
+        self.request = request
+        self.once = once
+        self.idempotent: bool | None = None
+        self.last: httpx.Response | None = None
+
+    def _is_idempotent(self) -> bool:
+        if self.idempotent is None:
+            self.idempotent = is_idempotent(self.request, self.options.retry_non_idempotent)
+        return self.idempotent
+
+    def _body_spent(self) -> bool:
+        return self.once is not None and self.once.started
+
+    def classify_exception(self, exc: BaseException) -> Classification | None:
+        c = classify_exception(exc, self._is_idempotent())
+        if c is not None and c.retry and self._body_spent():
+            return c.with_retry(False)
+        return c
+
+    def classify_result(self, response: httpx.Response) -> Classification | None:
+        status = response.status_code
+        if status < 400:
+            return None
+        c = status_classification(status)
+        assert c is not None
+        if status in self.options.retry_statuses and self._is_idempotent() \
+                and not self._body_spent():
+            if not c.retry:  # a status the caller added (500, 409...)
+                c = Classification(TRANSIENT.category, retry=True, breaker=c.breaker)
+            delay = parse_retry_after(response.headers.get("retry-after"))
+            return c if delay is None else c.with_delay(delay)
+        return c.with_retry(False) if c.retry else c
+
+
+def _read_limit(options: _Options, request: httpx.Request) -> int | None:
+    if options.read_body is None or request.extensions.get(READ_BODY_EXTENSION, True) is False:
+        return None
+    return options.read_body
+
+
+def _declared_length(response: httpx.Response) -> int | None:
+    value = response.headers.get("content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _body_deadline_error() -> httpx.ReadTimeout:
+    return httpx.ReadTimeout("seawall: the attempt's time ran out while reading the response body")
+
+
+def _checked(result: Any, point: IntegrationPoint) -> httpx.Response:
+    """The response to hand back: a fallback's value must be a response, and a fresh one."""
+    if not isinstance(result, httpx.Response):
+        raise TypeError(
+            f"seawall: the fallback of point {point.name!r} must give an httpx.Response "
+            f"when used with an httpx transport, got {type(result).__name__}"
+        )
+    fallback = point.fallback
+    if fallback is not None and result is fallback.value:
+        # one Response object must not be shared by several requests
+        return httpx.Response(result.status_code, headers=result.headers,
+                              content=result.content, extensions=dict(result.extensions))
+    return result
+
+
+class _OnceStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A request body that cannot be replayed; records whether sending it began."""
+
+    __slots__ = ("started", "stream")
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.started = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.started = True
+        yield from self.stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        self.started = True
+        async for chunk in self.stream:
+            yield chunk
+
+    def close(self) -> None:
+        close = getattr(self.stream, "close", None)
+        if close is not None:
+            close()
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+# -- sync -------------------------------------------------------------------------
+
+class _PrefixedStream(httpx.SyncByteStream):
+    """A body whose first chunks were read by the transport; the rest still streams."""
+
+    def __init__(self, head: list[bytes], rest: Iterator[bytes], stream: httpx.SyncByteStream) -> None:
+        self._head = head
+        self._rest = rest
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        head, self._head = self._head, []
+        yield from head
+        yield from self._rest
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _read_body(response: httpx.Response, limit: int, deadline: float | None,
+               point: IntegrationPoint) -> httpx.Response:
+    """Read up to ``limit`` bytes of the body now, so read failures happen inside the attempt."""
+    declared = _declared_length(response)
+    if declared is not None and declared > limit:
+        return response
+    stream = response.stream
+    assert isinstance(stream, httpx.SyncByteStream)
+    now = point.clock.now
+    chunks: list[bytes] = []
+    size = 0
+    iterator = iter(stream)
+    try:
+        for chunk in iterator:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                response.stream = _PrefixedStream(chunks, iterator, stream)
+                return response
+            if deadline is not None and now() > deadline:
+                raise _body_deadline_error()
+    except BaseException:
+        response.close()
+        raise
+    stream.close()
+    response.stream = httpx.ByteStream(b"".join(chunks))
+    return response
+
+
+def _discard(response: httpx.Response) -> None:
+    """Give a failed response's connection back before the next attempt; never raises."""
+    try:
+        declared = _declared_length(response)
+        if declared is not None and declared <= _DRAIN_LIMIT and not response.is_closed:
+            response.read()
+    except Exception:
+        pass
+    finally:
+        try:
+            response.close()
+        except Exception:
+            pass
+
+
+class ResilientTransport(httpx.BaseTransport):
+    """A sync httpx transport that sends each request through an integration point.
+
+    ``point`` protects every request (``None`` is allowed with ``routes``:
+    unmatched requests then go straight through). ``transport`` is the inner
+    transport; without it one is built as ``httpx.HTTPTransport(verify=...,
+    cert=..., trust_env=..., http1=..., http2=..., limits=..., proxy=...,
+    uds=..., local_address=..., socket_options=...)`` from the options given
+    here (an ``httpx.Client(transport=...)`` ignores its own), and
+    environment proxies are honoured like the client would.
+
+    ``routes`` (a sequence of :class:`Route`) sends requests to other points
+    by host and path. ``retry_statuses`` are retried for idempotent requests
+    (default 429, 502, 503, 504); ``retry_non_idempotent=True`` also retries
+    POST and PATCH (otherwise only with an ``Idempotency-Key`` header or the
+    ``seawall.idempotent`` request extension). ``read_body`` (bytes) reads a
+    body up to that size inside the transport, so a connection dropped
+    mid-body is retried too, within the deadline; ``None`` (the default)
+    leaves the body to the client. Thread-safe; ``close()`` closes the inner
+    transport.
+    """
+
+    def __init__(
+        self,
+        point: IntegrationPoint | None,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        routes: Iterable[Route] = (),
+        retry_statuses: Collection[int] = RETRY_STATUSES,
+        retry_non_idempotent: bool = False,
+        read_body: int | None = None,
+        verify: Any = UNSET,
+        cert: Any = UNSET,
+        trust_env: Any = UNSET,
+        http1: Any = UNSET,
+        http2: Any = UNSET,
+        limits: Any = UNSET,
+        proxy: Any = UNSET,
+        uds: Any = UNSET,
+        local_address: Any = UNSET,
+        socket_options: Any = UNSET,
+    ) -> None:
+        options = dict(verify=verify, cert=cert, trust_env=trust_env, http1=http1, http2=http2,
+                       limits=limits, proxy=proxy, uds=uds, local_address=local_address,
+                       socket_options=socket_options)
+        check_options(transport, options, "ResilientTransport")
+        if transport is not None and not isinstance(transport, httpx.BaseTransport):
+            raise ConfigurationError(
+                f"ResilientTransport.transport must be an httpx.BaseTransport, got {transport!r}"
+            )
+        self._options = _Options("ResilientTransport", point, routes, retry_statuses,
+                                 retry_non_idempotent, read_body)
+        self._proxies: list[tuple[Any, httpx.BaseTransport | None]] = []
+        if transport is None:
+            kwargs = transport_kwargs(options)
+            transport = httpx.HTTPTransport(**kwargs)
+            for pattern, url in environment_proxy_mounts(kwargs):
+                mounted = None if url is None else httpx.HTTPTransport(**{**kwargs, "proxy": url})
+                self._proxies.append((pattern, mounted))
+        self.transport = transport
+
+    @property
+    def points(self) -> tuple[IntegrationPoint, ...]:
+        """The points this transport applies (its default first, then the routes')."""
+        return self._options.router.points
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through its point: retries, breaker, bulkhead, deadline, fallback."""
+        inner = self.transport
+        if self._proxies:
+            inner = proxied(self._proxies, request.url) or inner
+        options = self._options
+        plan = options.router.resolve(request)
+        if plan is None:
+            return inner.handle_request(request)
+        point, operation = plan
+        body = request.stream
+        once = None
+        if type(body) is not httpx.ByteStream and not is_replayable(body):
+            once = _OnceStream(body)
+            request.stream = once
+        extensions = request.extensions
+        had_timeout = "timeout" in extensions
+        original = extensions.get("timeout")
+        limit = _read_limit(options, request)
+        call = _Call(options, request, once)
+
+        def attempt(timeout: float | None) -> httpx.Response:
+            if timeout is not None:
+                extensions["timeout"] = narrowed_timeout(original, timeout)
+            response = inner.handle_request(request)
+            if limit is not None:
+                deadline = None if timeout is None else point.clock.now() + timeout
+                response = _read_body(response, limit, deadline, point)
+            call.last = response
+            return response
+
+        try:
+            result = point.run(attempt, operation=operation,
+                               classify_exception=call.classify_exception,
+                               classify_result=call.classify_result, discard=_discard)
+        finally:
+            if had_timeout:
+                extensions["timeout"] = original
+            else:
+                extensions.pop("timeout", None)
+            if once is not None:
+                request.stream = body
+        if result is not call.last:
+            if call.last is not None:
+                _discard(call.last)
+            return _checked(result, point)
+        return result
+
+    def close(self) -> None:
+        """Close the inner transport (and the proxy transports built for the environment)."""
+        self.transport.close()
+        for _, mounted in self._proxies:
+            if mounted is not None:
+                mounted.close()
+
+
+# -- async ------------------------------------------------------------------------
+
+class _AsyncPrefixedStream(httpx.AsyncByteStream):
+    """A body whose first chunks were read by the transport; the rest still streams."""
+
+    def __init__(self, head: list[bytes], rest: AsyncIterator[bytes],
+                 stream: httpx.AsyncByteStream) -> None:
+        self._head = head
+        self._rest = rest
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        head, self._head = self._head, []
+        for chunk in head:
+            yield chunk
+        async for chunk in self._rest:
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def _aread_body(response: httpx.Response, limit: int, deadline: float | None,
+                      point: IntegrationPoint) -> httpx.Response:
+    """Read up to ``limit`` bytes of the body now, so read failures happen inside the attempt."""
+    declared = _declared_length(response)
+    if declared is not None and declared > limit:
+        return response
+    stream = response.stream
+    assert isinstance(stream, httpx.AsyncByteStream)
+    now = point.clock.now
+    chunks: list[bytes] = []
+    size = 0
+    iterator = stream.__aiter__()
+    try:
+        async for chunk in iterator:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                response.stream = _AsyncPrefixedStream(chunks, iterator, stream)
+                return response
+            if deadline is not None and now() > deadline:
+                raise _body_deadline_error()
+    except BaseException:
+        await response.aclose()
+        raise
+    await stream.aclose()
+    response.stream = httpx.ByteStream(b"".join(chunks))
+    return response
+
+
+async def _adiscard(response: httpx.Response) -> None:
+    """Give a failed response's connection back before the next attempt; never raises."""
+    try:
+        declared = _declared_length(response)
+        if declared is not None and declared <= _DRAIN_LIMIT and not response.is_closed:
+            await response.aread()
+    except Exception:
+        pass
+    finally:
+        try:
+            await response.aclose()
+        except Exception:
+            pass
+
+
+class AsyncResilientTransport(httpx.AsyncBaseTransport):
+    """The asyncio twin of :class:`ResilientTransport` (same options, same behaviour).
+
+    The inner transport defaults to ``httpx.AsyncHTTPTransport(...)``.
+    Attempt timeouts are handed to httpx as timeouts, never enforced by
+    cancelling the request: cancelling httpcore under pool contention can
+    leak connections (encode/httpcore#830). Cancelling the caller's task
+    cancels the request and never counts as a failure. Safe to share
+    between tasks of one event loop; ``aclose()`` closes the inner transport.
+    """
+
+    def __init__(
+        self,
+        point: IntegrationPoint | None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        routes: Iterable[Route] = (),
+        retry_statuses: Collection[int] = RETRY_STATUSES,
+        retry_non_idempotent: bool = False,
+        read_body: int | None = None,
+        verify: Any = UNSET,
+        cert: Any = UNSET,
+        trust_env: Any = UNSET,
+        http1: Any = UNSET,
+        http2: Any = UNSET,
+        limits: Any = UNSET,
+        proxy: Any = UNSET,
+        uds: Any = UNSET,
+        local_address: Any = UNSET,
+        socket_options: Any = UNSET,
+    ) -> None:
+        options = dict(verify=verify, cert=cert, trust_env=trust_env, http1=http1, http2=http2,
+                       limits=limits, proxy=proxy, uds=uds, local_address=local_address,
+                       socket_options=socket_options)
+        check_options(transport, options, "AsyncResilientTransport")
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise ConfigurationError(
+                f"AsyncResilientTransport.transport must be an httpx.AsyncBaseTransport, "
+                f"got {transport!r}"
+            )
+        self._options = _Options("AsyncResilientTransport", point, routes, retry_statuses,
+                                 retry_non_idempotent, read_body)
+        self._proxies: list[tuple[Any, httpx.AsyncBaseTransport | None]] = []
+        if transport is None:
+            kwargs = transport_kwargs(options)
+            transport = httpx.AsyncHTTPTransport(**kwargs)
+            for pattern, url in environment_proxy_mounts(kwargs):
+                mounted = None if url is None else httpx.AsyncHTTPTransport(
+                    **{**kwargs, "proxy": url})
+                self._proxies.append((pattern, mounted))
+        self.transport = transport
+
+    @property
+    def points(self) -> tuple[IntegrationPoint, ...]:
+        """The points this transport applies (its default first, then the routes')."""
+        return self._options.router.points
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through its point: retries, breaker, bulkhead, deadline, fallback."""
+        inner = self.transport
+        if self._proxies:
+            inner = proxied(self._proxies, request.url) or inner
+        options = self._options
+        plan = options.router.resolve(request)
+        if plan is None:
+            return await inner.handle_async_request(request)
+        point, operation = plan
+        body = request.stream
+        once = None
+        if type(body) is not httpx.ByteStream and not is_replayable(body):
+            once = _OnceStream(body)
+            request.stream = once
+        extensions = request.extensions
+        had_timeout = "timeout" in extensions
+        original = extensions.get("timeout")
+        limit = _read_limit(options, request)
+        call = _Call(options, request, once)
+
+        async def attempt(timeout: float | None) -> httpx.Response:
+            if timeout is not None:
+                extensions["timeout"] = narrowed_timeout(original, timeout)
+            response = await inner.handle_async_request(request)
+            if limit is not None:
+                deadline = None if timeout is None else point.clock.now() + timeout
+                response = await _aread_body(response, limit, deadline, point)
+            call.last = response
+            return response
+
+        try:
+            result = await point.arun(attempt, operation=operation,
+                                      classify_exception=call.classify_exception,
+                                      classify_result=call.classify_result, discard=_adiscard,
+                                      enforce_timeout=False)
+        finally:
+            if had_timeout:
+                extensions["timeout"] = original
+            else:
+                extensions.pop("timeout", None)
+            if once is not None:
+                request.stream = body
+        if result is not call.last:
+            if call.last is not None:
+                await _adiscard(call.last)
+            return _checked(result, point)
+        return result
+
+    async def aclose(self) -> None:
+        """Close the inner transport (and the proxy transports built for the environment)."""
+        await self.transport.aclose()
+        for _, mounted in self._proxies:
+            if mounted is not None:
+                await mounted.aclose()
