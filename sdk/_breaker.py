@@ -247,7 +247,10 @@ class BreakerRuntime:
 
     def _open(self, now: float, reason: str) -> Transition:
         p = self.policy
-        duration = min(p.open_for * p.open_for_multiplier ** min(self.openings, 64), p.open_for_max)
+        try:
+            duration = min(p.open_for * p.open_for_multiplier ** self.openings, p.open_for_max)
+        except OverflowError:  # the growth passed float range: it is capped anyway
+            duration = p.open_for_max
         self.openings += 1
         self.open_until = now + duration
         return self._move(OPEN, reason)
