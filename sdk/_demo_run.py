@@ -1,0 +1,231 @@
+"""The demo's runs: start the dependencies, drive the workload, report (see ``seawall._demo``)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+
+import seawall
+
+from ._demo_deps import Arrivals, FaultPlan, GrpcDependency, HttpDependency, SqliteDependency
+from ._demo_report import (
+    DependencyResult,
+    comparison_table,
+    live_view,
+    make_console,
+    service_table,
+    summarize,
+)
+from ._demo_workload import CallLog, Client, Workload, db_client, grpc_client, http_client
+
+WORKERS = 4
+RATE = 50.0  # calls per second per dependency
+DEPENDENCIES = (("inventory", "gRPC"), ("pricing", "HTTP"), ("orders-db", "SQLite"))
+
+
+def _plan(args: argparse.Namespace) -> FaultPlan:
+    duration = float(args.duration)
+    outage = duration / 3.0 if args.outage is None else float(args.outage)
+    if not 0.0 <= outage < duration:
+        raise ValueError(f"--outage must be >= 0 and shorter than --duration, got {outage}")
+    start = (duration - outage) / 2.0
+    return FaultPlan(seed=args.seed, error_rate=args.error_rate, latency_rate=args.latency_rate,
+                     rate_limit_rate=args.rate_limit_rate, outage_start=round(start, 3),
+                     outage_end=round(start + outage, 3))
+
+
+class Run:
+    """One run of the workload: start the dependencies, call them, stop everything."""
+
+    def __init__(self, label: str, *, resilient: bool, plan: FaultPlan, duration: float,
+                 folder: str) -> None:
+        self.label = label
+        self.resilient = resilient
+        self.plan = plan
+        self.duration = duration
+        self.arrivals = [Arrivals(plan, 0.0) for _ in DEPENDENCIES]
+        self.grpc = GrpcDependency(self.arrivals[0])
+        self.http = HttpDependency(self.arrivals[1])
+        self.db = SqliteDependency(self.arrivals[2], os.path.join(folder, f"orders-{label}.db"),
+                                   duration)
+        self.logs = [CallLog() for _ in DEPENDENCIES]
+        self.clients: list[Client] = []
+        self.stop = threading.Event()
+        self.start_time = 0.0
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[list[Workload]]:
+        deps = (self.grpc, self.http, self.db)
+        started: list[Any] = []
+        workloads: list[Workload] = []
+        try:
+            self.clients = [
+                grpc_client(self.grpc.target, resilient=self.resilient),
+                http_client(self.http.url, resilient=self.resilient),
+                db_client(self.db, resilient=self.resilient),
+            ]
+            self.start_time = time.monotonic() + 0.2
+            for arrivals in self.arrivals:
+                arrivals.start = self.start_time
+            for dep in deps:
+                dep.start()
+                started.append(dep)
+            for client, log in zip(self.clients, self.logs, strict=True):
+                workloads.append(Workload(client, log, workers=WORKERS, rate=RATE,
+                                          start=self.start_time, duration=self.duration,
+                                          stop=self.stop))
+            for w in workloads:
+                w.start()
+            yield workloads
+        except BaseException:
+            self.stop.set()  # Ctrl-C or a failure: the workers stop at once
+            raise
+        finally:
+            for w in workloads:
+                w.join(self.duration + 30.0)
+            for client in self.clients:
+                client.close()
+            for dep in reversed(started):
+                dep.stop()
+
+    def results(self) -> list[DependencyResult]:
+        out = []
+        for (name, _kind), log, arrivals, client in zip(DEPENDENCIES, self.logs, self.arrivals,
+                                                         self.clients, strict=True):
+            point = client.point
+            out.append(summarize(
+                name, name, log, arrivals.total, arrivals.during_outage,
+                None if point is None else point.stats(),
+                None if point is None else client.openings[0],
+            ))
+        return out
+
+
+def _watch(run: Run, workloads: list[Workload], console: Console, *, live: bool,
+           phase: str) -> None:
+    outage = (run.plan.outage_start, run.plan.outage_end)
+
+    def view() -> Any:
+        return live_view(phase, run.start_time, run.duration, outage,
+                         [(n, log) for (n, _), log in zip(DEPENDENCIES, run.logs, strict=True)],
+                         [(a.total, a.during_outage) for a in run.arrivals])
+
+    def alive() -> bool:
+        return any(t.is_alive() for w in workloads for t in w._threads)
+
+    deadline = run.start_time + run.duration + 30.0
+    if live:
+        with Live(view(), console=console, refresh_per_second=4, transient=False) as screen:
+            while alive() and time.monotonic() < deadline:
+                run.stop.wait(0.25)
+                screen.update(view())
+    else:
+        console.print(f"{phase}: running for {run.duration:.0f} s (outage from "
+                      f"{outage[0]:.1f} s to {outage[1]:.1f} s) ...")
+        while alive() and time.monotonic() < deadline:
+            run.stop.wait(0.25)
+        console.print(view())
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the demo; returns the process exit code."""
+    plan = _plan(args)
+    console = make_console(plain=True if args.plain else None)
+    plain = args.plain or not console.is_terminal
+    with tempfile.TemporaryDirectory(prefix="seawall-demo-") as folder:
+        return _run(args, plan, console, plain, folder)
+
+
+def _run(args: argparse.Namespace, plan: FaultPlan, console: Console, plain: bool,
+         folder: str) -> int:
+    duration = float(args.duration)
+    store = args.store or f"sqlite:///{os.path.join(folder, 'metrics.db')}"
+    console.print(
+        f"seawall demo (seed {plan.seed}): a gRPC service, an HTTP API and a SQLite database "
+        f"on 127.0.0.1, each failing {plan.error_rate:.0%} of requests, slowing "
+        f"{plan.latency_rate:.0%} by {plan.spike * 1000:.0f} ms, rate limiting "
+        f"{plan.rate_limit_rate:.0%}, and down from {plan.outage_start:.1f} s to "
+        f"{plan.outage_end:.1f} s of each {duration:.0f} s run."
+    )
+    console.print(f"{len(DEPENDENCIES)} x {WORKERS} callers, {RATE:.0f} calls/s per dependency.\n")
+
+    bare = Run("bare", resilient=False, plan=plan, duration=duration, folder=folder)
+    with bare.running() as workloads:
+        _watch(bare, workloads, console, live=not plain, phase="1/2 bare clients")
+    bare_results = bare.results()
+
+    from seawall.storage import MetricsClient, serve
+
+    recorder = seawall.persist_metrics(store, flush_interval=0.5)
+    try:
+        guarded = Run("seawall", resilient=True, plan=plan, duration=duration, folder=folder)
+        with guarded.running() as workloads:
+            _watch(guarded, workloads, console, live=not plain, phase="2/2 through seawall")
+    finally:
+        recorder.close()
+    guarded_results = guarded.results()
+
+    console.print()
+    for (name, kind), b, g in zip(DEPENDENCIES, bare_results, guarded_results, strict=True):
+        console.print(comparison_table(f"{name} ({kind})", b, g, plain=plain))
+        console.print()
+
+    memory = {
+        r.point: {"calls": _stat(guarded, r.point, "calls"), "retries": r.retries or 0,
+                  "rejected": r.rejected or 0}
+        for r in guarded_results
+    }
+    server = serve(store=store, listen="127.0.0.1:0")
+    try:
+        target = f"127.0.0.1:{server.port}"
+        console.print(f"seawall's metrics were persisted to {store} and are served on {target}.")
+        console.print(f"$ seawall stats --target {target}")
+        from seawall._cli import main as cli
+
+        sys.stdout.flush()
+        cli(["stats", "--target", target])
+        sys.stdout.flush()
+        client = MetricsClient(target)
+        try:
+            rows = [dict(r) for r in client.summary(window=3600.0)]
+        finally:
+            client.close()
+    finally:
+        server.stop()
+    rows = [r for r in rows if r.get("point") in memory]
+    console.print()
+    console.print(service_table(rows, memory, plain=plain))
+
+    if args.report:
+        report = {
+            "plan": {"seed": plan.seed, "error_rate": plan.error_rate,
+                     "latency_rate": plan.latency_rate, "rate_limit_rate": plan.rate_limit_rate,
+                     "outage": [plan.outage_start, plan.outage_end], "duration": duration},
+            "bare": {r.dependency: r.as_dict() for r in bare_results},
+            "seawall": {r.dependency: r.as_dict() for r in guarded_results},
+            "in_process": memory,
+            "service": rows,
+            "threads_left": [t.name for t in threading.enumerate()
+                             if t is not threading.main_thread()],
+        }
+        with open(args.report, "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=2, default=str)
+    return 0
+
+
+def _stat(run: Run, point: str, field: str) -> int:
+    for (name, _), client in zip(DEPENDENCIES, run.clients, strict=True):
+        if name == point and client.point is not None:
+            return int(getattr(client.point.stats(), field))
+    return 0

@@ -1,0 +1,274 @@
+"""The demo's workload: the same paced calls, through bare clients or through seawall.
+
+Each dependency gets a few worker threads; worker ``w`` sends request
+``w-n`` at a fixed pace, so both runs send the same requests in the same
+order. A client turns one request into an outcome the caller sees: ``ok``
+(a real answer), ``fallback`` (a degraded answer seawall supplied) or
+``error``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import httpx
+import sqlalchemy as sa
+
+import seawall
+
+from ._demo_deps import GRPC_METHOD, REQUEST_ID_KEY, Arrivals, SqliteDependency
+
+OK = "ok"
+FALLBACK = "fallback"
+ERROR = "error"
+
+GRPC_TIMEOUT = 2.0
+HTTP_TIMEOUT = 2.0
+STOCK_QUERY = sa.text("SELECT qty FROM stock WHERE sku = :sku")
+CACHED_STOCK = b"stock:cached"
+CACHED_PRICE = b'{"sku": "A-1", "price": 1299, "cached": true}'
+CACHED_QTY = -1
+
+
+class CallLog:
+    """What the callers of one dependency saw during one run. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.latencies: list[float] = []
+        self.outcomes: dict[str, int] = {OK: 0, FALLBACK: 0, ERROR: 0}
+
+    def record(self, outcome: str, latency: float) -> None:
+        with self._lock:
+            self.outcomes[outcome] += 1
+            self.latencies.append(latency)
+
+    def snapshot(self) -> tuple[dict[str, int], list[float]]:
+        with self._lock:
+            return dict(self.outcomes), list(self.latencies)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values`` by nearest rank; 0 when empty."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+@dataclass
+class Client:
+    """One way of calling a dependency: ``call(request_id)`` returns an outcome."""
+
+    call: Callable[[str], str]
+    close: Callable[[], None]
+    point: seawall.IntegrationPoint | None = None
+    openings: list[int] = field(default_factory=lambda: [0])
+
+
+# -- policies ----------------------------------------------------------------
+
+
+def _breaker() -> seawall.CircuitBreaker:
+    # a short open time so the demo shows probing and recovery within seconds
+    return seawall.CircuitBreaker(failure_rate=0.5, minimum_calls=10, window=20,
+                                  open_for=1.0, half_open_calls=2)
+
+
+def _retry(initial: float) -> seawall.Retry:
+    return seawall.Retry(
+        attempts=3,
+        backoff=seawall.Backoff.exponential(initial=initial, maximum=0.25),
+        budget=seawall.RetryBudget(ratio=0.2, minimum_per_second=5.0, period=5.0),
+        max_server_delay=1.5,
+    )
+
+
+def inventory_point() -> seawall.IntegrationPoint:
+    """The gRPC ``Inventory`` service's policy."""
+    return seawall.IntegrationPoint(
+        "inventory", retry=_retry(0.02), breaker=_breaker(),
+        timeout=seawall.Timeout(attempt=0.15, total=1.0),
+        fallback=seawall.Fallback(value=CACHED_STOCK, on=frozenset(), on_rejection=True),
+    )
+
+
+def pricing_point() -> seawall.IntegrationPoint:
+    """The HTTP ``Pricing`` API's policy."""
+    return seawall.IntegrationPoint(
+        "pricing", retry=_retry(0.02), breaker=_breaker(),
+        timeout=seawall.Timeout(attempt=0.15, total=2.0),
+    )
+
+
+def orders_db_point() -> seawall.IntegrationPoint:
+    """The ``orders`` database's policy."""
+    return seawall.IntegrationPoint(
+        "orders-db", retry=_retry(0.05), breaker=_breaker(),
+        timeout=seawall.Timeout(attempt=0.3, total=1.0),
+    )
+
+
+def _count_openings(point: seawall.IntegrationPoint) -> list[int]:
+    box = [0]
+
+    def hook(event: Any) -> None:
+        if isinstance(event, seawall.BreakerTransition) and event.to_state == "open":
+            box[0] += 1
+
+    point.add_hook(hook)
+    return box
+
+
+# -- gRPC ---------------------------------------------------------------------
+
+
+def grpc_client(target: str, *, resilient: bool) -> Client:
+    """Call ``Inventory/GetStock`` on a plain channel or one with seawall's interceptors."""
+    raw = grpc.insecure_channel(target)
+    point = None
+    channel: grpc.Channel = raw
+    if resilient:
+        from seawall.interceptors import grpc as sw_grpc
+
+        point = inventory_point()
+        channel = grpc.intercept_channel(raw, *sw_grpc.client_interceptors(point))
+    method = channel.unary_unary(GRPC_METHOD, request_serializer=None, response_deserializer=None)
+
+    def call(request_id: str) -> str:
+        try:
+            reply = method(b"A-1", timeout=GRPC_TIMEOUT, metadata=((REQUEST_ID_KEY, request_id),))
+        except (grpc.RpcError, seawall.RejectedError):
+            return ERROR
+        return FALLBACK if reply == CACHED_STOCK else OK
+
+    client = Client(call=call, close=raw.close, point=point)
+    if point is not None:
+        client.openings = _count_openings(point)
+    return client
+
+
+# -- HTTP ---------------------------------------------------------------------
+
+
+def http_client(url: str, *, resilient: bool) -> Client:
+    """``GET /price`` with a plain httpx client or one on seawall's transport."""
+    point = None
+    if resilient:
+        from seawall.interceptors import httpx as sw_httpx
+
+        point = pricing_point()
+        http = httpx.Client(transport=sw_httpx.ResilientTransport(point), timeout=HTTP_TIMEOUT)
+    else:
+        http = httpx.Client(timeout=HTTP_TIMEOUT)
+
+    def call(request_id: str) -> str:
+        try:
+            response = http.get(url, headers={REQUEST_ID_KEY: request_id})
+        except (httpx.HTTPError, seawall.RejectedError):
+            return ERROR
+        if response.status_code != 200:
+            return ERROR
+        return FALLBACK if response.content == CACHED_PRICE else OK
+
+    client = Client(call=call, close=http.close, point=point)
+    if point is not None:
+        client.openings = _count_openings(point)
+    return client
+
+
+# -- SQLAlchemy ---------------------------------------------------------------
+
+
+def db_client(db: SqliteDependency, *, resilient: bool) -> Client:
+    """Read the stock level on a plain engine or one instrumented by seawall."""
+    engine = sa.create_engine(db.url, connect_args={"timeout": SqliteDependency.BUSY_TIMEOUT},
+                              pool_size=8, max_overflow=0)
+    arrivals: Arrivals = db.arrivals
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def _reached(*_args: Any) -> None:
+        arrivals.count_statement()  # the statement is handed to SQLite
+
+    def read(conn: sa.Connection) -> int:
+        return int(conn.execute(STOCK_QUERY, {"sku": "A-1"}).scalar_one())
+
+    point = None
+    if resilient:
+        from seawall.interceptors import sqlalchemy as sw_sa
+
+        point = orders_db_point()
+        sw_sa.instrument(engine, point)
+
+        def call(request_id: str) -> str:
+            try:
+                qty = sw_sa.run_transaction(engine, read)
+            except (sa.exc.SQLAlchemyError, seawall.SeawallError):
+                return ERROR
+            return FALLBACK if qty == CACHED_QTY else OK
+    else:
+        def call(request_id: str) -> str:
+            try:
+                with engine.connect() as conn:
+                    read(conn)
+            except sa.exc.SQLAlchemyError:
+                return ERROR
+            return OK
+
+    client = Client(call=call, close=engine.dispose, point=point)
+    if point is not None:
+        client.openings = _count_openings(point)
+    return client
+
+
+# -- the paced workers ----------------------------------------------------------
+
+
+class Workload:
+    """``workers`` threads calling ``client`` at ``rate`` calls per second in total."""
+
+    def __init__(self, client: Client, log: CallLog, *, workers: int, rate: float,
+                 start: float, duration: float, stop: threading.Event) -> None:
+        self.client = client
+        self.log = log
+        self._interval = workers / rate
+        self._start = start
+        self._end = start + duration
+        self._stop = stop
+        self._threads = [
+            threading.Thread(target=self._work, args=(w, workers), name=f"demo-worker-{w}")
+            for w in range(workers)
+        ]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def join(self, timeout: float) -> None:
+        for t in self._threads:
+            t.join(timeout)
+
+    def _work(self, worker: int, workers: int) -> None:
+        interval = self._interval
+        next_at = self._start + interval * worker / workers
+        n = 0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= self._end:
+                return
+            if next_at > now and self._stop.wait(next_at - now):
+                return
+            n += 1
+            t0 = time.perf_counter()
+            outcome = self.client.call(f"{worker}-{n}")
+            self.log.record(outcome, time.perf_counter() - t0)
+            next_at += interval
+            now = time.monotonic()
+            if next_at < now:
+                next_at = now  # fell behind (a slow call): no burst to catch up
