@@ -95,7 +95,7 @@ def inventory_point() -> seawall.IntegrationPoint:
     return seawall.IntegrationPoint(
         "inventory", retry=_retry(0.02), breaker=_breaker(),
         timeout=seawall.Timeout(attempt=0.15, total=1.0),
-        fallback=seawall.Fallback(value=CACHED_STOCK, on=frozenset(), on_rejection=True),
+        fallback=seawall.Fallback(value=CACHED_STOCK),
     )
 
 
@@ -103,7 +103,8 @@ def pricing_point() -> seawall.IntegrationPoint:
     """The HTTP ``Pricing`` API's policy."""
     return seawall.IntegrationPoint(
         "pricing", retry=_retry(0.02), breaker=_breaker(),
-        timeout=seawall.Timeout(attempt=0.15, total=2.0),
+        timeout=seawall.Timeout(attempt=0.15, total=1.0),
+        fallback=seawall.Fallback(value=httpx.Response(200, content=CACHED_PRICE)),
     )
 
 
