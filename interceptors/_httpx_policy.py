@@ -95,7 +95,7 @@ def parse_retry_after(value: str | None, *, now: Callable[[], float] | None = No
     text = value.strip()
     if not text:
         return None
-    if text.isdigit():  # ASCII digits only: "-1", "1.5" and "١" are malformed
+    if text.isdigit():  # ASCII digits only: "-1", "1.5" and non-ASCII digits are malformed
         return float(int(text)) if text.isascii() else None
     try:
         when = email.utils.parsedate_to_datetime(text)

@@ -12,11 +12,15 @@ connection half-way through a response is the point of several tests.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import socket
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import httpx
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,8 @@ class Reply:
     ``delay`` seconds pass before the status line (the server wakes early
     when it stops). ``drip`` sends the body one byte at a time with that
     many seconds between bytes. ``chunked`` sends it with chunked encoding
-    instead of a Content-Length.
+    instead of a Content-Length. ``gate``: wait until the test sets it
+    (at most 10 s) before answering.
     """
 
     status: int = 200
@@ -35,6 +40,7 @@ class Reply:
     delay: float = 0.0
     drip: float = 0.0
     chunked: bool = False
+    gate: threading.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +213,12 @@ class ScriptedServer:
     def _reply(self, conn: socket.socket, r: Reply, *, head: bool) -> bool:
         if r.delay and self.stopping.wait(r.delay):
             return False
+        if r.gate is not None:
+            for _ in range(100):
+                if r.gate.wait(0.1) or self.stopping.is_set():
+                    break
+            if self.stopping.is_set():
+                return False
         lines = [f"HTTP/1.1 {r.status} {_REASONS.get(r.status, 'Status')}"]
         lines += [f"{k}: {v}" for k, v in r.headers]
         if r.chunked:
@@ -305,16 +317,59 @@ def refused_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-@dataclass
-class BodySource:
-    """A request body that can be sent only once (a generator), recording how often it was read."""
+class Driver:
+    """One test body for both shells: requests through a sync or an async client.
 
-    chunks: tuple[bytes, ...] = (b"part-1;", b"part-2")
-    reads: int = field(default=0)
+    ``kind`` is ``"sync"`` (``httpx.Client`` + ``ResilientTransport``) or
+    ``"async"`` (``httpx.AsyncClient`` + ``AsyncResilientTransport``, run on
+    a private event loop). ``inner`` builds the inner transport for the
+    kind (``None``: the transport's default); ``options`` go to the
+    resilient transport, ``client`` to the client.
+    """
 
-    def __iter__(self) -> Iterator[bytes]:
-        return self.generate()
+    def __init__(self, kind: str, point: Any, *, inner: Callable[[str], Any] | None = None,
+                 client: dict[str, Any] | None = None, **options: Any) -> None:
+        from seawall.interceptors import httpx as sw_httpx
 
-    def generate(self) -> Iterator[bytes]:
-        self.reads += 1
-        yield from self.chunks
+        self.kind = kind
+        inner_transport = inner(kind) if inner is not None else None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.transport: Any
+        self.client: Any
+        if kind == "sync":
+            self.transport = sw_httpx.ResilientTransport(point, inner_transport, **options)
+            self.client = httpx.Client(transport=self.transport, **(client or {}))
+        else:
+            self.loop = asyncio.new_event_loop()
+            self.transport = sw_httpx.AsyncResilientTransport(point, inner_transport, **options)
+            self.client = httpx.AsyncClient(transport=self.transport, **(client or {}))
+
+    def run(self, make: Callable[[], Any]) -> Any:
+        """``make()`` for sync; for async, run the coroutine it returns to completion."""
+        if self.loop is None:
+            return make()
+        return self.loop.run_until_complete(make())
+
+    def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        """Send one request and read its body, like ``client.request``."""
+        return cast(httpx.Response, self.run(lambda: self.client.request(method, url, **kw)))
+
+    def stream_body(self, method: str, url: str, **kw: Any) -> bytes:
+        """Send one request with ``client.stream`` and collect the body chunk by chunk."""
+        if self.loop is None:
+            with self.client.stream(method, url, **kw) as r:
+                return b"".join(r.iter_bytes())
+
+        async def go() -> bytes:
+            async with self.client.stream(method, url, **kw) as r:
+                return b"".join([c async for c in r.aiter_bytes()])
+
+        return cast(bytes, self.loop.run_until_complete(go()))
+
+    def close(self) -> None:
+        if self.loop is None:
+            self.client.close()
+            return
+        self.loop.run_until_complete(self.client.aclose())
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
