@@ -139,7 +139,8 @@ def grpc_client(target: str, *, resilient: bool) -> Client:
         from seawall.interceptors import grpc as sw_grpc
 
         point = inventory_point()
-        channel = grpc.intercept_channel(raw, *sw_grpc.client_interceptors(point))
+        # GetStock is a read: safe to re-run after a timeout
+        channel = grpc.intercept_channel(raw, *sw_grpc.client_interceptors(point, idempotent=True))
     method = channel.unary_unary(GRPC_METHOD, request_serializer=None, response_deserializer=None)
 
     def call(request_id: str) -> str:
