@@ -1,0 +1,38 @@
+"""seawall.storage: persist metrics, serve them over gRPC, query them.
+
+* :func:`persist_metrics` starts a :class:`Recorder` that counts every
+  point's events in memory and writes them to a :class:`Store` (SQLite by
+  default, any SQLAlchemy URL) from one background thread.
+* :func:`serve` runs the metrics service (``seawall serve`` on the command
+  line) over a store; :class:`MetricsClient` (``seawall stats``) reads it.
+"""
+
+from ._client import MetricsClient
+from ._recorder import Recorder, persist_metrics
+from ._service import MetricsServer, serve
+from ._store import Store
+from ._types import (
+    MetricsQueryError,
+    MetricsServiceError,
+    PointInfo,
+    SeriesBucket,
+    Stats,
+    Summary,
+    Transition,
+)
+
+__all__ = [
+    "MetricsClient",
+    "MetricsQueryError",
+    "MetricsServer",
+    "MetricsServiceError",
+    "PointInfo",
+    "Recorder",
+    "SeriesBucket",
+    "Stats",
+    "Store",
+    "Summary",
+    "Transition",
+    "persist_metrics",
+    "serve",
+]

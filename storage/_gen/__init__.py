@@ -1,0 +1,1 @@
+"""Generated from protos/ by `python -m seawall._protos`: do not edit."""

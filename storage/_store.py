@@ -1,0 +1,509 @@
+"""The metrics store: write aggregate batches, read summaries, series and transitions.
+
+SQLAlchemy Core over any URL. SQLite gets WAL, a busy timeout and
+``BEGIN IMMEDIATE`` for writes (so concurrent writers queue on the lock
+instead of failing); PostgreSQL (``postgresql://`` uses psycopg 3) and
+SQLite write with ``INSERT ... ON CONFLICT DO UPDATE``; other databases
+fall back to update-then-insert, which is safe because each process
+writes only its own rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    and_,
+    case,
+    create_engine,
+    event,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.pool import StaticPool
+
+from seawall import BreakerTransition
+
+from ._schema import (
+    COUNT_TABLES,
+    DAY,
+    HOUR,
+    MINUTE,
+    NAME_LENGTH,
+    SCHEMA_VERSION,
+    VALUES,
+    WIDTH,
+    metadata,
+    operations,
+    schema_version,
+    transitions,
+)
+from ._types import MetricsQueryError, PointInfo, SeriesBucket, Summary, Transition, stats_fields
+
+log = logging.getLogger("seawall.storage")
+
+DEFAULT_URL = "sqlite:///seawall-metrics.db"
+DEFAULT_WINDOW = 3600.0
+MAX_WINDOW = 366 * 86400.0
+MAX_SERIES_BUCKETS = 10_000
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+_CHUNK = 200  # rows per executemany: keeps bind parameters under every driver's limit
+
+Key = tuple[str, str, int]  # (point, operation, minute since the epoch)
+
+
+def resolve_url(url: str | None) -> str:
+    """``url``, else ``$SEAWALL_METRICS_URL``, else ``sqlite:///seawall-metrics.db``.
+
+    A bare path (no ``://``) is a SQLite file; ``postgresql://`` picks psycopg 3.
+    """
+    if url is None or url == "":
+        url = os.environ.get("SEAWALL_METRICS_URL") or DEFAULT_URL
+    if "://" not in url:
+        url = f"sqlite:///{url}"
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _safe_float(name: str, value: float) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise MetricsQueryError(f"{name} must be a number, got {value!r}") from None
+    if math.isnan(value) or math.isinf(value):
+        raise MetricsQueryError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def check_window(window: float) -> float:
+    """Validate a summary window in seconds (``0`` means the default of one hour)."""
+    window = _safe_float("window", window)
+    if window < 0:
+        raise MetricsQueryError(f"window must be >= 0 seconds, got {window!r}")
+    if window > MAX_WINDOW:
+        raise MetricsQueryError(f"window must be at most {MAX_WINDOW:.0f} seconds (366 days), "
+                                f"got {window!r}")
+    return window or DEFAULT_WINDOW
+
+
+def check_name(field: str, value: str | None) -> str | None:
+    """Validate an optional point or operation name."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise MetricsQueryError(f"{field} must be a string, got {value!r}")
+    if len(value) > NAME_LENGTH:
+        raise MetricsQueryError(f"{field} must be at most {NAME_LENGTH} characters, "
+                                f"got {len(value)}")
+    return value
+
+
+def _split(a: int, b: int) -> list[tuple[int, int, int]]:
+    """Cover minutes ``[a, b)`` with whole days, then whole hours, then minutes.
+
+    Returns ``(width, lo, hi)`` pieces: rows of the table of that width
+    with ``lo <= bucket < hi``.
+    """
+    pieces: list[tuple[int, int, int]] = []
+    ha, hb = -(-a // 60), b // 60
+    if ha >= hb:
+        return [(MINUTE, a, b)] if a < b else []
+    if a < ha * 60:
+        pieces.append((MINUTE, a, ha * 60))
+    if hb * 60 < b:
+        pieces.append((MINUTE, hb * 60, b))
+    da, db = -(-ha // 24), hb // 24
+    if da >= db:
+        pieces.append((HOUR, ha, hb))
+        return pieces
+    if ha < da * 24:
+        pieces.append((HOUR, ha, da * 24))
+    if db * 24 < hb:
+        pieces.append((HOUR, db * 24, hb))
+    pieces.append((DAY, da, db))
+    return pieces
+
+
+class Store:
+    """A metrics store at a SQLAlchemy URL (see :func:`resolve_url`).
+
+    Connects lazily: it creates its tables and checks the schema version
+    on first use (or an explicit :meth:`ensure_schema`). Every
+    method is thread-safe (each uses its own pooled connection). Writers
+    call :meth:`write`; readers :meth:`points`, :meth:`summary`,
+    :meth:`series` and :meth:`transitions`; :meth:`prune` deletes old data.
+    ``busy_timeout`` (seconds) is how long a SQLite writer waits for the lock.
+    """
+
+    def __init__(self, url: str | None = None, *, busy_timeout: float = 10.0,
+                 engine: Engine | None = None) -> None:
+        self.url = resolve_url(url) if engine is None else str(engine.url)
+        self.engine = engine if engine is not None else self._create_engine(self.url, busy_timeout)
+        self.dialect = self.engine.dialect.name
+        self._owns_engine = engine is None
+        self._upserts: dict[str, Any] = {}
+        self._create_lock = threading.Lock()
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+    @staticmethod
+    def _create_engine(url: str, busy_timeout: float) -> Engine:
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "sqlite":
+            return create_engine(url, pool_pre_ping=True)
+        memory = parsed.database in (None, "", ":memory:")
+        engine = create_engine(
+            url,
+            connect_args={"timeout": busy_timeout, "check_same_thread": False},
+            **({"poolclass": StaticPool} if memory else {}),
+        )
+        busy_ms = int(busy_timeout * 1000)
+
+        @event.listens_for(engine, "connect")
+        def _configure(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            try:
+                if not memory:
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            finally:
+                cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            # Take the write lock up front: a deferred transaction that later
+            # upgrades to a writer fails with SQLITE_BUSY without waiting.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("seawall_write")
+                                 else "BEGIN")
+
+        return engine
+
+    def _write_connection(self) -> Connection:
+        conn = self.engine.connect()
+        conn.info["seawall_write"] = True
+        return conn
+
+    def close(self) -> None:
+        """Release the connections (only when this store created its engine)."""
+        if self._owns_engine:
+            self.engine.dispose()
+
+    # -- schema --------------------------------------------------------------
+
+    def ensure_schema(self) -> None:
+        """Create missing tables and record the schema version; refuse a newer schema."""
+        with self._create_lock:
+            if self._ready:
+                return
+            for attempt in range(3):
+                try:
+                    with self._write_connection() as conn, conn.begin():
+                        metadata.create_all(conn, checkfirst=True)
+                    break
+                except DBAPIError:
+                    # Another process created the same tables at the same moment.
+                    if attempt == 2:
+                        raise
+            with self.engine.connect() as conn:
+                found = conn.execute(select(func.max(schema_version.c.version))).scalar()
+            if found is None:
+                try:
+                    with self._write_connection() as conn, conn.begin():
+                        conn.execute(insert(schema_version).values(
+                            version=SCHEMA_VERSION, applied_at=time.time()))
+                except IntegrityError:
+                    pass  # a concurrent writer recorded it first
+            elif found > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"metrics store {self!r} has schema version {found}, newer than this "
+                    f"seawall understands ({SCHEMA_VERSION}); upgrade seawall"
+                )
+            self._ready = True
+
+    # -- writing -------------------------------------------------------------
+
+    def write(self, counts: Mapping[Key, Sequence[float]],
+              breaker_transitions: Sequence[BreakerTransition] = (), *,
+              host: str, pid: int) -> None:
+        """Add one batch of a process's aggregates, all in one transaction.
+
+        ``counts`` maps ``(point, operation, minute)`` to an aggregate vector
+        (see ``_schema.VALUES``); the same deltas are added to the minute,
+        hour and day rollups of that ``host`` and ``pid``.
+        """
+        if not counts and not breaker_transitions:
+            return
+        if not self._ready:
+            self.ensure_schema()
+        rollups: dict[int, dict[Key, list[float]]] = {MINUTE: {}, HOUR: {}, DAY: {}}
+        seen: dict[tuple[str, str], tuple[float, float]] = {}
+        for (point, operation, minute), vec in counts.items():
+            for width, rows in rollups.items():
+                key = (point, operation, minute // width)
+                row = rows.get(key)
+                if row is None:
+                    rows[key] = list(vec)
+                else:
+                    for i in range(WIDTH):
+                        row[i] += vec[i]
+            t = minute * 60.0
+            first, last = seen.get((point, operation), (t, t))
+            seen[(point, operation)] = (min(first, t), max(last, t + 59.0))
+        with self._write_connection() as conn, conn.begin():
+            for width, rows in rollups.items():
+                if rows:
+                    self._add_counts(conn, COUNT_TABLES[width], rows, host, pid)
+            if seen:
+                self._touch_operations(conn, seen)
+            if breaker_transitions:
+                conn.execute(insert(transitions), [
+                    {"point": t.point[:NAME_LENGTH], "from_state": t.from_state,
+                     "to_state": t.to_state, "reason": t.reason[:NAME_LENGTH], "time": t.time,
+                     "host": host, "pid": pid}
+                    for t in breaker_transitions
+                ])
+
+    def _upsert(self, table: Table, keys: Sequence[str], set_: Any) -> Any:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        stmt: Any = (sqlite.insert(table) if self.dialect == "sqlite"
+                     else postgresql.insert(table))
+        return stmt.on_conflict_do_update(index_elements=list(keys), set_=set_(table, stmt.excluded))
+
+    def _add_counts(self, conn: Connection, table: Table, rows: Mapping[Key, Sequence[float]],
+                    host: str, pid: int) -> None:
+        params = [
+            {"point": p, "operation": o, "bucket": b, "host": host, "pid": pid,
+             **dict(zip(VALUES, vec, strict=True))}
+            for (p, o, b), vec in sorted(rows.items())  # one lock order for every writer
+        ]
+        if self.dialect in ("sqlite", "postgresql"):
+            stmt = self._upserts.get(table.name)
+            if stmt is None:
+                stmt = self._upsert(table, ("point", "bucket", "operation", "host", "pid"),
+                                    lambda t, ex: {c: t.c[c] + ex[c] for c in VALUES})
+                self._upserts[table.name] = stmt
+            for i in range(0, len(params), _CHUNK):
+                conn.execute(stmt, params[i:i + _CHUNK])
+            return
+        # Portable path: each (host, pid) row has a single writer, so update-then-insert is safe.
+        for row in params:
+            where = and_(*(table.c[k] == row[k]
+                           for k in ("point", "bucket", "operation", "host", "pid")))
+            done = conn.execute(update(table).where(where).values(
+                {c: table.c[c] + row[c] for c in VALUES}))
+            if done.rowcount == 0:
+                conn.execute(insert(table).values(row))
+
+    def _touch_operations(self, conn: Connection,
+                          seen: Mapping[tuple[str, str], tuple[float, float]]) -> None:
+        params = [{"point": p, "operation": o, "first_seen": f, "last_seen": la}
+                  for (p, o), (f, la) in sorted(seen.items())]
+        if self.dialect in ("sqlite", "postgresql"):
+            stmt = self._upserts.get("seawall_operations")
+            if stmt is None:
+                stmt = self._upsert(operations, ("point", "operation"), lambda t, ex: {
+                    "first_seen": case((ex.first_seen < t.c.first_seen, ex.first_seen),
+                                       else_=t.c.first_seen),
+                    "last_seen": case((ex.last_seen > t.c.last_seen, ex.last_seen),
+                                      else_=t.c.last_seen),
+                })
+                self._upserts["seawall_operations"] = stmt
+            conn.execute(stmt, params)
+            return
+        for row in params:
+            where = and_(operations.c.point == row["point"],
+                         operations.c.operation == row["operation"])
+            done = conn.execute(update(operations).where(where).values(last_seen=row["last_seen"]))
+            if done.rowcount == 0:
+                conn.execute(insert(operations).values(row))
+
+    # -- reading -------------------------------------------------------------
+
+    def points(self) -> list[PointInfo]:
+        """Every point seen, sorted by name, with its operations."""
+        stmt = select(operations).order_by(operations.c.point, operations.c.operation)
+        if not self._ready:
+            self.ensure_schema()
+        found: dict[str, tuple[list[str], float, float]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(stmt):
+                ops, first, last = found.get(row.point, ([], math.inf, 0.0))
+                ops.append(row.operation)
+                found[row.point] = (ops, min(first, row.first_seen), max(last, row.last_seen))
+        return [PointInfo(name=name, operations=tuple(ops), first_seen=first, last_seen=last)
+                for name, (ops, first, last) in found.items()]
+
+    def _sums(self, pieces: Iterable[tuple[int, int, int]], point: str | None,
+              operation: str | None, group: Any = None) -> list[tuple[Any, list[float]]]:
+        """Sum the value columns over table pieces, grouped by point (or ``group``)."""
+        parts = []
+        for width, lo, hi in pieces:
+            table = COUNT_TABLES[width]
+            cond = [table.c.bucket >= lo, table.c.bucket < hi]
+            if point is not None:
+                cond.append(table.c.point == point)
+            if operation is not None:
+                cond.append(table.c.operation == operation)
+            key = table.c.point if group is None else group(table, width)
+            parts.append(select(key.label("k"), *(table.c[c] for c in VALUES)).where(*cond))
+        if not parts:
+            return []
+        sub = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
+        if not self._ready:
+            self.ensure_schema()
+        stmt = select(sub.c.k, *(func.sum(sub.c[c]) for c in VALUES)).group_by(sub.c.k)
+        with self.engine.connect() as conn:
+            return [(row[0], [v or 0 for v in row[1:]]) for row in conn.execute(stmt)]
+
+    def breaker_states(self, point: str | None = None) -> dict[str, str]:
+        """The state each point's breaker last moved to (any process)."""
+        latest = select(transitions.c.point, func.max(transitions.c.id).label("last_id"))
+        if not self._ready:
+            self.ensure_schema()
+        if point is not None:
+            latest = latest.where(transitions.c.point == point)
+        sub = latest.group_by(transitions.c.point).subquery()
+        stmt = select(transitions.c.point, transitions.c.to_state).join(
+            sub, transitions.c.id == sub.c.last_id)
+        with self.engine.connect() as conn:
+            return {row.point: row.to_state for row in conn.execute(stmt)}
+
+    def summary(self, point: str | None = None, *, operation: str | None = None,
+                window: float = DEFAULT_WINDOW, now: float | None = None) -> list[Summary]:
+        """Each point's totals over the last ``window`` seconds (0: one hour), by name.
+
+        The window is resolved to whole minutes: it starts at the beginning
+        of the minute ``window`` seconds ago and includes the current minute.
+        ``point`` / ``operation`` restrict it; a point without calls in the
+        window is left out.
+        """
+        point = check_name("point", point)
+        operation = check_name("operation", operation)
+        window = check_window(window)
+        now = time.time() if now is None else now
+        end_minute = int(now // 60)
+        start_minute = int((now - window) // 60)
+        pieces = _split(start_minute, end_minute + 1)
+        rows = self._sums(pieces, point, operation)
+        states = self.breaker_states(point) if rows else {}
+        return sorted(
+            (Summary(point=name, breaker_state=states.get(name, "closed"), **stats_fields(vec))
+             for name, vec in rows),
+            key=lambda s: s.point,
+        )
+
+    def series(self, point: str, *, start: float, end: float, step: float,
+               operation: str | None = None) -> list[SeriesBucket]:
+        """``point``'s figures per ``step`` seconds (a multiple of 60) from ``start`` to ``end``.
+
+        ``start`` is rounded down to its minute; every step up to ``end`` is
+        returned, empty ones included.
+        """
+        name = check_name("point", point)
+        if name is None:
+            raise MetricsQueryError("point is required for a series")
+        operation = check_name("operation", operation)
+        start = _safe_float("start", start)
+        end = _safe_float("end", end)
+        step = _safe_float("step", step)
+        if step <= 0:
+            raise MetricsQueryError(f"step must be > 0 seconds, got {step!r}")
+        if step % 60 != 0:
+            raise MetricsQueryError(f"step must be a multiple of 60 seconds, got {step!r}")
+        if start < 0:
+            raise MetricsQueryError(f"start must be >= 0 (epoch seconds), got {start!r}")
+        if end <= start:
+            raise MetricsQueryError(f"start ({start!r}) must be before end ({end!r})")
+        step_minutes = int(step // 60)
+        first = int(start // 60)
+        count = math.ceil((end - first * 60) / step)
+        if count > MAX_SERIES_BUCKETS:
+            raise MetricsQueryError(
+                f"{count} steps of {step:g} s between start and end; at most "
+                f"{MAX_SERIES_BUCKETS} (widen the step or narrow the range)")
+        width = next(w for w in (DAY, HOUR, MINUTE)
+                     if step_minutes % w == 0 and first % w == 0)
+        lo, hi = first // width, (first + count * step_minutes) // width
+        ratio = step_minutes // width
+        rows = self._sums([(width, lo, hi)], name, operation,
+                          group=lambda t, w: (t.c.bucket - literal(lo)) // literal(ratio))
+        found = {int(k): vec for k, vec in rows}
+        empty = [0] * WIDTH
+        return [SeriesBucket(start=(first + k * step_minutes) * 60.0,
+                             **stats_fields(found.get(k, empty)))
+                for k in range(count)]
+
+    def transitions(self, point: str | None = None, *, start: float | None = None,
+                    end: float | None = None, limit: int = DEFAULT_PAGE,
+                    after: int = 0) -> list[Transition]:
+        """Breaker transitions in the order they were stored (ids above ``after``), at most ``limit``."""
+        point = check_name("point", point)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= MAX_PAGE:
+            raise MetricsQueryError(f"limit must be between 1 and {MAX_PAGE}, got {limit!r}")
+        cond = [transitions.c.id > after]
+        if point is not None:
+            cond.append(transitions.c.point == point)
+        if start is not None:
+            cond.append(transitions.c.time >= _safe_float("start", start))
+        if end is not None:
+            cond.append(transitions.c.time < _safe_float("end", end))
+        if start is not None and end is not None and end < start:
+            raise MetricsQueryError(f"start ({start!r}) must not be after end ({end!r})")
+        stmt = select(transitions).where(*cond).order_by(transitions.c.id).limit(limit)
+        if not self._ready:
+            self.ensure_schema()
+        with self.engine.connect() as conn:
+            return [Transition(point=r.point, from_state=r.from_state, to_state=r.to_state,
+                               reason=r.reason, time=r.time, host=r.host, pid=r.pid, id=r.id)
+                    for r in conn.execute(stmt)]
+
+    # -- retention -----------------------------------------------------------
+
+    def prune(self, older_than: float | timedelta, *, now: float | None = None) -> int:
+        """Delete data older than ``older_than`` (seconds or a timedelta); returns rows deleted.
+
+        Minute rows go when their minute is over the line, hour and day
+        rollups when their whole hour or day is.
+        """
+        age = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
+        age = _safe_float("older_than", age)
+        if age <= 0:
+            raise MetricsQueryError(f"older_than must be > 0 seconds, got {older_than!r}")
+        cutoff = (time.time() if now is None else now) - age
+        minute = int(cutoff // 60)
+        deleted = 0
+        if not self._ready:
+            self.ensure_schema()
+        with self._write_connection() as conn, conn.begin():
+            for width, table in COUNT_TABLES.items():
+                result = conn.execute(table.delete().where(table.c.bucket < minute // width))
+                deleted += max(result.rowcount, 0)
+            for table, column in ((transitions, transitions.c.time),
+                                  (operations, operations.c.last_seen)):
+                result = conn.execute(table.delete().where(column < cutoff))
+                deleted += max(result.rowcount, 0)
+        return deleted

@@ -1,0 +1,153 @@
+"""Typed results shared by the store and the client."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from seawall import SeawallError
+
+from . import _histogram as hist
+from ._schema import (
+    CALLS,
+    CANCELLED,
+    FAILED,
+    FAILURES,
+    FALLBACKS,
+    H0,
+    LATENCY_SUM,
+    REFUSED,
+    REJECTED,
+    RETRIES,
+    SUCCESSES,
+    TIMEOUTS,
+)
+
+
+class MetricsQueryError(SeawallError, ValueError):
+    """A query was out of range (a negative window, a zero step, start after end, ...).
+
+    The message names the field and the value; the service answers it with
+    ``INVALID_ARGUMENT``.
+    """
+
+
+class MetricsServiceError(SeawallError):
+    """The metrics service answered with an error (or could not be reached).
+
+    ``code`` is the ``grpc.StatusCode`` name (``"INVALID_ARGUMENT"``,
+    ``"UNAUTHENTICATED"``, ``"UNAVAILABLE"``, ...); the original
+    ``grpc.RpcError`` is chained as ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stats:
+    """Counters and latency percentiles of calls over some span of time.
+
+    ``calls = successes + failures + rejected + cancelled``. ``rejected``
+    counts calls refused before any attempt; ``rejections_by_reason``
+    counts every local refusal, of calls and of retries (``budget`` only
+    ever refuses retries). ``fallbacks`` are calls answered by the fallback,
+    also counted under their failure or rejection. ``timeouts`` counts
+    attempts that timed out. Latencies cover whole calls (every attempt and
+    wait) that ran, in milliseconds; 0.0 when there were none.
+    """
+
+    calls: int = 0
+    successes: int = 0
+    failures: int = 0
+    retries: int = 0
+    rejected: int = 0
+    cancelled: int = 0
+    fallbacks: int = 0
+    timeouts: int = 0
+    failures_by_category: Mapping[str, int] = field(default_factory=dict)
+    rejections_by_reason: Mapping[str, int] = field(default_factory=dict)
+    p50_ms: float = 0.0
+    p95_ms: float = 0.0
+    p99_ms: float = 0.0
+    mean_ms: float = 0.0
+
+    @property
+    def success_rate(self) -> float | None:
+        """``successes / calls``, or ``None`` without calls."""
+        return self.successes / self.calls if self.calls else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["failures_by_category"] = dict(self.failures_by_category)
+        out["rejections_by_reason"] = dict(self.rejections_by_reason)
+        return out
+
+
+def stats_fields(vec: Sequence[float]) -> dict[str, Any]:
+    """The :class:`Stats` fields of an aggregate vector (see ``_schema``)."""
+    histogram = [int(v) for v in vec[H0:]]
+    ran = sum(histogram)
+    return {
+        "calls": int(vec[CALLS]),
+        "successes": int(vec[SUCCESSES]),
+        "failures": int(vec[FAILURES]),
+        "retries": int(vec[RETRIES]),
+        "rejected": int(vec[REJECTED]),
+        "cancelled": int(vec[CANCELLED]),
+        "fallbacks": int(vec[FALLBACKS]),
+        "timeouts": int(vec[TIMEOUTS]),
+        "failures_by_category": {c.value: int(vec[i]) for c, i in FAILED.items()},
+        "rejections_by_reason": {r: int(vec[i]) for r, i in REFUSED.items()},
+        "p50_ms": hist.percentile(histogram, 0.50) * 1000.0,
+        "p95_ms": hist.percentile(histogram, 0.95) * 1000.0,
+        "p99_ms": hist.percentile(histogram, 0.99) * 1000.0,
+        "mean_ms": (float(vec[LATENCY_SUM]) / ran * 1000.0) if ran else 0.0,
+    }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Summary(Stats):
+    """One point's :class:`Stats` over a window, with its breaker state.
+
+    ``breaker_state`` is the state the breaker last moved to in any
+    process writing the store (``"closed"`` when none was recorded).
+    """
+
+    point: str
+    breaker_state: str = "closed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeriesBucket(Stats):
+    """The :class:`Stats` of one step of a time series starting at ``start`` (epoch seconds)."""
+
+    start: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointInfo:
+    """A point the store has seen: its operations and when (epoch seconds)."""
+
+    name: str
+    operations: tuple[str, ...]
+    first_seen: float
+    last_seen: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transition:
+    """One breaker transition as stored: which process, when (epoch seconds), why."""
+
+    point: str
+    from_state: str
+    to_state: str
+    reason: str
+    time: float
+    host: str
+    pid: int
+    id: int = 0
