@@ -1,0 +1,245 @@
+"""Per-dialect statement timeouts and a round-trip-free liveness check.
+
+The attempt timeout is handed to the database, which cancels the statement
+on the server when it runs out:
+
+* PostgreSQL: the policy's attempt timeout becomes the session default at
+  connect time (libpq ``options=-c statement_timeout=N``: no extra round
+  trip, ever). A statement whose budget is narrower (a total deadline, a
+  transaction attempt running out) gets ``SET LOCAL statement_timeout``,
+  which reverts at the end of the transaction; a budget within 10 % of the
+  value in force is left alone, so a transaction issues at most a handful
+  of extra ``SET LOCAL`` whatever its length.
+* MySQL: ``SET SESSION max_execution_time`` (milliseconds, SELECT only),
+  re-issued only when the budget changes by more than 10 %.
+* SQLite: a progress handler on the connection that interrupts the VM once
+  the statement's deadline has passed (``SQLITE_INTERRUPT``; the
+  connection stays usable). Installed once per connection; each statement
+  only moves its deadline.
+"""
+
+from __future__ import annotations
+
+import math
+import select
+import time
+from typing import Any
+
+# key in the pool connection record's ``info``: the statement timeout (ms) known
+# to be in force on that DBAPI connection; _UNKNOWN after a savepoint rollback
+TIMEOUT_KEY = "seawall_statement_timeout_ms"
+SESSION_KEY = "seawall_session_timeout_ms"
+_UNKNOWN = -1
+
+
+def to_ms(seconds: float) -> int:
+    """Whole milliseconds, rounded up, never 0 (0 means "no timeout" to the databases)."""
+    return max(1, math.ceil(seconds * 1000.0))
+
+
+def _close_enough(current: int, needed: int) -> bool:
+    return current > 0 and abs(current - needed) <= max(needed // 10, 1)
+
+
+class NoTimeouts:
+    """Dialects without a server-side statement timeout we know how to set."""
+
+    #: call :meth:`apply` for every statement, even without a timeout (to reset one)
+    always_apply = False
+    #: ``SET LOCAL`` bookkeeping needs the commit / rollback events
+    transactional = False
+
+    def connect_params(self, cparams: dict[str, Any], attempt_ms: int | None) -> int | None:
+        """Add the session default to the driver's connect parameters; return what was set."""
+        return None
+
+    def apply(self, conn: Any, timeout: float | None) -> None:
+        """Make the database enforce ``timeout`` seconds on the next statement of ``conn``."""
+
+
+class PostgresTimeouts(NoTimeouts):
+    """``statement_timeout``: session default at connect, ``SET LOCAL`` for narrower budgets."""
+
+    always_apply = True
+    transactional = True
+
+    def __init__(self, driver: str) -> None:
+        self.driver = driver
+
+    def connect_params(self, cparams: dict[str, Any], attempt_ms: int | None) -> int | None:
+        if attempt_ms is None:
+            return None
+        if self.driver == "asyncpg":
+            settings = dict(cparams.get("server_settings") or {})
+            if "statement_timeout" in settings:
+                return None  # the user's own choice wins
+            settings["statement_timeout"] = str(attempt_ms)
+            cparams["server_settings"] = settings
+            return attempt_ms
+        options = str(cparams.get("options") or "")
+        if "statement_timeout" in options:
+            return None
+        cparams["options"] = f"{options} -c statement_timeout={attempt_ms}".strip()
+        return attempt_ms
+
+    def apply(self, conn: Any, timeout: float | None) -> None:
+        info = conn.info
+        current = info.get(TIMEOUT_KEY)
+        if timeout is None:
+            if not current:
+                return
+            needed = 0
+        else:
+            needed = to_ms(timeout)
+            if current is not None and _close_enough(current, needed):
+                return
+        raw = conn.connection.dbapi_connection
+        autocommit = bool(getattr(raw, "autocommit", False))
+        scope = "" if autocommit else "LOCAL "
+        cursor = raw.cursor()
+        try:
+            cursor.execute(f"SET {scope}statement_timeout = {int(needed)}")
+        finally:
+            cursor.close()
+        info[TIMEOUT_KEY] = needed
+        if autocommit:
+            info[SESSION_KEY] = needed
+
+    @staticmethod
+    def transaction_ended(conn: Any) -> None:
+        """COMMIT or ROLLBACK: a ``SET LOCAL`` is gone, the session default is back."""
+        info = conn.info
+        info[TIMEOUT_KEY] = info.get(SESSION_KEY)
+
+    @staticmethod
+    def savepoint_rolled_back(conn: Any) -> None:
+        """A ``SET LOCAL`` after the savepoint was undone: the value in force is unknown."""
+        conn.info[TIMEOUT_KEY] = _UNKNOWN
+
+
+class MySQLTimeouts(NoTimeouts):
+    """``max_execution_time`` (ms, SELECT only) at session level."""
+
+    always_apply = True
+
+    def apply(self, conn: Any, timeout: float | None) -> None:
+        info = conn.info
+        current = info.get(TIMEOUT_KEY)
+        needed = 0 if timeout is None else to_ms(timeout)
+        if current == needed or (current is not None and needed and _close_enough(current, needed)):
+            return
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(f"SET SESSION max_execution_time = {int(needed)}")
+        finally:
+            cursor.close()
+        info[TIMEOUT_KEY] = needed
+
+
+class _SQLiteDeadline:
+    """The progress handler of one sqlite3 connection; ``end`` is a ``time.monotonic`` value."""
+
+    __slots__ = ("end",)
+
+    def __init__(self) -> None:
+        self.end = math.inf
+
+    def __call__(self) -> int:
+        return 1 if time.monotonic() > self.end else 0
+
+
+class SQLiteTimeouts(NoTimeouts):
+    """Interrupt the statement from a progress handler once its deadline passed."""
+
+    always_apply = True
+    # VM instructions between two checks: ~tens of microseconds of work
+    INSTRUCTIONS = 1000
+
+    def apply(self, conn: Any, timeout: float | None) -> None:
+        info = conn.info
+        handler = info.get(TIMEOUT_KEY)
+        if handler is None:
+            if timeout is None:
+                return
+            raw = conn.connection.driver_connection
+            setter = getattr(raw, "set_progress_handler", None)
+            if setter is None or not isinstance(raw, _sqlite3_connection()):
+                info[TIMEOUT_KEY] = False  # aiosqlite & co: not supported
+                return
+            handler = _SQLiteDeadline()
+            setter(handler, self.INSTRUCTIONS)
+            info[TIMEOUT_KEY] = handler
+        elif handler is False:
+            return
+        handler.end = math.inf if timeout is None else time.monotonic() + timeout
+
+
+def _sqlite3_connection() -> type:
+    import sqlite3
+
+    return sqlite3.Connection
+
+
+def timeouts_for(dialect: Any) -> NoTimeouts:
+    """The statement-timeout strategy of an engine's dialect."""
+    name = dialect.name
+    if name == "postgresql":
+        return PostgresTimeouts(dialect.driver)
+    if name in ("mysql", "mariadb"):
+        return MySQLTimeouts() if name == "mysql" else NoTimeouts()
+    if name == "sqlite":
+        return SQLiteTimeouts()
+    return NoTimeouts()
+
+
+def connect_timeout_param(dialect: Any, cparams: dict[str, Any], timeout: float) -> None:
+    """Bound the driver's connect by ``timeout`` seconds unless the user already did."""
+    driver = dialect.driver
+    if dialect.name == "postgresql":
+        if driver == "asyncpg":
+            cparams.setdefault("timeout", timeout)
+        elif "connect_timeout" not in cparams:
+            cparams["connect_timeout"] = max(2, math.ceil(timeout))  # libpq's minimum is 2 s
+    elif dialect.name in ("mysql", "mariadb"):
+        cparams.setdefault("connect_timeout", max(1, math.ceil(timeout)))
+
+
+# -- liveness --------------------------------------------------------------------
+
+_DEAD = select.POLLIN | select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
+
+
+def socket_of(dbapi_connection: Any) -> int | None:
+    """The file descriptor of a network DBAPI connection, ``None`` when unknown or not a socket."""
+    driver = getattr(dbapi_connection, "driver_connection", None) or dbapi_connection
+    pgconn = getattr(driver, "pgconn", None)  # psycopg 3, sync and async
+    try:
+        if pgconn is not None:
+            return int(pgconn.socket)
+        fileno = getattr(driver, "fileno", None)  # psycopg2, mysqlclient
+        if callable(fileno):
+            return int(fileno())
+    except Exception:
+        return -1  # closed: psycopg raises on a closed connection's socket
+    return None
+
+
+def looks_dead(dbapi_connection: Any) -> bool:
+    """True when an idle pooled connection has been closed or spoken to by the server.
+
+    An idle connection has nothing to read; bytes (PostgreSQL's FATAL
+    ``57P01`` before it hangs up), EOF or an error on its socket mean the
+    server dropped it (restart, ``pg_terminate_backend``, idle timeout).
+    One non-blocking ``poll``: no round trip. A pending ``LISTEN``
+    notification also reads as dead; the connection is then just replaced.
+    """
+    if getattr(dbapi_connection, "closed", False) is True:
+        return True
+    fd = socket_of(dbapi_connection)
+    if fd is None:
+        return False
+    if fd < 0:
+        return True
+    poller = select.poll()
+    poller.register(fd, _DEAD)
+    return bool(poller.poll(0))

@@ -1,0 +1,554 @@
+"""SQLAlchemy engine hooks: one integration point's policy on an ``Engine`` or ``AsyncEngine``.
+
+::
+
+    from seawall.interceptors import sqlalchemy as sw_sa
+
+    engine = sw_sa.instrument(create_engine(url), orders_db)   # same engine, now protected
+    total = sw_sa.run_transaction(engine, transfer)            # whole unit retried when safe
+    total = await sw_sa.arun_transaction(async_engine, atransfer)
+    sw_sa.uninstrument(engine)
+
+What :func:`instrument` attaches (``event.listen``; on ``sync_engine`` for an
+``AsyncEngine``), and what each hook does:
+
+* ``do_connect``: every new DBAPI connection is a call ``connect`` through
+  the point: the breaker refuses it at once (:class:`seawall.CircuitOpenError`)
+  while the database is known down, connect errors are retried with the
+  point's backoff, the attempt timeout becomes the driver's connect timeout,
+  and the attempt timeout becomes the session's statement timeout.
+* ``checkout``: a pooled connection the server has closed (restart,
+  ``pg_terminate_backend``, idle timeout) is detected with one non-blocking
+  ``poll`` of its socket and replaced before the caller sees it; the
+  point's bulkhead bounds how many connections are checked out at once
+  (waiting at most ``max_wait``, then :class:`seawall.BulkheadFullError`).
+  ``checkin``/``detach`` give the permit back.
+* ``before/after_cursor_execute`` and ``handle_error``: every statement is
+  one call through the point, named by a low-cardinality operation (the
+  statement kind and table, e.g. ``"select accounts"``, or the user's label
+  in the execution option ``seawall_operation``), gated by the breaker,
+  classified from SQLSTATEs and driver codes, with its timeout enforced by
+  the database (see ``_sqlalchemy_timeouts``).
+
+Statements are never replayed by these hooks. Inside a transaction a
+failed statement has already aborted the transaction (PostgreSQL) or left
+earlier writes whose fate depends on what the caller does next; replaying
+just that statement after a reconnect would commit half a unit of work
+(the earlier writes died with the old connection). Use
+:func:`run_transaction`, which replays the whole unit on a new connection.
+
+Thread and task safety: the hooks keep no per-call state outside the
+execution context and the connection's ``info``; one instrumented engine
+may be used by any number of threads, or tasks of one event loop.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any, TypeVar, overload
+
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine
+
+from seawall import (
+    Classification,
+    ConfigurationError,
+    DeadlineExceeded,
+    Execution,
+    IntegrationPoint,
+    RejectedError,
+)
+from seawall._breaker import REJECTED
+from seawall._point import _add_note
+
+from ._sqlalchemy_classify import DISCONNECT, classify, classify_dbapi, sqlstate
+from ._sqlalchemy_timeouts import (
+    SESSION_KEY,
+    TIMEOUT_KEY,
+    PostgresTimeouts,
+    connect_timeout_param,
+    looks_dead,
+    timeouts_for,
+    to_ms,
+)
+
+try:  # AsyncEngine needs greenlet (the ``asyncio`` extra)
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+except ImportError:  # pragma: no cover - greenlet missing
+    AsyncEngine = None  # type: ignore[assignment,misc]
+    AsyncConnection = None  # type: ignore[assignment,misc]
+
+__all__ = [
+    "OPERATION_OPTION",
+    "arun_transaction",
+    "classify",
+    "instrument",
+    "run_transaction",
+    "uninstrument",
+]
+
+#: Execution option naming a statement's operation for metrics, e.g.
+#: ``conn.execution_options(seawall_operation="load cart")``.
+OPERATION_OPTION = "seawall_operation"
+
+T = TypeVar("T")
+E = TypeVar("E", bound=Any)
+
+# True while a run_transaction unit runs: the unit is then the breaker's and
+# the retry's unit, and the statements and connects inside it are recorded
+# as events only (no breaker ticket, no retry, no second bulkhead permit).
+_IN_UNIT: ContextVar[bool] = ContextVar("seawall_sqlalchemy_unit", default=False)
+
+_STATE_ATTR = "_seawall_instrumentation"
+_PERMIT_ATTR = "_seawall_permit"
+_EX_ATTR = "_seawall_execution"
+
+# -- operation names ----------------------------------------------------------------
+
+_IDENT = r'("[^"]{1,63}"|`[^`]{1,63}`|[A-Za-z_][\w$]{0,62})(?:\s*\.\s*("[^"]{1,63}"|`[^`]{1,63}`|[A-Za-z_][\w$]{0,62}))?'
+_VERB = re.compile(r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*([A-Za-z]+)", re.S)
+_TABLE = {
+    "select": re.compile(r"\bFROM\s+" + _IDENT, re.I),
+    "delete": re.compile(r"\bFROM\s+" + _IDENT, re.I),
+    "insert": re.compile(r"\bINTO\s+" + _IDENT, re.I),
+    "replace": re.compile(r"\bINTO\s+" + _IDENT, re.I),
+    "merge": re.compile(r"\bINTO\s+" + _IDENT, re.I),
+    "update": re.compile(r"\s+(?:ONLY\s+)?" + _IDENT, re.I),  # right after the verb
+}
+_OP_CACHE_LIMIT = 2048
+
+
+def operation_of(statement: str) -> str:
+    """``"<kind> <table>"`` (e.g. ``"select accounts"``) or just the kind; never values."""
+    m = _VERB.match(statement)
+    if m is None:
+        return "statement"
+    verb = m.group(1).lower()
+    finder = _TABLE.get(verb)
+    if finder is None:
+        return verb
+    t = (finder.match if verb == "update" else finder.search)(statement, m.end())
+    if t is None:
+        return verb
+    table = (t.group(2) or t.group(1)).strip('"`')
+    return f"{verb} {table}"
+
+
+# -- the instrumentation ----------------------------------------------------------------
+
+
+def _no_retry(c: Classification) -> Classification:
+    return c.with_retry(False) if c.retry else c
+
+
+class _Instrumentation:
+    """The hooks of one engine and the state they share."""
+
+    def __init__(self, engine: Engine, point: IntegrationPoint, pool_liveness: bool) -> None:
+        self.engine = engine
+        self.point = point
+        dialect = engine.dialect
+        self.dialect_name: str = dialect.name
+        self.is_async = bool(getattr(dialect, "is_async", False))
+        self.timeouts = timeouts_for(dialect)
+        attempt = point.timeout.attempt if point.timeout is not None else None
+        self.attempt_ms = to_ms(attempt) if attempt is not None else None
+        self.pool_liveness = pool_liveness
+        self.listeners: list[tuple[str, Callable[..., Any]]] = []
+        self.outstanding = 0  # bulkhead permits held by checked-out connections
+        self._lock = threading.Lock()
+        self.closed = False
+        self._ops: dict[str, str] = {}
+        dbapi = getattr(dialect, "loaded_dbapi", None)
+        self._dbapi_error: type[BaseException] = getattr(dbapi, "Error", Exception)
+
+    # -- rules ----------------------------------------------------------------
+
+    def rule(self, exc: BaseException) -> Classification | None:
+        """The integration's exception rule for this engine's dialect."""
+        return classify(exc, self.dialect_name)
+
+    def unit_rule(self, exc: BaseException) -> Classification | None:
+        """As :meth:`rule`, but a unit whose COMMIT had an unknown outcome is never replayed."""
+        c = classify(exc, self.dialect_name)
+        if c is not None and getattr(exc, "_seawall_commit_unknown", False):
+            return _no_retry(c)
+        return c
+
+    def connect_rule(self, exc: BaseException) -> Classification | None:
+        if isinstance(exc, self._dbapi_error):
+            found = classify_dbapi(exc, self.dialect_name)
+            return found if found is not None else DISCONNECT  # no SQL ran: safe to retry
+        return classify(exc, self.dialect_name)
+
+    # -- attaching --------------------------------------------------------------
+
+    def attach(self) -> None:
+        hooks: list[tuple[str, Callable[..., Any]]] = [
+            ("do_connect", self.on_do_connect),
+            ("checkout", self.on_checkout),
+            ("checkin", self.on_checkin),
+            ("detach", self.on_detach),
+            ("before_cursor_execute", self.on_before_execute),
+            ("after_cursor_execute", self.on_after_execute),
+            ("handle_error", self.on_error),
+        ]
+        if isinstance(self.timeouts, PostgresTimeouts):
+            hooks += [
+                ("commit", self.on_transaction_end),
+                ("rollback", self.on_transaction_end),
+                ("rollback_savepoint", self.on_savepoint_rollback),
+            ]
+        for name, fn in hooks:
+            event.listen(self.engine, name, fn)
+            self.listeners.append((name, fn))
+
+    def detach_all(self) -> None:
+        for name, fn in self.listeners:
+            event.remove(self.engine, name, fn)
+        self.listeners.clear()
+        permits = self.point._permits
+        with self._lock:  # give back the permits of connections still checked out
+            held, self.outstanding, self.closed = self.outstanding, 0, True
+        for _ in range(held):
+            if permits is not None:
+                permits.release()
+
+    # -- connect ----------------------------------------------------------------------
+
+    def _sleep(self, delay: float) -> None:
+        if self.is_async:
+            from sqlalchemy.util.concurrency import await_
+
+            await_(self.point.clock.asleep(delay))
+        else:
+            self.point.clock.sleep(delay)
+
+    def on_do_connect(self, dialect: Any, conn_rec: Any, cargs: Any, cparams: Any) -> Any:
+        point = self.point
+        session_ms = self.timeouts.connect_params(cparams, self.attempt_ms)
+        info = conn_rec.info
+        info[SESSION_KEY] = session_ms
+        info[TIMEOUT_KEY] = session_ms
+        in_unit = _IN_UNIT.get()
+        ex = Execution(point, "connect")
+        last: tuple[Classification, Exception] | None = None
+        while True:
+            if in_unit:
+                ex._adopt_first(ex.start, REJECTED)
+                timeout = ex.remaining()
+            else:
+                try:
+                    timeout = ex.begin()
+                except (RejectedError, DeadlineExceeded) as refused:
+                    if last is not None:  # a retry was refused: the caller sees the real failure
+                        ex.stop_reason = f"retry refused: {refused}"
+                        ex.end_failure(last[0])
+                        _add_note(last[1], ex.describe(last[0]))
+                        raise last[1] from None
+                    ex.end_rejected(refused)  # type: ignore[arg-type]
+                    raise
+            params = cparams
+            if timeout is not None:
+                params = dict(cparams)
+                connect_timeout_param(dialect, params, timeout)
+            try:
+                raw = dialect.connect(*cargs, **params)
+            except Exception as exc:
+                c = point.classify_exception(exc, self.connect_rule)
+                delay = ex.failure(_no_retry(c) if in_unit else c)
+                if delay is None:
+                    ex.end_failure(c)
+                    if ex.attempts > 1 or ex.stop_reason:
+                        _add_note(exc, ex.describe(c))
+                    raise
+                last = (c, exc)
+                if delay > 0:
+                    self._sleep(delay)
+                continue
+            except BaseException:
+                ex.cancelled()
+                raise
+            ex.success()
+            return raw
+
+    # -- checkout ---------------------------------------------------------------------
+
+    def on_checkout(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if self.pool_liveness and looks_dead(dbapi_connection):
+            # the pool invalidates this connection and checks out a fresh one
+            raise sa_exc.DisconnectionError(
+                "seawall: the server closed this pooled connection", invalidate_pool=False
+            )
+        permits = self.point._permits
+        if permits is None or _IN_UNIT.get():
+            return  # a unit of work already holds a permit for its whole attempt
+        wait = self.point._max_wait
+        if self.is_async:
+            from sqlalchemy.util.concurrency import await_
+
+            got = await_(permits.acquire_async(wait))
+        else:
+            got = permits.acquire(wait)
+        if not got:
+            ex = Execution(self.point, "checkout")
+            ex.attempts = 1  # bulkhead_rejected() undoes one admitted attempt
+            rejection = ex.bulkhead_rejected()
+            ex.end_rejected(rejection)
+            raise rejection
+        with self._lock:
+            self.outstanding += 1
+        record.__dict__[_PERMIT_ATTR] = self
+
+    def _give_back(self, record: Any) -> None:
+        if record.__dict__.pop(_PERMIT_ATTR, None) is not self:
+            return
+        with self._lock:
+            if self.closed:
+                return
+            self.outstanding -= 1
+        permits = self.point._permits
+        if permits is not None:
+            permits.release()
+
+    def on_checkin(self, dbapi_connection: Any, record: Any) -> None:
+        self._give_back(record)
+
+    def on_detach(self, dbapi_connection: Any, record: Any) -> None:
+        self._give_back(record)
+
+    # -- statements -------------------------------------------------------------------
+
+    def on_before_execute(self, conn: Connection, cursor: Any, statement: str, parameters: Any,
+                          context: Any, executemany: bool) -> None:
+        if context is None:
+            return
+        op = context.execution_options.get(OPERATION_OPTION)
+        if op is None:
+            ops = self._ops
+            op = ops.get(statement)
+            if op is None:
+                if len(ops) >= _OP_CACHE_LIMIT:
+                    ops.clear()
+                op = ops[statement] = operation_of(statement)
+        ex = Execution(self.point, op)
+        if _IN_UNIT.get():
+            ex._adopt_first(ex.start, REJECTED)
+            timeout = ex.remaining()
+        else:
+            try:
+                timeout = ex.begin()
+            except (RejectedError, DeadlineExceeded) as refused:
+                ex.end_rejected(refused)  # type: ignore[arg-type]
+                raise
+        setattr(context, _EX_ATTR, ex)
+        if timeout is not None or self.timeouts.always_apply:
+            self.timeouts.apply(conn, timeout)
+
+    def on_after_execute(self, conn: Connection, cursor: Any, statement: str, parameters: Any,
+                         context: Any, executemany: bool) -> None:
+        ex = getattr(context, _EX_ATTR, None)
+        if ex is not None:
+            setattr(context, _EX_ATTR, None)
+            ex.success()
+
+    def on_error(self, ctx: Any) -> None:
+        context = ctx.execution_context
+        ex = getattr(context, _EX_ATTR, None) if context is not None else None
+        if ex is None:
+            return
+        setattr(context, _EX_ATTR, None)
+        original = ctx.original_exception
+        if not isinstance(original, Exception):  # cancelled: not a failure
+            ex.cancelled()
+            return
+        seen = ctx.sqlalchemy_exception if ctx.sqlalchemy_exception is not None else original
+        c = self.point.classify_exception(seen, self.rule)
+        ex.failure(_no_retry(c))  # a statement is never replayed on its own
+        ex.end_failure(c)
+
+    # -- PostgreSQL SET LOCAL bookkeeping ----------------------------------------------
+
+    def on_transaction_end(self, conn: Connection) -> None:
+        if not conn.invalidated and not conn.closed:
+            PostgresTimeouts.transaction_ended(conn)
+
+    def on_savepoint_rollback(self, conn: Connection, name: Any, context: Any) -> None:
+        if not conn.invalidated and not conn.closed:
+            PostgresTimeouts.savepoint_rolled_back(conn)
+
+
+# -- public API ------------------------------------------------------------------------
+
+
+def _sync_engine(engine: Any) -> Engine:
+    target = getattr(engine, "sync_engine", engine)
+    if not isinstance(target, Engine):
+        raise ConfigurationError(
+            f"expected a sqlalchemy Engine or AsyncEngine, got {type(engine).__name__}"
+        )
+    return target
+
+
+def _state_of(engine: Any) -> _Instrumentation:
+    target: Any = _sync_engine(engine)
+    while target is not None:
+        state = target.__dict__.get(_STATE_ATTR)
+        if state is not None:
+            return state  # type: ignore[no-any-return]
+        target = target.__dict__.get("_proxied")  # engine.execution_options(...) copies
+    raise ConfigurationError(
+        f"{engine!r} is not instrumented: call seawall.interceptors.sqlalchemy.instrument(engine, point)"
+    )
+
+
+@overload
+def instrument(engine: Engine, point: IntegrationPoint, *, pool_liveness: bool = True) -> Engine: ...
+
+
+@overload
+def instrument(engine: E, point: IntegrationPoint, *, pool_liveness: bool = True) -> E: ...
+
+
+def instrument(engine: Any, point: IntegrationPoint, *, pool_liveness: bool = True) -> Any:
+    """Apply ``point``'s policy to every connect, checkout and statement of ``engine``.
+
+    ``engine`` is a sync :class:`~sqlalchemy.engine.Engine` or an
+    :class:`~sqlalchemy.ext.asyncio.AsyncEngine` (hooks go on its
+    ``sync_engine``); the same object is returned, usable exactly as
+    before. ``pool_liveness`` (default on) checks each pooled connection's
+    socket at checkout, without a round trip, and replaces one the server
+    closed; turn it off if you use ``LISTEN`` on pooled connections, and
+    prefer ``pool_pre_ping=True`` for drivers whose socket is not
+    reachable (asyncpg). Raises :class:`seawall.ConfigurationError` if the
+    engine is already instrumented.
+    """
+    if not isinstance(point, IntegrationPoint):
+        raise ConfigurationError(f"instrument() needs an IntegrationPoint, got {point!r}")
+    target = _sync_engine(engine)
+    if target.__dict__.get(_STATE_ATTR) is not None:
+        raise ConfigurationError(f"{engine!r} is already instrumented; uninstrument() it first")
+    state = _Instrumentation(target, point, pool_liveness)
+    state.attach()
+    target.__dict__[_STATE_ATTR] = state
+    return engine
+
+
+def uninstrument(engine: Any) -> None:
+    """Remove every hook :func:`instrument` attached (idempotent).
+
+    Connections opened while instrumented keep their session statement
+    timeout until they are closed; call ``engine.dispose()`` to drop them.
+    """
+    target = _sync_engine(engine)
+    state = target.__dict__.pop(_STATE_ATTR, None)
+    if state is not None:
+        state.detach_all()
+
+
+def _commit_failed(exc: BaseException) -> None:
+    """Mark a COMMIT failure whose outcome is unknown (connection lost): never replay it."""
+    definite = False
+    if isinstance(exc, sa_exc.DBAPIError) and not exc.connection_invalidated:
+        orig = exc.orig
+        state = sqlstate(orig)
+        if state is not None:
+            definite = state[:2] not in ("08", "57")  # the server answered: rolled back
+        elif getattr(orig, "sqlite_errorcode", None) is not None:
+            definite = True  # SQLite: COMMIT failed locally (busy), nothing was written
+    if not definite:
+        try:
+            exc._seawall_commit_unknown = True  # type: ignore[attr-defined]
+        except AttributeError:  # pragma: no cover - exotic exception types
+            pass
+
+
+def run_transaction(engine: Any, work: Callable[[Connection], T], *,
+                    operation: str = "transaction", isolation_level: str | None = None) -> T:
+    """Run ``work(connection)`` in one transaction; replay the whole unit on transient failures.
+
+    Each attempt checks out a connection, begins a transaction
+    (``isolation_level``, e.g. ``"SERIALIZABLE"``, when given), calls
+    ``work`` and commits. A disconnect, serialization failure, deadlock,
+    lock not available or SQLite busy rolls the attempt back and runs
+    ``work`` again on a fresh connection, with the point's backoff, budget,
+    breaker and deadline; the unit is one call named ``operation``. A
+    COMMIT whose outcome is unknown (the connection died during it) is not
+    replayed. ``work`` must not commit itself and must have no side effects
+    outside the database (it may run more than once). The statement timeout
+    of each statement is what is left of the attempt's budget.
+    """
+    state = _state_of(engine)
+
+    def attempt(_timeout: float | None) -> T:
+        token = _IN_UNIT.set(True)
+        try:
+            with engine.connect() as conn:
+                if isolation_level is not None:
+                    conn.execution_options(isolation_level=isolation_level)
+                trans = conn.begin()
+                try:
+                    result = work(conn)
+                except BaseException:
+                    try:
+                        trans.rollback()
+                    except Exception:  # the original failure is what matters
+                        pass
+                    raise
+                if trans.is_active:
+                    try:
+                        trans.commit()
+                    except Exception as exc:
+                        _commit_failed(exc)
+                        raise
+                return result
+        finally:
+            _IN_UNIT.reset(token)
+
+    return state.point.run(attempt, operation=operation, classify_exception=state.unit_rule)
+
+
+async def arun_transaction(engine: Any, work: Callable[[Any], Awaitable[T]], *,
+                           operation: str = "transaction",
+                           isolation_level: str | None = None) -> T:
+    """The :class:`~sqlalchemy.ext.asyncio.AsyncEngine` twin of :func:`run_transaction`.
+
+    ``work`` is ``async def work(conn: AsyncConnection)``. The database
+    enforces the attempt's budget (statement timeout), so the attempt is not
+    cancelled client-side: cancelling a running asyncio statement costs a
+    reconnect. Cancelling the caller cancels the unit and is not a failure.
+    """
+    state = _state_of(engine)
+
+    async def attempt(_timeout: float | None) -> T:
+        token = _IN_UNIT.set(True)
+        try:
+            async with engine.connect() as conn:
+                if isolation_level is not None:
+                    await conn.execution_options(isolation_level=isolation_level)
+                trans = conn.begin()
+                await trans.start()
+                try:
+                    result = await work(conn)
+                except BaseException:
+                    try:
+                        await trans.rollback()
+                    except Exception:
+                        pass
+                    raise
+                if trans.is_active:
+                    try:
+                        await trans.commit()
+                    except Exception as exc:
+                        _commit_failed(exc)
+                        raise
+                return result
+        finally:
+            _IN_UNIT.reset(token)
+
+    return await state.point.arun(attempt, operation=operation,
+                                  classify_exception=state.unit_rule, enforce_timeout=False)
