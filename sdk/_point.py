@@ -532,7 +532,7 @@ class IntegrationPoint:
                     timeout = ex.begin()
                     if permits is not None and not permits.acquire(self._max_wait):
                         raise ex.bulkhead_rejected()
-                except RejectedError as rejection:
+                except (RejectedError, DeadlineExceeded) as rejection:  # refused, or no time left
                     if last is not None:
                         ex.stop_reason = f"retry refused: {rejection}"
                         return cast(T, self._final_failure(ex, *last, is_async=False))
@@ -612,7 +612,7 @@ class IntegrationPoint:
                             raise
                         if not got:
                             raise ex.bulkhead_rejected()
-                except RejectedError as rejection:
+                except (RejectedError, DeadlineExceeded) as rejection:  # refused, or no time left
                     if last is not None:
                         ex.stop_reason = f"retry refused: {rejection}"
                         return cast(T, await self._afinal_failure(ex, *last))
@@ -698,14 +698,16 @@ class IntegrationPoint:
             return fb if fb.on_rejection else None
         return fb if category in fb.on else None
 
-    def _final_rejection(self, ex: Execution, rejection: RejectedError, *, is_async: bool) -> Any:
+    def _final_rejection(self, ex: Execution, rejection: RejectedError | DeadlineExceeded, *,
+                         is_async: bool) -> Any:
         fb = self._fallback_for(None, True)
         ex.end_rejected(rejection, fallback=fb is not None)
         if fb is None:
             raise rejection
         return _resolve_fallback(fb, rejection)
 
-    async def _afinal_rejection(self, ex: Execution, rejection: RejectedError) -> Any:
+    async def _afinal_rejection(self, ex: Execution,
+                                rejection: RejectedError | DeadlineExceeded) -> Any:
         value = self._final_rejection(ex, rejection, is_async=True)
         return await value if inspect.isawaitable(value) else value
 
@@ -931,6 +933,7 @@ class Execution:
         duration = now - self.attempt_start
         if point.circuit is not None:
             point.circuit.record(self._ticket, now, c.breaker, c.breaker and duration >= point._slow)
+            self._ticket = REJECTED  # recorded: a later cancel has no trial permit to give back
         with point._lock:
             point._c_attempts += 1
         hooks = point.hooks.hooks + GLOBAL_HOOKS.hooks
@@ -986,19 +989,20 @@ class Execution:
             emit(hooks, CallEvent(point.name, self.operation, c.category, self.attempts,
                                   point._now() - self.start, _wall(), fallback, None))
 
-    def end_rejected(self, rejection: RejectedError, *, fallback: bool = False) -> None:
-        """The call was refused before an attempt (or a retry) could run."""
+    def end_rejected(self, rejection: RejectedError | DeadlineExceeded, *,
+                     fallback: bool = False) -> None:
+        """The call was refused before an attempt (or a retry) could run, or had no time left."""
         point = self.point
+        reason = rejection.reason if isinstance(rejection, RejectedError) else "deadline"
         if self.attempts > 0:
             # a retry was refused: the call failed, the refusal is already counted
-            self.stop_reason = f"retry refused ({rejection.reason})"
+            self.stop_reason = f"retry refused ({reason})"
         with point._lock:
             point._c_calls += 1
             point._c_rejected += 1
             point._c_fallbacks += fallback
         hooks = point.hooks.hooks + GLOBAL_HOOKS.hooks
         if hooks:
-            reason = rejection.reason if not isinstance(rejection, DeadlineExceeded) else "deadline"
             emit(hooks, CallEvent(point.name, self.operation, None, self.attempts,
                                   point._now() - self.start, _wall(), fallback, reason))
 
