@@ -1,0 +1,645 @@
+"""The grpc.aio shell: one interceptor object per call shape (grpc.aio registers each once).
+
+Unary responses retry inside the interceptor task; cancelling the caller's
+call cancels the attempt in flight on the wire too. Response streams return
+a call object that delegates to the current attempt and retries while no
+message was delivered (grpc.aio would otherwise pin ``code()`` and
+``cancel()`` to the first attempt, grpc/grpc#37208).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import grpc.aio
+from grpc.aio import _base_call
+
+from seawall import (
+    Classification,
+    DeadlineExceeded,
+    Execution,
+    RejectedError,
+    ResultFailure,
+)
+
+from ._grpc_common import (
+    EXHAUSTED,
+    ReplayBuffer,
+    Router,
+    Rule,
+    as_rpc_error,
+    classify_status,
+    end_failure,
+    operation_name,
+    refuse,
+    resolve_fallback,
+)
+from ._grpc_common import ATTEMPT_HEADER as _HEADER
+
+_OK = grpc.StatusCode.OK
+_AioRpcError = grpc.aio.AioRpcError
+
+
+def _attempt_details(d: Any, timeout: float | None, attempt: int) -> Any:
+    if attempt == 1 and timeout == d.timeout:
+        return d
+    metadata = d.metadata
+    if attempt > 1:
+        metadata = grpc.aio.Metadata(*tuple(metadata or ()), (_HEADER, str(attempt)))
+    return grpc.aio.ClientCallDetails(d.method, timeout, metadata, d.credentials,
+                                      d.wait_for_ready)
+
+
+def _execution(rule: Rule, details: Any) -> Execution:
+    point = rule.point
+    timeout = details.timeout
+    return point.execution(
+        operation_name(details.method),
+        deadline=None if timeout is None else point.clock.now() + timeout,
+    )
+
+
+async def _admit(rule: Rule, ex: Execution) -> float | None:
+    """Begin an attempt and take a bulkhead permit; raises the seawall refusal."""
+    timeout = ex.begin()
+    permits = rule.permits
+    if permits is not None and not permits.try_acquire():
+        try:
+            got = await permits.acquire_async(rule.max_wait) if rule.max_wait > 0 else False
+        except asyncio.CancelledError:
+            ex.cancelled()
+            raise
+        if not got:
+            raise ex.bulkhead_rejected()
+    return timeout
+
+
+async def _snapshot(rule: Rule, call: Any, code: grpc.StatusCode) -> tuple[Classification, Any]:
+    """Classify a failed attempt; returns the classification and an ``AioRpcError`` for it."""
+    trailing = await call.trailing_metadata()
+    err = _AioRpcError(code, await call.initial_metadata(), trailing, await call.details(),
+                       await call.debug_error_string())
+
+    def status_rule(_exc: BaseException) -> Classification | None:
+        return classify_status(code, trailing, idempotent=rule.idempotent)
+
+    return rule.point.classify_exception(err, status_rule), err
+
+
+async def _value(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class _DoneCall(_base_call.UnaryUnaryCall, _base_call.StreamUnaryCall):
+    """A finished, successful call holding a fallback value."""
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def cancel(self) -> bool:
+        return False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def done(self) -> bool:
+        return True
+
+    def add_done_callback(self, callback: Any) -> None:
+        callback(self)
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    async def initial_metadata(self) -> Any:
+        return grpc.aio.Metadata()
+
+    async def trailing_metadata(self) -> Any:
+        return grpc.aio.Metadata()
+
+    async def code(self) -> grpc.StatusCode:
+        return _OK
+
+    async def details(self) -> str:
+        return ""
+
+    async def debug_error_string(self) -> str:
+        return ""
+
+    async def wait_for_connection(self) -> None:
+        return None
+
+    async def write(self, request: Any) -> None:
+        raise asyncio.InvalidStateError("the call already finished (answered by a fallback)")
+
+    async def done_writing(self) -> None:
+        return None
+
+    _done_writing_flag = True
+
+    def __await__(self) -> Any:
+        if False:  # pragma: no cover - makes this a generator
+            yield None
+        return self._value
+
+
+async def _unary(rule: Rule, continuation: Any, details: Any, request: Any,
+                 buffer: ReplayBuffer | _AsyncReplay | None, wrap: bool) -> Any:
+    """The retry loop for unary responses; returns the call grpc.aio hands to the caller."""
+    ex = _execution(rule, details)
+    permits = rule.permits
+    last: tuple[Classification, Any] | None = None
+    while True:
+        try:
+            timeout = await _admit(rule, ex)
+        except (RejectedError, DeadlineExceeded) as refusal:
+            if last is not None:
+                ex.stop_reason = f"retry refused: {refusal}"
+                return await _failed(ex, *last, wrap=wrap)
+            fb, err = refuse(ex, refusal)
+            if fb is None:
+                raise err from refusal
+            value = await _value(resolve_fallback(fb, refusal))
+            return _DoneCall(value) if wrap else value
+        call = None
+        try:
+            call = await continuation(_attempt_details(details, timeout, ex.attempts), request)
+            code = await call.code()
+        except asyncio.CancelledError:
+            if call is not None:
+                call.cancel()  # else the RPC keeps running on the server
+            ex.cancelled()
+            raise
+        except Exception as exc:  # an inner interceptor raised: final, never retried
+            c = rule.point.classify_exception(exc).with_retry(False)
+            ex.failure(c)
+            end_failure(ex, c, exc)
+            raise
+        finally:
+            if permits is not None:
+                permits.release()
+        if code is _OK:
+            point = rule.point
+            if point.classifier.result_rules:
+                response = await call
+                rc = point.classify_result(response)
+                if rc is not None:
+                    failure = ResultFailure(response, rc, point=point.name, operation=ex.operation)
+                    delay = ex.failure(rc)
+                    if delay is None:
+                        fb = end_failure(ex, rc, None)
+                        if fb is not None:
+                            value = await _value(resolve_fallback(fb, failure))
+                            return _DoneCall(value) if wrap else value
+                        return call
+                    last = (rc, (call, None))
+                    await _pause(rule, ex, delay)
+                    continue
+            ex.success()
+            return call
+        c, err = await _snapshot(rule, call, code)
+        if buffer is not None and c.retry:
+            view = buffer.view()
+            if view is None:
+                c = c.with_retry(False)
+            else:
+                request = view
+        delay = ex.failure(c)
+        if delay is None:
+            return await _failed(ex, c, (call, err), wrap=wrap)
+        last = (c, (call, err))
+        await _pause(rule, ex, delay)
+
+
+async def _pause(rule: Rule, ex: Execution, delay: float) -> None:
+    if delay > 0:
+        try:
+            await rule.point.clock.asleep(delay)
+        except asyncio.CancelledError:
+            ex.cancelled()
+            raise
+
+
+async def _failed(ex: Execution, c: Classification, outcome: tuple[Any, Any], *,
+                  wrap: bool) -> Any:
+    call, err = outcome
+    fb = end_failure(ex, c, err)
+    if fb is not None:
+        error = err if err is not None else ResultFailure(await call, c, point=ex.point.name,
+                                                          operation=ex.operation)
+        value = await _value(resolve_fallback(fb, error))
+        return _DoneCall(value) if wrap else value
+    if err is not None and (ex.attempts > 1 or ex.stop_reason):
+        raise err  # the final status, carrying the note of the attempts
+    return call
+
+
+# --------------------------------------------------------------------------
+# request streams
+
+
+class _AsyncReplay:
+    """The async twin of :class:`ReplayBuffer` for async request iterators."""
+
+    def __init__(self, source: AsyncIterable[Any], limit: int) -> None:
+        self._source = source.__aiter__()
+        self._items: list[Any] = []
+        self._limit = limit
+        self._lock = asyncio.Lock()
+        self.exhausted = False
+        self.overflow = limit <= 0
+        self.generation = 0
+
+    def view(self) -> _AsyncView | None:
+        if self.overflow and self.generation > 0:
+            return None
+        self.generation += 1
+        return _AsyncView(self, self.generation)
+
+    async def pull(self, view: _AsyncView) -> Any:
+        async with self._lock:
+            if view.generation != self.generation:
+                return EXHAUSTED
+            if view.index < len(self._items):
+                item = self._items[view.index]
+                view.index += 1
+                return item
+            if self.exhausted:
+                return EXHAUSTED
+            try:
+                item = await self._source.__anext__()
+            except StopAsyncIteration:
+                self.exhausted = True
+                return EXHAUSTED
+            if not self.overflow:
+                if len(self._items) < self._limit:
+                    self._items.append(item)
+                    view.index += 1
+                else:
+                    self.overflow = True
+                    self._items.clear()
+            return item
+
+
+class _AsyncView:
+    __slots__ = ("buffer", "generation", "index")
+
+    def __init__(self, buffer: _AsyncReplay, generation: int) -> None:
+        self.buffer = buffer
+        self.generation = generation
+        self.index = 0
+
+    def __aiter__(self) -> _AsyncView:
+        return self
+
+    async def __anext__(self) -> Any:
+        item = await self.buffer.pull(self)
+        if item is EXHAUSTED:
+            raise StopAsyncIteration
+        return item
+
+
+def _is_write_api(request_iterator: Any) -> bool:
+    """grpc.aio's own queue behind ``call.write()``: it waits for the interceptor to return."""
+    return "_proxy_writes_as_request_iterator" in getattr(request_iterator, "__qualname__", "")
+
+
+def _replayable(rule: Rule, request_iterator: Any) -> tuple[Any, Any]:
+    if not rule.retries or request_iterator is None:
+        return None, request_iterator
+    buffer: ReplayBuffer | _AsyncReplay
+    if isinstance(request_iterator, AsyncIterable):
+        buffer = _AsyncReplay(request_iterator, rule.buffer)
+    else:
+        buffer = ReplayBuffer(request_iterator, rule.buffer)
+    return buffer, buffer.view()
+
+
+# --------------------------------------------------------------------------
+# response streams
+
+
+class _StreamBase:
+    """Delegates to the current attempt; retries until the first message is delivered."""
+
+    def __init__(self, rule: Rule, continuation: Any, details: Any, request: Any,
+                 buffer: Any) -> None:
+        self._rule = rule
+        self._continuation = continuation
+        self._details = details
+        self._request = request
+        self._buffer = buffer
+        self._ex = _execution(rule, details)
+        self._observe = asyncio.Lock()
+        self._closed = False
+        self._cancelled = False
+        self._delivered = False
+        self._current: Any = None
+        self._reader: AsyncIterator[Any] | None = None
+        self._callbacks: list[Callable[[Any], None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def _launch(self) -> RejectedError | DeadlineExceeded | None:
+        ex = self._ex
+        try:
+            timeout = await _admit(self._rule, ex)
+        except (RejectedError, DeadlineExceeded) as refusal:
+            return refusal
+        permits = self._rule.permits
+        try:
+            call = await self._continuation(
+                _attempt_details(self._details, timeout, ex.attempts), self._request)
+        except BaseException:
+            if permits is not None:
+                permits.release()
+            ex.cancelled()
+            raise
+        self._current = call
+        call.add_done_callback(self._attempt_done)
+        return None
+
+    def _attempt_done(self, call: Any) -> None:
+        permits = self._rule.permits
+        if permits is not None:
+            permits.release()
+        if call is self._current and not call.cancelled():
+            task = asyncio.get_running_loop().create_task(self._check_ok(call))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _check_ok(self, call: Any) -> None:
+        if await call.code() is _OK:
+            self._close(success=True)
+
+    def _close(self, *, success: bool = False) -> bool:
+        if self._closed:
+            return False
+        self._closed = True
+        if success:
+            self._ex.success()
+        callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            fn(self)
+        return True
+
+    async def _on_failure(self, call: Any) -> bool:
+        """Decide a failed attempt; true when a new attempt is now current."""
+        async with self._observe:
+            if call is not self._current:
+                return True
+            if self._closed:
+                return False
+            ex = self._ex
+            code = await call.code()
+            if code is _OK:
+                self._close(success=True)
+                return False
+            c, _err = await _snapshot(self._rule, call, code)
+            if self._delivered:
+                c = c.with_retry(False)
+            elif self._buffer is not None and c.retry:
+                view = self._buffer.view()
+                if view is None:
+                    c = c.with_retry(False)
+                else:
+                    self._request = view
+            delay = ex.failure(c)
+            if delay is None:
+                if self._close():
+                    end_failure(ex, c, None)
+                return False
+            if delay > 0:
+                try:
+                    await self._rule.point.clock.asleep(delay)
+                except asyncio.CancelledError:
+                    if self._close():
+                        ex.cancelled()
+                    raise
+            if self._closed:
+                return False
+            refusal = await self._launch()
+            if refusal is not None:
+                if self._close():
+                    ex.stop_reason = f"retry refused: {refusal}"
+                    end_failure(ex, c, None)
+                return False
+            return True
+
+    async def _iterate(self) -> AsyncIterator[Any]:
+        while True:
+            call = self._current
+            try:
+                async for message in call:
+                    self._delivered = True
+                    yield message
+            except _AioRpcError:
+                if await self._on_failure(call):
+                    continue
+                raise
+            except asyncio.CancelledError:
+                call.cancel()
+                if self._close():
+                    self._ex.cancelled()
+                raise
+            return
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._iterate()
+
+    async def read(self) -> Any:
+        if self._reader is None:
+            self._reader = self._iterate()
+        try:
+            return await self._reader.__anext__()
+        except StopAsyncIteration:
+            return grpc.aio.EOF
+
+    async def _settled(self) -> Any:
+        while True:
+            call = self._current
+            code = await call.code()
+            if code is _OK or self._closed or not await self._on_failure(call):
+                return self._current
+
+    async def code(self) -> grpc.StatusCode:
+        code: grpc.StatusCode = await (await self._settled()).code()
+        return code
+
+    async def details(self) -> str:
+        details: str = await (await self._settled()).details()
+        return details
+
+    async def trailing_metadata(self) -> Any:
+        return await (await self._settled()).trailing_metadata()
+
+    async def debug_error_string(self) -> str:
+        text: str = await (await self._settled()).debug_error_string()
+        return text
+
+    async def initial_metadata(self) -> Any:
+        return await self._current.initial_metadata()
+
+    async def wait_for_connection(self) -> None:
+        await self._current.wait_for_connection()
+
+    def cancel(self) -> bool:
+        if self._closed:
+            return False
+        self._cancelled = True
+        self._current.cancel()
+        if self._close():
+            self._ex.cancelled()
+        return True
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def done(self) -> bool:
+        return self._closed and bool(self._current.done())
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        if self._closed:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
+
+    def time_remaining(self) -> float | None:
+        return self._ex.remaining()
+
+    # stream-stream: grpc.aio routes write() through the request iterator; it only reads this flag
+    @property
+    def _done_writing_flag(self) -> bool:
+        return bool(getattr(self._current, "_done_writing_flag", False))
+
+    async def write(self, request: Any) -> None:
+        await self._current.write(request)
+
+    async def done_writing(self) -> None:
+        await self._current.done_writing()
+
+
+class _UnaryStream(_StreamBase, _base_call.UnaryStreamCall):
+    """A server-streaming call over every attempt."""
+
+
+class _StreamStream(_StreamBase, _base_call.StreamStreamCall):
+    """A bidi-streaming call over every attempt."""
+
+
+async def _stream(kind: type[_StreamBase], rule: Rule, continuation: Any, details: Any,
+                  request: Any, buffer: Any) -> Any:
+    stream = kind(rule, continuation, details, request, buffer)
+    refusal = await stream._launch()
+    if refusal is not None:
+        stream._closed = True
+        stream._ex.end_rejected(refusal)  # type: ignore[arg-type]
+        raise as_rpc_error(refusal) from refusal
+    return stream
+
+
+async def _single(rule: Rule, continuation: Any, details: Any, request: Any) -> Any:
+    """One attempt, accounted when it ends (write()-style request streams cannot be replayed)."""
+    ex = _execution(rule, details)
+    try:
+        timeout = await _admit(rule, ex)
+    except (RejectedError, DeadlineExceeded) as refusal:
+        fb, err = refuse(ex, refusal)
+        if fb is None:
+            raise err from refusal
+        return _DoneCall(await _value(resolve_fallback(fb, refusal)))
+    permits = rule.permits
+    try:
+        call = await continuation(_attempt_details(details, timeout, 1), request)
+    except BaseException:
+        if permits is not None:
+            permits.release()
+        ex.cancelled()
+        raise
+
+    def done(finished: Any) -> None:
+        if permits is not None:
+            permits.release()
+        if finished.cancelled():
+            ex.cancelled()
+            return
+        task = asyncio.get_running_loop().create_task(_account(rule, ex, finished))
+        _PENDING.add(task)
+        task.add_done_callback(_PENDING.discard)
+
+    call.add_done_callback(done)
+    return call
+
+
+_PENDING: set[asyncio.Task[None]] = set()
+
+
+async def _account(rule: Rule, ex: Execution, call: Any) -> None:
+    code = await call.code()
+    if code is _OK:
+        ex.success()
+        return
+    c, _err = await _snapshot(rule, call, code)
+    ex.failure(c.with_retry(False))
+    end_failure(ex, c, None)
+
+
+# --------------------------------------------------------------------------
+# the four interceptors
+
+
+class _Base:
+    def __init__(self, router: Router) -> None:
+        self._lookup = router.lookup
+
+
+class AioUnaryUnary(_Base, grpc.aio.UnaryUnaryClientInterceptor):
+    """Unary-unary calls of a grpc.aio channel."""
+
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
+                                    request: Any) -> Any:
+        rule = self._lookup(client_call_details.method)
+        if rule is None:
+            return await continuation(client_call_details, request)
+        return await _unary(rule, continuation, client_call_details, request, None, False)
+
+
+class AioStreamUnary(_Base, grpc.aio.StreamUnaryClientInterceptor):
+    """Client-streaming calls of a grpc.aio channel."""
+
+    async def intercept_stream_unary(self, continuation: Any, client_call_details: Any,
+                                     request_iterator: Any) -> Any:
+        rule = self._lookup(client_call_details.method)
+        if rule is None:
+            return await continuation(client_call_details, request_iterator)
+        if not rule.retries or _is_write_api(request_iterator):
+            return await _single(rule, continuation, client_call_details, request_iterator)
+        buffer, first = _replayable(rule, request_iterator)
+        return await _unary(rule, continuation, client_call_details, first, buffer, True)
+
+
+class AioUnaryStream(_Base, grpc.aio.UnaryStreamClientInterceptor):
+    """Server-streaming calls of a grpc.aio channel."""
+
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any,
+                                     request: Any) -> Any:
+        rule = self._lookup(client_call_details.method)
+        if rule is None:
+            return await continuation(client_call_details, request)
+        return await _stream(_UnaryStream, rule, continuation, client_call_details, request, None)
+
+
+class AioStreamStream(_Base, grpc.aio.StreamStreamClientInterceptor):
+    """Bidi-streaming calls of a grpc.aio channel."""
+
+    async def intercept_stream_stream(self, continuation: Any, client_call_details: Any,
+                                      request_iterator: Any) -> Any:
+        rule = self._lookup(client_call_details.method)
+        if rule is None:
+            return await continuation(client_call_details, request_iterator)
+        buffer, first = _replayable(rule, request_iterator)
+        return await _stream(_StreamStream, rule, continuation, client_call_details, first,
+                             buffer)

@@ -1,0 +1,533 @@
+"""What the sync and aio gRPC interceptors share: routes, classification, errors, replay.
+
+Nothing here waits or does I/O; the two shells (``_grpc_sync``, ``_grpc_aio``)
+do. Status codes are classified from a table keyed on ``grpc.StatusCode``
+(never on details text); the table covers every code, and a test walks them.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from seawall import (
+    BulkheadFullError,
+    CircuitOpenError,
+    Classification,
+    ConfigurationError,
+    DeadlineExceeded,
+    Execution,
+    Fallback,
+    IntegrationPoint,
+    RejectedError,
+)
+from seawall._classify import (
+    CANCELLED,
+    CLIENT_ERROR,
+    PERMANENT,
+    RATE_LIMITED,
+    TIMEOUT,
+    TRANSIENT,
+    UNAVAILABLE,
+    Category,
+)
+
+ATTEMPT_HEADER = "seawall-attempt"
+"""Request metadata key carrying the 1-based attempt number, sent on retries only (``"2"``, ``"3"``...)."""
+
+PUSHBACK_TRAILER = "grpc-retry-pushback-ms"
+"""Trailing metadata key a server sets to pace (``"250"``) or stop (``"-1"``) retries (gRFC A6)."""
+
+REJECTED_TRAILER = "seawall-rejected"
+"""Trailing metadata key on a local rejection: ``breaker``, ``bulkhead`` or ``deadline``."""
+
+DEFAULT_REQUEST_BUFFER = 64
+
+_OK = grpc.StatusCode.OK
+_HAS_NOTES = sys.version_info >= (3, 11)
+
+# ---------------------------------------------------------------------------
+# classification
+
+# code -> (classification, retried only when the method is idempotent)
+STATUS_TABLE: dict[grpc.StatusCode, tuple[Classification, bool]] = {
+    grpc.StatusCode.CANCELLED: (CANCELLED, False),
+    grpc.StatusCode.UNKNOWN: (TRANSIENT, True),
+    grpc.StatusCode.INVALID_ARGUMENT: (CLIENT_ERROR, False),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (TIMEOUT, True),
+    grpc.StatusCode.NOT_FOUND: (CLIENT_ERROR, False),
+    grpc.StatusCode.ALREADY_EXISTS: (CLIENT_ERROR, False),
+    grpc.StatusCode.PERMISSION_DENIED: (CLIENT_ERROR, False),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (RATE_LIMITED, False),
+    grpc.StatusCode.FAILED_PRECONDITION: (CLIENT_ERROR, False),
+    # a conflict between concurrent writers: the method may be re-run, the server is healthy
+    grpc.StatusCode.ABORTED: (Classification(Category.TRANSIENT, retry=True, breaker=False), True),
+    grpc.StatusCode.OUT_OF_RANGE: (CLIENT_ERROR, False),
+    grpc.StatusCode.UNIMPLEMENTED: (CLIENT_ERROR, False),
+    grpc.StatusCode.INTERNAL: (TRANSIENT, True),
+    grpc.StatusCode.UNAVAILABLE: (UNAVAILABLE, False),
+    grpc.StatusCode.DATA_LOSS: (PERMANENT, False),
+    grpc.StatusCode.UNAUTHENTICATED: (CLIENT_ERROR, False),
+}
+
+
+def _build(idempotent: bool) -> dict[grpc.StatusCode, Classification]:
+    table = {}
+    for code, (c, needs_idempotent) in STATUS_TABLE.items():
+        table[code] = c.with_retry(False) if needs_idempotent and not idempotent else c
+    return table
+
+
+_BY_CODE = {False: _build(False), True: _build(True)}
+_PUSHBACK = re.compile(r"[0-9]{1,9}")
+
+
+def classify_status(code: grpc.StatusCode, trailing_metadata: Iterable[Any] | None = None,
+                    *, idempotent: bool = False) -> Classification | None:
+    """How a finished RPC's status counts: ``None`` for ``OK``, else its classification.
+
+    ``UNAVAILABLE`` and ``RESOURCE_EXHAUSTED`` are retried for every method;
+    ``DEADLINE_EXCEEDED``, ``ABORTED``, ``INTERNAL`` and ``UNKNOWN`` only when
+    ``idempotent``; client errors never, and they do not count against the
+    breaker; ``CANCELLED`` is neither. A ``grpc-retry-pushback-ms`` trailer
+    with a non-negative integer sets the delay (milliseconds); a negative or
+    malformed one vetoes the retry.
+    """
+    if code is _OK:
+        return None
+    c = _BY_CODE[idempotent].get(code, TRANSIENT.with_retry(idempotent))
+    if trailing_metadata:
+        for item in trailing_metadata:
+            key, value = item[0], item[1]
+            if key == PUSHBACK_TRAILER:
+                if isinstance(value, bytes):
+                    value = value.decode("ascii", "replace")
+                value = value.strip()
+                if _PUSHBACK.fullmatch(value):
+                    c = c.with_delay(int(value) / 1000.0)
+                else:
+                    c = c.with_retry(False)
+                break
+    return c
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """Attach ``note`` to ``exc`` (``add_note`` on 3.11+, ``__notes__`` before)."""
+    if _HAS_NOTES:
+        exc.add_note(note)
+        return
+    notes = getattr(exc, "__notes__", None)
+    if notes is None:
+        notes = []
+        try:
+            exc.__notes__ = notes  # type: ignore[attr-defined]
+        except AttributeError:
+            return
+    notes.append(note)
+
+
+# ---------------------------------------------------------------------------
+# routes
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The policy of one method pattern in a routing table.
+
+    ``point`` is the :class:`seawall.IntegrationPoint` applied. ``idempotent``
+    marks the methods as safe to re-run, which widens retries to
+    ``DEADLINE_EXCEEDED``, ``ABORTED``, ``INTERNAL`` and ``UNKNOWN``.
+    ``request_buffer`` is how many request-stream messages are kept so a
+    failed client- or bidi-streaming call can be replayed (0: never replay).
+    Immutable; safe to share.
+    """
+
+    point: IntegrationPoint
+    idempotent: bool = field(default=False, kw_only=True)
+    request_buffer: int = field(default=DEFAULT_REQUEST_BUFFER, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.point, IntegrationPoint):
+            raise ConfigurationError(f"Route.point must be an IntegrationPoint, got {self.point!r}")
+        if not isinstance(self.idempotent, bool):
+            raise ConfigurationError(f"Route.idempotent must be a bool, got {self.idempotent!r}")
+        if isinstance(self.request_buffer, bool) or not isinstance(self.request_buffer, int) \
+                or self.request_buffer < 0:
+            raise ConfigurationError(
+                f"Route.request_buffer must be an int >= 0, got {self.request_buffer!r}"
+            )
+
+
+_PATTERN = re.compile(r"\*|/[^/*]+/\*|/[^/*]+/[^/*]+")
+
+
+class Rule:
+    """A resolved route: the point, its flags, and the status table to use."""
+
+    __slots__ = ("buffer", "idempotent", "max_wait", "permits", "point", "retries", "table")
+
+    def __init__(self, route: Route) -> None:
+        point = route.point
+        self.point = point
+        self.idempotent = route.idempotent
+        self.buffer = route.request_buffer
+        self.table = _BY_CODE[route.idempotent]
+        self.permits = point._permits
+        self.max_wait = point.bulkhead.max_wait if point.bulkhead is not None else 0.0
+        # whether a second attempt can ever happen: streams skip buffering otherwise
+        self.retries = point.retry is not None and point.retry.attempts > 1
+
+
+class Router:
+    """Method name -> :class:`Rule` (``None``: no policy), with a bounded cache."""
+
+    __slots__ = ("_cache", "_exact", "_fallback", "_services")
+
+    _CACHE_LIMIT = 4096
+
+    def __init__(self, target: Any, *, idempotent: bool, request_buffer: int) -> None:
+        def as_route(value: Any, where: str) -> Route:
+            if isinstance(value, Route):
+                return value
+            if isinstance(value, IntegrationPoint):
+                return Route(value, idempotent=idempotent, request_buffer=request_buffer)
+            raise ConfigurationError(
+                f"{where} must be an IntegrationPoint or a Route, got {value!r}"
+            )
+
+        self._exact: dict[str, Rule] = {}
+        self._services: dict[str, Rule] = {}
+        self._fallback: Rule | None = None
+        self._cache: dict[str | bytes, Rule | None] = {}
+        if isinstance(target, (IntegrationPoint, Route)):
+            self._fallback = Rule(as_route(target, "target"))
+            return
+        if not isinstance(target, Mapping) or not target:
+            raise ConfigurationError(
+                "target must be an IntegrationPoint, a Route, or a non-empty mapping of method "
+                f"patterns ('/pkg.Service/Method', '/pkg.Service/*', '*') to them, got {target!r}"
+            )
+        for pattern, value in target.items():
+            if not isinstance(pattern, str) or not _PATTERN.fullmatch(pattern):
+                raise ConfigurationError(
+                    f"route pattern must be '/pkg.Service/Method', '/pkg.Service/*' or '*', "
+                    f"got {pattern!r}"
+                )
+            rule = Rule(as_route(value, f"route {pattern!r}"))
+            if pattern == "*":
+                self._fallback = rule
+            elif pattern.endswith("/*"):
+                self._services[pattern[:-1]] = rule
+            else:
+                self._exact[pattern] = rule
+
+    def lookup(self, method: str | bytes) -> Rule | None:
+        """The rule for ``method`` (``str`` in sync gRPC, ``bytes`` in aio)."""
+        try:
+            return self._cache[method]
+        except KeyError:
+            pass
+        name = method.decode("utf-8", "replace") if isinstance(method, bytes) else method
+        rule = self._exact.get(name)
+        if rule is None:
+            cut = name.rfind("/")
+            rule = self._services.get(name[:cut + 1]) if cut > 0 else None
+            if rule is None:
+                rule = self._fallback
+        if len(self._cache) < self._CACHE_LIMIT:
+            self._cache[method] = rule
+        return rule
+
+
+def operation_name(method: str | bytes) -> str:
+    """The event ``operation`` for a method: its full name, ``/pkg.Service/Method``."""
+    return method.decode("utf-8", "replace") if isinstance(method, bytes) else method
+
+
+# ---------------------------------------------------------------------------
+# rejections that are also gRPC errors
+
+
+class _RpcRejection(grpc.aio.AioRpcError, grpc.Call, grpc.Future):  # type: ignore[misc]
+    """Behaviour shared by the three local refusals: a finished, failed gRPC call.
+
+    Works wherever gRPC code expects a failure: ``except grpc.RpcError``,
+    ``code()``/``details()``/``trailing_metadata()`` (sync ``grpc.Call`` and
+    aio ``AioRpcError`` alike), a done ``grpc.Future`` whose ``result()``
+    raises it, and a response iterator whose first ``next()`` raises it.
+    """
+
+    _status: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
+    _reason = "rejected"
+
+    def _init_rpc(self, message: str) -> None:
+        Exception.__init__(self, message)
+        self._message = message
+        self._trailers = grpc.aio.Metadata((REJECTED_TRAILER, self._reason))
+
+    # grpc.Call / AioRpcError
+    def code(self) -> grpc.StatusCode:
+        return self._status
+
+    def details(self) -> str:
+        return self._message
+
+    def initial_metadata(self) -> grpc.aio.Metadata:
+        return grpc.aio.Metadata()
+
+    def trailing_metadata(self) -> grpc.aio.Metadata:
+        return self._trailers
+
+    def debug_error_string(self) -> str:
+        return self._message
+
+    def is_active(self) -> bool:
+        return False
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    def add_callback(self, callback: Any) -> bool:
+        return False
+
+    # grpc.Future
+    def cancel(self) -> bool:
+        return False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def running(self) -> bool:
+        return False
+
+    def done(self) -> bool:
+        return True
+
+    def result(self, timeout: float | None = None) -> Any:
+        raise self
+
+    def exception(self, timeout: float | None = None) -> BaseException:
+        return self
+
+    def traceback(self, timeout: float | None = None) -> Any:
+        return self.__traceback__
+
+    def add_done_callback(self, fn: Any) -> None:
+        fn(self)
+
+    # a response stream that fails on its first read
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        raise self
+
+    def __str__(self) -> str:
+        return self._message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._status.name}, {self._message!r})"
+
+
+class CircuitOpenRpcError(CircuitOpenError, _RpcRejection):  # type: ignore[misc]
+    """The breaker refused the call: a :class:`seawall.CircuitOpenError` that is also a gRPC error.
+
+    ``code()`` is ``UNAVAILABLE``; the trailing metadata holds
+    ``seawall-rejected: breaker``. Raised (aio) or returned as a failed
+    call (sync) without touching the network.
+    """
+
+    _status = grpc.StatusCode.UNAVAILABLE
+    _reason = "breaker"
+
+    def __init__(self, source: CircuitOpenError) -> None:
+        self._init_rpc(str(source))
+        self.point = source.point
+        self.operation = source.operation
+        self.retry_after = source.retry_after
+        self.retry_at = source.retry_at
+
+
+class BulkheadFullRpcError(BulkheadFullError, _RpcRejection):  # type: ignore[misc]
+    """The bulkhead had no permit: a :class:`seawall.BulkheadFullError` that is also a gRPC error.
+
+    ``code()`` is ``RESOURCE_EXHAUSTED``; trailing metadata ``seawall-rejected: bulkhead``.
+    """
+
+    _status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    _reason = "bulkhead"
+
+    def __init__(self, source: BulkheadFullError) -> None:
+        self._init_rpc(str(source))
+        self.point = source.point
+        self.operation = source.operation
+        self.max_concurrent = source.max_concurrent
+
+
+class DeadlineExceededRpcError(DeadlineExceeded, _RpcRejection):  # type: ignore[misc]
+    """No time was left to start the call: a :class:`seawall.DeadlineExceeded` that is also a gRPC error.
+
+    ``code()`` is ``DEADLINE_EXCEEDED``; trailing metadata ``seawall-rejected: deadline``.
+    """
+
+    _status = grpc.StatusCode.DEADLINE_EXCEEDED
+    _reason = "deadline"
+
+    def __init__(self, source: DeadlineExceeded) -> None:
+        self._init_rpc(str(source))
+        self.point = source.point
+        self.operation = source.operation
+        self.timeout = source.timeout
+
+
+def as_rpc_error(exc: RejectedError | DeadlineExceeded) -> _RpcRejection:
+    """The gRPC-flavoured twin of a seawall refusal (chained to it)."""
+    err: _RpcRejection
+    if isinstance(exc, CircuitOpenError):
+        err = CircuitOpenRpcError(exc)
+    elif isinstance(exc, BulkheadFullError):
+        err = BulkheadFullRpcError(exc)
+    elif isinstance(exc, DeadlineExceeded):
+        err = DeadlineExceededRpcError(exc)
+    else:  # a future kind of refusal: still a gRPC failure
+        err = CircuitOpenRpcError(CircuitOpenError(str(exc), point=exc.point,
+                                                   operation=exc.operation))
+    err.__cause__ = exc
+    err.__suppress_context__ = True
+    return err
+
+
+# ---------------------------------------------------------------------------
+# fallbacks and endings
+
+
+def fallback_for(point: IntegrationPoint, category: Category | None,
+                 rejected: bool) -> Fallback | None:
+    """The point's fallback if it answers this failure (``rejected``: a local refusal)."""
+    fb = point.fallback
+    if fb is None:
+        return None
+    if rejected:
+        return fb if fb.on_rejection else None
+    return fb if category in fb.on else None
+
+
+def resolve_fallback(fb: Fallback, error: BaseException) -> Any:
+    """The fallback's value, or its handler's answer for ``error`` (may be awaitable)."""
+    if fb.handler is not None:
+        return fb.handler(error)
+    return fb.value
+
+
+def refuse(ex: Execution, exc: RejectedError | DeadlineExceeded) -> tuple[Fallback | None, Any]:
+    """Account for a refusal before any attempt ran; returns ``(fallback, rpc_error)``."""
+    point = ex.point
+    fb = fallback_for(point, None, True)
+    ex.end_rejected(exc, fallback=fb is not None)  # type: ignore[arg-type]
+    return fb, as_rpc_error(exc)
+
+
+def end_failure(ex: Execution, c: Classification, error: BaseException | None) -> Fallback | None:
+    """Account for a failed call; returns the fallback to use, else notes ``error``."""
+    fb = fallback_for(ex.point, c.category, False)
+    ex.end_failure(c, fallback=fb is not None)
+    if fb is None and error is not None and (ex.attempts > 1 or ex.stop_reason):
+        add_note(error, ex.describe(c))
+    return fb
+
+
+# ---------------------------------------------------------------------------
+# request streams: record what was sent so a retry can send it again
+
+
+class _Exhausted:
+    pass
+
+
+EXHAUSTED: Any = _Exhausted()
+
+
+class ReplayBuffer:
+    """Keeps up to ``limit`` request messages so an attempt can be replayed.
+
+    Each attempt reads through its own view; starting a new view retires the
+    previous one (a retired view ends at once, so gRPC's consumer of a failed
+    attempt cannot steal messages from the next). Once more than ``limit``
+    messages were drawn the buffer is dropped and no replay is possible.
+    Thread-safe (sync gRPC drains request iterators on its own thread).
+    """
+
+    __slots__ = ("_items", "_limit", "_lock", "_source", "exhausted", "generation", "overflow")
+
+    def __init__(self, source: Iterable[Any], limit: int) -> None:
+        self._source = iter(source)
+        self._items: list[Any] = []
+        self._limit = limit
+        self._lock = threading.Lock()
+        self.exhausted = False
+        self.overflow = limit <= 0
+        self.generation = 0
+
+    def view(self) -> Iterator[Any] | None:
+        """A fresh iterator over the whole stream, or ``None`` when it cannot be replayed."""
+        with self._lock:
+            if self.overflow and self.generation > 0:
+                return None
+            self.generation += 1
+            return _View(self, self.generation)
+
+    def pull(self, view: _View) -> Any:
+        with self._lock:
+            if view.generation != self.generation:
+                return EXHAUSTED
+            if view.index < len(self._items):
+                item = self._items[view.index]
+                view.index += 1
+                return item
+            if self.exhausted:
+                return EXHAUSTED
+            try:
+                item = next(self._source)
+            except StopIteration:
+                self.exhausted = True
+                return EXHAUSTED
+            if not self.overflow:
+                if len(self._items) < self._limit:
+                    self._items.append(item)
+                    view.index += 1
+                else:
+                    self.overflow = True
+                    self._items.clear()
+            return item
+
+
+class _View:
+    __slots__ = ("buffer", "generation", "index")
+
+    def __init__(self, buffer: ReplayBuffer, generation: int) -> None:
+        self.buffer = buffer
+        self.generation = generation
+        self.index = 0
+
+    def __iter__(self) -> _View:
+        return self
+
+    def __next__(self) -> Any:
+        item = self.buffer.pull(self)
+        if item is EXHAUSTED:
+            raise StopIteration
+        return item
+
+
+def with_attempt(metadata: Any, attempt: int) -> list[tuple[str, str | bytes]]:
+    """The caller's metadata plus our attempt header (sync: a fresh list)."""
+    md = [tuple(item) for item in metadata] if metadata else []
+    md.append((ATTEMPT_HEADER, str(attempt)))
+    return md  # type: ignore[return-value]
