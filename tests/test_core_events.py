@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -122,8 +123,6 @@ def test_fallback_call_event_says_so() -> None:
 
 async def test_cancelled_call_event() -> None:
     """A cancelled call's CallEvent has the cancelled category and is no failure."""
-    import asyncio
-
     p, events, _ = recording_point()
     started = asyncio.Event()
 
