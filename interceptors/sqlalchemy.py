@@ -250,7 +250,7 @@ class _Instrumentation:
                         ex.end_failure(last[0])
                         _add_note(last[1], ex.describe(last[0]))
                         raise last[1] from None
-                    ex.end_rejected(refused)  # type: ignore[arg-type]
+                    ex.end_rejected(refused)
                     raise
             params = cparams
             if timeout is not None:
@@ -281,9 +281,7 @@ class _Instrumentation:
     def on_checkout(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
         if self.pool_liveness and looks_dead(dbapi_connection):
             # the pool invalidates this connection and checks out a fresh one
-            raise sa_exc.DisconnectionError(
-                "seawall: the server closed this pooled connection", invalidate_pool=False
-            )
+            raise sa_exc.DisconnectionError("seawall: the server closed this pooled connection")
         permits = self.point._permits
         if permits is None or _IN_UNIT.get():
             return  # a unit of work already holds a permit for its whole attempt
@@ -343,7 +341,7 @@ class _Instrumentation:
             try:
                 timeout = ex.begin()
             except (RejectedError, DeadlineExceeded) as refused:
-                ex.end_rejected(refused)  # type: ignore[arg-type]
+                ex.end_rejected(refused)
                 raise
         setattr(context, _EX_ATTR, ex)
         if timeout is not None or self.timeouts.always_apply:
@@ -504,6 +502,10 @@ def run_transaction(engine: Any, work: Callable[[Connection], T], *,
                         trans.commit()
                     except Exception as exc:
                         _commit_failed(exc)
+                        try:  # never hand a half-finished transaction back to the pool
+                            conn.invalidate()
+                        except Exception:
+                            pass
                         raise
                 return result
         finally:
@@ -545,6 +547,10 @@ async def arun_transaction(engine: Any, work: Callable[[Any], Awaitable[T]], *,
                         await trans.commit()
                     except Exception as exc:
                         _commit_failed(exc)
+                        try:  # never hand a half-finished transaction back to the pool
+                            await conn.invalidate()
+                        except Exception:
+                            pass
                         raise
                 return result
         finally:
