@@ -84,8 +84,8 @@ class ResultFailure(SeawallError):
 class PointStats(NamedTuple):
     """Counters of one point since it was created (or :meth:`IntegrationPoint.reset_stats`).
 
-    ``calls`` = ``successes + failures + rejected`` (rejected: refused before
-    any attempt). ``fallbacks`` counts calls answered by the fallback, which
+    ``calls`` = ``successes + failures + rejected + cancelled`` (rejected:
+    refused before any attempt; cancelled: the caller cancelled, never a failure). ``fallbacks`` counts calls answered by the fallback, which
     are also counted under their failure or rejection.
     """
 
@@ -565,14 +565,18 @@ class IntegrationPoint:
                 found = self.classify_result(result, classify_result)
                 if found is None:
                     ex.success()
-                    return result
+                    return cast(T, result)
                 c = found
             delay = ex.failure(c)
             if delay is None:
                 return cast(T, self._final_failure(ex, c, failure, result, is_async=False))
             last = (c, failure, result)
             if delay > 0:
-                sleep(delay)
+                try:
+                    sleep(delay)
+                except BaseException:
+                    ex.cancelled()
+                    raise
 
     async def arun(
         self,
@@ -668,7 +672,7 @@ class IntegrationPoint:
                 found = self.classify_result(result, classify_result)
                 if found is None:
                     ex.success()
-                    return result
+                    return cast(T, result)
                 c = found
             delay = ex.failure(c)
             if delay is None:
@@ -738,7 +742,6 @@ class IntegrationPoint:
         with self._lock:
             self._c_calls += 1
             self._c_cancelled += 1
-            self._c_by_category["cancelled"] += 1
         hooks = self.hooks.hooks + GLOBAL_HOOKS.hooks
         if hooks:
             emit(hooks, CallEvent(self.name, operation, Category.CANCELLED, 1,
@@ -879,7 +882,12 @@ class Execution:
                 point._count_rejection(self.operation, "breaker")
                 retry_at = circuit.retry_at()
                 after = None if retry_at is None else max(0.0, retry_at - now)
-                when = "until reset" if after is None else f"for another {after:.3f} s"
+                if after is not None:
+                    when = f"for another {after:.3f} s"
+                elif circuit.state is BreakerState.HALF_OPEN:
+                    when = "while its trial calls are in flight"
+                else:
+                    when = "until reset"
                 raise CircuitOpenError(
                     f"{point.name}: circuit {circuit.state.value}, {self.operation} refused {when}",
                     point=point.name, operation=self.operation, retry_after=after, retry_at=retry_at,
