@@ -1,0 +1,278 @@
+"""The metrics service over gRPC: every RPC, bad requests, auth, TLS, health, reflection."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+import seawall
+from seawall.storage import MetricsClient, MetricsServer, MetricsServiceError, Store, serve
+from seawall.storage._gen import metrics_pb2 as pb
+from seawall.storage._gen import metrics_pb2_grpc as pb_grpc
+from seawall.storage._schema import CALLS, FAILED, FAILURES, H0, LATENCY_SUM, SUCCESSES, WIDTH
+
+TOKEN = "s3cret-token-for-tests"
+
+
+def _vector(calls: int, failures: int = 0) -> list[float]:
+    vec: list[float] = [0] * WIDTH
+    vec[CALLS] = calls
+    vec[SUCCESSES] = calls - failures
+    vec[FAILURES] = vec[FAILED[seawall.Category.TRANSIENT]] = failures
+    vec[LATENCY_SUM] = calls * 0.01
+    vec[H0 + 50] = calls
+    return vec
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(f"sqlite:///{tmp_path / 'metrics.db'}")
+    minute = int(time.time() // 60)
+    s.write({("payments", "charge", minute): _vector(10, failures=2),
+             ("payments", "refund", minute - 1): _vector(5),
+             ("search", "query", minute): _vector(7)},
+            [seawall.BreakerTransition("payments", "closed", "open", f"failure rate {i}",
+                                       time.time() - 10 + i) for i in range(5)],
+            host="test-host", pid=42)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def server(store: Store) -> Iterator[MetricsServer]:
+    with serve(store, "127.0.0.1:0") as running:
+        yield running
+
+
+@pytest.fixture
+def client(server: MetricsServer) -> Iterator[MetricsClient]:
+    with MetricsClient(server.address, timeout=5.0) as c:
+        yield c
+
+
+@pytest.fixture
+def stub(server: MetricsServer) -> Iterator[pb_grpc.MetricsServiceStub]:
+    with grpc.insecure_channel(server.address) as channel:
+        yield pb_grpc.MetricsServiceStub(channel)
+
+
+def test_list_points_names_every_point_and_its_operations(client: MetricsClient) -> None:
+    """ListPoints returns each point once with its operations."""
+    points = {p.name: p.operations for p in client.points()}
+    assert points == {"payments": ("charge", "refund"), "search": ("query",)}
+
+
+def test_summary_of_all_points_and_of_one(client: MetricsClient) -> None:
+    """GetSummary totals each point over the window, with its breaker state."""
+    by_point = {s.point: s for s in client.summary(window=600)}
+    assert by_point["payments"].calls == 15
+    assert by_point["payments"].failures == 2
+    assert by_point["payments"].failures_by_category["transient"] == 2
+    assert by_point["payments"].breaker_state == "open"
+    assert by_point["search"].breaker_state == "closed"
+    assert by_point["search"].p50_ms > 0
+    [only] = client.summary("payments", window=600, operation="refund")
+    assert only.calls == 5
+
+
+def test_series_returns_one_bucket_per_step(client: MetricsClient) -> None:
+    """GetSeries covers start to end in steps, empty steps included."""
+    now = time.time()
+    buckets = client.series("payments", start=now - 600, end=now, step=60)
+    assert len(buckets) in (10, 11)
+    assert sum(b.calls for b in buckets) == 15
+    assert buckets == sorted(buckets, key=lambda b: b.start)
+
+
+def test_transitions_come_a_page_at_a_time(client: MetricsClient, store: Store) -> None:
+    """ListTransitions pages through every transition in stored order."""
+    found = list(client.transitions("payments", page_size=2))
+    assert [t.reason for t in found] == [f"failure rate {i}" for i in range(5)]
+    assert {(t.host, t.pid) for t in found} == {("test-host", 42)}
+
+
+def test_watch_streams_a_summary_every_interval(client: MetricsClient, store: Store) -> None:
+    """WatchSummary sends fresh summaries until the client stops reading."""
+    stream = client.watch("search", window=600, interval=0.1)
+    first = next(stream)
+    store.write({("search", "query", int(time.time() // 60)): _vector(3)}, host="h", pid=1)
+    second = next(stream)
+    stream.close()
+    assert first[0].calls == 7
+    assert second[0].calls == 10
+
+
+BAD_REQUESTS = [
+    ("GetSummary", pb.SummaryRequest(window_seconds=-1), "window must be >= 0"),
+    ("GetSummary", pb.SummaryRequest(window_seconds=1e12), "at most"),
+    ("GetSummary", pb.SummaryRequest(window_seconds=float("nan")), "finite"),
+    ("GetSummary", pb.SummaryRequest(point="p" * 300), "at most 200 characters"),
+    ("GetSeries", pb.SeriesRequest(point="payments", start=0, end=600, step_seconds=0),
+     "step must be > 0"),
+    ("GetSeries", pb.SeriesRequest(point="payments", start=0, end=600, step_seconds=-60),
+     "step must be > 0"),
+    ("GetSeries", pb.SeriesRequest(point="payments", start=0, end=600, step_seconds=45),
+     "multiple of 60"),
+    ("GetSeries", pb.SeriesRequest(point="payments", start=900, end=600, step_seconds=60),
+     "must be before end"),
+    ("GetSeries", pb.SeriesRequest(point="payments", start=0, end=1e9, step_seconds=60),
+     "at most 10000"),
+    ("GetSeries", pb.SeriesRequest(start=0, end=600, step_seconds=60), "point is required"),
+    ("ListTransitions", pb.ListTransitionsRequest(page_size=5000), "page_size"),
+    ("ListTransitions", pb.ListTransitionsRequest(page_size=-1), "page_size"),
+    ("ListTransitions", pb.ListTransitionsRequest(page_token="abc"), "page_token"),
+    ("ListTransitions", pb.ListTransitionsRequest(start=50, end=10), "must not be after end"),
+]
+
+
+@pytest.mark.parametrize(("method", "request_", "message"), BAD_REQUESTS,
+                         ids=[f"{m}-{msg}" for m, _, msg in BAD_REQUESTS])
+def test_a_bad_request_gets_invalid_argument_and_the_service_keeps_serving(
+        stub: pb_grpc.MetricsServiceStub, method: str, request_: object, message: str) -> None:
+    """Each bad request is INVALID_ARGUMENT with a message; the next good call works."""
+    with pytest.raises(grpc.RpcError) as caught:
+        getattr(stub, method)(request_, timeout=5)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert message in caught.value.details()
+    assert stub.GetSummary(pb.SummaryRequest(window_seconds=600), timeout=5).summaries
+
+
+@pytest.mark.parametrize("request_", [
+    pb.WatchSummaryRequest(interval_seconds=0.001),
+    pb.WatchSummaryRequest(interval_seconds=1e6),
+    pb.WatchSummaryRequest(window_seconds=-5),
+])
+def test_a_bad_watch_is_refused_before_streaming(stub: pb_grpc.MetricsServiceStub,
+                                                 request_: pb.WatchSummaryRequest) -> None:
+    """A watch with a bad interval or window ends with INVALID_ARGUMENT, and serving goes on."""
+    with pytest.raises(grpc.RpcError) as caught:
+        list(stub.WatchSummary(request_, timeout=5))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert stub.ListPoints(pb.ListPointsRequest(), timeout=5).points
+
+
+def test_client_errors_carry_the_status_code(client: MetricsClient) -> None:
+    """MetricsClient raises MetricsServiceError with the gRPC code and the server's message."""
+    with pytest.raises(MetricsServiceError) as caught:
+        client.series("payments", start=0, end=600, step=0)
+    assert caught.value.code == "INVALID_ARGUMENT"
+    assert "step" in str(caught.value)
+
+
+def test_a_store_failure_is_unavailable_and_not_fatal(store: Store,
+                                                      client: MetricsClient) -> None:
+    """When the store breaks under the service, calls get UNAVAILABLE and health still answers."""
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE seawall_operations RENAME TO moved_away")
+    with pytest.raises(MetricsServiceError) as caught:
+        client.points()
+    assert caught.value.code == "UNAVAILABLE"
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE moved_away RENAME TO seawall_operations")
+    assert client.points()
+
+
+def test_health_and_reflection_are_on(server: MetricsServer) -> None:
+    """Standard tools can probe the service (health) and discover its API (reflection)."""
+    with grpc.insecure_channel(server.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        answer = health.Check(health_pb2.HealthCheckRequest(
+            service="seawall.metrics.v1.MetricsService"), timeout=5)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+        [response] = list(reflect.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+        names = {s.name for s in response.list_services_response.service}
+        assert "seawall.metrics.v1.MetricsService" in names
+
+
+# -- security ------------------------------------------------------------------------
+
+def test_a_token_is_required_and_checked(store: Store) -> None:
+    """With a token, calls without it or with a wrong one are UNAUTHENTICATED; the right one works."""
+    with serve(store, "127.0.0.1:0", token=TOKEN) as server:
+        for token in (None, "wrong-token-value"):
+            with MetricsClient(server.address, token=token) as client:
+                with pytest.raises(MetricsServiceError) as caught:
+                    client.summary()
+                assert caught.value.code == "UNAUTHENTICATED"
+                with pytest.raises(MetricsServiceError):
+                    next(client.watch(interval=0.1))
+        with MetricsClient(server.address, token=TOKEN) as client:
+            assert {s.point for s in client.summary(window=600)} == {"payments", "search"}
+        with grpc.insecure_channel(server.address) as channel:  # probes need no token
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=5)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_non_loopback_address_without_a_token_is_refused_before_binding(store: Store) -> None:
+    """serve() refuses 0.0.0.0 (or any non-loopback host) without a token, and says why."""
+    for listen in ("0.0.0.0:0", "[::]:0", "metrics.example.com:50057"):
+        with pytest.raises(seawall.ConfigurationError, match="without a token"):
+            serve(store, listen)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"listen": "localhost"}, "HOST:PORT"),
+    ({"listen": "127.0.0.1:99999"}, "port 0-65535"),
+    ({"listen": "127.0.0.1:0", "token": "short"}, "at least 8"),
+    ({"listen": "127.0.0.1:0", "tls_cert": "cert.pem"}, "both a certificate and a key"),
+    ({"listen": "127.0.0.1:0", "retention": -1}, "retention"),
+])
+def test_bad_serve_options_are_refused_with_a_message(store: Store, kwargs: dict[str, object],
+                                                      message: str) -> None:
+    """Each bad option is a ConfigurationError naming the problem."""
+    with pytest.raises(seawall.ConfigurationError, match=message):
+        serve(store, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def test_tls_with_a_token(store: Store, certificate: tuple[Path, Path]) -> None:
+    """With --tls-cert/--tls-key the service speaks TLS only; a client trusting the cert gets in."""
+    cert, key = certificate
+    with serve(store, "127.0.0.1:0", token=TOKEN, tls_cert=str(cert), tls_key=str(key)) as server:
+        with MetricsClient(server.address, token=TOKEN,
+                           root_certificates=cert.read_bytes()) as client:
+            assert client.summary("search", window=600)[0].calls == 7
+        with MetricsClient(server.address, token=TOKEN, timeout=2.0) as plain:
+            with pytest.raises(MetricsServiceError) as caught:
+                plain.summary()
+            assert caught.value.code == "UNAVAILABLE"
+
+
+def test_retention_prunes_old_data_when_serving(tmp_path: Path) -> None:
+    """serve(retention=...) deletes data older than the retention on start."""
+    store = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    old = int(time.time() // 60) - 3 * 1440
+    store.write({("old", "op", old): _vector(4), ("new", "op", int(time.time() // 60)): _vector(1)},
+                host="h", pid=1)
+    with serve(store, "127.0.0.1:0", retention=86400) as server:
+        with MetricsClient(server.address) as client:
+            for _ in range(100):  # bounded: the pruner runs at start
+                if not store.summary("old", window=4 * 86400):
+                    break
+                time.sleep(0.05)
+            assert [s.point for s in client.summary(window=4 * 86400)] == ["new"]
+    store.close()
