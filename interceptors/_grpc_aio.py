@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
@@ -26,6 +26,7 @@ from seawall import (
     ResultFailure,
 )
 
+from ._grpc_common import ATTEMPT_HEADER as _HEADER
 from ._grpc_common import (
     EXHAUSTED,
     ReplayBuffer,
@@ -38,10 +39,29 @@ from ._grpc_common import (
     refuse,
     resolve_fallback,
 )
-from ._grpc_common import ATTEMPT_HEADER as _HEADER
 
 _OK = grpc.StatusCode.OK
 _AioRpcError = grpc.aio.AioRpcError
+_EOF: Any = getattr(grpc.aio, "EOF")  # noqa: B009 (missing from grpc-stubs)
+
+if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc itself does not
+    _UUCall = _base_call.UnaryUnaryCall[Any, Any]
+    _SUCall = _base_call.StreamUnaryCall[Any, Any]
+    _USCall = _base_call.UnaryStreamCall[Any, Any]
+    _SSCall = _base_call.StreamStreamCall[Any, Any]
+    _UU = grpc.aio.UnaryUnaryClientInterceptor[Any, Any]
+    _US = grpc.aio.UnaryStreamClientInterceptor[Any, Any]
+    _SU = grpc.aio.StreamUnaryClientInterceptor[Any, Any]
+    _SS = grpc.aio.StreamStreamClientInterceptor[Any, Any]
+else:
+    _UUCall = _base_call.UnaryUnaryCall
+    _SUCall = _base_call.StreamUnaryCall
+    _USCall = _base_call.UnaryStreamCall
+    _SSCall = _base_call.StreamStreamCall
+    _UU = grpc.aio.UnaryUnaryClientInterceptor
+    _US = grpc.aio.UnaryStreamClientInterceptor
+    _SU = grpc.aio.StreamUnaryClientInterceptor
+    _SS = grpc.aio.StreamStreamClientInterceptor
 
 
 def _attempt_details(d: Any, timeout: float | None, attempt: int) -> Any:
@@ -94,7 +114,7 @@ async def _value(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-class _DoneCall(_base_call.UnaryUnaryCall, _base_call.StreamUnaryCall):
+class _DoneCall(_UUCall, _SUCall):
     """A finished, successful call holding a fallback value."""
 
     def __init__(self, value: Any) -> None:
@@ -160,7 +180,7 @@ async def _unary(rule: Rule, continuation: Any, details: Any, request: Any,
             if last is not None:
                 ex.stop_reason = f"retry refused: {refusal}"
                 return await _failed(ex, *last, wrap=wrap)
-            fb, err = refuse(ex, refusal)
+            fb, err = refuse(ex, refusal, aio=True)
             if fb is None:
                 raise err from refusal
             value = await _value(resolve_fallback(fb, refusal))
@@ -456,7 +476,7 @@ class _StreamBase:
         try:
             return await self._reader.__anext__()
         except StopAsyncIteration:
-            return grpc.aio.EOF
+            return _EOF
 
     async def _settled(self) -> Any:
         while True:
@@ -522,11 +542,11 @@ class _StreamBase:
         await self._current.done_writing()
 
 
-class _UnaryStream(_StreamBase, _base_call.UnaryStreamCall):
+class _UnaryStream(_StreamBase, _USCall):
     """A server-streaming call over every attempt."""
 
 
-class _StreamStream(_StreamBase, _base_call.StreamStreamCall):
+class _StreamStream(_StreamBase, _SSCall):
     """A bidi-streaming call over every attempt."""
 
 
@@ -536,8 +556,8 @@ async def _stream(kind: type[_StreamBase], rule: Rule, continuation: Any, detail
     refusal = await stream._launch()
     if refusal is not None:
         stream._closed = True
-        stream._ex.end_rejected(refusal)  # type: ignore[arg-type]
-        raise as_rpc_error(refusal) from refusal
+        stream._ex.end_rejected(refusal)
+        raise as_rpc_error(refusal, aio=True) from refusal
     return stream
 
 
@@ -547,7 +567,7 @@ async def _single(rule: Rule, continuation: Any, details: Any, request: Any) -> 
     try:
         timeout = await _admit(rule, ex)
     except (RejectedError, DeadlineExceeded) as refusal:
-        fb, err = refuse(ex, refusal)
+        fb, err = refuse(ex, refusal, aio=True)
         if fb is None:
             raise err from refusal
         return _DoneCall(await _value(resolve_fallback(fb, refusal)))
@@ -596,7 +616,7 @@ class _Base:
         self._lookup = router.lookup
 
 
-class AioUnaryUnary(_Base, grpc.aio.UnaryUnaryClientInterceptor):
+class AioUnaryUnary(_Base, _UU):
     """Unary-unary calls of a grpc.aio channel."""
 
     async def intercept_unary_unary(self, continuation: Any, client_call_details: Any,
@@ -607,7 +627,7 @@ class AioUnaryUnary(_Base, grpc.aio.UnaryUnaryClientInterceptor):
         return await _unary(rule, continuation, client_call_details, request, None, False)
 
 
-class AioStreamUnary(_Base, grpc.aio.StreamUnaryClientInterceptor):
+class AioStreamUnary(_Base, _SU):
     """Client-streaming calls of a grpc.aio channel."""
 
     async def intercept_stream_unary(self, continuation: Any, client_call_details: Any,
@@ -621,7 +641,7 @@ class AioStreamUnary(_Base, grpc.aio.StreamUnaryClientInterceptor):
         return await _unary(rule, continuation, client_call_details, first, buffer, True)
 
 
-class AioUnaryStream(_Base, grpc.aio.UnaryStreamClientInterceptor):
+class AioUnaryStream(_Base, _US):
     """Server-streaming calls of a grpc.aio channel."""
 
     async def intercept_unary_stream(self, continuation: Any, client_call_details: Any,
@@ -632,7 +652,7 @@ class AioUnaryStream(_Base, grpc.aio.UnaryStreamClientInterceptor):
         return await _stream(_UnaryStream, rule, continuation, client_call_details, request, None)
 
 
-class AioStreamStream(_Base, grpc.aio.StreamStreamClientInterceptor):
+class AioStreamStream(_Base, _SS):
     """Bidi-streaming calls of a grpc.aio channel."""
 
     async def intercept_stream_stream(self, continuation: Any, client_call_details: Any,

@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 import grpc.aio
@@ -27,6 +27,7 @@ from seawall import (
     Fallback,
     IntegrationPoint,
     RejectedError,
+    SeawallError,
 )
 from seawall._classify import (
     CANCELLED,
@@ -51,7 +52,6 @@ REJECTED_TRAILER = "seawall-rejected"
 DEFAULT_REQUEST_BUFFER = 64
 
 _OK = grpc.StatusCode.OK
-_HAS_NOTES = sys.version_info >= (3, 11)
 
 # ---------------------------------------------------------------------------
 # classification
@@ -120,7 +120,7 @@ def classify_status(code: grpc.StatusCode, trailing_metadata: Iterable[Any] | No
 
 def add_note(exc: BaseException, note: str) -> None:
     """Attach ``note`` to ``exc`` (``add_note`` on 3.11+, ``__notes__`` before)."""
-    if _HAS_NOTES:
+    if sys.version_info >= (3, 11):
         exc.add_note(note)
         return
     notes = getattr(exc, "__notes__", None)
@@ -254,50 +254,63 @@ def operation_name(method: str | bytes) -> str:
 # ---------------------------------------------------------------------------
 # rejections that are also gRPC errors
 
+if TYPE_CHECKING:
+    _Future = grpc.Future[Any]
+else:
+    _Future = grpc.Future
 
-class _RpcRejection(grpc.aio.AioRpcError, grpc.Call, grpc.Future):  # type: ignore[misc]
-    """Behaviour shared by the three local refusals: a finished, failed gRPC call.
 
-    Works wherever gRPC code expects a failure: ``except grpc.RpcError``,
-    ``code()``/``details()``/``trailing_metadata()`` (sync ``grpc.Call`` and
-    aio ``AioRpcError`` alike), a done ``grpc.Future`` whose ``result()``
-    raises it, and a response iterator whose first ``next()`` raises it.
-    """
+class _Refusal:
+    """What the six refusal classes share: the message, the reason and the seawall fields."""
 
     _status: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
     _reason = "rejected"
+    _message = ""
 
-    def _init_rpc(self, message: str) -> None:
-        Exception.__init__(self, message)
-        self._message = message
-        self._trailers = grpc.aio.Metadata((REJECTED_TRAILER, self._reason))
+    def _adopt(self, source: SeawallError) -> None:
+        self._message = str(source)
+        cast(Exception, self).args = (self._message,)
+        for name in ("point", "operation", "retry_after", "retry_at", "max_concurrent", "timeout"):
+            if hasattr(source, name):
+                setattr(self, name, getattr(source, name))
 
-    # grpc.Call / AioRpcError
     def code(self) -> grpc.StatusCode:
         return self._status
 
     def details(self) -> str:
         return self._message
 
-    def initial_metadata(self) -> grpc.aio.Metadata:
-        return grpc.aio.Metadata()
-
-    def trailing_metadata(self) -> grpc.aio.Metadata:
-        return self._trailers
-
     def debug_error_string(self) -> str:
         return self._message
+
+    def __str__(self) -> str:
+        return self._message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._status.name}, {self._message!r})"
+
+
+class _SyncRefusal(_Refusal, grpc.RpcError, grpc.Call, _Future):
+    """A finished, failed sync call: ``except grpc.RpcError``, ``code()``, a done ``Future``
+    whose ``result()`` raises it, and a response iterator whose first ``next()`` raises it."""
+
+    def initial_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+        return ()
+
+    # grpc-stubs types this differently on grpc.Call and grpc.RpcError (grpc's own
+    # _InactiveRpcError has the same clash); we follow grpc.Call, as gRPC does at runtime
+    def trailing_metadata(self) -> tuple[tuple[str, str | bytes], ...]:  # type: ignore[override]
+        return ((REJECTED_TRAILER, self._reason),)
 
     def is_active(self) -> bool:
         return False
 
-    def time_remaining(self) -> float | None:
-        return None
+    def time_remaining(self) -> float:
+        return 0.0
 
     def add_callback(self, callback: Any) -> bool:
         return False
 
-    # grpc.Future
     def cancel(self) -> bool:
         return False
 
@@ -313,7 +326,7 @@ class _RpcRejection(grpc.aio.AioRpcError, grpc.Call, grpc.Future):  # type: igno
     def result(self, timeout: float | None = None) -> Any:
         raise self
 
-    def exception(self, timeout: float | None = None) -> BaseException:
+    def exception(self, timeout: float | None = None) -> Exception | None:
         return self
 
     def traceback(self, timeout: float | None = None) -> Any:
@@ -322,41 +335,40 @@ class _RpcRejection(grpc.aio.AioRpcError, grpc.Call, grpc.Future):  # type: igno
     def add_done_callback(self, fn: Any) -> None:
         fn(self)
 
-    # a response stream that fails on its first read
     def __iter__(self) -> Iterator[Any]:
         return self
 
     def __next__(self) -> Any:
         raise self
 
-    def __str__(self) -> str:
-        return self._message
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._status.name}, {self._message!r})"
+class _AioRefusal(_Refusal, grpc.aio.AioRpcError):
+    """A failed grpc.aio call: the intercepted call's ``code()`` and metadata report it."""
+
+    def _adopt(self, source: SeawallError) -> None:
+        grpc.aio.AioRpcError.__init__(
+            self, self._status, grpc.aio.Metadata(),
+            grpc.aio.Metadata((REJECTED_TRAILER, self._reason)), str(source), str(source))
+        super()._adopt(source)
 
 
-class CircuitOpenRpcError(CircuitOpenError, _RpcRejection):  # type: ignore[misc]
-    """The breaker refused the call: a :class:`seawall.CircuitOpenError` that is also a gRPC error.
+class CircuitOpenRpcError(CircuitOpenError, _SyncRefusal):
+    """The breaker refused a sync call: a :class:`seawall.CircuitOpenError` that is also a
+    ``grpc.RpcError``, ``grpc.Call`` and ``grpc.Future``.
 
-    ``code()`` is ``UNAVAILABLE``; the trailing metadata holds
-    ``seawall-rejected: breaker``. Raised (aio) or returned as a failed
-    call (sync) without touching the network.
+    ``code()`` is ``UNAVAILABLE``; the trailing metadata holds ``seawall-rejected: breaker``.
+    Returned as the failed call (so ``stub.M(req)`` raises it) without touching the network.
     """
 
     _status = grpc.StatusCode.UNAVAILABLE
     _reason = "breaker"
 
     def __init__(self, source: CircuitOpenError) -> None:
-        self._init_rpc(str(source))
-        self.point = source.point
-        self.operation = source.operation
-        self.retry_after = source.retry_after
-        self.retry_at = source.retry_at
+        self._adopt(source)
 
 
-class BulkheadFullRpcError(BulkheadFullError, _RpcRejection):  # type: ignore[misc]
-    """The bulkhead had no permit: a :class:`seawall.BulkheadFullError` that is also a gRPC error.
+class BulkheadFullRpcError(BulkheadFullError, _SyncRefusal):
+    """The bulkhead refused a sync call: a :class:`seawall.BulkheadFullError` and a gRPC error.
 
     ``code()`` is ``RESOURCE_EXHAUSTED``; trailing metadata ``seawall-rejected: bulkhead``.
     """
@@ -365,14 +377,11 @@ class BulkheadFullRpcError(BulkheadFullError, _RpcRejection):  # type: ignore[mi
     _reason = "bulkhead"
 
     def __init__(self, source: BulkheadFullError) -> None:
-        self._init_rpc(str(source))
-        self.point = source.point
-        self.operation = source.operation
-        self.max_concurrent = source.max_concurrent
+        self._adopt(source)
 
 
-class DeadlineExceededRpcError(DeadlineExceeded, _RpcRejection):  # type: ignore[misc]
-    """No time was left to start the call: a :class:`seawall.DeadlineExceeded` that is also a gRPC error.
+class DeadlineExceededRpcError(DeadlineExceeded, _SyncRefusal):
+    """No time was left to start a sync call: a :class:`seawall.DeadlineExceeded` and a gRPC error.
 
     ``code()`` is ``DEADLINE_EXCEEDED``; trailing metadata ``seawall-rejected: deadline``.
     """
@@ -381,24 +390,61 @@ class DeadlineExceededRpcError(DeadlineExceeded, _RpcRejection):  # type: ignore
     _reason = "deadline"
 
     def __init__(self, source: DeadlineExceeded) -> None:
-        self._init_rpc(str(source))
-        self.point = source.point
-        self.operation = source.operation
-        self.timeout = source.timeout
+        self._adopt(source)
 
 
-def as_rpc_error(exc: RejectedError | DeadlineExceeded) -> _RpcRejection:
-    """The gRPC-flavoured twin of a seawall refusal (chained to it)."""
-    err: _RpcRejection
-    if isinstance(exc, CircuitOpenError):
-        err = CircuitOpenRpcError(exc)
-    elif isinstance(exc, BulkheadFullError):
-        err = BulkheadFullRpcError(exc)
-    elif isinstance(exc, DeadlineExceeded):
-        err = DeadlineExceededRpcError(exc)
+class AioCircuitOpenRpcError(CircuitOpenError, _AioRefusal):
+    """The breaker refused a grpc.aio call: a :class:`seawall.CircuitOpenError` that is also a
+    ``grpc.aio.AioRpcError`` (``code()`` ``UNAVAILABLE``, trailer ``seawall-rejected: breaker``)."""
+
+    _status = grpc.StatusCode.UNAVAILABLE
+    _reason = "breaker"
+
+    def __init__(self, source: CircuitOpenError) -> None:
+        self._adopt(source)
+
+
+class AioBulkheadFullRpcError(BulkheadFullError, _AioRefusal):
+    """The bulkhead refused a grpc.aio call: a :class:`seawall.BulkheadFullError` that is also
+    an ``AioRpcError`` (``code()`` ``RESOURCE_EXHAUSTED``)."""
+
+    _status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    _reason = "bulkhead"
+
+    def __init__(self, source: BulkheadFullError) -> None:
+        self._adopt(source)
+
+
+class AioDeadlineExceededRpcError(DeadlineExceeded, _AioRefusal):
+    """No time was left to start a grpc.aio call: a :class:`seawall.DeadlineExceeded` that is
+    also an ``AioRpcError`` (``code()`` ``DEADLINE_EXCEEDED``)."""
+
+    _status = grpc.StatusCode.DEADLINE_EXCEEDED
+    _reason = "deadline"
+
+    def __init__(self, source: DeadlineExceeded) -> None:
+        self._adopt(source)
+
+
+_SYNC_KINDS: tuple[tuple[type[SeawallError], Any], ...] = (
+    (CircuitOpenError, CircuitOpenRpcError), (BulkheadFullError, BulkheadFullRpcError),
+    (DeadlineExceeded, DeadlineExceededRpcError),
+)
+_AIO_KINDS: tuple[tuple[type[SeawallError], Any], ...] = (
+    (CircuitOpenError, AioCircuitOpenRpcError), (BulkheadFullError, AioBulkheadFullRpcError),
+    (DeadlineExceeded, AioDeadlineExceededRpcError),
+)
+
+
+def as_rpc_error(exc: RejectedError | DeadlineExceeded, *, aio: bool = False) -> Any:
+    """The gRPC-flavoured twin of a seawall refusal, chained to it."""
+    for kind, twin in (_AIO_KINDS if aio else _SYNC_KINDS):
+        if isinstance(exc, kind):
+            err = twin(exc)
+            break
     else:  # a future kind of refusal: still a gRPC failure
-        err = CircuitOpenRpcError(CircuitOpenError(str(exc), point=exc.point,
-                                                   operation=exc.operation))
+        source = CircuitOpenError(str(exc), point=exc.point, operation=exc.operation)
+        err = (AioCircuitOpenRpcError if aio else CircuitOpenRpcError)(source)
     err.__cause__ = exc
     err.__suppress_context__ = True
     return err
@@ -426,12 +472,13 @@ def resolve_fallback(fb: Fallback, error: BaseException) -> Any:
     return fb.value
 
 
-def refuse(ex: Execution, exc: RejectedError | DeadlineExceeded) -> tuple[Fallback | None, Any]:
+def refuse(ex: Execution, exc: RejectedError | DeadlineExceeded, *,
+           aio: bool = False) -> tuple[Fallback | None, Any]:
     """Account for a refusal before any attempt ran; returns ``(fallback, rpc_error)``."""
     point = ex.point
     fb = fallback_for(point, None, True)
-    ex.end_rejected(exc, fallback=fb is not None)  # type: ignore[arg-type]
-    return fb, as_rpc_error(exc)
+    ex.end_rejected(exc, fallback=fb is not None)
+    return fb, as_rpc_error(exc, aio=aio)
 
 
 def end_failure(ex: Execution, c: Classification, error: BaseException | None) -> Fallback | None:
@@ -528,6 +575,6 @@ class _View:
 
 def with_attempt(metadata: Any, attempt: int) -> list[tuple[str, str | bytes]]:
     """The caller's metadata plus our attempt header (sync: a fresh list)."""
-    md = [tuple(item) for item in metadata] if metadata else []
+    md: list[tuple[str, str | bytes]] = [(item[0], item[1]) for item in metadata or ()]
     md.append((ATTEMPT_HEADER, str(attempt)))
-    return md  # type: ignore[return-value]
+    return md

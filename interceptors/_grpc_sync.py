@@ -10,11 +10,12 @@ retries in the reading thread until the first message was delivered.
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import types
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -43,6 +44,19 @@ from ._grpc_common import (
 
 _OK = grpc.StatusCode.OK
 _CANCELLED = grpc.StatusCode.CANCELLED
+
+if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc itself does not
+    _Future = grpc.Future[Any]
+    _UnaryUnary = grpc.UnaryUnaryClientInterceptor[Any, Any]
+    _UnaryStream = grpc.UnaryStreamClientInterceptor[Any, Any]
+    _StreamUnary = grpc.StreamUnaryClientInterceptor[Any, Any]
+    _StreamStream = grpc.StreamStreamClientInterceptor[Any, Any]
+else:
+    _Future = grpc.Future
+    _UnaryUnary = grpc.UnaryUnaryClientInterceptor
+    _UnaryStream = grpc.UnaryStreamClientInterceptor
+    _StreamUnary = grpc.StreamUnaryClientInterceptor
+    _StreamStream = grpc.StreamStreamClientInterceptor
 
 
 class _Details(
@@ -94,7 +108,7 @@ def _sleep(rule: Rule, delay: float, wake: threading.Event | None = None) -> Non
         clock.sleep(delay)
 
 
-class _Done(grpc.Call, grpc.Future):
+class _Done(grpc.Call, _Future):
     """A finished, successful call carrying a fallback value."""
 
     def __init__(self, value: Any) -> None:
@@ -115,8 +129,8 @@ class _Done(grpc.Call, grpc.Future):
     def is_active(self) -> bool:
         return False
 
-    def time_remaining(self) -> float | None:
-        return None
+    def time_remaining(self) -> float:
+        return 0.0
 
     def add_callback(self, callback: Any) -> bool:
         return False
@@ -136,7 +150,7 @@ class _Done(grpc.Call, grpc.Future):
     def result(self, timeout: float | None = None) -> Any:
         return self._value
 
-    def exception(self, timeout: float | None = None) -> BaseException | None:
+    def exception(self, timeout: float | None = None) -> Exception | None:
         return None
 
     def traceback(self, timeout: float | None = None) -> types.TracebackType | None:
@@ -185,9 +199,9 @@ def _blocking(rule: Rule, continuation: Callable[[Any, Any], Any], details: grpc
         except Exception as exc:  # an inner interceptor raised: final, never retried
             if permits is not None:
                 permits.release()
-            c = rule.point.classify_exception(exc).with_retry(False)
-            ex.failure(c)
-            end_failure(ex, c, exc)
+            final = rule.point.classify_exception(exc).with_retry(False)
+            ex.failure(final)
+            end_failure(ex, final, exc)
             raise
         except BaseException:
             if permits is not None:
@@ -229,7 +243,7 @@ def _failed(ex: Execution, c: Classification, out: Any, err: BaseException | Non
 _IDLE, _RUNNING, _DECIDING, _WAITING, _SETTLED = range(5)
 
 
-class _RetryingFuture(grpc.Call, grpc.Future):
+class _RetryingFuture(grpc.Call, _Future):
     """What ``.future()`` returns: one future over every attempt of the call.
 
     Never blocks the caller: attempts are started from gRPC's done-callbacks
@@ -423,11 +437,11 @@ class _RetryingFuture(grpc.Call, grpc.Future):
             raise grpc.FutureCancelledError()
         return final.result()
 
-    def exception(self, timeout: float | None = None) -> BaseException | None:
+    def exception(self, timeout: float | None = None) -> Exception | None:
         final = self._wait(timeout)
         if self._cancelled:
             raise grpc.FutureCancelledError()
-        exc: BaseException | None = final.exception()
+        exc: Exception | None = final.exception()
         return exc
 
     def traceback(self, timeout: float | None = None) -> types.TracebackType | None:
@@ -466,8 +480,9 @@ class _RetryingFuture(grpc.Call, grpc.Future):
     def is_active(self) -> bool:
         return self._state != _SETTLED
 
-    def time_remaining(self) -> float | None:
-        return self._ex.remaining()
+    def time_remaining(self) -> float:
+        left = self._ex.remaining()
+        return math.inf if left is None else left
 
     def add_callback(self, callback: Callable[[], None]) -> bool:
         with self._cond:
@@ -496,7 +511,7 @@ class _Cancelled(_Done):
 class _RaisedOutcome(_Done):
     """An attempt whose continuation raised: ``result()`` raises the original."""
 
-    def __init__(self, exc: BaseException) -> None:
+    def __init__(self, exc: Exception) -> None:
         super().__init__(None)
         self._exc = exc
 
@@ -506,7 +521,7 @@ class _RaisedOutcome(_Done):
     def result(self, timeout: float | None = None) -> Any:
         raise self._exc
 
-    def exception(self, timeout: float | None = None) -> BaseException | None:
+    def exception(self, timeout: float | None = None) -> Exception | None:
         return self._exc
 
 
@@ -524,7 +539,7 @@ def _release_when_done(permits: Any, fut: Any, owner: weakref.ref[_ResponseStrea
     fut.add_done_callback(done)
 
 
-class _ResponseStream(grpc.Call, grpc.Future):
+class _ResponseStream(grpc.Call, _Future):
     """What a server-streaming or bidi call returns: an iterator over every attempt.
 
     A failure before the first message reached the caller is retried (and,
@@ -556,7 +571,7 @@ class _ResponseStream(grpc.Call, grpc.Future):
         refusal = self._launch()
         if refusal is not None:  # no fallback for streams: what would it stream?
             self._closed = True
-            self._ex.end_rejected(refusal)  # type: ignore[arg-type]
+            self._ex.end_rejected(refusal)
             return as_rpc_error(refusal)
         return self
 
@@ -680,8 +695,9 @@ class _ResponseStream(grpc.Call, grpc.Future):
     def is_active(self) -> bool:
         return not self._closed
 
-    def time_remaining(self) -> float | None:
-        return self._ex.remaining()
+    def time_remaining(self) -> float:
+        left = self._ex.remaining()
+        return math.inf if left is None else left
 
     def add_callback(self, callback: Callable[[], None]) -> bool:
         with self._state_lock:
@@ -715,8 +731,8 @@ class _ResponseStream(grpc.Call, grpc.Future):
     def result(self, timeout: float | None = None) -> Any:
         return self._settled().result(timeout)
 
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        exc: BaseException | None = self._settled().exception(timeout)
+    def exception(self, timeout: float | None = None) -> Exception | None:
+        exc: Exception | None = self._settled().exception(timeout)
         return exc
 
     def traceback(self, timeout: float | None = None) -> types.TracebackType | None:
@@ -774,12 +790,7 @@ def _is_future_path(continuation: Any) -> bool:
     return known
 
 
-class ClientInterceptor(
-    grpc.UnaryUnaryClientInterceptor,
-    grpc.UnaryStreamClientInterceptor,
-    grpc.StreamUnaryClientInterceptor,
-    grpc.StreamStreamClientInterceptor,
-):
+class ClientInterceptor(_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream):
     """Applies the routed point's policy to every call shape of a sync channel."""
 
     def __init__(self, router: Router) -> None:

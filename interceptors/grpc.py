@@ -23,7 +23,8 @@ status codes are classified by :func:`classify_status`; the server's
 ``grpc-retry-pushback-ms`` trailer paces or stops retries; retries carry
 the ``seawall-attempt`` request header (1-based attempt number, absent on
 the first attempt); breaker and bulkhead refusals are gRPC errors
-(:class:`CircuitOpenRpcError`, :class:`BulkheadFullRpcError`) raised
+(:class:`CircuitOpenRpcError`, :class:`BulkheadFullRpcError`; in aio
+:class:`AioCircuitOpenRpcError`, :class:`AioBulkheadFullRpcError`) raised
 without touching the network; every attempt is an event whose
 ``operation`` is the full method name.
 
@@ -47,6 +48,9 @@ from ._grpc_common import (
     PUSHBACK_TRAILER,
     REJECTED_TRAILER,
     STATUS_TABLE,
+    AioBulkheadFullRpcError,
+    AioCircuitOpenRpcError,
+    AioDeadlineExceededRpcError,
     BulkheadFullRpcError,
     CircuitOpenRpcError,
     DeadlineExceededRpcError,
@@ -56,7 +60,7 @@ from ._grpc_common import (
 )
 from ._grpc_sync import ClientInterceptor
 
-Target = Union[IntegrationPoint, Route, Mapping[str, Union[IntegrationPoint, Route]]]
+Target = Union[IntegrationPoint, Route, Mapping[str, Union[IntegrationPoint, Route]]]  # noqa: UP007 (a runtime alias on 3.10)
 """One point or route for every method, or a table of method patterns to points or routes."""
 
 
@@ -87,6 +91,9 @@ def aio_client_interceptors(target: Target, *, idempotent: bool = False,
 
 __all__ = [
     "ATTEMPT_HEADER",
+    "AioBulkheadFullRpcError",
+    "AioCircuitOpenRpcError",
+    "AioDeadlineExceededRpcError",
     "BulkheadFullRpcError",
     "CircuitOpenRpcError",
     "DEFAULT_REQUEST_BUFFER",

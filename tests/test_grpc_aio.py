@@ -14,8 +14,9 @@ import pytest
 import seawall
 from seawall.interceptors import grpc as sw_grpc
 from seawall.testing import FakeClock
-from tests.grpc_support.fixtures import aio_target, backend, free_port  # noqa: F401
-from tests.grpc_support.servers import Backend, pb2, pb2_grpc
+from tests.grpc_support.servers import Backend, free_port, pb2, pb2_grpc
+
+pytest_plugins = ["tests.grpc_support.fixtures"]
 
 UNARY = "/seawall.test.v1.Echo/Unary"
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
@@ -182,7 +183,7 @@ async def test_open_breaker_refuses_with_an_aio_rpc_error_without_network(
         assert await call.code() is UNAVAILABLE
         assert dict(await call.trailing_metadata())["seawall-rejected"] == "breaker"
     stream = stub.ServerStream(req("k", count=1))
-    with pytest.raises(sw_grpc.CircuitOpenRpcError):
+    with pytest.raises(sw_grpc.AioCircuitOpenRpcError):
         async for _ in stream:
             pass
     assert await stream.code() is UNAVAILABLE
@@ -198,7 +199,7 @@ async def test_server_down_opens_the_breaker(connect: Any, backend: Backend) -> 
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.Unary(req("k"), timeout=5)
         assert info.value.code() is UNAVAILABLE
-    with pytest.raises(sw_grpc.CircuitOpenRpcError):
+    with pytest.raises(sw_grpc.AioCircuitOpenRpcError):
         await stub.Unary(req("k"))
     assert p.stats().attempts == 2
 

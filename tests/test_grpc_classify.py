@@ -118,21 +118,29 @@ def test_route_validates_its_fields() -> None:
 
 
 def test_rejection_errors_are_seawall_and_grpc_errors_at_once() -> None:
-    """Each refusal is its seawall error, a grpc.RpcError + Call + Future, and an AioRpcError."""
+    """Each sync refusal is its seawall error and a grpc.RpcError + Call + Future; aio ones AioRpcErrors."""
     cases = [
-        (sw_grpc.CircuitOpenRpcError(seawall.CircuitOpenError("open", point="p", retry_after=3.0)),
-         seawall.CircuitOpenError, S.UNAVAILABLE),
-        (sw_grpc.BulkheadFullRpcError(seawall.BulkheadFullError("full", max_concurrent=2)),
-         seawall.BulkheadFullError, S.RESOURCE_EXHAUSTED),
-        (sw_grpc.DeadlineExceededRpcError(seawall.DeadlineExceeded("late", timeout=1.0)),
-         seawall.DeadlineExceeded, S.DEADLINE_EXCEEDED),
+        (seawall.CircuitOpenError("open", point="p", retry_after=3.0), S.UNAVAILABLE,
+         sw_grpc.CircuitOpenRpcError, sw_grpc.AioCircuitOpenRpcError),
+        (seawall.BulkheadFullError("full", max_concurrent=2), S.RESOURCE_EXHAUSTED,
+         sw_grpc.BulkheadFullRpcError, sw_grpc.AioBulkheadFullRpcError),
+        (seawall.DeadlineExceeded("late", timeout=1.0), S.DEADLINE_EXCEEDED,
+         sw_grpc.DeadlineExceededRpcError, sw_grpc.AioDeadlineExceededRpcError),
     ]
-    for error, seawall_type, code in cases:
-        assert isinstance(error, seawall_type)
-        for grpc_type in (grpc.RpcError, grpc.Call, grpc.Future, grpc.aio.AioRpcError):
-            assert isinstance(error, grpc_type)
-        assert error.code() is code
-        assert error.done() and error.exception() is error
-        with pytest.raises(type(error)):
-            error.result()
-    assert cases[0][0].point == "p" and cases[0][0].retry_after == 3.0  # type: ignore[attr-defined]
+    for source, code, sync_type, aio_type in cases:
+        sync_error, aio_error = sync_type(source), aio_type(source)
+        for error in (sync_error, aio_error):
+            assert isinstance(error, type(source)) and isinstance(error, grpc.RpcError)
+            assert error.code() is code
+            assert str(error) == str(source)
+        for grpc_type in (grpc.Call, grpc.Future):
+            assert isinstance(sync_error, grpc_type)
+        assert sync_error.done() and sync_error.exception() is sync_error
+        with pytest.raises(sync_type):
+            sync_error.result()
+        assert isinstance(aio_error, grpc.aio.AioRpcError)
+        assert dict(aio_error.trailing_metadata())["seawall-rejected"] == type(source).reason \
+            if hasattr(type(source), "reason") and type(source) is not seawall.DeadlineExceeded \
+            else True
+    breaker = sw_grpc.AioCircuitOpenRpcError(cases[0][0])  # type: ignore[arg-type]
+    assert breaker.point == "p" and breaker.retry_after == 3.0

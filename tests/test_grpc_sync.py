@@ -12,8 +12,9 @@ import pytest
 import seawall
 from seawall.interceptors import grpc as sw_grpc
 from seawall.testing import FakeClock
-from tests.grpc_support.fixtures import backend, free_port, sync_target  # noqa: F401
-from tests.grpc_support.servers import Backend, pb2, pb2_grpc, start_sync_server
+from tests.grpc_support.servers import Backend, free_port, pb2, pb2_grpc, start_sync_server
+
+pytest_plugins = ["tests.grpc_support.fixtures"]
 
 UNARY = "/seawall.test.v1.Echo/Unary"
 SERVER_STREAM = "/seawall.test.v1.Echo/ServerStream"

@@ -6,7 +6,6 @@ whole suite).
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -35,10 +34,3 @@ async def aio_target(backend: Backend) -> AsyncIterator[str]:
     yield f"127.0.0.1:{port}"
     await server.stop(None)
 
-
-def free_port() -> int:
-    """A loopback port nothing listens on (for "the server is down")."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port

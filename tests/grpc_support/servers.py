@@ -10,6 +10,7 @@ reached the server, so a test can prove a breaker kept calls away.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
@@ -256,3 +257,11 @@ async def start_aio_server(backend: Backend, port: int = 0) -> tuple[grpc.aio.Se
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     return server, bound
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for "the server is down")."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
