@@ -223,12 +223,13 @@ _PHASES = ("connect", "read", "write", "pool")
 
 def narrowed_timeout(current: Any, attempt: float) -> dict[str, float | None]:
     """The request's ``timeout`` extension with every phase at most ``attempt`` seconds."""
-    if not isinstance(current, dict):
+    if type(current) is not dict:
         return dict.fromkeys(_PHASES, attempt)
-    out: dict[str, float | None] = dict(current)
+    out: dict[str, float | None] = current.copy()
     for phase in _PHASES:
         value = out.get(phase)
-        out[phase] = attempt if value is None or value > attempt else value
+        if value is None or value > attempt:
+            out[phase] = attempt
     return out
 
 
@@ -385,7 +386,10 @@ class Router:
         url = request.url
         method = request.method
         if not self._routes:
-            key = (method, url.host, url.port)
+            # the parsed reference's raw host and port are the cheapest cache key
+            # (URL.host decodes IDNA on each access); the label uses the public API
+            ref = getattr(url, "_uri_reference", url)
+            key = (method, ref.host, ref.port)
             op = self._cache.get(key)
             if op is None:
                 op = f"{method} {host_label(url)}"

@@ -101,17 +101,45 @@ class _Options:
         self.read_body = read_body
 
 
+_KEEP: Any = object()  # the request's timeout extension was not touched
+_ABSENT: Any = object()  # the request had no timeout extension
+
+
 class _Call:
-    """The rules for one request: shared by its attempts, never by two requests."""
+    """One request's rules and state, shared by its attempts, never by two requests."""
 
-    __slots__ = ("idempotent", "last", "once", "options", "request")
+    __slots__ = ("idempotent", "inner", "last", "limit", "once", "options", "original", "point",
+                 "request")
 
-    def __init__(self, options: _Options, request: httpx.Request, once: _OnceStream | None) -> None:
+    def __init__(self, options: _Options, request: httpx.Request, once: _OnceStream | None,
+                 inner: Any, point: IntegrationPoint) -> None:
         self.options = options
         self.request = request
         self.once = once
+        self.inner = inner
+        self.point = point
+        self.limit = _read_limit(options, request) if options.read_body is not None else None
         self.idempotent: bool | None = None
         self.last: httpx.Response | None = None
+        self.original = _KEEP
+
+    def narrow(self, timeout: float) -> None:
+        """Hand the attempt's time to httpx: no phase may take longer than ``timeout``."""
+        extensions = self.request.extensions
+        if self.original is _KEEP:
+            self.original = extensions.get("timeout", _ABSENT)
+        current = self.original
+        extensions["timeout"] = narrowed_timeout(None if current is _ABSENT else current, timeout)
+
+    def restore(self) -> None:
+        """Put the request's own timeout extension and body back, as the caller will see them."""
+        original = self.original
+        if original is _ABSENT:
+            self.request.extensions.pop("timeout", None)
+        elif original is not _KEEP:
+            self.request.extensions["timeout"] = original
+        if self.once is not None:
+            self.request.stream = self.once.stream
 
     def _is_idempotent(self) -> bool:
         if self.idempotent is None:
@@ -269,6 +297,21 @@ def _discard(response: httpx.Response) -> None:
             pass
 
 
+class _SyncCall(_Call):
+    __slots__ = ()
+
+    def __call__(self, timeout: float | None) -> httpx.Response:
+        """One attempt: send, and with ``read_body`` read the body within the attempt's time."""
+        if timeout is not None:
+            self.narrow(timeout)
+        response: httpx.Response = self.inner.handle_request(self.request)
+        if self.limit is not None:
+            deadline = None if timeout is None else self.point.clock.now() + timeout
+            response = _read_body(response, self.limit, deadline, self.point)
+        self.last = response
+        return response
+
+
 class ResilientTransport(httpx.BaseTransport):
     """A sync httpx transport that sends each request through an integration point.
 
@@ -350,33 +393,13 @@ class ResilientTransport(httpx.BaseTransport):
         if type(body) is not httpx.ByteStream and not is_replayable(body):
             once = _OnceStream(body)
             request.stream = once
-        extensions = request.extensions
-        had_timeout = "timeout" in extensions
-        original = extensions.get("timeout")
-        limit = _read_limit(options, request)
-        call = _Call(options, request, once)
-
-        def attempt(timeout: float | None) -> httpx.Response:
-            if timeout is not None:
-                extensions["timeout"] = narrowed_timeout(original, timeout)
-            response = inner.handle_request(request)
-            if limit is not None:
-                deadline = None if timeout is None else point.clock.now() + timeout
-                response = _read_body(response, limit, deadline, point)
-            call.last = response
-            return response
-
+        call = _SyncCall(options, request, once, inner, point)
         try:
-            result = point.run(attempt, operation=operation,
+            result = point.run(call, operation=operation,
                                classify_exception=call.classify_exception,
                                classify_result=call.classify_result, discard=_discard)
         finally:
-            if had_timeout:
-                extensions["timeout"] = original
-            else:
-                extensions.pop("timeout", None)
-            if once is not None:
-                request.stream = body
+            call.restore()
         if result is not call.last:
             if call.last is not None:
                 _discard(call.last)
@@ -457,6 +480,21 @@ async def _adiscard(response: httpx.Response) -> None:
             pass
 
 
+class _AsyncCall(_Call):
+    __slots__ = ()
+
+    async def __call__(self, timeout: float | None) -> httpx.Response:
+        """One attempt: send, and with ``read_body`` read the body within the attempt's time."""
+        if timeout is not None:
+            self.narrow(timeout)
+        response: httpx.Response = await self.inner.handle_async_request(self.request)
+        if self.limit is not None:
+            deadline = None if timeout is None else self.point.clock.now() + timeout
+            response = await _aread_body(response, self.limit, deadline, self.point)
+        self.last = response
+        return response
+
+
 class AsyncResilientTransport(httpx.AsyncBaseTransport):
     """The asyncio twin of :class:`ResilientTransport` (same options, same behaviour).
 
@@ -529,34 +567,14 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         if type(body) is not httpx.ByteStream and not is_replayable(body):
             once = _OnceStream(body)
             request.stream = once
-        extensions = request.extensions
-        had_timeout = "timeout" in extensions
-        original = extensions.get("timeout")
-        limit = _read_limit(options, request)
-        call = _Call(options, request, once)
-
-        async def attempt(timeout: float | None) -> httpx.Response:
-            if timeout is not None:
-                extensions["timeout"] = narrowed_timeout(original, timeout)
-            response = await inner.handle_async_request(request)
-            if limit is not None:
-                deadline = None if timeout is None else point.clock.now() + timeout
-                response = await _aread_body(response, limit, deadline, point)
-            call.last = response
-            return response
-
+        call = _AsyncCall(options, request, once, inner, point)
         try:
-            result = await point.arun(attempt, operation=operation,
+            result = await point.arun(call, operation=operation,
                                       classify_exception=call.classify_exception,
                                       classify_result=call.classify_result, discard=_adiscard,
                                       enforce_timeout=False)
         finally:
-            if had_timeout:
-                extensions["timeout"] = original
-            else:
-                extensions.pop("timeout", None)
-            if once is not None:
-                request.stream = body
+            call.restore()
         if result is not call.last:
             if call.last is not None:
                 await _adiscard(call.last)
