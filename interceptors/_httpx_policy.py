@@ -60,26 +60,30 @@ def is_idempotent(request: httpx.Request, retry_non_idempotent: bool) -> bool:
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 """Statuses retried by default (for idempotent requests)."""
 
+_RATE_LIMITED_4XX = Classification(RATE_LIMITED.category, retry=True, breaker=False)
+_TIMEOUT_4XX = Classification(TIMEOUT.category, retry=True, breaker=False)
+
 
 def status_classification(status: int) -> Classification | None:
     """What a response status means before the method is considered; ``None`` = success.
 
-    429 is rate limited, 502/503 unavailable, 504 (and 408) a timeout: all
-    retryable and counted by the breaker. Any other 5xx is a server failure
-    counted by the breaker but not retried. Any other 4xx is the caller's
-    error: permanent, never counted by the breaker. 1xx-3xx are successes.
+    502/503 are unavailable and 504 a timeout: retryable, counted by the
+    breaker. Any other 5xx is a server failure counted by the breaker but
+    not retried. 4xx never count against the breaker: 429 is rate limited
+    and 408 a timeout (both retryable: the caller is over its quota or was
+    slow, the server is healthy), any other 4xx is the caller's error and
+    permanent. 1xx-3xx are successes. Whether a retryable status is retried
+    also depends on the method and the transport's ``retry_statuses``.
     """
     if status < 400:
         return None
-    if status == 429:
-        return RATE_LIMITED
-    if status in (502, 503):
-        return UNAVAILABLE
-    if status in (504, 408):
-        return TIMEOUT
     if status >= 500:
-        return PERMANENT
-    return CLIENT_ERROR
+        if status in (502, 503):
+            return UNAVAILABLE
+        return TIMEOUT if status == 504 else PERMANENT
+    if status == 429:
+        return _RATE_LIMITED_4XX
+    return _TIMEOUT_4XX if status == 408 else CLIENT_ERROR
 
 
 def parse_retry_after(value: str | None, *, now: Callable[[], float] | None = None) -> float | None:

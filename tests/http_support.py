@@ -364,7 +364,7 @@ class Driver:
             async with self.client.stream(method, url, **kw) as r:
                 return b"".join([c async for c in r.aiter_bytes()])
 
-        return cast(bytes, self.loop.run_until_complete(go()))
+        return self.loop.run_until_complete(go())
 
     def close(self) -> None:
         if self.loop is None:

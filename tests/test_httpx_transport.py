@@ -551,7 +551,7 @@ def test_environment_proxies_are_honoured_by_the_default_inner_transport(
 def test_inner_transport_options_conflict_with_a_given_transport(kind: str) -> None:
     """verify=, limits=... build the default inner transport; next to transport= they are refused."""
     cls: Any = sw_httpx.ResilientTransport if kind == "sync" else sw_httpx.AsyncResilientTransport
-    inner = httpx.HTTPTransport() if kind == "sync" else httpx.AsyncHTTPTransport()
+    inner: Any = httpx.HTTPTransport() if kind == "sync" else httpx.AsyncHTTPTransport()
     with pytest.raises(seawall.ConfigurationError, match="limits, verify"):
         cls(point(), inner, verify=False, limits=httpx.Limits(max_connections=1))
     if kind == "sync":
