@@ -21,6 +21,8 @@ decide per request; a seeded schedule of exclusive locks stands in for it
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import sqlite3
 import threading
@@ -225,39 +227,70 @@ class HttpDependency:
 # -- SQLite -----------------------------------------------------------------
 
 
-def lock_schedule(plan: FaultPlan, duration: float, slot: float = 0.1) -> list[tuple[float, float]]:
-    """``(start, hold)`` pairs in seconds of exclusive locks the database takes.
+LOCK = "lock"
+DOWN = "down"
+UP = "up"
 
-    Long holds (errors) outlast the clients' busy timeout, short ones (latency
-    spikes) do not; the outage is one lock over the whole window.
+
+def chaos_schedule(plan: FaultPlan, duration: float,
+                   slot: float = 0.1) -> list[tuple[float, str, float]]:
+    """``(start, action, hold)`` steps of the database's faults, in seconds from the run's start.
+
+    ``lock`` holds an exclusive lock for ``hold`` seconds: long holds outlast
+    the clients' busy timeout (``database is locked``), short ones are
+    latency spikes. ``down`` moves the database file away (every open fails
+    with ``unable to open database file``) and ``up`` puts it back.
     """
     rng = random.Random(f"{plan.seed}:db")
-    holds: list[tuple[float, float]] = []
+    steps: list[tuple[float, str, float]] = []
     t = 0.0
+    busy_until = 0.0
     while t < duration:
-        in_outage = plan.outage_start - 0.5 <= t < plan.outage_end
         roll = rng.random()
-        if not in_outage:
-            if roll < plan.error_rate / 2:
-                holds.append((t, 0.45))
-            elif roll < plan.error_rate / 2 + plan.latency_rate:
-                holds.append((t, 0.05 + 0.05 * rng.random()))
+        hold = 0.0
+        if roll < plan.error_rate / 2:
+            hold = 0.45
+        elif roll < plan.error_rate / 2 + plan.latency_rate:
+            hold = 0.05 + 0.05 * rng.random()
+        in_outage = plan.outage_start - 0.5 <= t < plan.outage_end
+        if hold and not in_outage and t >= busy_until:
+            steps.append((round(t, 3), LOCK, hold))
+            busy_until = t + hold + 0.02
         t += slot
-    holds.append((plan.outage_start, plan.outage_end - plan.outage_start))
-    holds.sort()
-    merged: list[tuple[float, float]] = []
-    for start, hold in holds:
-        if merged and start < merged[-1][0] + merged[-1][1] + 0.02:
-            continue  # overlaps the previous lock
-        merged.append((start, hold))
-    return merged
+    if plan.outage_end > plan.outage_start:
+        steps.append((plan.outage_start, DOWN, 0.0))
+        steps.append((plan.outage_end, UP, 0.0))
+    steps.sort()
+    return steps
+
+
+class _CountingSqlite:
+    """The ``sqlite3`` module as SQLAlchemy's DBAPI, counting every open of the database.
+
+    With one connection per call (``NullPool``, as SQLite engines often
+    run), each open is one call reaching the database.
+    """
+
+    def __init__(self, arrivals: Arrivals) -> None:
+        self._arrivals = arrivals
+
+    def connect(self, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        self._arrivals.count_statement()
+        return sqlite3.connect(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(sqlite3, name)
 
 
 class SqliteDependency:
-    """An ``orders`` SQLite database in rollback-journal mode, locked by a seeded schedule.
+    """An ``orders`` SQLite database in rollback-journal mode with scheduled faults.
 
-    While a lock is held, readers wait their busy timeout and then fail with
-    ``database is locked`` (``SQLITE_BUSY``): a real fault, not a simulation.
+    Exclusive locks make readers wait their busy timeout and fail with
+    ``database is locked`` (``SQLITE_BUSY``); during the outage the file is
+    gone and every open fails with ``SQLITE_CANTOPEN``. Real faults of the
+    real library, nothing simulated. ``url`` opens it read-write without
+    creating it (``mode=rw``); ``dbapi`` is the module to hand to
+    ``create_engine(module=...)`` so opens are counted.
     """
 
     BUSY_TIMEOUT = 0.25
@@ -265,15 +298,16 @@ class SqliteDependency:
     def __init__(self, arrivals: Arrivals, path: str, duration: float) -> None:
         self.arrivals = arrivals
         self.path = path
-        self.url = f"sqlite:///{path}"
-        self._schedule = lock_schedule(arrivals.plan, duration)
+        self.url = f"sqlite:///file:{path}?mode=rw&uri=true"
+        self.dbapi = _CountingSqlite(arrivals)
+        self._schedule = chaos_schedule(arrivals.plan, duration)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._chaos, name="demo-db-chaos")
-        with sqlite3.connect(path) as db:
+        self._away = path + ".away"
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
             db.execute("PRAGMA journal_mode=DELETE")
             db.execute("CREATE TABLE IF NOT EXISTS stock (sku TEXT PRIMARY KEY, qty INTEGER)")
             db.execute("INSERT OR REPLACE INTO stock VALUES ('A-1', 42)")
-        db.close()
 
     def start(self) -> None:
         self._thread.start()
@@ -281,25 +315,34 @@ class SqliteDependency:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5.0)
+        if os.path.exists(self._away):
+            os.replace(self._away, self.path)
 
     def _chaos(self) -> None:
         db = sqlite3.connect(self.path, timeout=2.0, isolation_level=None,
                              check_same_thread=False)
         try:
-            for start, hold in self._schedule:
+            for start, action, hold in self._schedule:
                 wait = self.arrivals.start + start - time.monotonic()
                 if wait > 0 and self._stop.wait(wait):
                     return
-                try:
-                    db.execute("BEGIN EXCLUSIVE")
-                except sqlite3.OperationalError:
-                    continue  # readers kept it busy; skip this lock
-                try:
-                    end = self.arrivals.start + start + hold
-                    self._stop.wait(max(0.0, end - time.monotonic()))
-                finally:
-                    db.execute("COMMIT")
+                if action == DOWN:
+                    os.replace(self.path, self._away)
+                elif action == UP:
+                    os.replace(self._away, self.path)
+                else:
+                    self._lock(db, self.arrivals.start + start + hold)
                 if self._stop.is_set():
                     return
         finally:
             db.close()
+
+    def _lock(self, db: sqlite3.Connection, until: float) -> None:
+        try:
+            db.execute("BEGIN EXCLUSIVE")
+        except sqlite3.OperationalError:
+            return  # readers kept it busy: skip this one
+        try:
+            self._stop.wait(max(0.0, until - time.monotonic()))
+        finally:
+            db.execute("COMMIT")

@@ -25,6 +25,8 @@ class DependencyResult:
     ok: int
     fallbacks: int
     errors: int
+    calls_outside_outage: int
+    ok_outside_outage: int
     p50_ms: float
     p99_ms: float
     reached: int
@@ -48,9 +50,11 @@ def summarize(dependency: str, point: str, log: CallLog, reached: int, during: i
               stats: Any | None, openings: int | None) -> DependencyResult:
     """Fold a run's call log, the server counts and seawall's counters into one row set."""
     outcomes, latencies = log.snapshot()
+    outside = log.outside()
     return DependencyResult(
         dependency=dependency, point=point, calls=sum(outcomes.values()), ok=outcomes[OK],
         fallbacks=outcomes[FALLBACK], errors=outcomes[ERROR],
+        calls_outside_outage=sum(outside.values()), ok_outside_outage=outside[OK],
         p50_ms=round(percentile(latencies, 0.50) * 1000, 1),
         p99_ms=round(percentile(latencies, 0.99) * 1000, 1),
         reached=reached, reached_during_outage=during,
@@ -75,7 +79,9 @@ def _num(value: float | int | None, unit: str = "") -> str:
 ROWS: tuple[tuple[str, str], ...] = (
     ("calls made", "calls"),
     ("success seen by the caller", "success"),
+    ("  ...outside the outage", "success_outside"),
     ("answered by a fallback", "fallbacks"),
+    ("answered at all", "answered"),
     ("errors seen by the caller", "errors"),
     ("latency p50", "p50_ms"),
     ("latency p99", "p99_ms"),
@@ -90,6 +96,10 @@ ROWS: tuple[tuple[str, str], ...] = (
 def _cell(result: DependencyResult, key: str) -> str:
     if key == "success":
         return _pct(result.ok, result.calls)
+    if key == "success_outside":
+        return _pct(result.ok_outside_outage, result.calls_outside_outage)
+    if key == "answered":
+        return _pct(result.ok + result.fallbacks, result.calls)
     if key in ("p50_ms", "p99_ms"):
         return _num(float(getattr(result, key)), " ms")
     return _num(getattr(result, key))
@@ -137,23 +147,23 @@ def live_view(phase: str, started: float, duration: float, outage: tuple[float, 
     return Group(bar, table)
 
 
+SERVED = ("calls", "successes", "failures", "retries", "rejected", "fallbacks")
+
+
 def service_table(rows: Sequence[Mapping[str, Any]], memory: Mapping[str, Mapping[str, int]],
                   *, plain: bool) -> Table:
-    """The metrics read back through the service, next to the in-process counters."""
-    table = Table(title="seawall's metrics, read back through the metrics service",
+    """The counters read back through the metrics service, checked against the process's own."""
+    table = Table(title="read back through the metrics service vs counted in this process",
                   title_justify="left", box=box.ASCII if plain else box.ROUNDED)
-    for name in ("point", "calls", "successes", "failures", "retries", "rejected",
-                 "p50", "p99", "breaker", "matches in-process"):
-        table.add_column(name, justify="left" if name in ("point", "breaker") else "right")
+    table.add_column("point")
+    for name in SERVED:
+        table.add_column(name, justify="right")
+    table.add_column("same?", justify="center")
     for row in rows:
         mem = memory.get(str(row["point"]), {})
-        same = all(int(row.get(k, -1)) == mem.get(k) for k in ("calls", "retries", "rejected"))
-        table.add_row(
-            str(row["point"]), f"{int(row['calls']):,}", f"{int(row['successes']):,}",
-            f"{int(row['failures']):,}", f"{int(row['retries']):,}", f"{int(row['rejected']):,}",
-            f"{float(row['p50_ms']):.1f} ms", f"{float(row['p99_ms']):.1f} ms",
-            str(row.get("breaker_state", "")), "yes" if same else "NO",
-        )
+        same = bool(mem) and all(int(row.get(k, -1)) == v for k, v in mem.items())
+        table.add_row(str(row["point"]), *(f"{int(row[k]):,}" for k in SERVED),
+                      "yes" if same else "NO")
     return table
 
 
@@ -163,6 +173,6 @@ def make_console(*, plain: bool | None = None) -> Console:
     if plain is None:
         plain = not console.is_terminal
     if plain:
-        console = Console(highlight=False, no_color=True, force_terminal=False, width=100,
+        console = Console(highlight=False, no_color=True, force_terminal=False, width=110,
                           emoji=False)
     return console

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import sys
@@ -81,10 +82,10 @@ class Run:
             for dep in deps:
                 dep.start()
                 started.append(dep)
-            for client, log in zip(self.clients, self.logs, strict=True):
+            for client, log, arrivals in zip(self.clients, self.logs, self.arrivals, strict=True):
                 workloads.append(Workload(client, log, workers=WORKERS, rate=RATE,
                                           start=self.start_time, duration=self.duration,
-                                          stop=self.stop))
+                                          stop=self.stop, in_outage=arrivals.in_outage))
             for w in workloads:
                 w.start()
             yield workloads
@@ -181,12 +182,8 @@ def _run(args: argparse.Namespace, plan: FaultPlan, console: Console, plain: boo
         console.print(comparison_table(f"{name} ({kind})", b, g, plain=plain))
         console.print()
 
-    memory = {
-        r.point: {"calls": _stat(guarded, r.point, "calls"), "retries": r.retries or 0,
-                  "rejected": r.rejected or 0}
-        for r in guarded_results
-    }
-    server = serve(store=store, listen="127.0.0.1:0")
+    memory = {r.point: _counters(guarded, r.point) for r in guarded_results}
+    server = serve(store, listen="127.0.0.1:0")
     try:
         target = f"127.0.0.1:{server.port}"
         console.print(f"seawall's metrics were persisted to {store} and are served on {target}.")
@@ -196,16 +193,17 @@ def _run(args: argparse.Namespace, plan: FaultPlan, console: Console, plain: boo
         sys.stdout.flush()
         cli(["stats", "--target", target])
         sys.stdout.flush()
-        client = MetricsClient(target)
-        try:
-            rows = [dict(r) for r in client.summary(window=3600.0)]
-        finally:
-            client.close()
+        with MetricsClient(target) as client:
+            rows = [s.as_dict() for s in client.summary(window=3600.0)]
     finally:
         server.stop()
+    del server
+    _join_pool_threads()
     rows = [r for r in rows if r.get("point") in memory]
     console.print()
     console.print(service_table(rows, memory, plain=plain))
+    console.print("(orders-db counts each transaction and, inside it, each connect and statement "
+                  "as calls: the engine hooks and run_transaction share its point.)")
 
     if args.report:
         report = {
@@ -224,8 +222,26 @@ def _run(args: argparse.Namespace, plan: FaultPlan, console: Console, plain: boo
     return 0
 
 
-def _stat(run: Run, point: str, field: str) -> int:
+def _join_pool_threads() -> None:
+    """Let the stopped metrics server's worker threads end.
+
+    ``MetricsServer.stop()`` stops gRPC but not the thread pool it was built
+    with; its idle workers exit once the pool is garbage collected.
+    """
+    gc.collect()
+    deadline = time.monotonic() + 5.0
+    for t in threading.enumerate():
+        if t.name.startswith("seawall-metrics-rpc"):
+            t.join(max(0.0, deadline - time.monotonic()))
+
+
+COUNTERS = ("calls", "successes", "failures", "retries", "rejected", "fallbacks")
+
+
+def _counters(run: Run, point: str) -> dict[str, int]:
+    """The in-process counters of ``point`` that the metrics service must agree with."""
     for (name, _), client in zip(DEPENDENCIES, run.clients, strict=True):
         if name == point and client.point is not None:
-            return int(getattr(client.point.stats(), field))
-    return 0
+            stats = client.point.stats()
+            return {key: int(getattr(stats, key)) for key in COUNTERS}
+    return {}

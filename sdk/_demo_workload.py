@@ -18,10 +18,11 @@ from typing import Any
 import grpc
 import httpx
 import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
 
 import seawall
 
-from ._demo_deps import GRPC_METHOD, REQUEST_ID_KEY, Arrivals, SqliteDependency
+from ._demo_deps import GRPC_METHOD, REQUEST_ID_KEY, SqliteDependency
 
 OK = "ok"
 FALLBACK = "fallback"
@@ -42,15 +43,24 @@ class CallLog:
         self._lock = threading.Lock()
         self.latencies: list[float] = []
         self.outcomes: dict[str, int] = {OK: 0, FALLBACK: 0, ERROR: 0}
+        self.outside_outage: dict[str, int] = {OK: 0, FALLBACK: 0, ERROR: 0}
 
-    def record(self, outcome: str, latency: float) -> None:
+    def record(self, outcome: str, latency: float, *, in_outage: bool = False) -> None:
+        """One call ended with ``outcome`` after ``latency`` seconds."""
         with self._lock:
             self.outcomes[outcome] += 1
+            if not in_outage:
+                self.outside_outage[outcome] += 1
             self.latencies.append(latency)
 
     def snapshot(self) -> tuple[dict[str, int], list[float]]:
         with self._lock:
             return dict(self.outcomes), list(self.latencies)
+
+    def outside(self) -> dict[str, int]:
+        """Outcomes of the calls that started outside the outage window."""
+        with self._lock:
+            return dict(self.outside_outage)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -77,8 +87,8 @@ class Client:
 
 def _breaker() -> seawall.CircuitBreaker:
     # a short open time so the demo shows probing and recovery within seconds
-    return seawall.CircuitBreaker(failure_rate=0.5, minimum_calls=10, window=20,
-                                  open_for=1.0, half_open_calls=2)
+    return seawall.CircuitBreaker(failure_rate=0.5, minimum_calls=20, window=50,
+                                  open_for=0.5, half_open_calls=3)
 
 
 def _retry(initial: float) -> seawall.Retry:
@@ -113,6 +123,7 @@ def orders_db_point() -> seawall.IntegrationPoint:
     return seawall.IntegrationPoint(
         "orders-db", retry=_retry(0.05), breaker=_breaker(),
         timeout=seawall.Timeout(attempt=0.3, total=1.0),
+        fallback=seawall.Fallback(value=CACHED_QTY),
     )
 
 
@@ -190,13 +201,8 @@ def http_client(url: str, *, resilient: bool) -> Client:
 
 def db_client(db: SqliteDependency, *, resilient: bool) -> Client:
     """Read the stock level on a plain engine or one instrumented by seawall."""
-    engine = sa.create_engine(db.url, connect_args={"timeout": SqliteDependency.BUSY_TIMEOUT},
-                              pool_size=8, max_overflow=0)
-    arrivals: Arrivals = db.arrivals
-
-    @sa.event.listens_for(engine, "before_cursor_execute")
-    def _reached(*_args: Any) -> None:
-        arrivals.count_statement()  # the statement is handed to SQLite
+    engine = sa.create_engine(db.url, module=db.dbapi, poolclass=NullPool,
+                              connect_args={"timeout": SqliteDependency.BUSY_TIMEOUT})
 
     def read(conn: sa.Connection) -> int:
         return int(conn.execute(STOCK_QUERY, {"sku": "A-1"}).scalar_one())
@@ -210,7 +216,7 @@ def db_client(db: SqliteDependency, *, resilient: bool) -> Client:
 
         def call(request_id: str) -> str:
             try:
-                qty = sw_sa.run_transaction(engine, read)
+                qty = sw_sa.run_transaction(engine, read, operation="read stock")
             except (sa.exc.SQLAlchemyError, seawall.SeawallError):
                 return ERROR
             return FALLBACK if qty == CACHED_QTY else OK
@@ -236,8 +242,10 @@ class Workload:
     """``workers`` threads calling ``client`` at ``rate`` calls per second in total."""
 
     def __init__(self, client: Client, log: CallLog, *, workers: int, rate: float,
-                 start: float, duration: float, stop: threading.Event) -> None:
+                 start: float, duration: float, stop: threading.Event,
+                 in_outage: Callable[[float], bool] = lambda _t: False) -> None:
         self.client = client
+        self._in_outage = in_outage
         self.log = log
         self._interval = workers / rate
         self._start = start
@@ -267,9 +275,10 @@ class Workload:
             if next_at > now and self._stop.wait(next_at - now):
                 return
             n += 1
+            began = time.monotonic()
             t0 = time.perf_counter()
             outcome = self.client.call(f"{worker}-{n}")
-            self.log.record(outcome, time.perf_counter() - t0)
+            self.log.record(outcome, time.perf_counter() - t0, in_outage=self._in_outage(began))
             next_at += interval
             now = time.monotonic()
             if next_at < now:

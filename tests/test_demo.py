@@ -1,0 +1,80 @@
+"""``seawall demo``: runs end to end, shows the comparison, and tells the truth about it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from seawall._cli import main
+
+DEPENDENCIES = ("inventory", "pricing", "orders-db")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], Path]:
+    """One short demo run as a subprocess, with its JSON report."""
+    folder = tmp_path_factory.mktemp("demo")
+    report = folder / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "seawall", "demo", "--duration", "9", "--seed", "7",
+         "--report", str(report)],
+        cwd=folder, capture_output=True, text=True, timeout=110,
+    )
+    data = json.loads(report.read_text()) if report.exists() else {}
+    return done, data, folder
+
+
+def test_demo_exits_0_and_prints_a_table_per_dependency(demo_run: Any) -> None:
+    """The demo finishes with exit code 0 and shows the side-by-side tables and the stats."""
+    done, _, _ = demo_run
+    assert done.returncode == 0, done.stdout + done.stderr
+    for title in ("inventory (gRPC)", "pricing (HTTP)", "orders-db (SQLite)"):
+        assert title in done.stdout
+    assert "requests that reached it" in done.stdout
+    assert "seawall stats --target 127.0.0.1:" in done.stdout
+
+
+def test_seawall_spares_the_dependency_during_the_outage(demo_run: Any) -> None:
+    """Through seawall, fewer requests reach each dependency while it is down."""
+    _, data, _ = demo_run
+    for dep in DEPENDENCIES:
+        bare = data["bare"][dep]["reached_during_outage"]
+        guarded = data["seawall"][dep]["reached_during_outage"]
+        assert bare > 0, dep
+        assert guarded < bare, f"{dep}: seawall {guarded} vs bare {bare}"
+
+
+def test_seawall_answers_more_calls_than_bare_clients(demo_run: Any) -> None:
+    """Retries and fallbacks leave the seawall callers with fewer errors."""
+    _, data, _ = demo_run
+    for dep in DEPENDENCIES:
+        assert data["seawall"][dep]["errors"] < data["bare"][dep]["errors"], dep
+        assert data["seawall"][dep]["breaker_openings"] >= 1, dep
+
+
+def test_metrics_read_through_the_service_match_the_process(demo_run: Any) -> None:
+    """The persisted metrics, queried through the metrics service, equal the in-process counts."""
+    _, data, _ = demo_run
+    served = {row["point"]: row for row in data["service"]}
+    assert set(served) == set(DEPENDENCIES)
+    for point, counts in data["in_process"].items():
+        for key, value in counts.items():
+            assert served[point][key] == value, f"{point}.{key}"
+
+
+def test_demo_leaves_nothing_behind(demo_run: Any) -> None:
+    """Every thread is joined and nothing but the asked-for report is written."""
+    _, data, folder = demo_run
+    assert data["threads_left"] == []
+    assert sorted(p.name for p in folder.iterdir()) == ["report.json"]
+
+
+def test_an_outage_longer_than_the_run_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """A fault mix that cannot fit is an error before anything starts."""
+    assert main(["demo", "--duration", "5", "--outage", "9"]) == 1
+    assert "--outage" in capsys.readouterr().err
