@@ -158,6 +158,8 @@ class _Instrumentation:
         attempt = point.timeout.attempt if point.timeout is not None else None
         self.attempt_ms = to_ms(attempt) if attempt is not None else None
         self.pool_liveness = pool_liveness
+        # some statement has set a timeout: one without must now reset it
+        self.applied = self.attempt_ms is not None
         self.listeners: list[tuple[str, Callable[..., Any]]] = []
         self.outstanding = 0  # bulkhead permits held by checked-out connections
         self._lock = threading.Lock()
@@ -204,7 +206,8 @@ class _Instrumentation:
                 ("rollback_savepoint", self.on_savepoint_rollback),
             ]
         for name, fn in hooks:
-            event.listen(self.engine, name, fn)
+            # retval=True spares SQLAlchemy's per-statement wrapper around the listener
+            event.listen(self.engine, name, fn, retval=name == "before_cursor_execute")
             self.listeners.append((name, fn))
 
     def detach_all(self) -> None:
@@ -322,9 +325,12 @@ class _Instrumentation:
     # -- statements -------------------------------------------------------------------
 
     def on_before_execute(self, conn: Connection, cursor: Any, statement: str, parameters: Any,
-                          context: Any, executemany: bool) -> None:
-        if context is None:
-            return
+                          context: Any, executemany: bool) -> tuple[str, Any]:
+        if context is not None:
+            self._begin_statement(conn, statement, context)
+        return statement, parameters
+
+    def _begin_statement(self, conn: Connection, statement: str, context: Any) -> None:
         op = context.execution_options.get(OPERATION_OPTION)
         if op is None:
             ops = self._ops
@@ -344,8 +350,11 @@ class _Instrumentation:
                 ex.end_rejected(refused)
                 raise
         setattr(context, _EX_ATTR, ex)
-        if timeout is not None or self.timeouts.always_apply:
+        if timeout is not None:
+            self.applied = True
             self.timeouts.apply(conn, timeout)
+        elif self.applied and self.timeouts.always_apply:  # undo an earlier statement's limit
+            self.timeouts.apply(conn, None)
 
     def on_after_execute(self, conn: Connection, cursor: Any, statement: str, parameters: Any,
                          context: Any, executemany: bool) -> None:
