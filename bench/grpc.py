@@ -26,7 +26,6 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 # this file is bench/grpc.py: drop bench/ from the path so ``import grpc`` finds grpcio,
