@@ -11,9 +11,10 @@ cost dominates what is measured. Each case is a client sending GETs:
   to an ``HTTPTransport`` -- the floor any wrapping transport starts from;
 * ``seawall full pipeline``: ``ResilientTransport`` on a point with retry
   and retry budget, breaker, bulkhead, attempt and total timeouts;
+* ``seawall retry only``: the same transport on a point with just ``Retry``;
 * ``httpx-retries``: ``httpx_retries.RetryTransport(retry=Retry(total=3))``.
 
-The same four run with the async client. The cases take turns request by
+The same cases run with the async client. The cases take turns request by
 request (a noisy neighbour hurts all alike); p50 and p99 are in
 microseconds per request, ratios are against the pass-through's.
 """
@@ -114,6 +115,8 @@ def sync_clients() -> dict[str, httpx.Client]:
         "pass-through (floor)": httpx.Client(transport=PassThrough()),
         "seawall full pipeline": httpx.Client(
             transport=sw_httpx.ResilientTransport(full_point("bench-httpx"))),
+        "seawall retry only": httpx.Client(transport=sw_httpx.ResilientTransport(
+            seawall.IntegrationPoint("bench-httpx-retry", retry=seawall.Retry(attempts=3)))),
         "httpx-retries": httpx.Client(transport=httpx_retries.RetryTransport(
             transport=httpx.HTTPTransport(), retry=httpx_retries.Retry(total=3))),
     }
@@ -127,6 +130,8 @@ def async_clients() -> dict[str, httpx.AsyncClient]:
         "pass-through (floor)": httpx.AsyncClient(transport=AsyncPassThrough()),
         "seawall full pipeline": httpx.AsyncClient(
             transport=sw_httpx.AsyncResilientTransport(full_point("bench-httpx-async"))),
+        "seawall retry only": httpx.AsyncClient(transport=sw_httpx.AsyncResilientTransport(
+            seawall.IntegrationPoint("bench-httpx-retry-async", retry=seawall.Retry(attempts=3)))),
         "httpx-retries": httpx.AsyncClient(transport=httpx_retries.RetryTransport(
             transport=httpx.AsyncHTTPTransport(), retry=httpx_retries.Retry(total=3))),
     }
@@ -193,7 +198,7 @@ def table(title: str, samples: dict[str, list[float]]) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--per-round", type=int, default=250)
+    parser.add_argument("--per-round", type=int, default=200)
     args = parser.parse_args()
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -278,3 +278,31 @@ def test_a_transport_needs_a_point_or_routes() -> None:
     """ResilientTransport(None) with no routes would protect nothing."""
     with pytest.raises(seawall.ConfigurationError, match="needs a point"):
         sw_httpx.ResilientTransport(None, httpx.MockTransport(lambda r: httpx.Response(200)))
+
+
+def test_each_attempt_hands_its_time_to_httpx_and_the_request_is_restored() -> None:
+    """The inner transport sees every phase capped at the attempt timeout; the caller's request keeps its own."""
+    seen: list[dict[str, Any]] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(request.extensions["timeout"]))
+        return httpx.Response(200)
+
+    p = point(timeout=seawall.Timeout(attempt=0.25, total=1.0))
+    t = sw_httpx.ResilientTransport(p, httpx.MockTransport(record))
+    with httpx.Client(transport=t, timeout=httpx.Timeout(10.0, connect=0.1)) as client:
+        r = client.get("http://api.test/")
+    assert seen == [{"connect": 0.1, "read": 0.25, "write": 0.25, "pool": 0.25}]
+    assert r.request.extensions["timeout"] == httpx.Timeout(10.0, connect=0.1).as_dict()
+
+
+def test_sync_and_async_transports_take_the_same_options() -> None:
+    """The two shells are mirrored by hand: their constructors must not drift apart."""
+    import inspect
+
+    sync = inspect.signature(sw_httpx.ResilientTransport.__init__).parameters
+    async_ = inspect.signature(sw_httpx.AsyncResilientTransport.__init__).parameters
+    assert list(sync) == list(async_)
+    for name in sync:
+        if name != "transport":
+            assert sync[name].default is async_[name].default, name
