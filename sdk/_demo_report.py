@@ -127,7 +127,7 @@ def live_view(phase: str, started: float, duration: float, outage: tuple[float, 
     filled = int(width * elapsed / duration) if duration else width
     in_outage = outage[0] <= elapsed < outage[1]
     bar = Text()
-    bar.append(f"{phase:<18}", style="bold")
+    bar.append(f"{phase:<20} ", style="bold")
     bar.append("#" * filled, style="red" if in_outage else "cyan")
     bar.append("." * (width - filled), style="dim")
     bar.append(f" {elapsed:4.1f}/{duration:.0f} s")
