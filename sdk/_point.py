@@ -472,6 +472,62 @@ class IntegrationPoint:
                 self._emit_success(operation, duration)
         return result
 
+    # -- observing work that is not retried (integrations) ----------------------
+
+    def admit(self, operation: str) -> int:
+        """Let one observed operation past the breaker; returns a ticket for :meth:`record_success`.
+
+        For work an integration observes but must not replay (a statement
+        inside the caller's transaction): no retry and no bulkhead permit, only
+        the breaker's verdict. Raises :class:`CircuitOpenError` when it refuses.
+        Far cheaper than an :class:`Execution`. Thread-safe.
+        """
+        circuit = self.circuit
+        if circuit is None:
+            return 0
+        if circuit.state is CLOSED:
+            return circuit.generation
+        ex = Execution(self, operation)
+        try:
+            ex.begin()
+        except RejectedError as refused:
+            ex.end_rejected(refused)
+            raise
+        return ex._ticket
+
+    def record_success(self, operation: str, started: float, ticket: int = REJECTED) -> None:
+        """Record an observed success that began at ``started`` (``point.clock.now()``).
+
+        ``ticket`` comes from :meth:`admit`; the default feeds no breaker (for
+        parts of a larger call that the breaker already judges as a whole).
+        """
+        next(self._fast_ok)
+        if started >= self._budget_next:
+            self._budget_tick(started)
+        circuit = self.circuit
+        hooks = self.hooks.hooks or GLOBAL_HOOKS.hooks
+        if (circuit is not None and ticket >= 0) or hooks:
+            t1 = self._now()
+            duration = t1 - started
+            if circuit is not None and ticket >= 0 \
+                    and not (circuit.clean and duration < self._slow):
+                circuit.record(ticket, t1, False, duration >= self._slow)
+            if hooks:
+                self._emit_success(operation, duration)
+
+    def record_failure(self, operation: str, started: float, classification: Classification,
+                       ticket: int = REJECTED) -> None:
+        """Record an observed failure (not retried); see :meth:`record_success`."""
+        ex = Execution(self, operation, None, started)
+        ex._adopt_first(started, ticket)
+        ex.failure(classification.with_retry(False) if classification.retry else classification)
+        ex.end_failure(classification)
+
+    def release(self, ticket: int) -> None:
+        """Give back a ticket from :meth:`admit` whose work was cancelled (no outcome counted)."""
+        if self.circuit is not None and ticket >= 0:
+            self.circuit.release(ticket)
+
     def _emit_success(self, operation: str, duration: float) -> None:
         hooks = self.hooks.hooks + GLOBAL_HOOKS.hooks
         wall = _wall()
@@ -608,7 +664,7 @@ class IntegrationPoint:
             if pending is None:
                 try:
                     timeout = ex.begin()
-                    if permits is not None:
+                    if permits is not None and not permits.try_acquire():
                         try:
                             got = await permits.acquire_async(self._max_wait)
                         except asyncio.CancelledError:
@@ -877,7 +933,7 @@ class Execution:
             )
         circuit = point.circuit
         if circuit is not None:
-            ticket = circuit.admit(now)
+            ticket = circuit.generation if circuit.state is CLOSED else circuit.admit(now)
             if ticket == REJECTED:
                 point._count_rejection(self.operation, "breaker")
                 retry_at = circuit.retry_at()
@@ -919,6 +975,9 @@ class Execution:
     def success(self) -> None:
         """The current attempt succeeded; the call ends with success."""
         point = self.point
+        if self.attempts == 1:  # the common case takes the lock-free path
+            point.record_success(self.operation, self.attempt_start, self._ticket)
+            return
         now = point._now()
         duration = now - self.attempt_start
         if point.circuit is not None:
@@ -927,8 +986,8 @@ class Execution:
             point._c_calls += 1
             point._c_successes += 1
             point._c_attempts += 1
-        hooks = point.hooks.hooks + GLOBAL_HOOKS.hooks
-        if hooks:
+        if point.hooks.hooks or GLOBAL_HOOKS.hooks:
+            hooks = point.hooks.hooks + GLOBAL_HOOKS.hooks
             wall = _wall()
             emit(hooks, AttemptEvent(point.name, self.operation, self.attempts, None, duration, wall))
             emit(hooks, CallEvent(point.name, self.operation, None, self.attempts,
