@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import logging
+import math
 import os
 import socket
 import threading
@@ -35,7 +36,8 @@ from seawall import (
     remove_hook,
 )
 
-from ._histogram import bucket_of
+from ._histogram import BASE as _BASE
+from ._histogram import BUCKETS, PER_DOUBLING
 from ._schema import (
     CALLS,
     CANCELLED,
@@ -45,7 +47,6 @@ from ._schema import (
     H0,
     HOST_LENGTH,
     LATENCY_SUM,
-    NAME_LENGTH,
     REFUSED,
     REJECTED,
     RETRIES,
@@ -59,6 +60,11 @@ log = logging.getLogger("seawall.storage")
 
 _CANCELLED = Category.CANCELLED
 _TIMEOUT = Category.TIMEOUT
+# the histogram's bucket_of(), inlined in the aggregation loop
+_INV_BASE = 1.0 / _BASE
+_PER = float(PER_DOUBLING)
+_LAST = BUCKETS - 1
+_log2 = math.log2
 
 
 class Recorder:
@@ -202,22 +208,19 @@ class Recorder:
         events = pending[:n]
         del pending[:n]  # appends made meanwhile stay queued
         counts = self._counts
-        max_keys = self.max_keys
+        get = counts.get
         for ev in events:
             kind = ev.__class__
-            if kind is AttemptEvent:
-                if ev.category is not _TIMEOUT:
-                    continue
-                vec = self._vector(counts, ev, max_keys)
-                if vec is not None:
-                    vec[TIMEOUTS] += 1
-            elif kind is CallEvent:
-                vec = self._vector(counts, ev, max_keys)
+            if kind is CallEvent:
+                point, operation, category, _, duration, stamp, fallback, rejected = ev
+                key = (point, operation, int(stamp // 60))
+                vec = get(key)
                 if vec is None:
-                    continue
+                    vec = self._new_vector(key)
+                    if vec is None:
+                        continue
                 vec[CALLS] += 1
-                category = ev.category
-                if ev.rejected is not None:
+                if rejected is not None:
                     vec[REJECTED] += 1
                 elif category is _CANCELLED:
                     vec[CANCELLED] += 1
@@ -227,36 +230,45 @@ class Recorder:
                     else:
                         vec[FAILURES] += 1
                         vec[FAILED[category]] += 1
-                    duration = ev.duration
                     vec[LATENCY_SUM] += duration
-                    vec[H0 + bucket_of(duration)] += 1
-                if ev.fallback:
+                    if duration < _BASE:
+                        vec[H0] += 1
+                    else:
+                        index = int(_log2(duration * _INV_BASE) * _PER) + 1
+                        vec[H0 + (index if index < _LAST else _LAST)] += 1
+                if fallback:
                     vec[FALLBACKS] += 1
+            elif kind is AttemptEvent:
+                if ev.category is _TIMEOUT:
+                    self._bump(ev, TIMEOUTS)
             elif kind is RetryEvent:
-                vec = self._vector(counts, ev, max_keys)
-                if vec is not None:
-                    vec[RETRIES] += 1
+                self._bump(ev, RETRIES)
             elif kind is RejectionEvent:
                 index = REFUSED.get(ev.reason)
                 if index is not None:
-                    vec = self._vector(counts, ev, max_keys)
-                    if vec is not None:
-                        vec[index] += 1
+                    self._bump(ev, index)
             elif kind is BreakerTransition:
                 if len(self._transitions) < self.max_transitions:
                     self._transitions.append(ev)
                 else:
                     self._dropped += 1
 
-    def _vector(self, counts: dict[Key, list[float]], ev: Any, max_keys: int) -> list[float] | None:
-        key = (ev.point[:NAME_LENGTH], ev.operation[:NAME_LENGTH], int(ev.time // 60))
-        vec = counts.get(key)
+    def _bump(self, ev: Any, index: int) -> None:
+        key = (ev.point, ev.operation, int(ev.time // 60))
+        vec = self._counts.get(key)
         if vec is None:
-            if len(counts) >= max_keys:
-                self._dropped += 1
-                return None
-            vec = counts[key] = [0] * WIDTH
-            vec[LATENCY_SUM] = 0.0
+            vec = self._new_vector(key)
+            if vec is None:
+                return
+        vec[index] += 1
+
+    def _new_vector(self, key: Key) -> list[float] | None:
+        if len(self._counts) >= self.max_keys:
+            self._dropped += 1
+            return None
+        vec: list[float] = [0] * WIDTH
+        vec[LATENCY_SUM] = 0.0
+        self._counts[key] = vec
         return vec
 
     def flush(self) -> bool:

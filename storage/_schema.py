@@ -21,6 +21,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    text,
 )
 
 from seawall import Category
@@ -69,9 +70,9 @@ def _counts_table(name: str) -> Table:
         Column("operation", String(NAME_LENGTH), nullable=False),
         Column("host", String(HOST_LENGTH), nullable=False),
         Column("pid", BigInteger, nullable=False),
-        *(Column(c, BigInteger, nullable=False, default=0) for c in COUNTERS),
-        Column("latency_sum", Float, nullable=False, default=0.0),
-        *(Column(c, BigInteger, nullable=False, default=0) for c in HISTOGRAM),
+        *(Column(c, BigInteger, nullable=False, server_default=text("0")) for c in COUNTERS),
+        Column("latency_sum", Float, nullable=False, server_default=text("0")),
+        *(Column(c, BigInteger, nullable=False, server_default=text("0")) for c in HISTOGRAM),
         PrimaryKeyConstraint("point", "bucket", "operation", "host", "pid"),
         Index(f"ix_{name}_bucket", "bucket"),
     )

@@ -15,21 +15,23 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Engine,
+    String,
     Table,
     and_,
+    bindparam,
     case,
     create_engine,
     event,
     func,
     insert,
-    literal,
     select,
     union_all,
     update,
@@ -160,6 +162,7 @@ class Store:
         self.dialect = self.engine.dialect.name
         self._owns_engine = engine is None
         self._upserts: dict[str, Any] = {}
+        self._reads: dict[Any, Any] = {}
         self._create_lock = threading.Lock()
         self._ready = False
 
@@ -196,15 +199,13 @@ class Store:
         def _begin(conn: Connection) -> None:
             # Take the write lock up front: a deferred transaction that later
             # upgrades to a writer fails with SQLITE_BUSY without waiting.
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("seawall_write")
-                                 else "BEGIN")
+            write = conn.get_execution_options().get("seawall_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
 
     def _write_connection(self) -> Connection:
-        conn = self.engine.connect()
-        conn.info["seawall_write"] = True
-        return conn
+        return self.engine.connect().execution_options(seawall_write=True)
 
     def close(self) -> None:
         """Release the connections (only when this store created its engine)."""
@@ -260,7 +261,8 @@ class Store:
             self.ensure_schema()
         rollups: dict[int, dict[Key, list[float]]] = {MINUTE: {}, HOUR: {}, DAY: {}}
         seen: dict[tuple[str, str], tuple[float, float]] = {}
-        for (point, operation, minute), vec in counts.items():
+        for (long_point, long_operation, minute), vec in counts.items():
+            point, operation = long_point[:NAME_LENGTH], long_operation[:NAME_LENGTH]
             for width, rows in rollups.items():
                 key = (point, operation, minute // width)
                 row = rows.get(key)
@@ -357,40 +359,68 @@ class Store:
         return [PointInfo(name=name, operations=tuple(ops), first_seen=first, last_seen=last)
                 for name, (ops, first, last) in found.items()]
 
-    def _sums(self, pieces: Iterable[tuple[int, int, int]], point: str | None,
-              operation: str | None, group: Any = None) -> list[tuple[Any, list[float]]]:
-        """Sum the value columns over table pieces, grouped by point (or ``group``)."""
-        parts = []
-        for width, lo, hi in pieces:
-            table = COUNT_TABLES[width]
-            cond = [table.c.bucket >= lo, table.c.bucket < hi]
-            if point is not None:
-                cond.append(table.c.point == point)
-            if operation is not None:
-                cond.append(table.c.operation == operation)
-            key = table.c.point if group is None else group(table, width)
-            parts.append(select(key.label("k"), *(table.c[c] for c in VALUES)).where(*cond))
-        if not parts:
-            return []
-        sub = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
+    def _compiled(self, key: Any, build: Any) -> Any:
+        """A statement compiled once for this dialect (read queries are few shapes, run often)."""
+        compiled = self._reads.get(key)
+        if compiled is None:
+            compiled = self._reads[key] = build().compile(dialect=self.engine.dialect)
+        return compiled
+
+    def _fetch(self, compiled: Any, values: dict[str, Any]) -> list[Any]:
+        params = compiled.construct_params(values)
+        args: Any = (tuple(params[k] for k in compiled.positiontup) if compiled.positional
+                     else params)
         if not self._ready:
             self.ensure_schema()
-        stmt = select(sub.c.k, *(func.sum(sub.c[c]) for c in VALUES)).group_by(sub.c.k)
         with self.engine.connect() as conn:
-            return [(row[0], [v or 0 for v in row[1:]]) for row in conn.execute(stmt)]
+            return list(conn.exec_driver_sql(compiled.string, args))
+
+    def _sums(self, pieces: Sequence[tuple[int, int, int]], point: str | None,
+              operation: str | None, step: tuple[int, int] | None = None,
+              ) -> list[tuple[Any, list[float]]]:
+        """Sum the value columns over table pieces, by point (or by step: ``(base, ratio)``)."""
+        if not pieces:
+            return []
+        shape = (tuple(w for w, _, _ in pieces), point is not None, operation is not None,
+                 step is not None)
+
+        def build() -> Any:
+            parts = []
+            for i, width in enumerate(shape[0]):
+                t = COUNT_TABLES[width]
+                cond = [t.c.bucket >= bindparam(f"lo{i}", type_=BigInteger),
+                        t.c.bucket < bindparam(f"hi{i}", type_=BigInteger)]
+                if point is not None:
+                    cond.append(t.c.point == bindparam("point", type_=String))
+                if operation is not None:
+                    cond.append(t.c.operation == bindparam("operation", type_=String))
+                key = t.c.point if step is None else (
+                    (t.c.bucket - bindparam("base", type_=BigInteger))
+                    // bindparam("ratio", type_=BigInteger))
+                parts.append(select(key.label("k"), *(t.c[c] for c in VALUES)).where(*cond))
+            sub = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
+            return select(sub.c.k, *(func.sum(sub.c[c]) for c in VALUES)).group_by(sub.c.k)
+
+        values: dict[str, Any] = {"point": point, "operation": operation}
+        for i, (_, lo, hi) in enumerate(pieces):
+            values[f"lo{i}"], values[f"hi{i}"] = lo, hi
+        if step is not None:
+            values["base"], values["ratio"] = step
+        rows = self._fetch(self._compiled(("sums", *shape), build), values)
+        return [(row[0], [v or 0 for v in row[1:]]) for row in rows]
 
     def breaker_states(self, point: str | None = None) -> dict[str, str]:
         """The state each point's breaker last moved to (any process)."""
-        latest = select(transitions.c.point, func.max(transitions.c.id).label("last_id"))
-        if not self._ready:
-            self.ensure_schema()
-        if point is not None:
-            latest = latest.where(transitions.c.point == point)
-        sub = latest.group_by(transitions.c.point).subquery()
-        stmt = select(transitions.c.point, transitions.c.to_state).join(
-            sub, transitions.c.id == sub.c.last_id)
-        with self.engine.connect() as conn:
-            return {row.point: row.to_state for row in conn.execute(stmt)}
+        def build() -> Any:
+            latest = select(transitions.c.point, func.max(transitions.c.id).label("last_id"))
+            if point is not None:
+                latest = latest.where(transitions.c.point == bindparam("point", type_=String))
+            sub = latest.group_by(transitions.c.point).subquery()
+            return select(transitions.c.point, transitions.c.to_state).join(
+                sub, transitions.c.id == sub.c.last_id)
+
+        compiled = self._compiled(("states", point is not None), build)
+        return {row[0]: row[1] for row in self._fetch(compiled, {"point": point})}
 
     def summary(self, point: str | None = None, *, operation: str | None = None,
                 window: float = DEFAULT_WINDOW, now: float | None = None) -> list[Summary]:
@@ -449,8 +479,7 @@ class Store:
                      if step_minutes % w == 0 and first % w == 0)
         lo, hi = first // width, (first + count * step_minutes) // width
         ratio = step_minutes // width
-        rows = self._sums([(width, lo, hi)], name, operation,
-                          group=lambda t, w: (t.c.bucket - literal(lo)) // literal(ratio))
+        rows = self._sums([(width, lo, hi)], name, operation, step=(lo, ratio))
         found = {int(k): vec for k, vec in rows}
         empty = [0] * WIDTH
         return [SeriesBucket(start=(first + k * step_minutes) * 60.0,

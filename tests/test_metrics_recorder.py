@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -235,3 +236,27 @@ def test_bad_options_are_refused_with_the_field_name(store: Store) -> None:
         Recorder(store, flush_interval=0)
     with pytest.raises(seawall.ConfigurationError, match="max_pending"):
         Recorder(store, max_pending=0)
+
+
+def test_latencies_land_in_the_histogram_bucket_of_their_duration(recorder: Recorder,
+                                                                  store: Store) -> None:
+    """The aggregation's inlined bucketing agrees with the histogram module, at both ends too."""
+    from seawall.storage import _histogram as hist
+    from seawall.storage._schema import H0
+
+    durations = [0.0, 5e-6, 1e-5, 0.0123, 0.5, 7.0, 1e6]
+    now = time.time()
+    for d in durations:
+        recorder.hook(seawall.CallEvent("timing", "op", None, 1, d, now, False, None))
+    recorder.hook(seawall.CallEvent("x" * 300, "op", None, 1, 0.1, now, False, None))
+    assert recorder.flush()
+    with store.engine.connect() as conn:
+        row = conn.exec_driver_sql(
+            "SELECT * FROM seawall_minute WHERE point = 'timing'").mappings().one()
+    histogram = [row[f"h{i:02d}"] for i in range(hist.BUCKETS)]
+    want = [0] * hist.BUCKETS
+    for d in durations:
+        want[hist.bucket_of(d)] += 1
+    assert histogram == want
+    assert H0 > 0
+    assert [p.name for p in store.points() if p.name.startswith("x")] == ["x" * 200]
