@@ -14,9 +14,10 @@ Which fault a request meets is drawn from the seed, the request id the
 client sends and how many times that id has already arrived, so the first
 attempt of request *n* meets the same fault in the bare run and in the
 seawall run, while a retry draws again. The database has no server to
-decide per request; a seeded schedule of exclusive locks stands in for it
-(short locks are latency spikes, long ones make statements fail with
-``database is locked``, and one lock spans the outage).
+decide per request; a seeded schedule stands in for it: exclusive locks
+(short ones are latency spikes, long ones make reads wait and fail with
+``database is locked``) and, for the outage, the database file moving away
+(``unable to open database file``).
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ class Arrivals:
         return fault
 
     def count_statement(self) -> None:
-        """Count one statement that reached the database (no fault is drawn)."""
+        """Count one request that reached the database (an open of its file; no fault is drawn)."""
         outage = self.in_outage()
         with self._lock:
             self.total += 1
@@ -276,7 +277,8 @@ class _CountingSqlite:
 
     def connect(self, *args: Any, **kwargs: Any) -> sqlite3.Connection:
         self._arrivals.count_statement()
-        return sqlite3.connect(*args, **kwargs)
+        connection: sqlite3.Connection = sqlite3.connect(*args, **kwargs)
+        return connection
 
     def __getattr__(self, name: str) -> Any:
         return getattr(sqlite3, name)
