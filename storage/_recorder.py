@@ -244,9 +244,9 @@ class Recorder:
             elif kind is RetryEvent:
                 self._bump(ev, RETRIES)
             elif kind is RejectionEvent:
-                index = REFUSED.get(ev.reason)
-                if index is not None:
-                    self._bump(ev, index)
+                refused = REFUSED.get(ev.reason)
+                if refused is not None:
+                    self._bump(ev, refused)
             elif kind is BreakerTransition:
                 if len(self._transitions) < self.max_transitions:
                     self._transitions.append(ev)
