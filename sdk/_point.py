@@ -49,6 +49,7 @@ from ._errors import (
 )
 from ._events import (
     GLOBAL_HOOKS,
+    log,
     AttemptEvent,
     BreakerTransition,
     CallEvent,
@@ -63,6 +64,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _wall = time.time
+_new_tuple: Any = tuple.__new__
 _monotonic = time.monotonic
 _HAS_NOTES = sys.version_info >= (3, 11)
 
@@ -529,11 +531,18 @@ class IntegrationPoint:
             self.circuit.release(ticket)
 
     def _emit_success(self, operation: str, duration: float) -> None:
-        hooks = self.hooks.hooks + GLOBAL_HOOKS.hooks
+        # the records are built with tuple.__new__: a NamedTuple's generated
+        # __new__ costs twice as much, and this runs on every call a hook watches
         wall = _wall()
         name = self.name
-        emit(hooks, AttemptEvent(name, operation, 1, None, duration, wall))
-        emit(hooks, CallEvent(name, operation, None, 1, duration, wall, False, None))
+        attempt = _new_tuple(AttemptEvent, (name, operation, 1, None, duration, wall))
+        call = _new_tuple(CallEvent, (name, operation, None, 1, duration, wall, False, None))
+        for hook in self.hooks.hooks + GLOBAL_HOOKS.hooks:
+            try:
+                hook(attempt)
+                hook(call)
+            except Exception:
+                log.exception("seawall: event hook %r raised; the call is not affected", hook)
 
     def _continue_sync(self, fn: Callable[..., Any], operation: str, args: tuple[Any, ...],
                        kwargs: dict[str, Any], t0: float, ticket: int,
