@@ -263,8 +263,10 @@ class MetricsServer:
 
     def __init__(self, server: grpc.Server, store: Store, address: str, port: int,
                  health_servicer: health.HealthServicer, stopping: threading.Event,
-                 owns_store: bool, retention: float | None) -> None:
+                 owns_store: bool, retention: float | None,
+                 executor: futures.ThreadPoolExecutor | None = None) -> None:
         self._server = server
+        self._executor = executor
         self.store = store
         self.address = address
         self.port = port
@@ -298,6 +300,8 @@ class MetricsServer:
         self._health.enter_graceful_shutdown()
         self._stopping.set()
         self._server.stop(grace).wait()
+        if self._executor is not None:  # grpc never shuts down the pool it was given
+            self._executor.shutdown(wait=True)
         if self._pruner is not None:
             self._pruner.join(5.0)
         if self._owns_store:
@@ -362,11 +366,9 @@ def serve(
         the_store.ensure_schema()
         stopping = threading.Event()
         interceptors: list[Any] = [_TokenCheck(token)] if token is not None else []
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=max_workers,
-                                       thread_name_prefix="seawall-metrics-rpc"),
-            interceptors=interceptors,
-        )
+        executor = futures.ThreadPoolExecutor(max_workers=max_workers,
+                                              thread_name_prefix="seawall-metrics-rpc")
+        server = grpc.server(executor, interceptors=interceptors)
         pb_grpc.add_MetricsServiceServicer_to_server(
             _Servicer(the_store, stopping, max_workers - 2), server)
         health_servicer = health.HealthServicer()
@@ -390,7 +392,7 @@ def serve(
         raise
     address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
     return MetricsServer(server, the_store, address, bound, health_servicer, stopping,
-                         owns_store, age)
+                         owns_store, age, executor)
 
 
 def _pem(value: str | bytes) -> bytes:
