@@ -330,7 +330,10 @@ class IntegrationPoint:
         else:
             ticket = circuit.admit(t0)
             if ticket == REJECTED:
-                return self.run(lambda _t: fn(*args, **kwargs), operation=operation)
+                error, use_fallback = self._refuse(operation, t0)
+                if use_fallback:
+                    return _resolve_fallback(cast(Fallback, self.fallback), error)
+                raise error
         permits = self._permits
         if permits is not None and not permits.try_acquire():
             if circuit is not None:
@@ -394,7 +397,11 @@ class IntegrationPoint:
         else:
             ticket = circuit.admit(t0)
             if ticket == REJECTED:
-                return await self.arun(lambda _t: fn(*args, **kwargs), operation=operation)
+                error, use_fallback = self._refuse(operation, t0)
+                if use_fallback:
+                    value = _resolve_fallback(cast(Fallback, self.fallback), error)
+                    return await value if inspect.isawaitable(value) else value
+                raise error
         permits = self._permits
         if permits is not None and not permits.try_acquire():
             if circuit is not None:
@@ -845,6 +852,44 @@ class IntegrationPoint:
         self._budget_total_retries += 1
         return True
 
+    def _open_error(self, operation: str, now: float) -> CircuitOpenError:
+        circuit = self.circuit
+        assert circuit is not None
+        retry_at = circuit.retry_at()
+        after = None if retry_at is None else max(0.0, retry_at - now)
+        if after is not None:
+            when = f"for another {after:.3f} s"
+        elif circuit.state is BreakerState.HALF_OPEN:
+            when = "while its trial calls are in flight"
+        else:
+            when = "until reset"
+        return CircuitOpenError(
+            f"{self.name}: circuit {circuit.state.value}, {operation} refused {when}",
+            point=self.name, operation=operation, retry_after=after, retry_at=retry_at,
+        )
+
+    def _refuse(self, operation: str, now: float) -> tuple[CircuitOpenError, bool]:
+        """A new call refused by the breaker, counted at once: (the error, use the fallback?).
+
+        The decorator's own path for the outage case, where refusals are the
+        traffic: one lock, no Execution, no raise-and-catch inside seawall.
+        """
+        fb = self.fallback
+        use_fallback = fb is not None and fb.on_rejection
+        with self._lock:
+            self._c_rejections["breaker"] += 1
+            self._c_calls += 1
+            self._c_rejected += 1
+            self._c_fallbacks += use_fallback
+        error = self._open_error(operation, now)
+        if self.hooks.hooks or GLOBAL_HOOKS.hooks:
+            hooks = self.hooks.hooks + GLOBAL_HOOKS.hooks
+            wall = _wall()
+            emit(hooks, RejectionEvent(self.name, operation, "breaker", wall))
+            emit(hooks, CallEvent(self.name, operation, None, 0, 0.0, wall, use_fallback,
+                                  "breaker"))
+        return error, use_fallback
+
     def _count_rejection(self, operation: str, reason: str) -> None:
         with self._lock:
             self._c_rejections[reason] += 1
@@ -945,18 +990,7 @@ class Execution:
             ticket = circuit.generation if circuit.state is CLOSED else circuit.admit(now)
             if ticket == REJECTED:
                 point._count_rejection(self.operation, "breaker")
-                retry_at = circuit.retry_at()
-                after = None if retry_at is None else max(0.0, retry_at - now)
-                if after is not None:
-                    when = f"for another {after:.3f} s"
-                elif circuit.state is BreakerState.HALF_OPEN:
-                    when = "while its trial calls are in flight"
-                else:
-                    when = "until reset"
-                raise CircuitOpenError(
-                    f"{point.name}: circuit {circuit.state.value}, {self.operation} refused {when}",
-                    point=point.name, operation=self.operation, retry_after=after, retry_at=retry_at,
-                )
+                raise point._open_error(self.operation, now)
             self._ticket = ticket
         self.attempts += 1
         self.attempt_start = now
