@@ -49,7 +49,6 @@ from ._errors import (
 )
 from ._events import (
     GLOBAL_HOOKS,
-    log,
     AttemptEvent,
     BreakerTransition,
     CallEvent,
@@ -57,6 +56,7 @@ from ._events import (
     RejectionEvent,
     RetryEvent,
     emit,
+    log,
 )
 from ._policies import Bulkhead, CircuitBreaker, Fallback, Retry, Timeout
 

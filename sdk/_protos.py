@@ -45,7 +45,7 @@ def generate(out: Path) -> list[Path]:
     """Run protoc into ``out`` and return the files written (flat, imports fixed)."""
     from importlib.resources import files
 
-    from grpc_tools import protoc  # type: ignore[import-untyped]
+    from grpc_tools import protoc
 
     with tempfile.TemporaryDirectory() as tmp:
         include = str(files("grpc_tools") / "_proto")
