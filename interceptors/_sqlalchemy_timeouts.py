@@ -9,7 +9,12 @@ on the server when it runs out:
   transaction attempt running out) gets ``SET LOCAL statement_timeout``,
   which reverts at the end of the transaction; a budget within 10 % of the
   value in force is left alone, so a transaction issues at most a handful
-  of extra ``SET LOCAL`` whatever its length.
+  of extra ``SET LOCAL`` whatever its length. Whether the transaction that
+  carried a ``SET LOCAL`` has ended is read from the driver's transaction
+  status (psycopg 3, psycopg2, asyncpg: a C attribute, no round trip) only
+  while a ``SET LOCAL`` may be in force, so the common statement costs two
+  dictionary reads; a ``ROLLBACK TO SAVEPOINT`` makes the value unknown.
+  Other drivers fall back to the engine's commit / rollback events.
 * MySQL: ``SET SESSION max_execution_time`` (milliseconds, SELECT only),
   re-issued only when the budget changes by more than 10 %.
 * SQLite: a progress handler on the connection that interrupts the VM once
@@ -46,25 +51,72 @@ class NoTimeouts:
 
     #: call :meth:`apply` for every statement, even without a timeout (to reset one)
     always_apply = False
-    #: ``SET LOCAL`` bookkeeping needs the commit / rollback events
+    #: ``SET LOCAL`` bookkeeping needs the commit / rollback events (no transaction probe)
     transactional = False
+    #: :meth:`savepoint_rolled_back` must hear of every ``ROLLBACK TO SAVEPOINT``
+    watches_savepoints = False
 
     def connect_params(self, cparams: dict[str, Any], attempt_ms: int | None) -> int | None:
         """Add the session default to the driver's connect parameters; return what was set."""
         return None
 
-    def apply(self, conn: Any, timeout: float | None) -> None:
-        """Make the database enforce ``timeout`` seconds on the next statement of ``conn``."""
+    def apply(self, fairy: Any, info: dict[Any, Any], timeout: float | None) -> None:
+        """Make the database enforce ``timeout`` seconds on the next statement.
+
+        ``fairy`` is the pool's proxied connection (``context._dbapi_connection``)
+        and ``info`` its ``info`` dict, where per-connection state is kept.
+        """
+
+    def checked_in(self, record: Any) -> None:
+        """The pool took the connection back (its transaction was reset)."""
+
+    @staticmethod
+    def savepoint_rolled_back(info: dict[Any, Any]) -> None:
+        """A ``ROLLBACK TO SAVEPOINT`` ran on the connection owning ``info``."""
+
+
+def _psycopg_idle(driver_connection: Any) -> bool:
+    return bool(driver_connection.pgconn.transaction_status == 0)  # pq.TransactionStatus.IDLE
+
+
+def _psycopg2_idle(driver_connection: Any) -> bool:
+    return bool(driver_connection.get_transaction_status() == 0)  # TRANSACTION_STATUS_IDLE
+
+
+def _asyncpg_idle(driver_connection: Any) -> bool:
+    return not driver_connection.is_in_transaction()
+
+
+#: How to tell, without a round trip, that no transaction is open on a driver's connection.
+TRANSACTION_PROBES: dict[str, Any] = {
+    "psycopg": _psycopg_idle,
+    "psycopg_async": _psycopg_idle,
+    "psycopg2": _psycopg2_idle,
+    "psycopg2cffi": _psycopg2_idle,
+    "asyncpg": _asyncpg_idle,
+}
 
 
 class PostgresTimeouts(NoTimeouts):
-    """``statement_timeout``: session default at connect, ``SET LOCAL`` for narrower budgets."""
+    """``statement_timeout``: session default at connect, ``SET LOCAL`` for narrower budgets.
+
+    ``info[SESSION_KEY]`` is the session default (ms), ``info[TIMEOUT_KEY]``
+    the value a ``SET LOCAL`` put in force, or :data:`_UNKNOWN`; absent or
+    equal to the session default in the common case, which then costs two
+    dictionary reads and no driver call.
+    """
 
     always_apply = True
-    transactional = True
+    watches_savepoints = True
 
-    def __init__(self, driver: str) -> None:
+    def __init__(self, driver: str, first: float | None = None) -> None:
         self.driver = driver
+        self._idle = TRANSACTION_PROBES.get(driver)
+        # without a probe, the commit / rollback events say when SET LOCAL ends
+        self.transactional = self._idle is None
+        # the policy's first attempt timeout and its milliseconds: the usual budget
+        self.first = first
+        self.first_ms = to_ms(first) if first is not None else None
 
     def connect_params(self, cparams: dict[str, Any], attempt_ms: int | None) -> int | None:
         if attempt_ms is None:
@@ -82,18 +134,21 @@ class PostgresTimeouts(NoTimeouts):
         cparams["options"] = f"{options} -c statement_timeout={attempt_ms}".strip()
         return attempt_ms
 
-    def apply(self, conn: Any, timeout: float | None) -> None:
-        info = conn.info
-        current = info.get(TIMEOUT_KEY)
+    def apply(self, fairy: Any, info: dict[Any, Any], timeout: float | None) -> None:
+        session = info.get(SESSION_KEY)
+        current = info.get(TIMEOUT_KEY, session)
+        if current != session and self._idle is not None and self._idle(fairy.driver_connection):
+            # the transaction that carried the SET LOCAL is over: the session default is back
+            current = info[TIMEOUT_KEY] = session
         if timeout is None:
             if not current:
                 return
             needed = 0
         else:
-            needed = to_ms(timeout)
-            if current is not None and _close_enough(current, needed):
+            needed = self.first_ms if timeout == self.first else to_ms(timeout)  # type: ignore[assignment]
+            if current == needed or (current is not None and _close_enough(current, needed)):
                 return
-        raw = conn.connection.dbapi_connection
+        raw = fairy.dbapi_connection
         autocommit = bool(getattr(raw, "autocommit", False))
         scope = "" if autocommit else "LOCAL "
         cursor = raw.cursor()
@@ -105,16 +160,23 @@ class PostgresTimeouts(NoTimeouts):
         if autocommit:
             info[SESSION_KEY] = needed
 
+    def checked_in(self, record: Any) -> None:
+        info = record.info
+        session = info.get(SESSION_KEY)
+        if info.get(TIMEOUT_KEY, session) != session and self._idle is not None:
+            driver = record.driver_connection
+            if driver is not None and self._idle(driver):  # the pool's reset ended the transaction
+                info[TIMEOUT_KEY] = session
+
     @staticmethod
-    def transaction_ended(conn: Any) -> None:
+    def transaction_ended(info: dict[Any, Any]) -> None:
         """COMMIT or ROLLBACK: a ``SET LOCAL`` is gone, the session default is back."""
-        info = conn.info
         info[TIMEOUT_KEY] = info.get(SESSION_KEY)
 
     @staticmethod
-    def savepoint_rolled_back(conn: Any) -> None:
+    def savepoint_rolled_back(info: dict[Any, Any]) -> None:
         """A ``SET LOCAL`` after the savepoint was undone: the value in force is unknown."""
-        conn.info[TIMEOUT_KEY] = _UNKNOWN
+        info[TIMEOUT_KEY] = _UNKNOWN
 
 
 class MySQLTimeouts(NoTimeouts):
@@ -122,13 +184,12 @@ class MySQLTimeouts(NoTimeouts):
 
     always_apply = True
 
-    def apply(self, conn: Any, timeout: float | None) -> None:
-        info = conn.info
+    def apply(self, fairy: Any, info: dict[Any, Any], timeout: float | None) -> None:
         current = info.get(TIMEOUT_KEY)
         needed = 0 if timeout is None else to_ms(timeout)
         if current == needed or (current is not None and needed and _close_enough(current, needed)):
             return
-        cursor = conn.connection.dbapi_connection.cursor()
+        cursor = fairy.dbapi_connection.cursor()
         try:
             cursor.execute(f"SET SESSION max_execution_time = {int(needed)}")
         finally:
@@ -155,13 +216,12 @@ class SQLiteTimeouts(NoTimeouts):
     # VM instructions between two checks: ~tens of microseconds of work
     INSTRUCTIONS = 1000
 
-    def apply(self, conn: Any, timeout: float | None) -> None:
-        info = conn.info
+    def apply(self, fairy: Any, info: dict[Any, Any], timeout: float | None) -> None:
         handler = info.get(TIMEOUT_KEY)
         if handler is None:
             if timeout is None:
                 return
-            raw = conn.connection.driver_connection
+            raw = fairy.driver_connection
             setter = getattr(raw, "set_progress_handler", None)
             if setter is None or not isinstance(raw, _sqlite3_connection()):
                 info[TIMEOUT_KEY] = False  # aiosqlite & co: not supported
@@ -180,11 +240,11 @@ def _sqlite3_connection() -> type:
     return sqlite3.Connection
 
 
-def timeouts_for(dialect: Any) -> NoTimeouts:
-    """The statement-timeout strategy of an engine's dialect."""
+def timeouts_for(dialect: Any, first: float | None = None) -> NoTimeouts:
+    """The statement-timeout strategy of an engine's dialect (``first``: the usual budget, s)."""
     name = dialect.name
     if name == "postgresql":
-        return PostgresTimeouts(dialect.driver)
+        return PostgresTimeouts(dialect.driver, first)
     if name in ("mysql", "mariadb"):
         return MySQLTimeouts() if name == "mysql" else NoTimeouts()
     if name == "sqlite":
@@ -224,7 +284,12 @@ def socket_of(dbapi_connection: Any) -> int | None:
     return None
 
 
-def looks_dead(dbapi_connection: Any) -> bool:
+# key in the pool connection record's ``info`` (cleared when the DBAPI connection is
+# closed or invalidated): (driver connection, poll object on its socket), or False
+_POLL_KEY = "seawall_liveness_poll"
+
+
+def looks_dead(dbapi_connection: Any, info: dict[Any, Any] | None = None) -> bool:
     """True when an idle pooled connection has been closed or spoken to by the server.
 
     An idle connection has nothing to read; bytes (PostgreSQL's FATAL
@@ -232,14 +297,30 @@ def looks_dead(dbapi_connection: Any) -> bool:
     server dropped it (restart, ``pg_terminate_backend``, idle timeout).
     One non-blocking ``poll``: no round trip. A pending ``LISTEN``
     notification also reads as dead; the connection is then just replaced.
+
+    ``info`` (the pool record's, whose life is the DBAPI connection's)
+    keeps the poll object between checkouts. The driver's ``closed`` flag
+    is read first: libpq closes a socket it found broken (and the number
+    may then be reused), but marks the connection bad when it does.
     """
-    if getattr(dbapi_connection, "closed", False) is True:
+    cached = info.get(_POLL_KEY) if info is not None else None
+    if cached is not None:
+        if cached is False:
+            return False
+        driver, poller = cached
+        return getattr(driver, "closed", False) is True or bool(poller.poll(0))
+    driver = getattr(dbapi_connection, "driver_connection", None) or dbapi_connection
+    if getattr(dbapi_connection, "closed", False) is True or getattr(driver, "closed", False) is True:
         return True
     fd = socket_of(dbapi_connection)
     if fd is None:
+        if info is not None:
+            info[_POLL_KEY] = False
         return False
     if fd < 0:
         return True
     poller = select.poll()
     poller.register(fd, _DEAD)
+    if info is not None:
+        info[_POLL_KEY] = (driver, poller)
     return bool(poller.poll(0))

@@ -45,7 +45,6 @@ may be used by any number of threads, or tasks of one event loop.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar, overload
@@ -62,7 +61,8 @@ from seawall import (
     IntegrationPoint,
     RejectedError,
 )
-from seawall._breaker import REJECTED
+from seawall._breaker import CLOSED, REJECTED
+from seawall._deadline import DEADLINE
 from seawall._point import _add_note
 
 from ._sqlalchemy_classify import DISCONNECT, classify, classify_dbapi, sqlstate
@@ -104,8 +104,6 @@ E = TypeVar("E", bound=Any)
 _IN_UNIT: ContextVar[bool] = ContextVar("seawall_sqlalchemy_unit", default=False)
 
 _STATE_ATTR = "_seawall_instrumentation"
-_PERMIT_ATTR = "_seawall_permit"
-_EX_ATTR = "_seawall_execution"
 
 # -- operation names ----------------------------------------------------------------
 
@@ -145,26 +143,58 @@ def _no_retry(c: Classification) -> Classification:
     return c.with_retry(False) if c.retry else c
 
 
+_ROLLBACK_TO = re.compile(r"\s*ROLLBACK\s+(?:WORK\s+|TRANSACTION\s+)?TO\b", re.I)
+
+# execution-context key of a statement that raised: (operation, started, ticket), for handle_error
+_PENDING = "_seawall_pending"
+
+
+def _info_of(fairy: Any) -> dict[Any, Any]:
+    """The ``info`` of the pool record behind an execution context's connection.
+
+    Read from the record: the ad-hoc connection SQLAlchemy builds for the
+    dialect's first-connect queries has a record but no ``info`` of its own.
+    """
+    record = fairy._connection_record
+    return record.info if record is not None else fairy.info  # type: ignore[no-any-return]
+
+
 class _Instrumentation:
-    """The hooks of one engine and the state they share."""
+    """The hooks of one engine and the state they share.
+
+    Statements are observed from the dialect's ``do_execute`` /
+    ``do_execute_no_params`` / ``do_executemany`` events, which wrap the
+    driver call itself, and ``handle_error``. No Connection-level event
+    (``before_cursor_execute``, ``commit``, ...) is listened to unless a
+    driver gives no way to read its transaction status: any such listener
+    makes SQLAlchemy join a dispatcher per ``Connection`` and fire
+    ``engine_connect`` / ``begin`` / ``before_execute`` / ... around every
+    checkout and statement, which alone costs more than all of seawall's work.
+    """
 
     def __init__(self, engine: Engine, point: IntegrationPoint, pool_liveness: bool) -> None:
         self.engine = engine
         self.point = point
         dialect = engine.dialect
+        self.dialect = dialect
         self.dialect_name: str = dialect.name
         self.is_async = bool(getattr(dialect, "is_async", False))
-        self.timeouts = timeouts_for(dialect)
+        self.first: float | None = point._first_timeout
+        self.timeouts = timeouts_for(dialect, self.first)
+        self.always_apply = self.timeouts.always_apply
+        self.watch_savepoints = self.timeouts.watches_savepoints
         attempt = point.timeout.attempt if point.timeout is not None else None
         self.attempt_ms = to_ms(attempt) if attempt is not None else None
         self.pool_liveness = pool_liveness
         # some statement has set a timeout: one without must now reset it
-        self.applied = self.attempt_ms is not None
+        self.applied = self.attempt_ms is not None and self.always_apply
         self.listeners: list[tuple[str, Callable[..., Any]]] = []
-        self.outstanding = 0  # bulkhead permits held by checked-out connections
-        self._lock = threading.Lock()
-        self.closed = False
-        self._ops: dict[str, str] = {}
+        self.permits = point._permits
+        # pool records of checked-out connections holding a bulkhead permit; set
+        # add / remove / pop are atomic, so no lock is needed on the checkout path
+        self.holders: set[Any] = set()
+        # statement -> (operation, is ROLLBACK TO SAVEPOINT)
+        self._ops: dict[str, tuple[str, bool]] = {}
         dbapi = getattr(dialect, "loaded_dbapi", None)
         self._dbapi_error: type[BaseException] = getattr(dbapi, "Error", Exception)
 
@@ -195,31 +225,35 @@ class _Instrumentation:
             ("checkout", self.on_checkout),
             ("checkin", self.on_checkin),
             ("detach", self.on_detach),
-            ("before_cursor_execute", self.on_before_execute),
-            ("after_cursor_execute", self.on_after_execute),
+            ("do_execute", self._statement_hook("do_execute")),
+            ("do_executemany", self._statement_hook("do_executemany")),
+            ("do_execute_no_params", self._statement_hook("do_execute_no_params")),
             ("handle_error", self.on_error),
         ]
-        if isinstance(self.timeouts, PostgresTimeouts):
+        if self.timeouts.transactional:  # no transaction probe for this driver
             hooks += [
                 ("commit", self.on_transaction_end),
                 ("rollback", self.on_transaction_end),
                 ("rollback_savepoint", self.on_savepoint_rollback),
             ]
         for name, fn in hooks:
-            # retval=True spares SQLAlchemy's per-statement wrapper around the listener
-            event.listen(self.engine, name, fn, retval=name == "before_cursor_execute")
+            event.listen(self.engine, name, fn)
             self.listeners.append((name, fn))
+            bind = getattr(fn, "bind", None)
+            if bind is not None:
+                bind()
 
     def detach_all(self) -> None:
         for name, fn in self.listeners:
             event.remove(self.engine, name, fn)
         self.listeners.clear()
-        permits = self.point._permits
-        with self._lock:  # give back the permits of connections still checked out
-            held, self.outstanding, self.closed = self.outstanding, 0, True
-        for _ in range(held):
-            if permits is not None:
-                permits.release()
+        holders = self.holders  # give back the permits of connections still checked out
+        while holders:
+            try:
+                holders.pop()
+            except KeyError:  # a checkin took the last one meanwhile
+                break
+            self.permits.release()  # type: ignore[union-attr]
 
     # -- connect ----------------------------------------------------------------------
 
@@ -282,12 +316,17 @@ class _Instrumentation:
     # -- checkout ---------------------------------------------------------------------
 
     def on_checkout(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        if self.pool_liveness and looks_dead(dbapi_connection):
+        if self.pool_liveness and looks_dead(dbapi_connection, record.info):
             # the pool invalidates this connection and checks out a fresh one
             raise sa_exc.DisconnectionError("seawall: the server closed this pooled connection")
-        permits = self.point._permits
+        permits = self.permits
         if permits is None or _IN_UNIT.get():
             return  # a unit of work already holds a permit for its whole attempt
+        if not permits.try_acquire():
+            self._wait_for_permit(permits)
+        self.holders.add(record)
+
+    def _wait_for_permit(self, permits: Any) -> None:
         wait = self.point._max_wait
         if self.is_async:
             from sqlalchemy.util.concurrency import await_
@@ -301,92 +340,194 @@ class _Instrumentation:
             rejection = ex.bulkhead_rejected()
             ex.end_rejected(rejection)
             raise rejection
-        with self._lock:
-            self.outstanding += 1
-        record.__dict__[_PERMIT_ATTR] = self
 
     def _give_back(self, record: Any) -> None:
-        if record.__dict__.pop(_PERMIT_ATTR, None) is not self:
-            return
-        with self._lock:
-            if self.closed:
+        holders = self.holders
+        if record in holders:
+            try:
+                holders.remove(record)  # atomic: this or detach_all gives the permit back
+            except KeyError:
                 return
-            self.outstanding -= 1
-        permits = self.point._permits
-        if permits is not None:
-            permits.release()
+            self.permits.release()  # type: ignore[union-attr]
 
     def on_checkin(self, dbapi_connection: Any, record: Any) -> None:
-        self._give_back(record)
+        if self.watch_savepoints and dbapi_connection is not None:
+            self.timeouts.checked_in(record)
+        if record in self.holders:
+            self._give_back(record)
 
     def on_detach(self, dbapi_connection: Any, record: Any) -> None:
         self._give_back(record)
 
     # -- statements -------------------------------------------------------------------
 
-    def on_before_execute(self, conn: Connection, cursor: Any, statement: str, parameters: Any,
-                          context: Any, executemany: bool) -> tuple[str, Any]:
-        if context is not None:
-            self._begin_statement(conn, statement, context)
-        return statement, parameters
+    def _statement_hook(self, kind: str) -> Callable[..., bool]:
+        """The listener of one of the dialect's ``do_execute*`` events.
 
-    def _begin_statement(self, conn: Connection, statement: str, context: Any) -> None:
-        op = context.execution_options.get(OPERATION_OPTION)
-        if op is None:
-            ops = self._ops
-            op = ops.get(statement)
-            if op is None:
-                if len(ops) >= _OP_CACHE_LIMIT:
-                    ops.clear()
-                op = ops[statement] = operation_of(statement)
-        ex = Execution(self.point, op)
-        if _IN_UNIT.get():
-            ex._adopt_first(ex.start, REJECTED)
-            timeout = ex.remaining()
-        else:
+        It names the statement, admits it (breaker), hands its timeout to
+        the database, runs the driver call itself (the dialect's own
+        ``do_execute*``) and records the outcome; then tells SQLAlchemy the
+        call was handled. Listeners added after it still run, in order, in
+        the dialect's place. A failure is classified in ``handle_error``,
+        where SQLAlchemy's wrapped exception (disconnect flag) is known.
+        Inside a ``run_transaction`` unit the unit holds the breaker ticket,
+        so the statement is only recorded.
+        """
+        dialect = self.dialect
+        default: Callable[..., Any] = getattr(dialect, kind)
+        point = self.point
+        now = point._now
+        circuit = point.circuit
+        record_success = point.record_success
+        first = self.first
+        ops = self._ops
+        name = self._name
+        apply_timeout = self._apply_timeout
+        in_unit_now = _IN_UNIT.get
+        deadline_now = DEADLINE.get
+        option = OPERATION_OPTION
+        collection: Any = None
+
+        def handled_elsewhere(args: tuple[Any, ...]) -> None:
+            # listeners added after ours: the first to handle the call wins, else the dialect
+            later = iter(collection.listeners)
+            for fn in later:
+                if fn is hook:
+                    break
+            for fn in later:
+                if fn(*args):
+                    return
+            default(*args)
+
+        def hook(*args: Any) -> bool:
+            context = args[-1]
+            if context is None:  # the dialect's own executions (sequences, defaults): not observed
+                return False
+            statement = args[1]
+            found = ops.get(statement)
+            if found is None:
+                found = name(statement)
+            op, rollback_to = found
+            label = context.execution_options.get(option)
+            if label is not None:
+                op = label
+            started = now()
+            in_unit = in_unit_now()
+            timeout = first
+            outer = deadline_now()
+            if outer is not None and outer[1] is now:
+                left = outer[0] - started
+                if timeout is None or left < timeout:
+                    if left <= 0.0:
+                        if not in_unit:
+                            return self._run_late(op, context, args, default)
+                        left = 0.0
+                    timeout = left
+            if in_unit:
+                ticket = REJECTED
+            elif circuit is None:
+                ticket = 0
+            elif circuit.state is CLOSED:
+                ticket = circuit.generation
+            else:
+                ticket = point.admit(op)  # raises CircuitOpenError, counted
+            if timeout is not None or rollback_to or self.applied:
+                apply_timeout(context, timeout, rollback_to)
             try:
-                timeout = ex.begin()
-            except (RejectedError, DeadlineExceeded) as refused:
-                ex.end_rejected(refused)
+                if collection.listeners[-1] is hook:
+                    default(*args)
+                else:
+                    handled_elsewhere(args)
+            except Exception:
+                context.__dict__[_PENDING] = (op, started, ticket)  # handle_error classifies it
                 raise
-        setattr(context, _EX_ATTR, ex)
-        if timeout is not None:
-            self.applied = True
-            self.timeouts.apply(conn, timeout)
-        elif self.applied and self.timeouts.always_apply:  # undo an earlier statement's limit
-            self.timeouts.apply(conn, None)
+            except BaseException:  # cancelled: not a failure
+                point.release(ticket)
+                point._record_cancel(op, started)
+                raise
+            record_success(op, started, ticket)
+            return True
 
-    def on_after_execute(self, conn: Connection, cursor: Any, statement: str, parameters: Any,
-                         context: Any, executemany: bool) -> None:
-        ex = getattr(context, _EX_ATTR, None)
-        if ex is not None:
-            setattr(context, _EX_ATTR, None)
-            ex.success()
+        def bind() -> None:
+            nonlocal collection
+            collection = getattr(dialect.dispatch, kind)
+
+        hook.bind = bind  # type: ignore[attr-defined]
+        return hook
+
+    def _run_late(self, op: str, context: Any, args: tuple[Any, ...],
+                  default: Callable[..., Any]) -> bool:
+        """The enclosing deadline has passed: refuse the statement as an Execution does."""
+        ex = Execution(self.point, op)
+        try:
+            timeout = ex.begin()
+        except (RejectedError, DeadlineExceeded) as refused:
+            ex.end_rejected(refused)
+            raise
+        # admitted after all (a clock that moved back): run it the long way
+        self._apply_timeout(context, timeout, False)
+        try:
+            default(*args)
+        except Exception:
+            context.__dict__[_PENDING] = (op, ex.attempt_start, ex._ticket)
+            raise
+        except BaseException:
+            ex.cancelled()
+            raise
+        ex.success()
+        return True
+
+    def _apply_timeout(self, context: Any, timeout: float | None, rollback_to: bool) -> None:
+        """Hand ``timeout`` to the database (see ``_sqlalchemy_timeouts``) for the next statement.
+
+        ``applied`` turns true with the first timeout: from then on a
+        statement without one resets the limit an earlier one left.
+        """
+        timeouts = self.timeouts
+        fairy = context._dbapi_connection
+        info = _info_of(fairy)
+        if timeout is not None:
+            self.applied = timeouts.always_apply
+        if timeout is not None or self.applied:
+            timeouts.apply(fairy, info, timeout)
+        if rollback_to and self.watch_savepoints:
+            # what the ROLLBACK TO SAVEPOINT about to run undoes is unknown afterwards
+            timeouts.savepoint_rolled_back(info)
+
+    def _name(self, statement: str) -> tuple[str, bool]:
+        ops = self._ops
+        if len(ops) >= _OP_CACHE_LIMIT:
+            ops.clear()
+        found = ops[statement] = (operation_of(statement), _ROLLBACK_TO.match(statement) is not None)
+        return found
 
     def on_error(self, ctx: Any) -> None:
         context = ctx.execution_context
-        ex = getattr(context, _EX_ATTR, None) if context is not None else None
-        if ex is None:
+        if context is None:
             return
-        setattr(context, _EX_ATTR, None)
+        pending = context.__dict__.pop(_PENDING, None)
+        if pending is None:
+            return
+        op, started, ticket = pending
         original = ctx.original_exception
         if not isinstance(original, Exception):  # cancelled: not a failure
-            ex.cancelled()
+            self.point.release(ticket)
+            self.point._record_cancel(op, started)
             return
         seen = ctx.sqlalchemy_exception if ctx.sqlalchemy_exception is not None else original
         c = self.point.classify_exception(seen, self.rule)
-        ex.failure(_no_retry(c))  # a statement is never replayed on its own
-        ex.end_failure(c)
+        # a statement is never replayed on its own: recorded as a failure with no retry
+        self.point.record_failure(op, started, c, ticket)
 
-    # -- PostgreSQL SET LOCAL bookkeeping ----------------------------------------------
+    # -- SET LOCAL bookkeeping for drivers without a transaction probe -----------------
 
     def on_transaction_end(self, conn: Connection) -> None:
         if not conn.invalidated and not conn.closed:
-            PostgresTimeouts.transaction_ended(conn)
+            PostgresTimeouts.transaction_ended(conn.info)
 
     def on_savepoint_rollback(self, conn: Connection, name: Any, context: Any) -> None:
         if not conn.invalidated and not conn.closed:
-            PostgresTimeouts.savepoint_rolled_back(conn)
+            PostgresTimeouts.savepoint_rolled_back(conn.info)
 
 
 # -- public API ------------------------------------------------------------------------
