@@ -20,19 +20,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import seawall
+from seawall.testing import full_pipeline_point
 
 warnings.simplefilter("ignore")
 
 
-def full_point(name: str) -> seawall.IntegrationPoint:
-    return seawall.IntegrationPoint(
-        name,
-        retry=seawall.Retry(attempts=3, backoff=seawall.Backoff.exponential(),
-                            budget=seawall.RetryBudget()),
-        breaker=seawall.CircuitBreaker(failure_rate=0.5, minimum_calls=20, window=100),
-        bulkhead=seawall.Bulkhead(max_concurrent=64, max_wait=0.05),
-        timeout=seawall.Timeout(attempt=1.0, total=5.0),
-    )
 
 
 def retry_point(name: str) -> seawall.IntegrationPoint:
@@ -55,7 +47,7 @@ def sync_cases() -> dict[str, Callable[[int], Any]]:
 
     cases: dict[str, Callable[[int], Any]] = {"bare call": work}
     cases["seawall retry"] = retry_point("bench-retry")(work)
-    cases["seawall full pipeline"] = full_point("bench-full")(work)
+    cases["seawall full pipeline"] = full_pipeline_point("bench-full")(work)
     cases["tenacity retry"] = tenacity.retry(
         stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_none())(work)
     stamina.set_active(True)
@@ -87,7 +79,7 @@ def extra_sync_cases() -> dict[str, Callable[[int], Any]]:
             raise ConnectionError("first attempt fails")
         return x
 
-    open_point = full_point("bench-open")
+    open_point = full_pipeline_point("bench-open")
     assert open_point.circuit is not None
     open_point.circuit.force_open()
 
@@ -127,7 +119,7 @@ def async_cases() -> dict[str, Callable[[int], Awaitable[Any]]]:
 
     cases: dict[str, Callable[[int], Awaitable[Any]]] = {"bare call": work}
     cases["seawall retry"] = retry_point("abench-retry")(work)
-    cases["seawall full pipeline"] = full_point("abench-full")(work)
+    cases["seawall full pipeline"] = full_pipeline_point("abench-full")(work)
     cases["tenacity retry"] = tenacity.retry(
         stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_none())(work)
     stamina.set_active(True)
@@ -166,7 +158,7 @@ def extra_async_cases() -> dict[str, Callable[[int], Awaitable[Any]]]:
             raise ConnectionError("first attempt fails")
         return x
 
-    open_point = full_point("abench-open")
+    open_point = full_pipeline_point("abench-open")
     assert open_point.circuit is not None
     open_point.circuit.force_open()
 

@@ -37,8 +37,8 @@ sys.path.insert(0, os.path.dirname(_HERE))
 import grpc  # noqa: E402
 import grpc.aio  # noqa: E402
 
-import seawall  # noqa: E402
 from seawall.interceptors import grpc as sw_grpc  # noqa: E402
+from seawall.testing import full_pipeline_point  # noqa: E402
 
 warnings.simplefilter("ignore")
 
@@ -55,15 +55,6 @@ def _serve(ready: Any, stop: Any) -> None:
     server.stop(None)
 
 
-def full_point(name: str) -> seawall.IntegrationPoint:
-    return seawall.IntegrationPoint(
-        name,
-        retry=seawall.Retry(attempts=3, backoff=seawall.Backoff.exponential(),
-                            budget=seawall.RetryBudget()),
-        breaker=seawall.CircuitBreaker(failure_rate=0.5, minimum_calls=20, window=100),
-        bulkhead=seawall.Bulkhead(max_concurrent=64, max_wait=0.05),
-        timeout=seawall.Timeout(attempt=1.0, total=5.0),
-    )
 
 
 NATIVE_RETRY = json.dumps({
@@ -92,7 +83,7 @@ def sync_channels(target: str) -> dict[str, grpc.Channel]:
         "no-op interceptor (floor)": grpc.intercept_channel(grpc.insecure_channel(target),
                                                             NoopSync()),
         "seawall full pipeline": grpc.intercept_channel(
-            grpc.insecure_channel(target), *sw_grpc.client_interceptors(full_point("bench-sync"))),
+            grpc.insecure_channel(target), *sw_grpc.client_interceptors(full_pipeline_point("bench-sync"))),
         "native retryPolicy": grpc.insecure_channel(
             target, options=[("grpc.service_config", NATIVE_RETRY)]),
     }
@@ -103,7 +94,7 @@ def aio_channels(target: str) -> dict[str, grpc.aio.Channel]:
         "plain channel": grpc.aio.insecure_channel(target),
         "no-op interceptor (floor)": grpc.aio.insecure_channel(target, interceptors=[NoopAio()]),
         "seawall full pipeline": grpc.aio.insecure_channel(
-            target, interceptors=sw_grpc.aio_client_interceptors(full_point("bench-aio"))),
+            target, interceptors=sw_grpc.aio_client_interceptors(full_pipeline_point("bench-aio"))),
         "native retryPolicy": grpc.aio.insecure_channel(
             target, options=[("grpc.service_config", NATIVE_RETRY)]),
     }

@@ -42,6 +42,7 @@ import httpx  # noqa: E402
 
 import seawall  # noqa: E402
 from seawall.interceptors import httpx as sw_httpx  # noqa: E402
+from seawall.testing import full_pipeline_point  # noqa: E402
 
 warnings.simplefilter("ignore")
 
@@ -96,15 +97,6 @@ class AsyncPassThrough(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-def full_point(name: str) -> seawall.IntegrationPoint:
-    return seawall.IntegrationPoint(
-        name,
-        retry=seawall.Retry(attempts=3, backoff=seawall.Backoff.exponential(),
-                            budget=seawall.RetryBudget()),
-        breaker=seawall.CircuitBreaker(failure_rate=0.5, minimum_calls=20, window=100),
-        bulkhead=seawall.Bulkhead(max_concurrent=64, max_wait=0.05),
-        timeout=seawall.Timeout(attempt=1.0, total=5.0),
-    )
 
 
 def sync_clients() -> dict[str, httpx.Client]:
@@ -114,7 +106,7 @@ def sync_clients() -> dict[str, httpx.Client]:
         "plain client": httpx.Client(),
         "pass-through (floor)": httpx.Client(transport=PassThrough()),
         "seawall full pipeline": httpx.Client(
-            transport=sw_httpx.ResilientTransport(full_point("bench-httpx"))),
+            transport=sw_httpx.ResilientTransport(full_pipeline_point("bench-httpx"))),
         "seawall retry only": httpx.Client(transport=sw_httpx.ResilientTransport(
             seawall.IntegrationPoint("bench-httpx-retry", retry=seawall.Retry(attempts=3)))),
         "httpx-retries": httpx.Client(transport=httpx_retries.RetryTransport(
@@ -129,7 +121,7 @@ def async_clients() -> dict[str, httpx.AsyncClient]:
         "plain client": httpx.AsyncClient(),
         "pass-through (floor)": httpx.AsyncClient(transport=AsyncPassThrough()),
         "seawall full pipeline": httpx.AsyncClient(
-            transport=sw_httpx.AsyncResilientTransport(full_point("bench-httpx-async"))),
+            transport=sw_httpx.AsyncResilientTransport(full_pipeline_point("bench-httpx-async"))),
         "seawall retry only": httpx.AsyncClient(transport=sw_httpx.AsyncResilientTransport(
             seawall.IntegrationPoint("bench-httpx-retry-async", retry=seawall.Retry(attempts=3)))),
         "httpx-retries": httpx.AsyncClient(transport=httpx_retries.RetryTransport(

@@ -8,7 +8,6 @@ do. Status codes are classified from a table keyed on ``grpc.StatusCode``
 from __future__ import annotations
 
 import re
-import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from seawall._classify import (
     UNAVAILABLE,
     Category,
 )
+from seawall._point import _add_note as add_note
 
 ATTEMPT_HEADER = "seawall-attempt"
 """Request metadata key carrying the 1-based attempt number, sent on retries only (``"2"``, ``"3"``...)."""
@@ -116,21 +116,6 @@ def classify_status(code: grpc.StatusCode, trailing_metadata: Iterable[Any] | No
                     c = c.with_retry(False)
                 break
     return c
-
-
-def add_note(exc: BaseException, note: str) -> None:
-    """Attach ``note`` to ``exc`` (``add_note`` on 3.11+, ``__notes__`` before)."""
-    if sys.version_info >= (3, 11):
-        exc.add_note(note)
-        return
-    notes = getattr(exc, "__notes__", None)
-    if notes is None:
-        notes = []
-        try:
-            exc.__notes__ = notes  # type: ignore[attr-defined]
-        except AttributeError:
-            return
-    notes.append(note)
 
 
 # ---------------------------------------------------------------------------

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
+
+from ._point import IntegrationPoint
+from ._policies import Backoff, Bulkhead, CircuitBreaker, Retry, RetryBudget, Timeout
 
 
 class FakeClock:
@@ -35,3 +39,21 @@ class FakeClock:
     async def asleep(self, seconds: float) -> None:
         self.sleep(seconds)
         await asyncio.sleep(0)
+
+
+def full_pipeline_point(name: str, **overrides: Any) -> IntegrationPoint:
+    """A point with every policy on, as the benchmarks and many tests use it.
+
+    Retry (3 attempts, exponential backoff, the default budget), a count
+    breaker (50% of 100 calls, 20 minimum), a bulkhead of 64 with a 50 ms
+    wait, and 1 s attempt / 5 s total timeouts. ``overrides`` replace any
+    of the point's keyword arguments.
+    """
+    options: dict[str, Any] = {
+        "retry": Retry(attempts=3, backoff=Backoff.exponential(), budget=RetryBudget()),
+        "breaker": CircuitBreaker(failure_rate=0.5, minimum_calls=20, window=100),
+        "bulkhead": Bulkhead(max_concurrent=64, max_wait=0.05),
+        "timeout": Timeout(attempt=1.0, total=5.0),
+    }
+    options.update(overrides)
+    return IntegrationPoint(name, **options)
