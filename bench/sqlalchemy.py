@@ -13,10 +13,12 @@ bulkhead, attempt and total timeouts):
 * ``checkout+statement``: ``with engine.connect() as c: c.exec_driver_sql(...)``
   (checkout liveness poll, bulkhead permit, statement hooks, checkin).
 
-Cases take turns in short interleaved batches so a noisy neighbour hurts
-all alike. Printed: microseconds per call of the best batch (the intrinsic
-cost), the overhead in microseconds and the ratio instrumented / raw, then
-the medians (what a loaded machine sees). Target: under 5 % on PostgreSQL
+Raw and instrumented take turns in short batches (~10 ms), in alternating
+order, so a noisy neighbour hurts both alike. Each round gives one ratio
+instrumented / raw of two adjacent batches; the **median of these ratios**
+is the figure that survives a shared machine. Also printed: microseconds
+per call of the best batch of each (the intrinsic cost) and their
+difference, and the median batch times. Target: under 5 % on PostgreSQL
 over loopback.
 """
 
@@ -36,6 +38,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from typing import NamedTuple  # noqa: E402
 
 import sqlalchemy as sa  # noqa: E402
 
@@ -88,12 +91,24 @@ def cases_for(url: str, label: str) -> tuple[dict[str, Callable[[int], None]], l
     return cases, [raw, inst]
 
 
-def measure(cases: dict[str, Callable[[int], None]]) -> dict[str, tuple[float, float]]:
-    """(best, median) seconds per call of each case over many short interleaved batches.
+class Pair(NamedTuple):
+    """One shape measured raw and instrumented (seconds per call)."""
 
-    Short batches taking turns make a burst of load from a neighbour land on
-    every case alike; the best batch approximates the intrinsic cost, the
-    median what a loaded machine sees.
+    raw_best: float
+    seawall_best: float
+    raw_median: float
+    seawall_median: float
+    ratio_median: float  # median over rounds of (instrumented batch / adjacent raw batch)
+    ratio_q1: float
+    ratio_q3: float
+
+
+def measure(cases: dict[str, Callable[[int], None]]) -> dict[str, Pair]:
+    """Time each ``<shape> / raw`` and ``<shape> / seawall`` pair in short interleaved batches.
+
+    Every round runs one batch of each case, raw and instrumented next to
+    each other (which goes first alternates), so a burst of load from a
+    neighbour lands on both; the per-round ratio cancels it out.
     """
     sizes = {}
     for name, run in cases.items():  # warm up and size each batch to ~BATCH_SECONDS
@@ -102,37 +117,50 @@ def measure(cases: dict[str, Callable[[int], None]]) -> dict[str, tuple[float, f
         run(200)
         per = (time.perf_counter() - t0) / 200
         sizes[name] = max(20, int(BATCH_SECONDS / per))
+    shapes = [n.removesuffix(" / raw") for n in cases if n.endswith(" / raw")]
     samples: dict[str, list[float]] = {name: [] for name in cases}
+    ratios: dict[str, list[float]] = {shape: [] for shape in shapes}
     end = time.monotonic() + SECONDS_PER_DATABASE
     rounds = 0
     gc.disable()
     try:
         while rounds < MIN_ROUNDS or (time.monotonic() < end and rounds < MAX_ROUNDS):
-            for name, run in cases.items():
-                t0 = time.perf_counter()
-                run(sizes[name])
-                samples[name].append((time.perf_counter() - t0) / sizes[name])
+            for shape in shapes:
+                pair = (f"{shape} / raw", f"{shape} / seawall")
+                for name in pair if rounds % 2 == 0 else pair[::-1]:
+                    n = sizes[name]
+                    run = cases[name]
+                    t0 = time.perf_counter()
+                    run(n)
+                    samples[name].append((time.perf_counter() - t0) / n)
+                ratios[shape].append(samples[pair[1]][-1] / samples[pair[0]][-1])
             rounds += 1
             gc.collect()
     finally:
         gc.enable()
-    return {name: (min(v), statistics.median(v)) for name, v in samples.items()}
+    out = {}
+    for shape in shapes:
+        raw, inst = samples[f"{shape} / raw"], samples[f"{shape} / seawall"]
+        q1, _, q3 = statistics.quantiles(ratios[shape], n=4)
+        out[shape] = Pair(min(raw), min(inst), statistics.median(raw), statistics.median(inst),
+                          statistics.median(ratios[shape]), q1, q3)
+    return out
 
 
-def report(results: dict[str, tuple[float, float]]) -> None:
-    names = [n.removesuffix(" / raw") for n in results if n.endswith(" / raw")]
-    print(f"{'case':30} {'raw us':>8} {'seawall us':>11} {'overhead us':>12} {'ratio':>6}"
-          f"   {'median: raw':>11} {'seawall':>8} {'ratio':>6}")
-    for n in names:
-        (rb, rm), (sb, sm) = results[f"{n} / raw"], results[f"{n} / seawall"]
-        print(f"{n:30} {rb * 1e6:8.1f} {sb * 1e6:11.1f} {(sb - rb) * 1e6:12.1f} {sb / rb:6.3f}"
-              f"   {rm * 1e6:11.1f} {sm * 1e6:8.1f} {sm / rm:6.3f}")
+def report(results: dict[str, Pair]) -> None:
+    print(f"{'case':30} {'ratio':>6} {'(q1-q3)':>13}   {'best: raw us':>12} {'seawall':>8} "
+          f"{'overhead':>8}   {'median: raw':>11} {'seawall':>8}")
+    for shape, r in results.items():
+        print(f"{shape:30} {r.ratio_median:6.3f} {f'({r.ratio_q1:.3f}-{r.ratio_q3:.3f})':>13}   "
+              f"{r.raw_best * 1e6:12.1f} {r.seawall_best * 1e6:8.1f} "
+              f"{(r.seawall_best - r.raw_best) * 1e6:8.1f}   "
+              f"{r.raw_median * 1e6:11.1f} {r.seawall_median * 1e6:8.1f}")
 
 
 def main() -> int:
     started = time.monotonic()
-    print("seawall SQLAlchemy hooks: SELECT 1, raw engine vs instrumented "
-          "(best and median of interleaved 10 ms batches)")
+    print("seawall SQLAlchemy hooks: SELECT 1, raw engine vs instrumented; ratio = median over "
+          "rounds of adjacent 10 ms batches (instrumented / raw)")
     with tempfile.TemporaryDirectory() as tmp:
         cases, engines = cases_for(f"sqlite:///{tmp}/bench.db", "sqlite")
         try:

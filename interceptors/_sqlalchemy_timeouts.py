@@ -10,11 +10,13 @@ on the server when it runs out:
   which reverts at the end of the transaction; a budget within 10 % of the
   value in force is left alone, so a transaction issues at most a handful
   of extra ``SET LOCAL`` whatever its length. Whether the transaction that
-  carried a ``SET LOCAL`` has ended is read from the driver's transaction
-  status (psycopg 3, psycopg2, asyncpg: a C attribute, no round trip) only
-  while a ``SET LOCAL`` may be in force, so the common statement costs two
-  dictionary reads; a ``ROLLBACK TO SAVEPOINT`` makes the value unknown.
-  Other drivers fall back to the engine's commit / rollback events.
+  carried a ``SET LOCAL`` has ended is checked before the next statement,
+  and only while a ``SET LOCAL`` may be in force (the common statement
+  costs two dictionary reads): it has if SQLAlchemy began another
+  transaction since, or if the driver reports none open (psycopg 3,
+  psycopg2, asyncpg; no round trip). No Connection-level event is needed,
+  which keeps SQLAlchemy's own per-checkout event machinery switched off.
+  A ``ROLLBACK TO SAVEPOINT`` makes the value unknown.
 * MySQL: ``SET SESSION max_execution_time`` (milliseconds, SELECT only),
   re-issued only when the budget changes by more than 10 %.
 * SQLite: a progress handler on the connection that interrupts the VM once
@@ -28,12 +30,15 @@ from __future__ import annotations
 import math
 import select
 import time
+import weakref
 from typing import Any
 
 # key in the pool connection record's ``info``: the statement timeout (ms) known
 # to be in force on that DBAPI connection; _UNKNOWN after a savepoint rollback
 TIMEOUT_KEY = "seawall_statement_timeout_ms"
 SESSION_KEY = "seawall_session_timeout_ms"
+# weak reference to the SQLAlchemy transaction the last SET LOCAL ran in
+SCOPE_KEY = "seawall_statement_timeout_scope"
 _UNKNOWN = -1
 
 
@@ -51,8 +56,6 @@ class NoTimeouts:
 
     #: call :meth:`apply` for every statement, even without a timeout (to reset one)
     always_apply = False
-    #: ``SET LOCAL`` bookkeeping needs the commit / rollback events (no transaction probe)
-    transactional = False
     #: :meth:`savepoint_rolled_back` must hear of every ``ROLLBACK TO SAVEPOINT``
     watches_savepoints = False
 
@@ -60,15 +63,12 @@ class NoTimeouts:
         """Add the session default to the driver's connect parameters; return what was set."""
         return None
 
-    def apply(self, fairy: Any, info: dict[Any, Any], timeout: float | None) -> None:
-        """Make the database enforce ``timeout`` seconds on the next statement.
+    def apply(self, context: Any, fairy: Any, info: dict[Any, Any], timeout: float | None) -> None:
+        """Make the database enforce ``timeout`` seconds on the statement of ``context``.
 
         ``fairy`` is the pool's proxied connection (``context._dbapi_connection``)
-        and ``info`` its ``info`` dict, where per-connection state is kept.
+        and ``info`` its record's ``info`` dict, where per-connection state is kept.
         """
-
-    def checked_in(self, record: Any) -> None:
-        """The pool took the connection back (its transaction was reset)."""
 
     @staticmethod
     def savepoint_rolled_back(info: dict[Any, Any]) -> None:
@@ -112,8 +112,6 @@ class PostgresTimeouts(NoTimeouts):
     def __init__(self, driver: str, first: float | None = None) -> None:
         self.driver = driver
         self._idle = TRANSACTION_PROBES.get(driver)
-        # without a probe, the commit / rollback events say when SET LOCAL ends
-        self.transactional = self._idle is None
         # the policy's first attempt timeout and its milliseconds: the usual budget
         self.first = first
         self.first_ms = to_ms(first) if first is not None else None
@@ -134,12 +132,11 @@ class PostgresTimeouts(NoTimeouts):
         cparams["options"] = f"{options} -c statement_timeout={attempt_ms}".strip()
         return attempt_ms
 
-    def apply(self, fairy: Any, info: dict[Any, Any], timeout: float | None) -> None:
+    def apply(self, context: Any, fairy: Any, info: dict[Any, Any], timeout: float | None) -> None:
         session = info.get(SESSION_KEY)
         current = info.get(TIMEOUT_KEY, session)
-        if current != session and self._idle is not None and self._idle(fairy.driver_connection):
-            # the transaction that carried the SET LOCAL is over: the session default is back
-            current = info[TIMEOUT_KEY] = session
+        if current != session and self._ended(context, fairy, info):
+            current = info[TIMEOUT_KEY] = session  # the session default is back
         if timeout is None:
             if not current:
                 return
@@ -159,19 +156,22 @@ class PostgresTimeouts(NoTimeouts):
         info[TIMEOUT_KEY] = needed
         if autocommit:
             info[SESSION_KEY] = needed
+        else:
+            txn = context.root_connection._transaction
+            info[SCOPE_KEY] = weakref.ref(txn) if txn is not None else None
 
-    def checked_in(self, record: Any) -> None:
-        info = record.info
-        session = info.get(SESSION_KEY)
-        if info.get(TIMEOUT_KEY, session) != session and self._idle is not None:
-            driver = record.driver_connection
-            if driver is not None and self._idle(driver):  # the pool's reset ended the transaction
-                info[TIMEOUT_KEY] = session
+    def _ended(self, context: Any, fairy: Any, info: dict[Any, Any]) -> bool:
+        """Has the transaction that carried the last ``SET LOCAL`` ended?
 
-    @staticmethod
-    def transaction_ended(info: dict[Any, Any]) -> None:
-        """COMMIT or ROLLBACK: a ``SET LOCAL`` is gone, the session default is back."""
-        info[TIMEOUT_KEY] = info.get(SESSION_KEY)
+        Yes when SQLAlchemy has begun another transaction since (commit and
+        rollback through SQLAlchemy), or when the driver says no transaction
+        is open (a commit on the DBAPI connection itself).
+        """
+        scope = info.get(SCOPE_KEY)
+        then = scope() if scope is not None else None
+        if then is not context.root_connection._transaction:
+            return True
+        return self._idle is not None and bool(self._idle(fairy.driver_connection))
 
     @staticmethod
     def savepoint_rolled_back(info: dict[Any, Any]) -> None:
@@ -184,7 +184,7 @@ class MySQLTimeouts(NoTimeouts):
 
     always_apply = True
 
-    def apply(self, fairy: Any, info: dict[Any, Any], timeout: float | None) -> None:
+    def apply(self, context: Any, fairy: Any, info: dict[Any, Any], timeout: float | None) -> None:
         current = info.get(TIMEOUT_KEY)
         needed = 0 if timeout is None else to_ms(timeout)
         if current == needed or (current is not None and needed and _close_enough(current, needed)):
@@ -216,7 +216,7 @@ class SQLiteTimeouts(NoTimeouts):
     # VM instructions between two checks: ~tens of microseconds of work
     INSTRUCTIONS = 1000
 
-    def apply(self, fairy: Any, info: dict[Any, Any], timeout: float | None) -> None:
+    def apply(self, context: Any, fairy: Any, info: dict[Any, Any], timeout: float | None) -> None:
         handler = info.get(TIMEOUT_KEY)
         if handler is None:
             if timeout is None:

@@ -69,7 +69,6 @@ from ._sqlalchemy_classify import DISCONNECT, classify, classify_dbapi, sqlstate
 from ._sqlalchemy_timeouts import (
     SESSION_KEY,
     TIMEOUT_KEY,
-    PostgresTimeouts,
     connect_timeout_param,
     looks_dead,
     timeouts_for,
@@ -149,25 +148,14 @@ _ROLLBACK_TO = re.compile(r"\s*ROLLBACK\s+(?:WORK\s+|TRANSACTION\s+)?TO\b", re.I
 _PENDING = "_seawall_pending"
 
 
-def _info_of(fairy: Any) -> dict[Any, Any]:
-    """The ``info`` of the pool record behind an execution context's connection.
-
-    Read from the record: the ad-hoc connection SQLAlchemy builds for the
-    dialect's first-connect queries has a record but no ``info`` of its own.
-    """
-    record = fairy._connection_record
-    return record.info if record is not None else fairy.info  # type: ignore[no-any-return]
-
-
 class _Instrumentation:
     """The hooks of one engine and the state they share.
 
     Statements are observed from the dialect's ``do_execute`` /
     ``do_execute_no_params`` / ``do_executemany`` events, which wrap the
     driver call itself, and ``handle_error``. No Connection-level event
-    (``before_cursor_execute``, ``commit``, ...) is listened to unless a
-    driver gives no way to read its transaction status: any such listener
-    makes SQLAlchemy join a dispatcher per ``Connection`` and fire
+    (``before_cursor_execute``, ``commit``, ...) is listened to: any such
+    listener makes SQLAlchemy join a dispatcher per ``Connection`` and fire
     ``engine_connect`` / ``begin`` / ``before_execute`` / ... around every
     checkout and statement, which alone costs more than all of seawall's work.
     """
@@ -220,22 +208,19 @@ class _Instrumentation:
     # -- attaching --------------------------------------------------------------
 
     def attach(self) -> None:
-        hooks: list[tuple[str, Callable[..., Any]]] = [
-            ("do_connect", self.on_do_connect),
-            ("checkout", self.on_checkout),
-            ("checkin", self.on_checkin),
-            ("detach", self.on_detach),
+        # every listener has a price even when it does nothing (SQLAlchemy's dispatch):
+        # the pool's checkout / checkin events only when something needs them
+        hooks: list[tuple[str, Callable[..., Any]]] = [("do_connect", self.on_do_connect)]
+        if self.pool_liveness or self.permits is not None:
+            hooks.append(("checkout", self.on_checkout))
+        if self.permits is not None:
+            hooks += [("checkin", self.on_checkin), ("detach", self.on_detach)]
+        hooks += [
             ("do_execute", self._statement_hook("do_execute")),
             ("do_executemany", self._statement_hook("do_executemany")),
             ("do_execute_no_params", self._statement_hook("do_execute_no_params")),
             ("handle_error", self.on_error),
         ]
-        if self.timeouts.transactional:  # no transaction probe for this driver
-            hooks += [
-                ("commit", self.on_transaction_end),
-                ("rollback", self.on_transaction_end),
-                ("rollback_savepoint", self.on_savepoint_rollback),
-            ]
         for name, fn in hooks:
             event.listen(self.engine, name, fn)
             self.listeners.append((name, fn))
@@ -351,8 +336,6 @@ class _Instrumentation:
             self.permits.release()  # type: ignore[union-attr]
 
     def on_checkin(self, dbapi_connection: Any, record: Any) -> None:
-        if self.watch_savepoints and dbapi_connection is not None:
-            self.timeouts.checked_in(record)
         if record in self.holders:
             self._give_back(record)
 
@@ -485,11 +468,14 @@ class _Instrumentation:
         """
         timeouts = self.timeouts
         fairy = context._dbapi_connection
-        info = _info_of(fairy)
+        # the record's info: the ad-hoc connection SQLAlchemy builds for the
+        # dialect's first-connect queries has a record but no info of its own
+        record = fairy._connection_record
+        info = record.info if record is not None else fairy.info
         if timeout is not None:
             self.applied = timeouts.always_apply
         if timeout is not None or self.applied:
-            timeouts.apply(fairy, info, timeout)
+            timeouts.apply(context, fairy, info, timeout)
         if rollback_to and self.watch_savepoints:
             # what the ROLLBACK TO SAVEPOINT about to run undoes is unknown afterwards
             timeouts.savepoint_rolled_back(info)
@@ -518,17 +504,6 @@ class _Instrumentation:
         c = self.point.classify_exception(seen, self.rule)
         # a statement is never replayed on its own: recorded as a failure with no retry
         self.point.record_failure(op, started, c, ticket)
-
-    # -- SET LOCAL bookkeeping for drivers without a transaction probe -----------------
-
-    def on_transaction_end(self, conn: Connection) -> None:
-        if not conn.invalidated and not conn.closed:
-            PostgresTimeouts.transaction_ended(conn.info)
-
-    def on_savepoint_rollback(self, conn: Connection, name: Any, context: Any) -> None:
-        if not conn.invalidated and not conn.closed:
-            PostgresTimeouts.savepoint_rolled_back(conn.info)
-
 
 # -- public API ------------------------------------------------------------------------
 

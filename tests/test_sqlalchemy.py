@@ -176,6 +176,58 @@ def test_instrument_returns_the_same_engine_and_statements_become_events(engine:
     assert calls(events) == [("select counter", None), ("read counter", None)]
 
 
+def test_no_connection_level_listener_is_attached(engine: sa.Engine) -> None:
+    """The hooks sit on the dialect and the pool only.
+
+    A Connection-level listener (``before_cursor_execute``, ``commit``, ...)
+    makes SQLAlchemy fire its engine events around every checkout and
+    statement, which costs more than seawall's own work.
+    """
+    sw_sa.instrument(engine, make_point(bulkhead=seawall.Bulkhead(max_concurrent=4),
+                                        timeout=seawall.Timeout(attempt=1.0)))
+    assert not engine._has_events
+    with engine.connect() as conn:
+        assert not conn._has_events
+        assert conn.exec_driver_sql("SELECT n FROM counter").scalar() == 0
+
+
+def test_do_execute_listeners_added_later_still_run(engine: sa.Engine) -> None:
+    """A do_execute listener of your own, added after instrument(), still sees and may run the call."""
+    point = make_point()
+    events: list[Any] = []
+    point.add_hook(events.append)
+    sw_sa.instrument(engine, point)
+    seen: list[str] = []
+
+    def runs_it_itself(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        seen.append(statement)
+        cursor.execute(statement, parameters)
+        return True
+
+    event.listen(engine, "do_execute", runs_it_itself)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT n FROM counter WHERE id = ?", (1,)).scalar() == 0
+    finally:
+        event.remove(engine, "do_execute", runs_it_itself)
+    assert seen == ["SELECT n FROM counter WHERE id = ?"]
+    assert calls(events) == [("select counter", None)]
+
+
+def test_a_failed_statement_is_one_failed_call_never_retried(engine: sa.Engine) -> None:
+    """A statement outside run_transaction fails once, classified, and feeds the breaker."""
+    point = make_point(breaker=seawall.CircuitBreaker(failure_rate=0.5, minimum_calls=100, window=100))
+    events: list[Any] = []
+    point.add_hook(events.append)
+    sw_sa.instrument(engine, point)
+    with engine.connect() as conn:
+        with pytest.raises(sa_exc.OperationalError):
+            conn.exec_driver_sql("SELECT * FROM missing_table")
+    assert calls(events) == [("select missing_table", Category.PERMANENT)]
+    assert point.stats().retries == 0 and point.stats().failures == 1
+    assert point.circuit is not None and point.circuit.window_counts() == (1, 0, 0)  # client error
+
+
 def test_uninstrument_removes_every_hook(engine: sa.Engine) -> None:
     """After uninstrument no listener is left and statements are no longer counted."""
     point = make_point(bulkhead=seawall.Bulkhead(max_concurrent=2, max_wait=0.0))

@@ -298,6 +298,69 @@ def test_statement_budget_narrows_with_the_transaction_deadline(engine: sa.Engin
         assert conn.exec_driver_sql("SHOW statement_timeout").scalar_one() == "1s"
 
 
+def raw_setting(conn: sa.Connection, name: str) -> str:
+    """SHOW a setting on the DBAPI connection itself, unseen by the hooks."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    with raw.cursor() as cursor:
+        cursor.execute(f"SHOW {name}")
+        row = cursor.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def narrowed_to(seconds: float) -> seawall.IntegrationPoint:
+    """An enclosing seawall call whose deadline narrows the statements run inside it."""
+    return seawall.IntegrationPoint("caller", timeout=seawall.Timeout(attempt=seconds))
+
+
+def test_set_local_ends_with_each_transaction_and_is_issued_again(engine: sa.Engine) -> None:
+    """A narrowed budget is SET LOCAL; after COMMIT it is gone and the next transaction sets it anew."""
+    sw_sa.instrument(engine, seawall.IntegrationPoint("pg", timeout=seawall.Timeout(attempt=1.0)))
+    engine.dispose()  # new connections get the session default (1 s)
+
+    with engine.connect() as conn:
+        show = narrowed_to(0.3)(lambda: conn.exec_driver_sql("SHOW statement_timeout").scalar_one())
+        assert as_ms(show()) <= 300
+        conn.commit()
+        # a new transaction, opened behind seawall's back, runs with the session default
+        assert raw_setting(conn, "statement_timeout") == "1s"
+        assert as_ms(show()) <= 300  # seawall saw the transaction end and set it again
+        conn.commit()
+        assert conn.exec_driver_sql("SHOW statement_timeout").scalar_one() == "1s"
+
+
+def test_rollback_to_savepoint_makes_the_timeout_in_force_unknown(engine: sa.Engine) -> None:
+    """A SET LOCAL made inside a savepoint is undone by its rollback; seawall issues it again."""
+    sw_sa.instrument(engine, seawall.IntegrationPoint("pg", timeout=seawall.Timeout(attempt=1.0)))
+    engine.dispose()
+
+    with engine.connect() as conn:
+        caller = narrowed_to(0.3)
+        show = caller(lambda: conn.exec_driver_sql("SHOW statement_timeout").scalar_one())
+        conn.exec_driver_sql("SELECT 1")  # the outer transaction, at the session default
+        nested = conn.begin_nested()
+        assert as_ms(show()) <= 300  # SET LOCAL inside the savepoint
+        caller(nested.rollback)()  # ... undone (within the same budget): 1 s is in force again
+        assert raw_setting(conn, "statement_timeout") == "1s"
+        assert as_ms(show()) <= 300  # so seawall sets it again
+        conn.rollback()
+
+
+def test_an_engine_instrumented_before_its_first_connect_initializes(postgres_url: str) -> None:
+    """The dialect's first-connect queries run through the hooks too (on an ad-hoc connection)."""
+    point = seawall.IntegrationPoint("pg", timeout=seawall.Timeout(attempt=1.0))
+    e = sw_sa.instrument(sa.create_engine(postgres_url), point)
+    try:
+        with e.connect() as conn:
+            assert conn.exec_driver_sql("SHOW statement_timeout").scalar_one() == "1s"
+        assert e.dialect.server_version_info is not None
+        assert point.stats().failures == 0
+    finally:
+        sw_sa.uninstrument(e)
+        e.dispose()
+
+
 # -- AsyncEngine (psycopg async) -----------------------------------------------------------
 
 
