@@ -5,6 +5,13 @@ call cancels the attempt in flight on the wire too. Response streams return
 a call object that delegates to the current attempt and retries while no
 message was delivered (grpc.aio would otherwise pin ``code()`` and
 ``cancel()`` to the first attempt, grpc/grpc#37208).
+
+A request-streaming attempt is judged by the status it *first* finished
+with: when the server ends such a call while a request write is still in
+flight, grpc.aio's writer fails that write and overwrites the server's
+status with ``INTERNAL`` "Internal error from Core" (grpc/grpc#36066).
+That ``INTERNAL`` is a local artefact; classifying it would turn a
+retryable ``UNAVAILABLE`` into a final failure, or a success into a failure.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import grpc
 import grpc.aio
@@ -41,6 +48,7 @@ from ._grpc_common import (
 )
 
 _OK = grpc.StatusCode.OK
+_INTERNAL = grpc.StatusCode.INTERNAL
 _AioRpcError = grpc.aio.AioRpcError
 _EOF: Any = getattr(grpc.aio, "EOF")  # noqa: B009 (missing from grpc-stubs)
 
@@ -98,11 +106,93 @@ async def _admit(rule: Rule, ex: Execution) -> float | None:
     return timeout
 
 
-async def _snapshot(rule: Rule, call: Any, code: grpc.StatusCode) -> tuple[Classification, Any]:
+class _Status(NamedTuple):
+    """How an attempt ended, read once from its call."""
+
+    code: grpc.StatusCode
+    initial: Any
+    trailing: Any
+    details: str
+    debug: str
+
+    def error(self) -> Any:
+        """The ``AioRpcError`` of this status."""
+        return _AioRpcError(self.code, self.initial, self.trailing, self.details, self.debug)
+
+
+async def _read_status(call: Any) -> _Status:
+    """The status of ``call``, waiting until it ends."""
+    code = await call.code()
+    return _Status(code, await call.initial_metadata(), await call.trailing_metadata(),
+                   await call.details(), await call.debug_error_string())
+
+
+def _status_now(call: Any) -> _Status | None:
+    """The status of a finished ``call`` read without yielding to the loop; None if it must wait.
+
+    Called from done callbacks, which grpc.aio runs once, when the status is
+    first set, before anything can overwrite it (see :class:`_Watch`).
+    """
+    reader = _read_status(call)
+    try:
+        reader.send(None)
+    except StopIteration as finished:
+        status: _Status = finished.value
+        return status
+    reader.close()
+    return None
+
+
+def _settle(call_status: _Status, first: _Status | None) -> _Status:
+    """The status an attempt really ended with.
+
+    ``first`` is what the call said when it finished, ``call_status`` what
+    it says now. grpc.aio replaces a server's status by ``INTERNAL`` when a
+    request write fails because the server already ended the call
+    (grpc/grpc#36066); in the rarer order the write failure lands first and
+    the server's status replaces it. Either way the status that is not that
+    ``INTERNAL`` is the server's.
+    """
+    if first is None or (first.code is _INTERNAL and call_status.code is not _INTERNAL):
+        return call_status
+    return first
+
+
+class _Watch:
+    """Finds the status a stream-unary attempt really ended with.
+
+    Its first status is remembered from the done callback; the server's own
+    status is in place once the response has arrived (grpc.aio sets it when
+    the response batch completes, after a failed write may have set
+    ``INTERNAL``).
+    """
+
+    __slots__ = ("call", "first")
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+        self.first: _Status | None = None
+        call.add_done_callback(self._done)
+
+    def _done(self, call: Any) -> None:
+        if self.first is None:
+            self.first = _status_now(call)
+
+    async def status(self) -> tuple[_Status, bool]:
+        """The attempt's real status (waits for its end); true when the call now says otherwise."""
+        try:
+            await self.call
+        except _AioRpcError:
+            pass  # read below, with its status
+        now = await _read_status(self.call)
+        status = _settle(now, self.first)
+        return status, status is not now
+
+
+def _classify(rule: Rule, status: _Status) -> tuple[Classification, Any]:
     """Classify a failed attempt; returns the classification and an ``AioRpcError`` for it."""
-    trailing = await call.trailing_metadata()
-    err = _AioRpcError(code, await call.initial_metadata(), trailing, await call.details(),
-                       await call.debug_error_string())
+    err = status.error()
+    code, trailing = status.code, status.trailing
 
     def status_rule(_exc: BaseException) -> Classification | None:
         return classify_status(code, trailing, idempotent=rule.idempotent)
@@ -115,16 +205,20 @@ async def _value(value: Any) -> Any:
 
 
 class _DoneCall(_UUCall, _SUCall):
-    """A finished, successful call holding a fallback value."""
+    """A finished call: a fallback value, or an attempt answered with its real ``status``.
 
-    def __init__(self, value: Any) -> None:
+    With a failed ``status``, awaiting it raises that status's ``AioRpcError``.
+    """
+
+    def __init__(self, value: Any, status: _Status | None = None) -> None:
         self._value = value
+        self._status = status
 
     def cancel(self) -> bool:
         return False
 
     def cancelled(self) -> bool:
-        return False
+        return self._status is not None and self._status.code is grpc.StatusCode.CANCELLED
 
     def done(self) -> bool:
         return True
@@ -136,25 +230,25 @@ class _DoneCall(_UUCall, _SUCall):
         return None
 
     async def initial_metadata(self) -> Any:
-        return grpc.aio.Metadata()
+        return grpc.aio.Metadata() if self._status is None else self._status.initial
 
     async def trailing_metadata(self) -> Any:
-        return grpc.aio.Metadata()
+        return grpc.aio.Metadata() if self._status is None else self._status.trailing
 
     async def code(self) -> grpc.StatusCode:
-        return _OK
+        return _OK if self._status is None else self._status.code
 
     async def details(self) -> str:
-        return ""
+        return "" if self._status is None else self._status.details
 
     async def debug_error_string(self) -> str:
-        return ""
+        return "" if self._status is None else self._status.debug
 
     async def wait_for_connection(self) -> None:
         return None
 
     async def write(self, request: Any) -> None:
-        raise asyncio.InvalidStateError("the call already finished (answered by a fallback)")
+        raise asyncio.InvalidStateError("the call already finished")
 
     async def done_writing(self) -> None:
         return None
@@ -164,6 +258,8 @@ class _DoneCall(_UUCall, _SUCall):
     def __await__(self) -> Any:
         if False:  # pragma: no cover - makes this a generator
             yield None
+        if self._status is not None and self._status.code is not _OK:
+            raise self._status.error()
         return self._value
 
 
@@ -186,9 +282,14 @@ async def _unary(rule: Rule, continuation: Any, details: Any, request: Any,
             value = await _value(resolve_fallback(fb, refusal))
             return _DoneCall(value) if wrap else value
         call = None
+        status: _Status | None = None
         try:
             call = await continuation(_attempt_details(details, timeout, ex.attempts), request)
-            code = await call.code()
+            if buffer is None:
+                code = await call.code()
+            else:
+                status, replaced = await _Watch(call).status()
+                code = status.code
         except asyncio.CancelledError:
             if call is not None:
                 call.cancel()  # else the RPC keeps running on the server
@@ -202,6 +303,8 @@ async def _unary(rule: Rule, continuation: Any, details: Any, request: Any,
         finally:
             if permits is not None:
                 permits.release()
+        if status is not None and replaced:  # the caller must see the server's status
+            call = _DoneCall(await call if code is _OK else None, status)
         if code is _OK:
             point = rule.point
             if point.classifier.result_rules:
@@ -221,7 +324,7 @@ async def _unary(rule: Rule, continuation: Any, details: Any, request: Any,
                     continue
             ex.success()
             return call
-        c, err = await _snapshot(rule, call, code)
+        c, err = _classify(rule, status if status is not None else await _read_status(call))
         if buffer is not None and c.retry:
             view = buffer.view()
             if view is None:
@@ -359,6 +462,7 @@ class _StreamBase:
         self._cancelled = False
         self._delivered = False
         self._current: Any = None
+        self._first: tuple[Any, _Status | None] = (None, None)  # an attempt, its first status
         self._reader: AsyncIterator[Any] | None = None
         self._callbacks: list[Callable[[Any], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -386,13 +490,21 @@ class _StreamBase:
         permits = self._rule.permits
         if permits is not None:
             permits.release()
-        if call is self._current and not call.cancelled():
-            task = asyncio.get_running_loop().create_task(self._check_ok(call))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if call is self._current:
+            self._first = (call, _status_now(call))
+            if not call.cancelled():
+                task = asyncio.get_running_loop().create_task(self._check_ok(call))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _status(self, call: Any) -> _Status:
+        """How ``call`` really ended (waits for its end); see :func:`_settle`."""
+        now = await _read_status(call)
+        first_call, first = self._first
+        return _settle(now, first if first_call is call else None)
 
     async def _check_ok(self, call: Any) -> None:
-        if await call.code() is _OK:
+        if (await self._status(call)).code is _OK:
             self._close(success=True)
 
     def _close(self, *, success: bool = False) -> bool:
@@ -414,11 +526,11 @@ class _StreamBase:
             if self._closed:
                 return False
             ex = self._ex
-            code = await call.code()
-            if code is _OK:
+            status = await self._status(call)
+            if status.code is _OK:
                 self._close(success=True)
                 return False
-            c, _err = await _snapshot(self._rule, call, code)
+            c, _err = _classify(self._rule, status)
             if self._delivered:
                 c = c.with_retry(False)
             elif self._buffer is not None and c.retry:
@@ -456,10 +568,15 @@ class _StreamBase:
                 async for message in call:
                     self._delivered = True
                     yield message
-            except _AioRpcError:
+            except _AioRpcError as exc:
                 if await self._on_failure(call):
                     continue
-                raise
+                status = await self._status(call)
+                if status.code is _OK:
+                    return  # grpc.aio's INTERNAL for a write that lost the race with the end
+                if status.code is exc.code():
+                    raise
+                raise status.error() from None
             except asyncio.CancelledError:
                 call.cancel()
                 if self._close():
@@ -478,27 +595,24 @@ class _StreamBase:
         except StopAsyncIteration:
             return _EOF
 
-    async def _settled(self) -> Any:
+    async def _settled(self) -> _Status:
         while True:
             call = self._current
-            code = await call.code()
-            if code is _OK or self._closed or not await self._on_failure(call):
-                return self._current
+            status = await self._status(call)
+            if status.code is _OK or self._closed or not await self._on_failure(call):
+                return await self._status(self._current)
 
     async def code(self) -> grpc.StatusCode:
-        code: grpc.StatusCode = await (await self._settled()).code()
-        return code
+        return (await self._settled()).code
 
     async def details(self) -> str:
-        details: str = await (await self._settled()).details()
-        return details
+        return (await self._settled()).details
 
     async def trailing_metadata(self) -> Any:
-        return await (await self._settled()).trailing_metadata()
+        return (await self._settled()).trailing
 
     async def debug_error_string(self) -> str:
-        text: str = await (await self._settled()).debug_error_string()
-        return text
+        return (await self._settled()).debug
 
     async def initial_metadata(self) -> Any:
         return await self._current.initial_metadata()
@@ -586,7 +700,8 @@ async def _single(rule: Rule, continuation: Any, details: Any, request: Any) -> 
         if finished.cancelled():
             ex.cancelled()
             return
-        task = asyncio.get_running_loop().create_task(_account(rule, ex, finished))
+        first = _status_now(finished)  # before a failed write can overwrite it (see _settle)
+        task = asyncio.get_running_loop().create_task(_account(rule, ex, finished, first))
         _PENDING.add(task)
         task.add_done_callback(_PENDING.discard)
 
@@ -597,12 +712,12 @@ async def _single(rule: Rule, continuation: Any, details: Any, request: Any) -> 
 _PENDING: set[asyncio.Task[None]] = set()
 
 
-async def _account(rule: Rule, ex: Execution, call: Any) -> None:
-    code = await call.code()
-    if code is _OK:
+async def _account(rule: Rule, ex: Execution, call: Any, first: _Status | None) -> None:
+    status = _settle(await _read_status(call), first)
+    if status.code is _OK:
         ex.success()
         return
-    c, _err = await _snapshot(rule, call, code)
+    c, _err = _classify(rule, status)
     ex.failure(c.with_retry(False))
     end_failure(ex, c, None)
 

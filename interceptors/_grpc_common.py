@@ -38,7 +38,9 @@ from seawall._classify import (
     UNAVAILABLE,
     Category,
 )
-from seawall._point import _add_note as add_note
+from seawall._point import _add_note
+
+add_note = _add_note  # re-exported for _grpc_sync
 
 ATTEMPT_HEADER = "seawall-attempt"
 """Request metadata key carrying the 1-based attempt number, sent on retries only (``"2"``, ``"3"``...)."""

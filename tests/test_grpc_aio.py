@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -311,6 +311,72 @@ async def test_bidi_failing_before_any_reply_is_replayed(
     call = connect(aio_target, point()).Bidi(iter([req("k", t) for t in "xyz"]))
     replies = [r async for r in call]
     assert [(r.text, r.attempt) for r in replies] == [("x", 2), ("y", 2), ("z", 2)]
+
+
+# A server may end a request stream before reading all of it (an early rejection, an early
+# answer). The client is then usually still writing: grpc.aio fails that write and replaces the
+# server's status with INTERNAL "Internal error from Core" (grpc/grpc#36066). 64 messages of
+# 64 KiB outgrow HTTP/2 flow control, so a write is in flight in nearly every such call; each
+# test makes a few calls so that, without the interceptor's guard, it fails all but never.
+
+BIG = 64 * 1024
+
+
+def big_stream(key: str) -> Iterator[Any]:
+    """64 requests of 64 KiB, numbered 0000..0063."""
+    return iter([req(key, f"{i:04d}" + "." * BIG) for i in range(64)])
+
+
+async def test_bidi_ended_mid_stream_is_judged_by_the_servers_status(
+        connect: Any, aio_target: str, backend: Backend) -> None:
+    """Attempt 1 fails with UNAVAILABLE after one message: retried, the replay answers all 64."""
+    p = point()
+    stub = connect(aio_target, p)
+    for key in ("k1", "k2", "k3"):
+        backend.plan(key, fail=1)
+        replies = [r async for r in stub.Bidi(big_stream(key))]
+        assert [(r.text[:4], r.attempt) for r in replies] == [(f"{i:04d}", 2) for i in range(64)]
+    await wait_for(lambda: p.stats().successes == 3)
+    assert (p.stats().retries, p.stats().failures) == (3, 0)
+
+
+async def test_client_stream_answered_early_is_judged_by_the_servers_status(
+        connect: Any, aio_target: str, backend: Backend) -> None:
+    """The server reads one message, fails attempt 1, answers attempt 2: retried, then OK."""
+    p = point()
+    stub = connect(aio_target, p)
+    for key in ("k1", "k2", "k3"):
+        backend.plan(key, fail=1, read=1)
+        call = stub.ClientStream(big_stream(key))
+        reply = await call
+        assert (reply.attempt, [t[:4] for t in reply.received]) == (2, ["0000"])
+        assert await call.code() is grpc.StatusCode.OK
+    assert (p.stats().successes, p.stats().retries, p.stats().failures) == (3, 3, 0)
+
+
+async def test_request_stream_rejected_early_reports_the_servers_status(
+        connect: Any, aio_target: str, backend: Backend) -> None:
+    """PERMISSION_DENIED before the stream was read: the caller and the metrics see it as is."""
+    p = point()
+    stub = connect(aio_target, p)
+    denied = grpc.StatusCode.PERMISSION_DENIED
+    for n in range(2):
+        backend.plan(f"bidi{n}", fail=1, code=denied)
+        bidi = stub.Bidi(big_stream(f"bidi{n}"))
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            [r async for r in bidi]
+        assert (raised.value.code(), raised.value.details()) == (denied, "injected PERMISSION_DENIED")
+        assert (await bidi.code(), await bidi.details()) == (denied, "injected PERMISSION_DENIED")
+
+        backend.plan(f"client{n}", fail=1, code=denied, read=1)
+        unary = stub.ClientStream(big_stream(f"client{n}"))
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await unary
+        assert (raised.value.code(), raised.value.details()) == (denied, "injected PERMISSION_DENIED")
+        assert await unary.code() is denied
+    await wait_for(lambda: p.stats().failures == 4)
+    assert p.stats().failures_by_category["permanent"] == 4
+    assert p.stats().attempts == 4
 
 
 async def test_bidi_write_api_works_through_the_interceptor(

@@ -38,6 +38,9 @@ class Plan:
     ``fail_after`` stream messages), with a ``grpc-retry-pushback-ms``
     trailer of ``pushback`` when set. The first ``delay_attempts`` attempts
     wait ``delay`` seconds (or until the client cancels) before answering.
+    With ``read`` set, ``ClientStream`` reads only that many request
+    messages before answering and leaves the rest unread, the way a server
+    that rejects a stream early does (the client may still be writing).
     """
 
     fail: int = 0
@@ -46,6 +49,7 @@ class Plan:
     delay: float = 0.0
     delay_attempts: int = 1 << 30
     fail_after: int = 0
+    read: int | None = None
 
 
 @dataclass
@@ -149,9 +153,15 @@ class SyncEcho(pb2_grpc.EchoServicer):  # type: ignore[misc,name-defined]
             self._fail(plan, context)
 
     def ClientStream(self, request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
-        requests = list(request_iterator)
-        key = requests[0].key if requests else ""
-        plan, index, seen = self._start(key, context)
+        requests: list[Any] = []
+        started: tuple[Plan, int, Seen] | None = None
+        for request in request_iterator:
+            requests.append(request)
+            if started is None:
+                started = self._start(request.key, context)
+            if started[0].read is not None and len(requests) >= started[0].read:
+                break  # the rest stays unread
+        plan, index, seen = started or self._start("", context)
         seen.received.extend(r.text for r in requests)
         if not self._wait(plan, index, seen, context):
             return pb2.EchoReply()
@@ -227,9 +237,15 @@ class AioEcho(pb2_grpc.EchoServicer):  # type: ignore[misc,name-defined]
             await self._fail(plan, context)
 
     async def ClientStream(self, request_iterator: AsyncIterator[Any], context: Any) -> Any:
-        requests = [r async for r in request_iterator]
-        key = requests[0].key if requests else ""
-        plan, index, seen = self._start(key, context)
+        requests: list[Any] = []
+        started: tuple[Plan, int, Seen] | None = None
+        async for request in request_iterator:
+            requests.append(request)
+            if started is None:
+                started = self._start(request.key, context)
+            if started[0].read is not None and len(requests) >= started[0].read:
+                break  # the rest stays unread
+        plan, index, seen = started or self._start("", context)
         seen.received.extend(r.text for r in requests)
         await self._wait(plan, index, seen)
         if index < plan.fail:
