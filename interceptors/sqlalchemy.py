@@ -44,6 +44,7 @@ may be used by any number of threads, or tasks of one event loop.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -361,6 +362,7 @@ class _Instrumentation:
         point = self.point
         now = point._now
         circuit = point.circuit
+        skip_clean = circuit is not None and point._slow == math.inf
         record_success = point.record_success
         first = self.first
         ops = self._ops
@@ -428,6 +430,11 @@ class _Instrumentation:
                 point.release(ticket)
                 point._record_cancel(op, started)
                 raise
+            if skip_clean and circuit.clean:  # type: ignore[union-attr]
+                # a window of fast successes only is left as is by one more, and with no
+                # slow-call threshold no success is slow: the breaker needs no word (nor
+                # a second clock read)
+                ticket = REJECTED
             record_success(op, started, ticket)
             return True
 
@@ -472,7 +479,7 @@ class _Instrumentation:
         # dialect's first-connect queries has a record but no info of its own
         record = fairy._connection_record
         info = record.info if record is not None else fairy.info
-        if timeout is not None:
+        if timeout is not None and not self.applied:
             self.applied = timeouts.always_apply
         if timeout is not None or self.applied:
             timeouts.apply(context, fairy, info, timeout)
