@@ -371,6 +371,75 @@ def test_bidi_stream_failing_after_a_reply_is_final(
     assert len(backend.attempts("k")) == 1
 
 
+# A server that ends a request stream before reading all of it (an early rejection, an early
+# answer) while the client is still writing. grpc.aio can report such a call as INTERNAL
+# (grpc/grpc#36066); sync gRPC reports the server's status, and so must the interceptor.
+# 64 messages of 64 KiB outgrow HTTP/2 flow control, so a write is still in flight.
+
+BIG = 64 * 1024
+
+
+def big_stream(key: str) -> Iterator[Any]:
+    """64 requests of 64 KiB, numbered 0000..0063."""
+    return iter([req(key, f"{i:04d}" + "." * BIG) for i in range(64)])
+
+
+def wait_for(predicate: Any, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.005)
+
+
+def test_bidi_ended_mid_stream_is_judged_by_the_servers_status(
+        connect: Any, sync_target: str, backend: Backend) -> None:
+    """Attempt 1 fails with UNAVAILABLE after one message: retried, the replay answers all 64."""
+    p = point()
+    stub = connect(sync_target, p)
+    for key in ("k1", "k2", "k3"):
+        backend.plan(key, fail=1)
+        replies = list(stub.Bidi(big_stream(key)))
+        assert [(r.text[:4], r.attempt) for r in replies] == [(f"{i:04d}", 2) for i in range(64)]
+    wait_for(lambda: p.stats().successes == 3)
+    assert (p.stats().retries, p.stats().failures) == (3, 0)
+
+
+def test_client_stream_answered_early_is_judged_by_the_servers_status(
+        connect: Any, sync_target: str, backend: Backend) -> None:
+    """The server reads one message, fails attempt 1, answers attempt 2: retried, then OK."""
+    p = point()
+    stub = connect(sync_target, p)
+    for key in ("k1", "k2", "k3"):
+        backend.plan(key, fail=1, read=1)
+        reply, call = stub.ClientStream.with_call(big_stream(key))
+        assert (reply.attempt, [t[:4] for t in reply.received]) == (2, ["0000"])
+        assert call.code() is grpc.StatusCode.OK
+    assert (p.stats().successes, p.stats().retries, p.stats().failures) == (3, 3, 0)
+
+
+def test_request_stream_rejected_early_reports_the_servers_status(
+        connect: Any, sync_target: str, backend: Backend) -> None:
+    """PERMISSION_DENIED before the stream was read: the caller and the metrics see it as is."""
+    p = point()
+    stub = connect(sync_target, p)
+    denied = grpc.StatusCode.PERMISSION_DENIED
+    for n in range(2):
+        backend.plan(f"bidi{n}", fail=1, code=denied)
+        bidi = stub.Bidi(big_stream(f"bidi{n}"))
+        with pytest.raises(grpc.RpcError) as raised:
+            list(bidi)
+        assert (raised.value.code(), raised.value.details()) == (denied, "injected PERMISSION_DENIED")
+        assert (bidi.code(), bidi.details()) == (denied, "injected PERMISSION_DENIED")
+
+        backend.plan(f"client{n}", fail=1, code=denied, read=1)
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.ClientStream(big_stream(f"client{n}"))
+        assert (raised.value.code(), raised.value.details()) == (denied, "injected PERMISSION_DENIED")
+    wait_for(lambda: p.stats().failures == 4)
+    assert p.stats().failures_by_category["permanent"] == 4
+    assert p.stats().attempts == 4
+
+
 # -- routing, fallback, events ---------------------------------------------------------
 
 
