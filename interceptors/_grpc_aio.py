@@ -130,8 +130,8 @@ async def _read_status(call: Any) -> _Status:
 def _status_now(call: Any) -> _Status | None:
     """The status of a finished ``call`` read without yielding to the loop; None if it must wait.
 
-    Called from done callbacks, which grpc.aio runs once, when the status is
-    first set, before anything can overwrite it (see :class:`_Watch`).
+    Called from a done callback when the status is first set, before
+    anything can overwrite it (see :func:`_settle`).
     """
     reader = _read_status(call)
     try:
@@ -141,6 +141,23 @@ def _status_now(call: Any) -> _Status | None:
         return status
     reader.close()
     return None
+
+
+def _once(callback: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``callback`` as a done callback that runs once per call.
+
+    grpc.aio runs done callbacks each time a call's status is set, which can
+    happen twice (see :func:`_settle`); a permit must be released once.
+    """
+    fired = False
+
+    def run(call: Any) -> None:
+        nonlocal fired
+        if not fired:
+            fired = True
+            callback(call)
+
+    return run
 
 
 def _settle(call_status: _Status, first: _Status | None) -> _Status:
@@ -175,15 +192,15 @@ class _Watch:
         call.add_done_callback(self._done)
 
     def _done(self, call: Any) -> None:
-        if self.first is None:
+        if self.first is None:  # the first status only (see _once)
             self.first = _status_now(call)
 
     async def status(self) -> tuple[_Status, bool]:
         """The attempt's real status (waits for its end); true when the call now says otherwise."""
         try:
             await self.call
-        except _AioRpcError:
-            pass  # read below, with its status
+        except Exception:  # the caller meets it when it awaits the call
+            pass
         now = await _read_status(self.call)
         status = _settle(now, self.first)
         return status, status is not now
@@ -483,7 +500,7 @@ class _StreamBase:
             ex.cancelled()
             raise
         self._current = call
-        call.add_done_callback(self._attempt_done)
+        call.add_done_callback(_once(self._attempt_done))
         return None
 
     def _attempt_done(self, call: Any) -> None:
@@ -705,7 +722,7 @@ async def _single(rule: Rule, continuation: Any, details: Any, request: Any) -> 
         _PENDING.add(task)
         task.add_done_callback(_PENDING.discard)
 
-    call.add_done_callback(done)
+    call.add_done_callback(_once(done))
     return call
 
 
