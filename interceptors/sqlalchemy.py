@@ -17,18 +17,21 @@ What :func:`instrument` attaches (``event.listen``; on ``sync_engine`` for an
   while the database is known down, connect errors are retried with the
   point's backoff, the attempt timeout becomes the driver's connect timeout,
   and the attempt timeout becomes the session's statement timeout.
-* ``checkout``: a pooled connection the server has closed (restart,
+* ``checkout`` (pool): a pooled connection the server has closed (restart,
   ``pg_terminate_backend``, idle timeout) is detected with one non-blocking
   ``poll`` of its socket and replaced before the caller sees it; the
   point's bulkhead bounds how many connections are checked out at once
   (waiting at most ``max_wait``, then :class:`seawall.BulkheadFullError`).
-  ``checkin``/``detach`` give the permit back.
-* ``before/after_cursor_execute`` and ``handle_error``: every statement is
-  one call through the point, named by a low-cardinality operation (the
-  statement kind and table, e.g. ``"select accounts"``, or the user's label
-  in the execution option ``seawall_operation``), gated by the breaker,
-  classified from SQLSTATEs and driver codes, with its timeout enforced by
-  the database (see ``_sqlalchemy_timeouts``).
+  ``checkin``/``detach`` give the permit back (listened to only with a
+  bulkhead).
+* ``do_execute`` / ``do_execute_no_params`` / ``do_executemany`` (dialect)
+  and ``handle_error``: every statement is one call through the point,
+  named by a low-cardinality operation (the statement kind and table, e.g.
+  ``"select accounts"``, or the user's label in the execution option
+  ``seawall_operation``), gated by the breaker, classified from SQLSTATEs
+  and driver codes, with its timeout enforced by the database (see
+  ``_sqlalchemy_timeouts``). No Connection-level event is used (see
+  :class:`_Instrumentation` for why).
 
 Statements are never replayed by these hooks. Inside a transaction a
 failed statement has already aborted the transaction (PostgreSQL) or left
@@ -38,7 +41,8 @@ just that statement after a reconnect would commit half a unit of work
 :func:`run_transaction`, which replays the whole unit on a new connection.
 
 Thread and task safety: the hooks keep no per-call state outside the
-execution context and the connection's ``info``; one instrumented engine
+execution context (and only for a statement that raised) and the pool
+record's ``info``; one instrumented engine
 may be used by any number of threads, or tasks of one event loop.
 """
 
