@@ -515,6 +515,8 @@ class IntegrationPoint:
             self._budget_tick(started)
         circuit = self.circuit
         hooks = self.hooks.hooks or GLOBAL_HOOKS.hooks
+        if circuit is not None and ticket >= 0 and circuit.clean and self._slow == math.inf:
+            ticket = REJECTED  # a success changes nothing in an all-success window
         if (circuit is not None and ticket >= 0) or hooks:
             t1 = self._now()
             duration = t1 - started
