@@ -609,8 +609,8 @@ class IntegrationPoint:
                 except (RejectedError, DeadlineExceeded) as rejection:  # refused, or no time left
                     if last is not None:
                         ex.stop_reason = f"retry refused: {rejection}"
-                        return cast(T, self._final_failure(ex, *last, is_async=False))
-                    return cast(T, self._final_rejection(ex, rejection, is_async=False))
+                        return cast(T, self._final_failure(ex, *last))
+                    return cast(T, self._final_rejection(ex, rejection))
                 token = DEADLINE.set((ex.attempt_deadline, self._now)) \
                     if ex.attempt_deadline is not None else None
                 try:
@@ -643,7 +643,7 @@ class IntegrationPoint:
                 c = found
             delay = ex.failure(c)
             if delay is None:
-                return cast(T, self._final_failure(ex, c, failure, result, is_async=False))
+                return cast(T, self._final_failure(ex, c, failure, result))
             last = (c, failure, result)
             if delay > 0:
                 try:
@@ -776,8 +776,7 @@ class IntegrationPoint:
             return fb if fb.on_rejection else None
         return fb if category in fb.on else None
 
-    def _final_rejection(self, ex: Execution, rejection: RejectedError | DeadlineExceeded, *,
-                         is_async: bool) -> Any:
+    def _final_rejection(self, ex: Execution, rejection: RejectedError | DeadlineExceeded) -> Any:
         fb = self._fallback_for(None, True)
         ex.end_rejected(rejection, fallback=fb is not None)
         if fb is None:
@@ -786,11 +785,11 @@ class IntegrationPoint:
 
     async def _afinal_rejection(self, ex: Execution,
                                 rejection: RejectedError | DeadlineExceeded) -> Any:
-        value = self._final_rejection(ex, rejection, is_async=True)
+        value = self._final_rejection(ex, rejection)
         return await value if inspect.isawaitable(value) else value
 
     def _final_failure(self, ex: Execution, c: Classification, failure: Exception | None,
-                       result: Any, *, is_async: bool) -> Any:
+                       result: Any) -> Any:
         fb = self._fallback_for(c.category, False)
         ex.end_failure(c, fallback=fb is not None)
         if fb is not None:
@@ -805,7 +804,7 @@ class IntegrationPoint:
 
     async def _afinal_failure(self, ex: Execution, c: Classification, failure: Exception | None,
                               result: Any) -> Any:
-        value = self._final_failure(ex, c, failure, result, is_async=True)
+        value = self._final_failure(ex, c, failure, result)
         if self.fallback is not None and inspect.isawaitable(value):
             return await value
         return value
