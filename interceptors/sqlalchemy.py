@@ -109,6 +109,20 @@ _IN_UNIT: ContextVar[bool] = ContextVar("seawall_sqlalchemy_unit", default=False
 
 _STATE_ATTR = "_seawall_instrumentation"
 
+
+def _await_in_greenlet(awaitable: Awaitable[T]) -> T:
+    """Wait for ``awaitable`` from a sync hook of an ``AsyncEngine`` (in its greenlet).
+
+    SQLAlchemy names its bridge ``await_`` since 2.1 and ``await_only`` in
+    2.0 (2.1 keeps the old name as an alias deprecated for 2.2).
+    """
+    from sqlalchemy.util import concurrency
+
+    bridge: Callable[[Awaitable[T]], T] = (
+        getattr(concurrency, "await_", None) or concurrency.await_only)
+    return bridge(awaitable)
+
+
 # -- operation names ----------------------------------------------------------------
 
 _IDENT = r'("[^"]{1,63}"|`[^`]{1,63}`|[A-Za-z_][\w$]{0,62})(?:\s*\.\s*("[^"]{1,63}"|`[^`]{1,63}`|[A-Za-z_][\w$]{0,62}))?'
@@ -249,9 +263,7 @@ class _Instrumentation:
 
     def _sleep(self, delay: float) -> None:
         if self.is_async:
-            from sqlalchemy.util.concurrency import await_
-
-            await_(self.point.clock.asleep(delay))
+            _await_in_greenlet(self.point.clock.asleep(delay))
         else:
             self.point.clock.sleep(delay)
 
@@ -319,9 +331,7 @@ class _Instrumentation:
     def _wait_for_permit(self, permits: Any) -> None:
         wait = self.point._max_wait
         if self.is_async:
-            from sqlalchemy.util.concurrency import await_
-
-            got = await_(permits.acquire_async(wait))
+            got = _await_in_greenlet(permits.acquire_async(wait))
         else:
             got = permits.acquire(wait)
         if not got:
