@@ -8,6 +8,12 @@ set from the dialect's ``is_disconnect``), the PostgreSQL SQLSTATE
 (``orig.args[0]`` for mysqlclient, PyMySQL, aiomysql, asyncmy). Never the
 message text.
 
+Python 3.10's sqlite3 exceptions carry no result code, so there busy,
+locked and interrupted cannot be told from other ``OperationalError`` s:
+they get the default (permanent: not retried, counted by the breaker),
+except an interruption by our own statement timeout, which the progress
+handler records (:data:`STATEMENT_TIMEOUT_MARK`) and which stays a timeout.
+
 Contention (serialization failure, deadlock, lock not available, SQLite
 busy) is retried as a whole transaction but does not count against the
 circuit breaker: it says the workload collides, not that the database is
@@ -131,6 +137,11 @@ MYSQL_CODES: dict[int, Classification] = {
     1452: CLIENT_ERROR,  # ER_NO_REFERENCED_ROW_2
 }
 
+#: Attribute set on a DBAPI exception that our own statement timeout caused,
+#: when the driver's error does not say so by code (SQLite on Python 3.10:
+#: the progress handler that interrupted the statement knows it did).
+STATEMENT_TIMEOUT_MARK = "_seawall_statement_timeout"
+
 # DBAPI exception class names (PEP 249) that mean the caller's statement is wrong.
 _CLIENT_DBAPI_CLASSES = ("IntegrityError", "ProgrammingError", "DataError", "NotSupportedError")
 
@@ -163,6 +174,8 @@ def classify_dbapi(orig: BaseException, dialect: str | None) -> Classification |
             found = SQLITE_CODES.get(code & 0xFF)
             if found is not None:
                 return found
+        elif getattr(orig, STATEMENT_TIMEOUT_MARK, False):
+            return TIMEOUT  # Python 3.10: no code, but our progress handler interrupted it
         return _dbapi_class_rule(orig)
     state = sqlstate(orig)
     if state is not None:

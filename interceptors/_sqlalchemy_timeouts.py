@@ -22,7 +22,9 @@ on the server when it runs out:
 * SQLite: a progress handler on the connection that interrupts the VM once
   the statement's deadline has passed (``SQLITE_INTERRUPT``; the
   connection stays usable). Installed once per connection; each statement
-  only moves its deadline.
+  only moves its deadline. The handler remembers that it interrupted, so
+  the interruption is recognised on Python 3.10 too, whose sqlite3
+  exceptions carry no result code.
 """
 
 from __future__ import annotations
@@ -73,6 +75,14 @@ class NoTimeouts:
     @staticmethod
     def savepoint_rolled_back(info: dict[Any, Any]) -> None:
         """A ``ROLLBACK TO SAVEPOINT`` ran on the connection owning ``info``."""
+
+    @staticmethod
+    def interrupted(info: dict[Any, Any]) -> bool:
+        """Did our own timeout interrupt the statement that just failed on ``info``'s connection?
+
+        Asked only of a failed statement; ``True`` at most once per interruption.
+        """
+        return False
 
 
 def _psycopg_idle(driver_connection: Any) -> bool:
@@ -198,15 +208,24 @@ class MySQLTimeouts(NoTimeouts):
 
 
 class _SQLiteDeadline:
-    """The progress handler of one sqlite3 connection; ``end`` is a ``time.monotonic`` value."""
+    """The progress handler of one sqlite3 connection; ``end`` is a ``time.monotonic`` value.
 
-    __slots__ = ("end",)
+    ``fired`` turns true when it interrupted the statement: the classifier
+    can then tell our statement timeout from other failures without the
+    ``sqlite_errorcode`` that Python 3.10's sqlite3 exceptions lack.
+    """
+
+    __slots__ = ("end", "fired")
 
     def __init__(self) -> None:
         self.end = math.inf
+        self.fired = False
 
     def __call__(self) -> int:
-        return 1 if time.monotonic() > self.end else 0
+        if time.monotonic() > self.end:
+            self.fired = True
+            return 1
+        return 0
 
 
 class SQLiteTimeouts(NoTimeouts):
@@ -232,6 +251,15 @@ class SQLiteTimeouts(NoTimeouts):
         elif handler is False:
             return
         handler.end = math.inf if timeout is None else time.monotonic() + timeout
+        handler.fired = False
+
+    @staticmethod
+    def interrupted(info: dict[Any, Any]) -> bool:
+        handler = info.get(TIMEOUT_KEY)
+        if isinstance(handler, _SQLiteDeadline) and handler.fired:
+            handler.fired = False
+            return True
+        return False
 
 
 def _sqlite3_connection() -> type:

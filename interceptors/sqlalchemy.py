@@ -70,7 +70,13 @@ from seawall._breaker import CLOSED, REJECTED
 from seawall._deadline import DEADLINE
 from seawall._point import _add_note
 
-from ._sqlalchemy_classify import DISCONNECT, classify, classify_dbapi, sqlstate
+from ._sqlalchemy_classify import (
+    DISCONNECT,
+    STATEMENT_TIMEOUT_MARK,
+    classify,
+    classify_dbapi,
+    sqlstate,
+)
 from ._sqlalchemy_timeouts import (
     SESSION_KEY,
     TIMEOUT_KEY,
@@ -508,6 +514,13 @@ class _Instrumentation:
         found = ops[statement] = (operation_of(statement), _ROLLBACK_TO.match(statement) is not None)
         return found
 
+    def _interrupted(self, context: Any) -> bool:
+        fairy = context._dbapi_connection
+        if fairy is None:
+            return False
+        record = fairy._connection_record
+        return self.timeouts.interrupted(record.info if record is not None else fairy.info)
+
     def on_error(self, ctx: Any) -> None:
         context = ctx.execution_context
         if context is None:
@@ -521,6 +534,9 @@ class _Instrumentation:
             self.point.release(ticket)
             self.point._record_cancel(op, started)
             return
+        if self.always_apply and self._interrupted(context):
+            # our own statement timeout stopped it: say so where the classifier looks
+            setattr(original, STATEMENT_TIMEOUT_MARK, True)
         seen = ctx.sqlalchemy_exception if ctx.sqlalchemy_exception is not None else original
         c = self.point.classify_exception(seen, self.rule)
         # a statement is never replayed on its own: recorded as a failure with no retry
