@@ -7,6 +7,12 @@ that breaks a CHECK constraint is the caller's mistake: not retried, not
 held against the database. Then the database file disappears, and the
 breaker stops the engine from trying to open it.
 
+Python 3.10: sqlite3 errors carry no result code there (``sqlite_errorcode``
+is new in 3.11) and seawall classifies by code, never by message text, so
+``database is locked`` cannot be told from other failures and is not
+replayed. The example then lets SQLite's own busy timeout wait for the lock
+instead, and says so.
+
 Run: python examples/sqlalchemy_engine.py
 """
 
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import tempfile
 import threading
 import time
@@ -23,6 +30,11 @@ import sqlalchemy as sa
 
 import seawall
 from seawall.interceptors import sqlalchemy as sw_sa
+
+# sqlite3 errors carry their result code from Python 3.11 on: SQLITE_BUSY is then
+# recognised and the unit replayed; before, the driver's busy timeout must wait instead
+SQLITE_CODES = sys.version_info >= (3, 11)
+BUSY_TIMEOUT = 0.1 if SQLITE_CODES else 2.0  # seconds sqlite3 itself waits for a lock
 
 ledger = seawall.IntegrationPoint(
     "ledger-db",
@@ -64,7 +76,7 @@ def main() -> None:
         # mode=rw: a missing file is an error, not a new empty database
         engine = sw_sa.instrument(
             sa.create_engine(f"sqlite:///file:{path}?mode=rw&uri=true",
-                             poolclass=sa.pool.NullPool, connect_args={"timeout": 0.1}),
+                             poolclass=sa.pool.NullPool, connect_args={"timeout": BUSY_TIMEOUT}),
             ledger)
         try:
             locked = threading.Event()
@@ -74,8 +86,14 @@ def main() -> None:
             t0 = time.monotonic()
             bob = sw_sa.run_transaction(engine, transfer(30), operation="transfer")
             locker.join()
-            print(f"transfer 30 -> bob has {bob}; the database was locked, the unit was replayed "
-                  f"({ledger.stats().retries} retries, {time.monotonic() - t0:.2f} s)")
+            if SQLITE_CODES:
+                print(f"transfer 30 -> bob has {bob}; the database was locked, the unit was replayed "
+                      f"({ledger.stats().retries} retries, {time.monotonic() - t0:.2f} s)")
+            else:
+                print(f"transfer 30 -> bob has {bob}; the database was locked and sqlite3's busy "
+                      f"timeout waited ({time.monotonic() - t0:.2f} s). Python 3.10: sqlite3 errors "
+                      f"carry no result code, so seawall does not replay 'database is locked' "
+                      f"(Python 3.11+ does)")
 
             try:
                 sw_sa.run_transaction(engine, transfer(500), operation="transfer")
