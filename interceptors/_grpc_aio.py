@@ -448,6 +448,15 @@ def _is_write_api(request_iterator: Any) -> bool:
     return "_proxy_writes_as_request_iterator" in getattr(request_iterator, "__qualname__", "")
 
 
+class _NoReplay:
+    """The request stream of a ``call.write()``-style call: its messages go straight to
+    the attempt in flight and are never buffered, so no retry could resend them."""
+
+    @staticmethod
+    def view() -> None:
+        return None
+
+
 def _replayable(rule: Rule, request_iterator: Any) -> tuple[Any, Any]:
     if not rule.retries or request_iterator is None:
         return None, request_iterator
@@ -792,6 +801,9 @@ class AioStreamStream(_Base, _SS):
         rule = self._lookup(client_call_details.method)
         if rule is None:
             return await continuation(client_call_details, request_iterator)
-        buffer, first = _replayable(rule, request_iterator)
+        if _is_write_api(request_iterator):
+            buffer, first = _NoReplay(), request_iterator  # failures before a reply are final
+        else:
+            buffer, first = _replayable(rule, request_iterator)
         return await _stream(_StreamStream, rule, continuation, client_call_details, first,
                              buffer)

@@ -390,6 +390,18 @@ async def test_bidi_write_api_works_through_the_interceptor(
     assert await call.code() is grpc.StatusCode.OK
 
 
+async def test_bidi_write_api_failure_before_a_reply_is_not_retried(
+        connect: Any, aio_target: str, backend: Backend) -> None:
+    """A write()-style bidi call is never replayed: its messages were not buffered."""
+    backend.plan("k", fail=1)
+    call = connect(aio_target, point()).Bidi()
+    await call.write(req("k", "x"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call.read()
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert len(backend.attempts("k")) == 1
+
+
 # -- fallback and events ----------------------------------------------------------------
 
 
