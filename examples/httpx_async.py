@@ -46,18 +46,21 @@ class PriceAPI(BaseHTTPRequestHandler):
                 stopping.wait(2.0)  # far longer than the attempt timeout
             else:
                 stopping.wait(0.02)
-            item = int(self.path.rsplit("/", 1)[-1]) if self.path[-1].isdigit() else 0
-            status = 503 if first_try and item % 3 == 0 else 200
-            body = b'{"price": 1299}'
+        finally:
+            # done before answering: once the client has the answer it may send the next
+            # request (on another connection, another thread) before this one got here
+            with lock:
+                in_flight -= 1
+        item = int(self.path.rsplit("/", 1)[-1]) if self.path[-1].isdigit() else 0
+        status = 503 if first_try and item % 3 == 0 else 200
+        body = b'{"price": 1299}'
+        try:
             self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
         except OSError:
             pass  # the client gave up on /slow
-        finally:
-            with lock:
-                in_flight -= 1
 
 
 prices = seawall.IntegrationPoint(
