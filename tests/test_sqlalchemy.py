@@ -437,3 +437,21 @@ async def test_async_engine_with_aiosqlite(db_path: Path) -> None:
     finally:
         sw_sa.uninstrument(aengine)
         await aengine.dispose()
+
+
+async def test_async_engine_bulkhead_waits_on_the_event_loop(db_path: Path) -> None:
+    """AsyncEngine: a checkout beyond the bulkhead waits max_wait on the loop, then is refused."""
+    aengine = create_async_engine(f"sqlite+aiosqlite:///{db_path}")
+    point = seawall.IntegrationPoint("db", bulkhead=seawall.Bulkhead(max_concurrent=1, max_wait=0.05))
+    sw_sa.instrument(aengine, point)
+    try:
+        async with aengine.connect() as held:
+            await held.exec_driver_sql("SELECT 1")
+            with pytest.raises(seawall.BulkheadFullError):
+                await aengine.connect()
+        async with aengine.connect() as conn:  # the permit came back with the checkin
+            assert (await conn.exec_driver_sql("SELECT 1")).scalar() == 1
+        assert point.stats().rejections["bulkhead"] == 1
+    finally:
+        sw_sa.uninstrument(aengine)
+        await aengine.dispose()
