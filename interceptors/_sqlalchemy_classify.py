@@ -206,8 +206,6 @@ def classify(exc: BaseException, dialect: str | None = None) -> Classification |
         found = classify_dbapi(orig, dialect) if isinstance(orig, BaseException) else None
         if found is not None:
             return found
-        if getattr(exc, "_seawall_connect_phase", False):
-            return DISCONNECT  # connect() failed: no SQL ran
         if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)):
             return PERMANENT
         if isinstance(exc, (sa_exc.IntegrityError, sa_exc.ProgrammingError, sa_exc.DataError,
