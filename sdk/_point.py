@@ -595,6 +595,12 @@ class IntegrationPoint:
         :class:`CircuitOpenError` / :class:`BulkheadFullError` unless a
         fallback takes them.
         """
+        if execution is None and first_outcome is None:
+            fast = self._first_attempt(attempt, operation, deadline, classify_result)
+            if type(fast) is _Pending:
+                execution, first_outcome = fast.execution, (fast.failure, fast.result)
+            elif fast is not _SLOW:
+                return cast(T, fast)
         ex = execution if execution is not None else Execution(self, operation, deadline)
         permits = self._permits
         sleep = self.clock.sleep
@@ -673,6 +679,13 @@ class IntegrationPoint:
         ``False``. Cancelling the caller cancels the attempt and is never
         counted as a failure.
         """
+        if execution is None and first_outcome is None:
+            fast = await self._afirst_attempt(attempt, operation, deadline, classify_result,
+                                              enforce_timeout)
+            if type(fast) is _Pending:
+                execution, first_outcome = fast.execution, (fast.failure, fast.result)
+            elif fast is not _SLOW:
+                return cast(T, fast)
         ex = execution if execution is not None else Execution(self, operation, deadline)
         permits = self._permits
         asleep = self.clock.asleep
@@ -758,6 +771,140 @@ class IntegrationPoint:
                 except BaseException:
                     ex.cancelled()
                     raise
+
+    # -- the first attempt of run/arun, without an Execution ------------------
+
+    def _first_limit(self, t0: float, deadline: float | None) -> tuple[float | None, float | None]:
+        """The first attempt's (absolute deadline, timeout): attempt, total, caller's, enclosing."""
+        timeout = self._first_timeout
+        limit = None if timeout is None else t0 + timeout
+        if deadline is not None and (limit is None or deadline < limit):
+            limit, timeout = deadline, deadline - t0
+        outer = DEADLINE.get()
+        if outer is not None and outer[1] is self._now and (limit is None or outer[0] < limit):
+            limit, timeout = outer[0], outer[0] - t0
+        return limit, timeout
+
+    def _first_attempt(self, attempt: Callable[[float | None], Any], operation: str,
+                       deadline: float | None, classify_result: ResultRule | None) -> Any:
+        """Run the first attempt on the cheap path; ``_SLOW`` hands the call to the loop.
+
+        Success costs no :class:`Execution`; anything else (a refusal to decide, a
+        wait for a permit, a failure) is handed over as the loop's first outcome,
+        so the loop's bookkeeping stays the single source of truth.
+        """
+        now = self._now
+        t0 = now()
+        circuit = self.circuit
+        if circuit is None:
+            ticket = 0
+        elif circuit.state is CLOSED:
+            ticket = circuit.generation
+        else:
+            return _SLOW
+        limit, timeout = self._first_limit(t0, deadline)
+        if timeout is not None and timeout <= 0:
+            return _SLOW  # no time left: the loop refuses and counts it
+        permits = self._permits
+        if permits is not None and not permits.try_acquire():
+            return _SLOW
+        token = None if limit is None else DEADLINE.set((limit, now))
+        try:
+            result = attempt(timeout)
+        except Exception as exc:
+            failure: Exception | None = exc
+            result = None
+        except BaseException:
+            if circuit is not None:
+                circuit.release(ticket)
+            self._record_cancel(operation, t0)
+            raise
+        else:
+            failure = None
+        finally:
+            if permits is not None:
+                permits.release()
+            if token is not None:
+                DEADLINE.reset(token)
+        if failure is None and self.classify_result(result, classify_result) is None:
+            self.record_success(operation, t0, ticket)
+            return result
+        ex = Execution(self, operation, deadline, t0)
+        ex._adopt_first(t0, ticket)
+        return _Pending(ex, failure, result)
+
+    async def _afirst_attempt(self, attempt: Callable[[float | None], Awaitable[Any]],
+                              operation: str, deadline: float | None,
+                              classify_result: ResultRule | None, enforce_timeout: bool) -> Any:
+        """The async twin of :meth:`_first_attempt`."""
+        now = self._now
+        t0 = now()
+        circuit = self.circuit
+        if circuit is None:
+            ticket = 0
+        elif circuit.state is CLOSED:
+            ticket = circuit.generation
+        else:
+            return _SLOW
+        limit, timeout = self._first_limit(t0, deadline)
+        if timeout is not None and timeout <= 0:
+            return _SLOW
+        permits = self._permits
+        if permits is not None and not permits.try_acquire():
+            return _SLOW
+        token = None
+        watch = None
+        if limit is not None:
+            token = DEADLINE.set((limit, now))
+            if enforce_timeout:
+                loop = asyncio.get_running_loop()
+                task = asyncio.current_task(loop)
+                if task is not None:
+                    dog = watchdog(loop)
+                    watch = dog.watch(task, limit if dog.same_clock and now is _monotonic
+                                      else loop.time() + (limit - t0))
+        try:
+            result = await attempt(timeout)
+        except asyncio.CancelledError:
+            if watch is not None:
+                watch[DONE] = True
+                if watch[FIRED] and _uncancel(watch[TASK]):
+                    failure: Exception | None = self._deadline_error(operation, timeout)
+                    result = None
+                else:
+                    self._first_cancelled(operation, t0, ticket)
+                    raise
+            else:
+                self._first_cancelled(operation, t0, ticket)
+                raise
+        except Exception as exc:
+            failure = exc
+            result = None
+        except BaseException:
+            self._first_cancelled(operation, t0, ticket)
+            raise
+        else:
+            failure = None
+            if watch is not None and watch[FIRED]:
+                _uncancel(watch[TASK])
+        finally:
+            if watch is not None:
+                watch[DONE] = True
+            if permits is not None:
+                permits.release()
+            if token is not None:
+                DEADLINE.reset(token)
+        if failure is None and self.classify_result(result, classify_result) is None:
+            self.record_success(operation, t0, ticket)
+            return result
+        ex = Execution(self, operation, deadline, t0)
+        ex._adopt_first(t0, ticket)
+        return _Pending(ex, failure, result)
+
+    def _first_cancelled(self, operation: str, t0: float, ticket: int) -> None:
+        if self.circuit is not None:
+            self.circuit.release(ticket)
+        self._record_cancel(operation, t0)
 
     # -- endings -----------------------------------------------------------
 
@@ -902,6 +1049,20 @@ class IntegrationPoint:
         hooks = self.hooks.hooks + GLOBAL_HOOKS.hooks
         if hooks:
             emit(hooks, BreakerTransition(self.name, old.value, new.value, reason, _wall()))
+
+
+_SLOW: Any = object()  # the first attempt was not made on the cheap path
+
+
+class _Pending:
+    """A first attempt that failed on the cheap path, handed to the retry loop."""
+
+    __slots__ = ("execution", "failure", "result")
+
+    def __init__(self, execution: Execution, failure: Exception | None, result: Any) -> None:
+        self.execution = execution
+        self.failure = failure
+        self.result = result
 
 
 def _count_value(counter: itertools.count[int]) -> int:
