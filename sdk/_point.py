@@ -286,18 +286,19 @@ class IntegrationPoint:
         """Decorate ``fn`` (``def`` or ``async def``); signature and metadata are kept."""
         operation = getattr(fn, "__qualname__", None) or repr(fn)
         if inspect.iscoroutinefunction(fn):
-            acall = self._acall
+            arun = self._arun
 
             @functools.wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await acall(fn, operation, args, kwargs)
+                return await arun(lambda _t: fn(*args, **kwargs), operation, None, None, None,
+                                  None, True)
 
             return async_wrapper
-        call = self._call
+        run = self._run
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return call(fn, operation, args, kwargs)
+            return run(lambda _t: fn(*args, **kwargs), operation, None, None, None, None, True)
 
         return wrapper
 
@@ -320,166 +321,12 @@ class IntegrationPoint:
 
     def _call(self, fn: Callable[..., Any], operation: str, args: tuple[Any, ...],
               kwargs: dict[str, Any]) -> Any:
-        now = self._now
-        t0 = now()
-        circuit = self.circuit
-        if circuit is None:
-            ticket = 0
-        elif circuit.state is CLOSED:
-            ticket = circuit.generation
-        else:
-            ticket = circuit.admit(t0)
-            if ticket == REJECTED:
-                error, use_fallback = self._refuse(operation, t0)
-                if use_fallback:
-                    return _resolve_fallback(cast(Fallback, self.fallback), error)
-                raise error
-        permits = self._permits
-        if permits is not None and not permits.try_acquire():
-            if circuit is not None:
-                circuit.release(ticket)
-            return self.run(lambda _t: fn(*args, **kwargs), operation=operation)
-        first = self._first_timeout
-        if first is None:
-            token = None
-        else:
-            limit = t0 + first
-            outer = DEADLINE.get()
-            if outer is not None and outer[0] < limit and outer[1] is now:
-                limit = outer[0]
-            token = DEADLINE.set((limit, now))
-        try:
-            result = fn(*args, **kwargs)
-        except Exception as exc:
-            if permits is not None:
-                permits.release()
-            if token is not None:
-                DEADLINE.reset(token)
-            return self._continue_sync(fn, operation, args, kwargs, t0, ticket, exc)
-        except BaseException:
-            if permits is not None:
-                permits.release()
-            if token is not None:
-                DEADLINE.reset(token)
-            if circuit is not None:
-                circuit.release(ticket)
-            self._record_cancel(operation, t0)
-            raise
-        if permits is not None:
-            permits.release()
-        if token is not None:
-            DEADLINE.reset(token)
-        if self._result_rules and self.classify_result(result) is not None:
-            return self._continue_sync(fn, operation, args, kwargs, t0, ticket, None, result)
-        # success on the first attempt: the hot path
-        next(self._fast_ok)
-        if t0 >= self._budget_next:
-            self._budget_tick(t0)
-        hooks = self.hooks.hooks or GLOBAL_HOOKS.hooks
-        if circuit is not None or hooks:
-            t1 = now()
-            duration = t1 - t0
-            if circuit is not None and not (circuit.clean and duration < self._slow):
-                circuit.record(ticket, t1, False, duration >= self._slow)
-            if hooks:
-                self._emit_success(operation, duration)
-        return result
+        return self._run(lambda _t: fn(*args, **kwargs), operation, None, None, None, None, True)
 
     async def _acall(self, fn: Callable[..., Awaitable[Any]], operation: str,
                      args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        now = self._now
-        t0 = now()
-        circuit = self.circuit
-        if circuit is None:
-            ticket = 0
-        elif circuit.state is CLOSED:
-            ticket = circuit.generation
-        else:
-            ticket = circuit.admit(t0)
-            if ticket == REJECTED:
-                error, use_fallback = self._refuse(operation, t0)
-                if use_fallback:
-                    value = _resolve_fallback(cast(Fallback, self.fallback), error)
-                    return await value if inspect.isawaitable(value) else value
-                raise error
-        permits = self._permits
-        if permits is not None and not permits.try_acquire():
-            if circuit is not None:
-                circuit.release(ticket)
-            return await self.arun(lambda _t: fn(*args, **kwargs), operation=operation)
-        watch = None
-        first = self._first_timeout
-        if first is None:
-            token = None
-        else:
-            limit = t0 + first
-            outer = DEADLINE.get()
-            if outer is not None and outer[0] < limit and outer[1] is now:
-                limit = outer[0]
-            token = DEADLINE.set((limit, now))
-            loop = asyncio.get_running_loop()
-            task = asyncio.current_task(loop)
-            if task is not None:
-                dog = watchdog(loop)
-                watch = dog.watch(task, limit if dog.same_clock and now is _monotonic
-                                  else loop.time() + (limit - t0))
-        try:
-            result = await fn(*args, **kwargs)
-        except Exception as exc:
-            if watch is not None:
-                watch[DONE] = True
-            if permits is not None:
-                permits.release()
-            if token is not None:
-                DEADLINE.reset(token)
-            return await self._continue_async(fn, operation, args, kwargs, t0, ticket, exc)
-        except asyncio.CancelledError:
-            if permits is not None:
-                permits.release()
-            if token is not None:
-                DEADLINE.reset(token)
-            if watch is not None:
-                watch[DONE] = True
-                if watch[FIRED] and _uncancel(watch[TASK]):
-                    late = self._deadline_error(operation, now() - t0)
-                    return await self._continue_async(fn, operation, args, kwargs, t0, ticket, late)
-            if circuit is not None:
-                circuit.release(ticket)
-            self._record_cancel(operation, t0)
-            raise
-        except BaseException:
-            if watch is not None:
-                watch[DONE] = True
-            if permits is not None:
-                permits.release()
-            if token is not None:
-                DEADLINE.reset(token)
-            if circuit is not None:
-                circuit.release(ticket)
-            self._record_cancel(operation, t0)
-            raise
-        if watch is not None:
-            watch[DONE] = True
-            if watch[FIRED]:
-                _uncancel(watch[TASK])
-        if permits is not None:
-            permits.release()
-        if token is not None:
-            DEADLINE.reset(token)
-        if self._result_rules and self.classify_result(result) is not None:
-            return await self._continue_async(fn, operation, args, kwargs, t0, ticket, None, result)
-        next(self._fast_ok)
-        if t0 >= self._budget_next:
-            self._budget_tick(t0)
-        hooks = self.hooks.hooks or GLOBAL_HOOKS.hooks
-        if circuit is not None or hooks:
-            t1 = now()
-            duration = t1 - t0
-            if circuit is not None and not (circuit.clean and duration < self._slow):
-                circuit.record(ticket, t1, False, duration >= self._slow)
-            if hooks:
-                self._emit_success(operation, duration)
-        return result
+        return await self._arun(lambda _t: fn(*args, **kwargs), operation, None, None, None,
+                                None, True)
 
     # -- observing work that is not retried (integrations) ----------------------
 
@@ -553,22 +400,6 @@ class IntegrationPoint:
             except Exception:
                 log.exception("seawall: event hook %r raised; the call is not affected", hook)
 
-    def _continue_sync(self, fn: Callable[..., Any], operation: str, args: tuple[Any, ...],
-                       kwargs: dict[str, Any], t0: float, ticket: int,
-                       exc: Exception | None, result: Any = None) -> Any:
-        ex = Execution(self, operation, None, t0)
-        ex._adopt_first(t0, ticket)
-        return self.run(lambda _t: fn(*args, **kwargs), operation=operation, execution=ex,
-                        first_outcome=(exc, result))
-
-    async def _continue_async(self, fn: Callable[..., Awaitable[Any]], operation: str,
-                              args: tuple[Any, ...], kwargs: dict[str, Any], t0: float,
-                              ticket: int, exc: Exception | None, result: Any = None) -> Any:
-        ex = Execution(self, operation, None, t0)
-        ex._adopt_first(t0, ticket)
-        return await self.arun(lambda _t: fn(*args, **kwargs), operation=operation, execution=ex,
-                               first_outcome=(exc, result))
-
     # -- the general shells (integrations use these) ---------------------------
 
     def run(
@@ -580,8 +411,6 @@ class IntegrationPoint:
         classify_exception: ExceptionRule | None = None,
         classify_result: ResultRule | None = None,
         discard: Callable[[T], None] | None = None,
-        execution: Execution | None = None,
-        first_outcome: tuple[Exception | None, Any] | None = None,
     ) -> T:
         """Run ``attempt(timeout)`` through the whole pipeline, in this thread.
 
@@ -595,16 +424,64 @@ class IntegrationPoint:
         :class:`CircuitOpenError` / :class:`BulkheadFullError` unless a
         fallback takes them.
         """
-        if execution is None and first_outcome is None:
-            fast = self._first_attempt(attempt, operation, deadline, classify_result)
-            if type(fast) is _Pending:
-                execution, first_outcome = fast.execution, (fast.failure, fast.result)
-            elif fast is not _SLOW:
-                return cast(T, fast)
-        ex = execution if execution is not None else Execution(self, operation, deadline)
+        return cast(T, self._run(attempt, operation, deadline, classify_exception,
+                                 classify_result, discard, True))
+
+    def _run(self, attempt: Callable[[float | None], Any], operation: str,
+             deadline: float | None, classify_exception: ExceptionRule | None,
+             classify_result: ResultRule | None, discard: Callable[[Any], None] | None,
+             enforce_timeout: bool) -> Any:
+        # the first attempt takes the cheap path: no Execution unless it fails
+        now = self._now
+        t0 = now()
+        circuit = self.circuit
+        ticket = 0
+        if circuit is not None:
+            ticket = circuit.generation if circuit.state is CLOSED else circuit.admit(t0)
+            if ticket == REJECTED:
+                error, use_fallback = self._refuse(operation, t0)
+                if use_fallback:
+                    return _resolve_fallback(cast(Fallback, self.fallback), error)
+                raise error
+        if self._first_timeout is None and deadline is None and DEADLINE.get() is None:
+            limit = timeout = None  # nothing to hand down: the common case, no tuple built
+        else:
+            limit, timeout = self._first_limit(t0, deadline)
         permits = self._permits
+        pending: tuple[Exception | None, Any] | None = None
+        if (timeout is not None and timeout <= 0.0) or \
+                (permits is not None and not permits.try_acquire()):
+            if circuit is not None:
+                circuit.release(ticket)  # the loop admits it again, and waits or refuses
+            ex = Execution(self, operation, deadline, t0)
+        else:
+            token = None if limit is None else DEADLINE.set((limit, now))
+            try:
+                result = attempt(timeout)
+            except Exception as exc:
+                failure: Exception | None = exc
+                result = None
+            except BaseException:
+                if circuit is not None:
+                    circuit.release(ticket)
+                self._record_cancel(operation, t0)
+                raise
+            else:
+                failure = None
+            finally:
+                if permits is not None:
+                    permits.release()
+                if token is not None:
+                    DEADLINE.reset(token)
+            if failure is None and not (
+                    (self._result_rules or classify_result is not None)
+                    and self.classify_result(result, classify_result) is not None):
+                self.record_success(operation, t0, ticket)
+                return result
+            ex = Execution(self, operation, deadline, t0)
+            ex._adopt_first(t0, ticket)
+            pending = (failure, result)
         sleep = self.clock.sleep
-        pending = first_outcome
         last: tuple[Classification, Exception | None, Any] | None = None
         while True:
             if pending is None:
@@ -615,8 +492,8 @@ class IntegrationPoint:
                 except (RejectedError, DeadlineExceeded) as rejection:  # refused, or no time left
                     if last is not None:
                         ex.stop_reason = f"retry refused: {rejection}"
-                        return cast(T, self._final_failure(ex, *last))
-                    return cast(T, self._final_rejection(ex, rejection))
+                        return (self._final_failure(ex, *last))
+                    return (self._final_rejection(ex, rejection))
                 token = DEADLINE.set((ex.attempt_deadline, self._now)) \
                     if ex.attempt_deadline is not None else None
                 try:
@@ -624,7 +501,7 @@ class IntegrationPoint:
                         discard(last[2])  # a failed result is dropped once its retry is admitted
                     result = attempt(timeout)
                 except Exception as exc:
-                    failure: Exception | None = exc
+                    failure = exc
                     result = None
                 except BaseException:
                     ex.cancelled()
@@ -645,11 +522,11 @@ class IntegrationPoint:
                 found = self.classify_result(result, classify_result)
                 if found is None:
                     ex.success()
-                    return cast(T, result)
+                    return (result)
                 c = found
             delay = ex.failure(c)
             if delay is None:
-                return cast(T, self._final_failure(ex, c, failure, result))
+                return (self._final_failure(ex, c, failure, result))
             last = (c, failure, result)
             if delay > 0:
                 try:
@@ -667,8 +544,6 @@ class IntegrationPoint:
         classify_exception: ExceptionRule | None = None,
         classify_result: ResultRule | None = None,
         discard: Callable[[T], Awaitable[None] | None] | None = None,
-        execution: Execution | None = None,
-        first_outcome: tuple[Exception | None, Any] | None = None,
         enforce_timeout: bool = True,
     ) -> T:
         """The async twin of :meth:`run`.
@@ -679,17 +554,83 @@ class IntegrationPoint:
         ``False``. Cancelling the caller cancels the attempt and is never
         counted as a failure.
         """
-        if execution is None and first_outcome is None:
-            fast = await self._afirst_attempt(attempt, operation, deadline, classify_result,
-                                              enforce_timeout)
-            if type(fast) is _Pending:
-                execution, first_outcome = fast.execution, (fast.failure, fast.result)
-            elif fast is not _SLOW:
-                return cast(T, fast)
-        ex = execution if execution is not None else Execution(self, operation, deadline)
+        return cast(T, await self._arun(attempt, operation, deadline, classify_exception,
+                                        classify_result, discard, enforce_timeout))
+
+    async def _arun(self, attempt: Callable[[float | None], Awaitable[Any]], operation: str,
+                    deadline: float | None, classify_exception: ExceptionRule | None,
+                    classify_result: ResultRule | None,
+                    discard: Callable[[Any], Awaitable[None] | None] | None,
+                    enforce_timeout: bool) -> Any:
+        now = self._now
+        t0 = now()
+        circuit = self.circuit
+        ticket = 0
+        if circuit is not None:
+            ticket = circuit.generation if circuit.state is CLOSED else circuit.admit(t0)
+            if ticket == REJECTED:
+                error, use_fallback = self._refuse(operation, t0)
+                if use_fallback:
+                    value = _resolve_fallback(cast(Fallback, self.fallback), error)
+                    return await value if inspect.isawaitable(value) else value
+                raise error
+        if self._first_timeout is None and deadline is None and DEADLINE.get() is None:
+            limit = timeout = None  # nothing to hand down: the common case, no tuple built
+        else:
+            limit, timeout = self._first_limit(t0, deadline)
         permits = self._permits
+        pending: tuple[Exception | None, Any] | None = None
+        if (timeout is not None and timeout <= 0.0) or \
+                (permits is not None and not permits.try_acquire()):
+            if circuit is not None:
+                circuit.release(ticket)
+            ex = Execution(self, operation, deadline, t0)
+        else:
+            token = None
+            watch = None
+            if limit is not None:
+                token = DEADLINE.set((limit, now))
+                if enforce_timeout:
+                    loop = asyncio.get_running_loop()
+                    task = asyncio.current_task(loop)
+                    if task is not None:
+                        dog = watchdog(loop)
+                        watch = dog.watch(task, limit if dog.same_clock and now is _monotonic
+                                          else loop.time() + (limit - t0))
+            try:
+                result = await attempt(timeout)
+            except asyncio.CancelledError:
+                if watch is None or not (watch[FIRED] and _uncancel(watch[TASK])):
+                    self._first_cancelled(operation, t0, ticket)
+                    raise
+                failure: Exception | None = self._deadline_error(operation, timeout)
+                result = None
+            except Exception as exc:
+                failure = exc
+                result = None
+            except BaseException:
+                self._first_cancelled(operation, t0, ticket)
+                raise
+            else:
+                failure = None
+                if watch is not None and watch[FIRED]:
+                    _uncancel(watch[TASK])  # finished before the cancellation landed
+            finally:
+                if watch is not None:
+                    watch[DONE] = True
+                if permits is not None:
+                    permits.release()
+                if token is not None:
+                    DEADLINE.reset(token)
+            if failure is None and not (
+                    (self._result_rules or classify_result is not None)
+                    and self.classify_result(result, classify_result) is not None):
+                self.record_success(operation, t0, ticket)
+                return result
+            ex = Execution(self, operation, deadline, t0)
+            ex._adopt_first(t0, ticket)
+            pending = (failure, result)
         asleep = self.clock.asleep
-        pending = first_outcome
         last: tuple[Classification, Exception | None, Any] | None = None
         while True:
             if pending is None:
@@ -706,8 +647,8 @@ class IntegrationPoint:
                 except (RejectedError, DeadlineExceeded) as rejection:  # refused, or no time left
                     if last is not None:
                         ex.stop_reason = f"retry refused: {rejection}"
-                        return cast(T, await self._afinal_failure(ex, *last))
-                    return cast(T, await self._afinal_rejection(ex, rejection))
+                        return (await self._afinal_failure(ex, *last))
+                    return (await self._afinal_rejection(ex, rejection))
                 watch = None
                 token = None
                 if ex.attempt_deadline is not None:
@@ -727,7 +668,7 @@ class IntegrationPoint:
                     if watch is not None:
                         watch[DONE] = True
                         if watch[FIRED] and _uncancel(watch[TASK]):
-                            failure: Exception | None = self._deadline_error(operation, timeout)
+                            failure = self._deadline_error(operation, timeout)
                             result = None
                         else:
                             ex.cancelled()
@@ -759,11 +700,11 @@ class IntegrationPoint:
                 found = self.classify_result(result, classify_result)
                 if found is None:
                     ex.success()
-                    return cast(T, result)
+                    return (result)
                 c = found
             delay = ex.failure(c)
             if delay is None:
-                return cast(T, await self._afinal_failure(ex, c, failure, result))
+                return (await self._afinal_failure(ex, c, failure, result))
             last = (c, failure, result)
             if delay > 0:
                 try:
@@ -784,122 +725,6 @@ class IntegrationPoint:
         if outer is not None and outer[1] is self._now and (limit is None or outer[0] < limit):
             limit, timeout = outer[0], outer[0] - t0
         return limit, timeout
-
-    def _first_attempt(self, attempt: Callable[[float | None], Any], operation: str,
-                       deadline: float | None, classify_result: ResultRule | None) -> Any:
-        """Run the first attempt on the cheap path; ``_SLOW`` hands the call to the loop.
-
-        Success costs no :class:`Execution`; anything else (a refusal to decide, a
-        wait for a permit, a failure) is handed over as the loop's first outcome,
-        so the loop's bookkeeping stays the single source of truth.
-        """
-        now = self._now
-        t0 = now()
-        circuit = self.circuit
-        if circuit is None:
-            ticket = 0
-        elif circuit.state is CLOSED:
-            ticket = circuit.generation
-        else:
-            return _SLOW
-        limit, timeout = self._first_limit(t0, deadline)
-        if timeout is not None and timeout <= 0:
-            return _SLOW  # no time left: the loop refuses and counts it
-        permits = self._permits
-        if permits is not None and not permits.try_acquire():
-            return _SLOW
-        token = None if limit is None else DEADLINE.set((limit, now))
-        try:
-            result = attempt(timeout)
-        except Exception as exc:
-            failure: Exception | None = exc
-            result = None
-        except BaseException:
-            if circuit is not None:
-                circuit.release(ticket)
-            self._record_cancel(operation, t0)
-            raise
-        else:
-            failure = None
-        finally:
-            if permits is not None:
-                permits.release()
-            if token is not None:
-                DEADLINE.reset(token)
-        if failure is None and self.classify_result(result, classify_result) is None:
-            self.record_success(operation, t0, ticket)
-            return result
-        ex = Execution(self, operation, deadline, t0)
-        ex._adopt_first(t0, ticket)
-        return _Pending(ex, failure, result)
-
-    async def _afirst_attempt(self, attempt: Callable[[float | None], Awaitable[Any]],
-                              operation: str, deadline: float | None,
-                              classify_result: ResultRule | None, enforce_timeout: bool) -> Any:
-        """The async twin of :meth:`_first_attempt`."""
-        now = self._now
-        t0 = now()
-        circuit = self.circuit
-        if circuit is None:
-            ticket = 0
-        elif circuit.state is CLOSED:
-            ticket = circuit.generation
-        else:
-            return _SLOW
-        limit, timeout = self._first_limit(t0, deadline)
-        if timeout is not None and timeout <= 0:
-            return _SLOW
-        permits = self._permits
-        if permits is not None and not permits.try_acquire():
-            return _SLOW
-        token = None
-        watch = None
-        if limit is not None:
-            token = DEADLINE.set((limit, now))
-            if enforce_timeout:
-                loop = asyncio.get_running_loop()
-                task = asyncio.current_task(loop)
-                if task is not None:
-                    dog = watchdog(loop)
-                    watch = dog.watch(task, limit if dog.same_clock and now is _monotonic
-                                      else loop.time() + (limit - t0))
-        try:
-            result = await attempt(timeout)
-        except asyncio.CancelledError:
-            if watch is not None:
-                watch[DONE] = True
-                if watch[FIRED] and _uncancel(watch[TASK]):
-                    failure: Exception | None = self._deadline_error(operation, timeout)
-                    result = None
-                else:
-                    self._first_cancelled(operation, t0, ticket)
-                    raise
-            else:
-                self._first_cancelled(operation, t0, ticket)
-                raise
-        except Exception as exc:
-            failure = exc
-            result = None
-        except BaseException:
-            self._first_cancelled(operation, t0, ticket)
-            raise
-        else:
-            failure = None
-            if watch is not None and watch[FIRED]:
-                _uncancel(watch[TASK])
-        finally:
-            if watch is not None:
-                watch[DONE] = True
-            if permits is not None:
-                permits.release()
-            if token is not None:
-                DEADLINE.reset(token)
-        if failure is None and self.classify_result(result, classify_result) is None:
-            self.record_success(operation, t0, ticket)
-            return result
-        ex = Execution(self, operation, deadline, t0)
-        ex._adopt_first(t0, ticket)
-        return _Pending(ex, failure, result)
 
     def _first_cancelled(self, operation: str, t0: float, ticket: int) -> None:
         if self.circuit is not None:
@@ -1049,20 +874,6 @@ class IntegrationPoint:
         hooks = self.hooks.hooks + GLOBAL_HOOKS.hooks
         if hooks:
             emit(hooks, BreakerTransition(self.name, old.value, new.value, reason, _wall()))
-
-
-_SLOW: Any = object()  # the first attempt was not made on the cheap path
-
-
-class _Pending:
-    """A first attempt that failed on the cheap path, handed to the retry loop."""
-
-    __slots__ = ("execution", "failure", "result")
-
-    def __init__(self, execution: Execution, failure: Exception | None, result: Any) -> None:
-        self.execution = execution
-        self.failure = failure
-        self.result = result
 
 
 def _count_value(counter: itertools.count[int]) -> int:
