@@ -36,7 +36,9 @@ from seawall import (
 from ._grpc_common import ATTEMPT_HEADER as _HEADER
 from ._grpc_common import (
     EXHAUSTED,
+    NEED_MORE,
     ReplayBuffer,
+    ReplayState,
     Router,
     Rule,
     as_rpc_error,
@@ -382,47 +384,29 @@ async def _failed(ex: Execution, c: Classification, outcome: tuple[Any, Any], *,
 # request streams
 
 
-class _AsyncReplay:
+class _AsyncReplay(ReplayState):
     """The async twin of :class:`ReplayBuffer` for async request iterators."""
 
     def __init__(self, source: AsyncIterable[Any], limit: int) -> None:
+        super().__init__(limit)
         self._source = source.__aiter__()
-        self._items: list[Any] = []
-        self._limit = limit
         self._lock = asyncio.Lock()
-        self.exhausted = False
-        self.overflow = limit <= 0
-        self.generation = 0
 
     def view(self) -> _AsyncView | None:
-        if self.overflow and self.generation > 0:
-            return None
-        self.generation += 1
-        return _AsyncView(self, self.generation)
+        generation = self.next_generation()
+        return None if generation is None else _AsyncView(self, generation)
 
     async def pull(self, view: _AsyncView) -> Any:
         async with self._lock:
-            if view.generation != self.generation:
-                return EXHAUSTED
-            if view.index < len(self._items):
-                item = self._items[view.index]
-                view.index += 1
+            item = self.cached(view)
+            if item is not NEED_MORE:
                 return item
-            if self.exhausted:
-                return EXHAUSTED
             try:
                 item = await self._source.__anext__()
             except StopAsyncIteration:
                 self.exhausted = True
                 return EXHAUSTED
-            if not self.overflow:
-                if len(self._items) < self._limit:
-                    self._items.append(item)
-                    view.index += 1
-                else:
-                    self.overflow = True
-                    self._items.clear()
-            return item
+            return self.keep(item, view)
 
 
 class _AsyncView:

@@ -247,6 +247,34 @@ else:
     _Future = grpc.Future
 
 
+class Finished:
+    """The ``grpc.Call`` / ``grpc.Future`` answers of a call that is already over."""
+
+    def is_active(self) -> bool:
+        return False
+
+    def time_remaining(self) -> float:
+        return 0.0
+
+    def add_callback(self, callback: Any) -> bool:
+        return False
+
+    def cancel(self) -> bool:
+        return False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def running(self) -> bool:
+        return False
+
+    def done(self) -> bool:
+        return True
+
+    def add_done_callback(self, fn: Any) -> None:
+        fn(self)
+
+
 class _Refusal:
     """What the six refusal classes share: the message, the reason and the seawall fields."""
 
@@ -277,7 +305,7 @@ class _Refusal:
         return f"{type(self).__name__}({self._status.name}, {self._message!r})"
 
 
-class _SyncRefusal(_Refusal, grpc.RpcError, grpc.Call, _Future):
+class _SyncRefusal(Finished, _Refusal, grpc.RpcError, grpc.Call, _Future):
     """A finished, failed sync call: ``except grpc.RpcError``, ``code()``, a done ``Future``
     whose ``result()`` raises it, and a response iterator whose first ``next()`` raises it."""
 
@@ -289,27 +317,6 @@ class _SyncRefusal(_Refusal, grpc.RpcError, grpc.Call, _Future):
     def trailing_metadata(self) -> tuple[tuple[str, str | bytes], ...]:  # type: ignore[override]
         return ((REJECTED_TRAILER, self._reason),)
 
-    def is_active(self) -> bool:
-        return False
-
-    def time_remaining(self) -> float:
-        return 0.0
-
-    def add_callback(self, callback: Any) -> bool:
-        return False
-
-    def cancel(self) -> bool:
-        return False
-
-    def cancelled(self) -> bool:
-        return False
-
-    def running(self) -> bool:
-        return False
-
-    def done(self) -> bool:
-        return True
-
     def result(self, timeout: float | None = None) -> Any:
         raise self
 
@@ -318,9 +325,6 @@ class _SyncRefusal(_Refusal, grpc.RpcError, grpc.Call, _Future):
 
     def traceback(self, timeout: float | None = None) -> Any:
         return self.__traceback__
-
-    def add_done_callback(self, fn: Any) -> None:
-        fn(self)
 
     def __iter__(self) -> Iterator[Any]:
         return self
@@ -488,58 +492,88 @@ class _Exhausted:
 EXHAUSTED: Any = _Exhausted()
 
 
-class ReplayBuffer:
-    """Keeps up to ``limit`` request messages so an attempt can be replayed.
+class ReplayState:
+    """The bookkeeping of a replayable request stream, shared by the sync and async buffers.
 
     Each attempt reads through its own view; starting a new view retires the
     previous one (a retired view ends at once, so gRPC's consumer of a failed
     attempt cannot steal messages from the next). Once more than ``limit``
     messages were drawn the buffer is dropped and no replay is possible.
-    Thread-safe (sync gRPC drains request iterators on its own thread).
+    The caller holds its lock around :meth:`cached` and :meth:`keep`.
     """
 
-    __slots__ = ("_items", "_limit", "_lock", "_source", "exhausted", "generation", "overflow")
+    __slots__ = ("_items", "_limit", "exhausted", "generation", "overflow")
 
-    def __init__(self, source: Iterable[Any], limit: int) -> None:
-        self._source = iter(source)
+    def __init__(self, limit: int) -> None:
         self._items: list[Any] = []
         self._limit = limit
-        self._lock = threading.Lock()
         self.exhausted = False
         self.overflow = limit <= 0
         self.generation = 0
 
+    def next_generation(self) -> int | None:
+        """The generation of a new view, or ``None`` when the stream cannot be replayed."""
+        if self.overflow and self.generation > 0:
+            return None
+        self.generation += 1
+        return self.generation
+
+    def cached(self, view: Any) -> Any:
+        """What ``view`` reads next without drawing from the source: an item,
+        ``EXHAUSTED``, or ``NEED_MORE``."""
+        if view.generation != self.generation:
+            return EXHAUSTED
+        if view.index < len(self._items):
+            item = self._items[view.index]
+            view.index += 1
+            return item
+        return EXHAUSTED if self.exhausted else NEED_MORE
+
+    def keep(self, item: Any, view: Any) -> Any:
+        """Remember an item just drawn from the source for later views; returns it."""
+        if not self.overflow:
+            if len(self._items) < self._limit:
+                self._items.append(item)
+                view.index += 1
+            else:
+                self.overflow = True
+                self._items.clear()
+        return item
+
+
+NEED_MORE: Any = object()
+
+
+class ReplayBuffer(ReplayState):
+    """Keeps up to ``limit`` request messages of a sync request iterator (see :class:`ReplayState`).
+
+    Thread-safe (sync gRPC drains request iterators on its own thread).
+    """
+
+    __slots__ = ("_lock", "_source")
+
+    def __init__(self, source: Iterable[Any], limit: int) -> None:
+        super().__init__(limit)
+        self._source = iter(source)
+        self._lock = threading.Lock()
+
     def view(self) -> Iterator[Any] | None:
         """A fresh iterator over the whole stream, or ``None`` when it cannot be replayed."""
         with self._lock:
-            if self.overflow and self.generation > 0:
-                return None
-            self.generation += 1
-            return _View(self, self.generation)
+            generation = self.next_generation()
+            return None if generation is None else _View(self, generation)
 
     def pull(self, view: _View) -> Any:
         with self._lock:
-            if view.generation != self.generation:
-                return EXHAUSTED
-            if view.index < len(self._items):
-                item = self._items[view.index]
-                view.index += 1
+            item = self.cached(view)
+            if item is not NEED_MORE:
                 return item
-            if self.exhausted:
-                return EXHAUSTED
             try:
                 item = next(self._source)
             except StopIteration:
                 self.exhausted = True
                 return EXHAUSTED
-            if not self.overflow:
-                if len(self._items) < self._limit:
-                    self._items.append(item)
-                    view.index += 1
-                else:
-                    self.overflow = True
-                    self._items.clear()
-            return item
+            return self.keep(item, view)
 
 
 class _View:

@@ -29,6 +29,7 @@ from seawall import (
 )
 
 from ._grpc_common import (
+    Finished,
     ReplayBuffer,
     Router,
     Rule,
@@ -108,7 +109,7 @@ def _sleep(rule: Rule, delay: float, wake: threading.Event | None = None) -> Non
         clock.sleep(delay)
 
 
-class _Done(grpc.Call, _Future):
+class _Done(Finished, grpc.Call, _Future):
     """A finished, successful call carrying a fallback value."""
 
     def __init__(self, value: Any) -> None:
@@ -126,27 +127,6 @@ class _Done(grpc.Call, _Future):
     def details(self) -> str:
         return ""
 
-    def is_active(self) -> bool:
-        return False
-
-    def time_remaining(self) -> float:
-        return 0.0
-
-    def add_callback(self, callback: Any) -> bool:
-        return False
-
-    def cancel(self) -> bool:
-        return False
-
-    def cancelled(self) -> bool:
-        return False
-
-    def running(self) -> bool:
-        return False
-
-    def done(self) -> bool:
-        return True
-
     def result(self, timeout: float | None = None) -> Any:
         return self._value
 
@@ -155,9 +135,6 @@ class _Done(grpc.Call, _Future):
 
     def traceback(self, timeout: float | None = None) -> types.TracebackType | None:
         return None
-
-    def add_done_callback(self, fn: Callable[[Any], None]) -> None:
-        fn(self)
 
 
 def _fallback_outcome(fb: Any, error: BaseException) -> _Done:
