@@ -357,7 +357,7 @@ class Router:
     transport, unprotected, when ``default`` is ``None``).
     """
 
-    __slots__ = ("_cache", "_routes", "default")
+    __slots__ = ("_routes", "default", "only", "operations")
 
     def __init__(self, default: IntegrationPoint | None, routes: Iterable[Route]) -> None:
         if default is not None and not isinstance(default, IntegrationPoint):
@@ -372,8 +372,13 @@ class Router:
             raise ConfigurationError("a resilient transport needs a point, routes, or both")
         self.default = default
         self._routes = tuple(_CompiledRoute(r) for r in routes)
-        # (method, host, port) -> operation, for requests that no route can claim by path
-        self._cache: dict[tuple[str, str, int | None], str] = {}
+        # without routes: the point for every request, so that a transport can look its
+        # operation up in ``operations`` directly and call resolve() only on a miss
+        self.only = default if not routes else None
+        # (method, raw host, port) -> operation, for requests that no route can claim by path;
+        # keyed on the parsed reference's raw host and port, the cheapest to read
+        # (URL.host decodes IDNA on each access)
+        self.operations: dict[tuple[str, str, int | None], str] = {}
 
     @property
     def points(self) -> tuple[IntegrationPoint, ...]:
@@ -390,15 +395,13 @@ class Router:
         url = request.url
         method = request.method
         if not self._routes:
-            # the parsed reference's raw host and port are the cheapest cache key
-            # (URL.host decodes IDNA on each access); the label uses the public API
-            ref = getattr(url, "_uri_reference", url)
+            ref = url._uri_reference
             key = (method, ref.host, ref.port)
-            op = self._cache.get(key)
+            op = self.operations.get(key)
             if op is None:
-                op = f"{method} {host_label(url)}"
-                if len(self._cache) < 4096:
-                    self._cache[key] = op
+                op = f"{method} {host_label(url)}"  # the label uses the public API
+                if len(self.operations) < 4096:
+                    self.operations[key] = op
             assert self.default is not None
             return self.default, op
         host, port, path = url.host, url.port, url.path

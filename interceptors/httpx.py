@@ -24,13 +24,14 @@ is an event whose operation is ``"METHOD host"`` or, with a route table,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Iterator
+from functools import partial
 from typing import Any
 
 import httpx
 
 from seawall import Classification, ConfigurationError, IntegrationPoint
-from seawall._classify import TRANSIENT
+from seawall._classify import TRANSIENT, ExceptionRule, ResultRule
 
 from ._httpx_policy import (
     EXCEPTION_TABLE,
@@ -67,15 +68,22 @@ __all__ = [
     "status_classification",
 ]
 
+_BYTES = httpx.ByteStream
+
 # error bodies up to this size are read before a discarded response is closed,
 # so its keep-alive connection goes back to the pool instead of being dropped
 _DRAIN_LIMIT = 16 * 1024
 
 
 class _Options:
-    """The transport's settings, validated once; shared by the sync and async shells."""
+    """The transport's settings, validated once; shared by the sync and async shells.
 
-    __slots__ = ("read_body", "retry_non_idempotent", "retry_statuses", "router")
+    Also the classifiers handed to the point for requests whose body can be
+    sent again, built once so that a request on the common path allocates none.
+    """
+
+    __slots__ = ("exceptions", "narrowing", "read_body", "results", "retry_non_idempotent",
+                 "retry_statuses", "router")
 
     def __init__(self, owner: str, point: IntegrationPoint | None, routes: Iterable[Route],
                  retry_statuses: Collection[int], retry_non_idempotent: bool,
@@ -99,45 +107,73 @@ class _Options:
                 f"{owner}.read_body must be a byte count >= 0 or None, got {read_body!r}"
             )
         self.read_body = read_body
+        # indexed by "may this request be sent again?"
+        self.results: tuple[ResultRule, ResultRule] = (self._final_result, self._resendable_result)
+        self.exceptions: tuple[ExceptionRule, ExceptionRule] = (
+            partial(classify_exception, idempotent=False),
+            partial(classify_exception, idempotent=True),
+        )
+        # the last (attempt timeout, request timeouts, narrowed timeouts): the client
+        # sends the same timeouts every time, and the first attempt's is the point's
+        self.narrowing: tuple[float, Any, dict[str, float | None]] = (-1.0, None, {})
+
+    def narrowed(self, original: Any, timeout: float) -> dict[str, float | None]:
+        """A fresh copy of the request's ``timeout`` extension with no phase over ``timeout``."""
+        last = self.narrowing
+        if timeout == last[0] and original == last[1]:
+            return last[2].copy()
+        current = None if original is _ABSENT else original
+        out = narrowed_timeout(current, timeout)
+        snapshot = current.copy() if type(current) is dict else current
+        self.narrowing = (timeout, snapshot, out.copy())
+        return out
+
+    def _final_result(self, response: httpx.Response) -> Classification | None:
+        if response.status_code < 400:
+            return None
+        return self.status_outcome(response.status_code, response, False)
+
+    def _resendable_result(self, response: httpx.Response) -> Classification | None:
+        if response.status_code < 400:
+            return None
+        return self.status_outcome(response.status_code, response, True)
+
+    def status_outcome(self, status: int, response: httpx.Response,
+                       resendable: bool) -> Classification:
+        """A failed status's classification; retried only if the request may be sent again."""
+        c = status_classification(status)
+        assert c is not None
+        if resendable and status in self.retry_statuses:
+            if not c.retry:  # a status the caller added (500, 409...)
+                c = Classification(TRANSIENT.category, retry=True, breaker=c.breaker)
+            delay = parse_retry_after(response.headers.get("retry-after"))
+            return c if delay is None else c.with_delay(delay)
+        return c.with_retry(False) if c.retry else c
 
 
-_KEEP: Any = object()  # the request's timeout extension was not touched
 _ABSENT: Any = object()  # the request had no timeout extension
 
 
 class _Call:
-    """One request's rules and state, shared by its attempts, never by two requests."""
+    """One request whose every attempt must be watched: a body that cannot be sent twice,
+    or a point with a fallback (whose value replaces the last response, which is then closed).
 
-    __slots__ = ("idempotent", "inner", "last", "limit", "once", "options", "original", "point",
-                 "request")
+    Shared by the request's attempts, never by two requests.
+    """
+
+    __slots__ = ("idempotent", "last", "once", "options", "request", "send")
 
     def __init__(self, options: _Options, request: httpx.Request, once: _OnceStream | None,
-                 inner: Any, point: IntegrationPoint) -> None:
+                 send: Callable[[float | None], Any]) -> None:
         self.options = options
         self.request = request
         self.once = once
-        self.inner = inner
-        self.point = point
-        self.limit = _read_limit(options, request) if options.read_body is not None else None
+        self.send = send
         self.idempotent: bool | None = None
         self.last: httpx.Response | None = None
-        self.original = _KEEP
-
-    def narrow(self, timeout: float) -> None:
-        """Hand the attempt's time to httpx: no phase may take longer than ``timeout``."""
-        extensions = self.request.extensions
-        if self.original is _KEEP:
-            self.original = extensions.get("timeout", _ABSENT)
-        current = self.original
-        extensions["timeout"] = narrowed_timeout(None if current is _ABSENT else current, timeout)
 
     def restore(self) -> None:
-        """Put the request's own timeout extension and body back, as the caller will see them."""
-        original = self.original
-        if original is _ABSENT:
-            self.request.extensions.pop("timeout", None)
-        elif original is not _KEEP:
-            self.request.extensions["timeout"] = original
+        """Put the request's own body back, as the caller will see it."""
         if self.once is not None:
             self.request.stream = self.once.stream
 
@@ -159,15 +195,8 @@ class _Call:
         status = response.status_code
         if status < 400:
             return None
-        c = status_classification(status)
-        assert c is not None
-        if status in self.options.retry_statuses and self._is_idempotent() \
-                and not self._body_spent():
-            if not c.retry:  # a status the caller added (500, 409...)
-                c = Classification(TRANSIENT.category, retry=True, breaker=c.breaker)
-            delay = parse_retry_after(response.headers.get("retry-after"))
-            return c if delay is None else c.with_delay(delay)
-        return c.with_retry(False) if c.retry else c
+        resendable = self._is_idempotent() and not self._body_spent()
+        return self.options.status_outcome(status, response, resendable)
 
 
 def _read_limit(options: _Options, request: httpx.Request) -> int | None:
@@ -297,19 +326,53 @@ def _discard(response: httpx.Response) -> None:
             pass
 
 
+def _send(options: _Options, inner: httpx.BaseTransport, request: httpx.Request, original: Any,
+          timeout: float | None) -> httpx.Response:
+    """One attempt: hand the attempt's time to httpx (no phase longer than ``timeout``), send."""
+    if timeout is not None:
+        last = options.narrowing
+        request.extensions["timeout"] = last[2].copy() \
+            if timeout == last[0] and original == last[1] else options.narrowed(original, timeout)
+    return inner.handle_request(request)
+
+
+def _send_reading(options: _Options, inner: httpx.BaseTransport, request: httpx.Request,
+                  original: Any, limit: int, point: IntegrationPoint,
+                  timeout: float | None) -> httpx.Response:
+    """One attempt that also reads up to ``limit`` bytes of the body within the attempt's time."""
+    response = _send(options, inner, request, original, timeout)
+    deadline = None if timeout is None else point.clock.now() + timeout
+    return _read_body(response, limit, deadline, point)
+
+
 class _SyncCall(_Call):
     __slots__ = ()
 
     def __call__(self, timeout: float | None) -> httpx.Response:
-        """One attempt: send, and with ``read_body`` read the body within the attempt's time."""
-        if timeout is not None:
-            self.narrow(timeout)
-        response: httpx.Response = self.inner.handle_request(self.request)
-        if self.limit is not None:
-            deadline = None if timeout is None else self.point.clock.now() + timeout
-            response = _read_body(response, self.limit, deadline, self.point)
+        response: httpx.Response = self.send(timeout)
         self.last = response
         return response
+
+
+def _run_watched(point: IntegrationPoint, operation: str, options: _Options,
+                 request: httpx.Request, replayable: bool,
+                 send: Callable[[float | None], httpx.Response]) -> httpx.Response:
+    """Run a request whose body cannot be sent twice, or whose point has a fallback."""
+    once = None
+    if not replayable:
+        once = _OnceStream(request.stream)
+        request.stream = once
+    call = _SyncCall(options, request, once, send)
+    try:
+        result = point.run(call, operation=operation, classify_exception=call.classify_exception,
+                           classify_result=call.classify_result, discard=_discard)
+    finally:
+        call.restore()
+    if result is not call.last:
+        if call.last is not None:
+            _discard(call.last)
+        return _checked(result, point)
+    return result
 
 
 class ResilientTransport(httpx.BaseTransport):
@@ -384,27 +447,42 @@ class ResilientTransport(httpx.BaseTransport):
         if self._proxies:
             inner = proxied(self._proxies, request.url) or inner
         options = self._options
-        plan = options.router.resolve(request)
-        if plan is None:
-            return inner.handle_request(request)
-        point, operation = plan
+        router = options.router
+        point = router.only
+        operation = None
+        if point is not None:  # no routes: one look-up names the operation
+            ref = request.url._uri_reference
+            operation = router.operations.get((request.method, ref.host, ref.port))
+        if point is None or operation is None:
+            plan = router.resolve(request)
+            if plan is None:
+                return inner.handle_request(request)
+            point, operation = plan
+        extensions = request.extensions
+        original = extensions.get("timeout", _ABSENT)
+        limit = options.read_body
+        if limit is not None:
+            limit = _read_limit(options, request)
+        send = partial(_send, options, inner, request, original) if limit is None else \
+            partial(_send_reading, options, inner, request, original, limit, point)
         body = request.stream
-        once = None
-        if type(body) is not httpx.ByteStream and not is_replayable(body):
-            once = _OnceStream(body)
-            request.stream = once
-        call = _SyncCall(options, request, once, inner, point)
+        replayable = type(body) is _BYTES or is_replayable(body)
         try:
-            result = point.run(call, operation=operation,
-                               classify_exception=call.classify_exception,
-                               classify_result=call.classify_result, discard=_discard)
+            if not replayable or point.fallback is not None:
+                return _run_watched(point, operation, options, request, replayable, send)
+            # the common case: the result is always the last attempt's response, and
+            # whether the request may be sent again cannot change between attempts
+            resendable = (request.method in IDEMPOTENT_METHODS
+                          and IDEMPOTENT_EXTENSION not in extensions) \
+                or is_idempotent(request, options.retry_non_idempotent)
+            return point.run(send, operation=operation,
+                             classify_exception=options.exceptions[resendable],
+                             classify_result=options.results[resendable], discard=_discard)
         finally:
-            call.restore()
-        if result is not call.last:
-            if call.last is not None:
-                _discard(call.last)
-            return _checked(result, point)
-        return result
+            if original is _ABSENT:
+                request.extensions.pop("timeout", None)
+            else:
+                request.extensions["timeout"] = original
 
     def close(self) -> None:
         """Close the inner transport (and the proxy transports built for the environment)."""
@@ -480,19 +558,56 @@ async def _adiscard(response: httpx.Response) -> None:
             pass
 
 
+async def _asend(options: _Options, inner: httpx.AsyncBaseTransport, request: httpx.Request,
+                 original: Any, timeout: float | None) -> httpx.Response:
+    """One attempt: hand the attempt's time to httpx (no phase longer than ``timeout``), send."""
+    if timeout is not None:
+        last = options.narrowing
+        request.extensions["timeout"] = last[2].copy() \
+            if timeout == last[0] and original == last[1] else options.narrowed(original, timeout)
+    return await inner.handle_async_request(request)
+
+
+async def _asend_reading(options: _Options, inner: httpx.AsyncBaseTransport,
+                         request: httpx.Request, original: Any, limit: int,
+                         point: IntegrationPoint, timeout: float | None) -> httpx.Response:
+    """One attempt that also reads up to ``limit`` bytes of the body within the attempt's time."""
+    response = await _asend(options, inner, request, original, timeout)
+    deadline = None if timeout is None else point.clock.now() + timeout
+    return await _aread_body(response, limit, deadline, point)
+
+
 class _AsyncCall(_Call):
     __slots__ = ()
 
     async def __call__(self, timeout: float | None) -> httpx.Response:
-        """One attempt: send, and with ``read_body`` read the body within the attempt's time."""
-        if timeout is not None:
-            self.narrow(timeout)
-        response: httpx.Response = await self.inner.handle_async_request(self.request)
-        if self.limit is not None:
-            deadline = None if timeout is None else self.point.clock.now() + timeout
-            response = await _aread_body(response, self.limit, deadline, self.point)
+        response: httpx.Response = await self.send(timeout)
         self.last = response
         return response
+
+
+async def _arun_watched(point: IntegrationPoint, operation: str, options: _Options,
+                        request: httpx.Request, replayable: bool,
+                        send: Callable[[float | None], Awaitable[httpx.Response]]
+                        ) -> httpx.Response:
+    """Run a request whose body cannot be sent twice, or whose point has a fallback."""
+    once = None
+    if not replayable:
+        once = _OnceStream(request.stream)
+        request.stream = once
+    call = _AsyncCall(options, request, once, send)
+    try:
+        result = await point.arun(call, operation=operation,
+                                  classify_exception=call.classify_exception,
+                                  classify_result=call.classify_result, discard=_adiscard,
+                                  enforce_timeout=False)
+    finally:
+        call.restore()
+    if result is not call.last:
+        if call.last is not None:
+            await _adiscard(call.last)
+        return _checked(result, point)
+    return result
 
 
 class AsyncResilientTransport(httpx.AsyncBaseTransport):
@@ -558,28 +673,43 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         if self._proxies:
             inner = proxied(self._proxies, request.url) or inner
         options = self._options
-        plan = options.router.resolve(request)
-        if plan is None:
-            return await inner.handle_async_request(request)
-        point, operation = plan
+        router = options.router
+        point = router.only
+        operation = None
+        if point is not None:  # no routes: one look-up names the operation
+            ref = request.url._uri_reference
+            operation = router.operations.get((request.method, ref.host, ref.port))
+        if point is None or operation is None:
+            plan = router.resolve(request)
+            if plan is None:
+                return await inner.handle_async_request(request)
+            point, operation = plan
+        extensions = request.extensions
+        original = extensions.get("timeout", _ABSENT)
+        limit = options.read_body
+        if limit is not None:
+            limit = _read_limit(options, request)
+        send = partial(_asend, options, inner, request, original) if limit is None else \
+            partial(_asend_reading, options, inner, request, original, limit, point)
         body = request.stream
-        once = None
-        if type(body) is not httpx.ByteStream and not is_replayable(body):
-            once = _OnceStream(body)
-            request.stream = once
-        call = _AsyncCall(options, request, once, inner, point)
+        replayable = type(body) is _BYTES or is_replayable(body)
         try:
-            result = await point.arun(call, operation=operation,
-                                      classify_exception=call.classify_exception,
-                                      classify_result=call.classify_result, discard=_adiscard,
-                                      enforce_timeout=False)
+            if not replayable or point.fallback is not None:
+                return await _arun_watched(point, operation, options, request, replayable, send)
+            # the common case: the result is always the last attempt's response, and
+            # whether the request may be sent again cannot change between attempts
+            resendable = (request.method in IDEMPOTENT_METHODS
+                          and IDEMPOTENT_EXTENSION not in extensions) \
+                or is_idempotent(request, options.retry_non_idempotent)
+            return await point.arun(send, operation=operation,
+                                    classify_exception=options.exceptions[resendable],
+                                    classify_result=options.results[resendable], discard=_adiscard,
+                                    enforce_timeout=False)
         finally:
-            call.restore()
-        if result is not call.last:
-            if call.last is not None:
-                await _adiscard(call.last)
-            return _checked(result, point)
-        return result
+            if original is _ABSENT:
+                request.extensions.pop("timeout", None)
+            else:
+                request.extensions["timeout"] = original
 
     async def aclose(self) -> None:
         """Close the inner transport (and the proxy transports built for the environment)."""
