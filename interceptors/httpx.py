@@ -558,14 +558,18 @@ async def _adiscard(response: httpx.Response) -> None:
             pass
 
 
-async def _asend(options: _Options, inner: httpx.AsyncBaseTransport, request: httpx.Request,
-                 original: Any, timeout: float | None) -> httpx.Response:
-    """One attempt: hand the attempt's time to httpx (no phase longer than ``timeout``), send."""
+def _asend(options: _Options, inner: httpx.AsyncBaseTransport, request: httpx.Request,
+           original: Any, timeout: float | None) -> Awaitable[httpx.Response]:
+    """One attempt: hand the attempt's time to httpx (no phase longer than ``timeout``), send.
+
+    A plain function returning the inner transport's coroutine: one coroutine
+    fewer to resume each time the request waits for the network.
+    """
     if timeout is not None:
         last = options.narrowing
         request.extensions["timeout"] = last[2].copy() \
             if timeout == last[0] and original == last[1] else options.narrowed(original, timeout)
-    return await inner.handle_async_request(request)
+    return inner.handle_async_request(request)
 
 
 async def _asend_reading(options: _Options, inner: httpx.AsyncBaseTransport,
