@@ -56,6 +56,12 @@ def _close_enough(current: int, needed: int) -> bool:
 class NoTimeouts:
     """Dialects without a server-side statement timeout we know how to set."""
 
+    #: the database enforces timeouts this strategy hands it (else :meth:`apply` does nothing)
+    enforces = False
+    #: ``info[TIMEOUT_KEY]`` (and ``info[SESSION_KEY]`` when present) once the policy's usual
+    #: budget is in force and a statement with that budget needs nothing done; ``None``
+    #: when every statement must go through :meth:`apply`
+    steady_ms: int | None = None
     #: call :meth:`apply` for every statement, even without a timeout (to reset one)
     always_apply = False
     #: :meth:`savepoint_rolled_back` must hear of every ``ROLLBACK TO SAVEPOINT``
@@ -116,6 +122,7 @@ class PostgresTimeouts(NoTimeouts):
     dictionary reads and no driver call.
     """
 
+    enforces = True
     always_apply = True
     watches_savepoints = True
 
@@ -124,7 +131,7 @@ class PostgresTimeouts(NoTimeouts):
         self._idle = TRANSACTION_PROBES.get(driver)
         # the policy's first attempt timeout and its milliseconds: the usual budget
         self.first = first
-        self.first_ms = to_ms(first) if first is not None else None
+        self.first_ms = self.steady_ms = to_ms(first) if first is not None else None
 
     def connect_params(self, cparams: dict[str, Any], attempt_ms: int | None) -> int | None:
         if attempt_ms is None:
@@ -192,7 +199,11 @@ class PostgresTimeouts(NoTimeouts):
 class MySQLTimeouts(NoTimeouts):
     """``max_execution_time`` (ms, SELECT only) at session level."""
 
+    enforces = True
     always_apply = True
+
+    def __init__(self, first: float | None = None) -> None:
+        self.steady_ms = to_ms(first) if first is not None else None
 
     def apply(self, context: Any, fairy: Any, info: dict[Any, Any], timeout: float | None) -> None:
         current = info.get(TIMEOUT_KEY)
@@ -231,6 +242,7 @@ class _SQLiteDeadline:
 class SQLiteTimeouts(NoTimeouts):
     """Interrupt the statement from a progress handler once its deadline passed."""
 
+    enforces = True
     always_apply = True
     # VM instructions between two checks: ~tens of microseconds of work
     INSTRUCTIONS = 1000
@@ -274,7 +286,7 @@ def timeouts_for(dialect: Any, first: float | None = None) -> NoTimeouts:
     if name == "postgresql":
         return PostgresTimeouts(dialect.driver, first)
     if name in ("mysql", "mariadb"):
-        return MySQLTimeouts() if name == "mysql" else NoTimeouts()
+        return MySQLTimeouts(first) if name == "mysql" else NoTimeouts()
     if name == "sqlite":
         return SQLiteTimeouts()
     return NoTimeouts()

@@ -224,9 +224,9 @@ class IntegrationPoint:
     def stats(self) -> PointStats:
         """A consistent snapshot of this point's counters."""
         with self._lock:
-            fast = _count_value(self._fast_ok)
+            fast = _count_value(self._fast_ok) - self._base_fast
             return PointStats(
-                calls=fast + self._c_calls, successes=fast + self._c_successes,
+                calls=fast + self._c_calls - self._base_calls, successes=fast + self._c_successes,
                 failures=self._c_failures, rejected=self._c_rejected,
                 attempts=fast + self._c_attempts, retries=self._c_retries,
                 fallbacks=self._c_fallbacks, cancelled=self._c_cancelled,
@@ -241,9 +241,16 @@ class IntegrationPoint:
 
     def _reset_counters(self) -> None:
         # successes on the first attempt are the hot path: an itertools.count
-        # is incremented atomically by one C call, without the lock
-        self._fast_ok = itertools.count()
-        self._c_calls = self._c_successes = self._c_failures = self._c_rejected = 0
+        # is incremented atomically by one C call, without the lock. It and the
+        # call total are never reset (the retry budget reads their running
+        # total, and hot paths hold the counter's bound method): a reset moves
+        # the baselines that stats() subtracts
+        if not hasattr(self, "_fast_ok"):
+            self._fast_ok = itertools.count()
+            self._c_calls = 0
+        self._base_fast = _count_value(self._fast_ok)
+        self._base_calls = self._c_calls
+        self._c_successes = self._c_failures = self._c_rejected = 0
         self._c_attempts = self._c_retries = self._c_fallbacks = self._c_cancelled = 0
         self._c_by_category: dict[str, int] = {c.value: 0 for c in Category}
         self._c_rejections: dict[str, int] = {"breaker": 0, "bulkhead": 0, "budget": 0, "deadline": 0}
@@ -360,9 +367,13 @@ class IntegrationPoint:
         next(self._fast_ok)
         if started >= self._budget_next:
             self._budget_tick(started)
-        circuit = self.circuit
         hooks = self.hooks.hooks or GLOBAL_HOOKS.hooks
-        if circuit is not None and ticket >= 0 and circuit.clean and self._slow == math.inf:
+        if ticket < 0:  # no breaker to tell (the common case of a hot path): only the hooks
+            if hooks:
+                self._emit_success(operation, self._now() - started)
+            return
+        circuit = self.circuit
+        if circuit is not None and circuit.clean and self._slow == math.inf:
             ticket = REJECTED  # a success changes nothing in an all-success window
         if (circuit is not None and ticket >= 0) or hooks:
             t1 = self._now()

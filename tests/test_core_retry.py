@@ -228,6 +228,24 @@ def test_retry_budget_refills_as_its_period_slides() -> None:
     assert p.stats().retries == 4
 
 
+def test_reset_stats_leaves_the_retry_budget_as_it_was() -> None:
+    """reset_stats() zeroes the counters reported, not the calls the budget has earned."""
+    clock = FakeClock()
+    budget = RetryBudget(ratio=0.5, minimum_per_second=0.0, period=10.0)
+    p = point(Retry(attempts=2, backoff=Backoff.constant(0.0), budget=budget), clock=clock)
+    for _ in range(3):  # successes across bucket boundaries: the budget takes its marks
+        for _ in range(40):
+            p.call(lambda: None)
+        clock.advance(1.5)
+    p.reset_stats()
+    assert p.stats().calls == 0
+    fn = AlwaysFails()
+    with pytest.raises(ConnectionError):
+        p.call(fn)
+    assert fn.calls == 2  # the retry was paid for by the 120 earlier successes
+    assert p.stats().calls == 1 and p.stats().retries == 1
+
+
 def test_retry_budget_none_disables_it() -> None:
     """budget=None retries every retryable failure, however many."""
     p = point(Retry(attempts=3, backoff=Backoff.constant(0.0), budget=None))

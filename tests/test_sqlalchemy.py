@@ -214,27 +214,47 @@ def test_no_connection_level_listener_is_attached(engine: sa.Engine) -> None:
         assert conn.exec_driver_sql("SELECT n FROM counter").scalar() == 0
 
 
-def test_do_execute_listeners_added_later_still_run(engine: sa.Engine) -> None:
-    """A do_execute listener of your own, added after instrument(), still sees and may run the call."""
+def test_do_execute_listeners_of_your_own_run_first(engine: sa.Engine) -> None:
+    """do_execute listeners of your own run before the dialect's (wrapped) method.
+
+    One that only looks leaves the statement to seawall; one that runs the
+    call itself (returns True) takes it past the dialect, and so past seawall.
+    """
     point = make_point()
     events: list[Any] = []
     point.add_hook(events.append)
     sw_sa.instrument(engine, point)
     seen: list[str] = []
 
+    def looks(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        seen.append(statement)
+        return False
+
     def runs_it_itself(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
         seen.append(statement)
         cursor.execute(statement, parameters)
         return True
 
-    event.listen(engine, "do_execute", runs_it_itself)
-    try:
-        with engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT n FROM counter WHERE id = ?", (1,)).scalar() == 0
-    finally:
-        event.remove(engine, "do_execute", runs_it_itself)
-    assert seen == ["SELECT n FROM counter WHERE id = ?"]
-    assert calls(events) == [("select counter", None)]
+    for listener in (looks, runs_it_itself):
+        event.listen(engine, "do_execute", listener)
+        try:
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("SELECT n FROM counter WHERE id = ?", (1,)).scalar() == 0
+        finally:
+            event.remove(engine, "do_execute", listener)
+    assert seen == ["SELECT n FROM counter WHERE id = ?"] * 2
+    assert calls(events) == [("select counter", None)]  # the one the dialect ran
+
+
+def test_the_dialect_is_instrumented_once(engine: sa.Engine) -> None:
+    """An engine made with execution_options() shares its dialect: instrumenting both is refused."""
+    sw_sa.instrument(engine, make_point())
+    sibling = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with pytest.raises(seawall.ConfigurationError, match="already instrumented"):
+        sw_sa.instrument(sibling, make_point())
+    sw_sa.uninstrument(engine)
+    assert "do_execute" not in engine.dialect.__dict__
+    sw_sa.instrument(sibling, make_point())  # free again
 
 
 def test_a_failed_statement_is_one_failed_call_never_retried(engine: sa.Engine) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 import seawall
 from seawall.interceptors import sqlalchemy as sw_sa
+from seawall.interceptors._sqlalchemy_timeouts import SESSION_KEY
 from tests.postgres import PostgresServer
 
 
@@ -345,6 +346,28 @@ def test_rollback_to_savepoint_makes_the_timeout_in_force_unknown(engine: sa.Eng
         assert raw_setting(conn, "statement_timeout") == "1s"
         assert as_ms(show()) <= 300  # so seawall sets it again
         conn.rollback()
+
+
+def test_every_pooled_connection_starts_with_the_session_default(engine: sa.Engine) -> None:
+    """Each new connection gets the attempt timeout at connect time, and seawall knows it.
+
+    A connection whose session default seawall did not know would get a
+    SET LOCAL in every transaction; the raw setting read after a COMMIT
+    shows the session default.
+    """
+    sw_sa.instrument(engine, seawall.IntegrationPoint("pg", timeout=seawall.Timeout(attempt=1.0)))
+    engine.dispose()
+    conns = [engine.connect() for _ in range(3)]  # three connections made one after another
+    try:
+        for conn in conns:
+            conn.exec_driver_sql("SELECT 1")
+            conn.commit()
+            assert raw_setting(conn, "statement_timeout") == "1s"
+            assert conn.connection._connection_record is not None
+            assert conn.connection._connection_record.info[SESSION_KEY] == 1000
+    finally:
+        for conn in conns:
+            conn.close()
 
 
 def test_an_engine_instrumented_before_its_first_connect_initializes(postgres_url: str) -> None:
