@@ -357,7 +357,7 @@ class Router:
     transport, unprotected, when ``default`` is ``None``).
     """
 
-    __slots__ = ("_routes", "default", "only", "operations")
+    __slots__ = ("_routes", "default", "last", "only", "operations")
 
     def __init__(self, default: IntegrationPoint | None, routes: Iterable[Route]) -> None:
         if default is not None and not isinstance(default, IntegrationPoint):
@@ -379,6 +379,9 @@ class Router:
         # keyed on the parsed reference's raw host and port, the cheapest to read
         # (URL.host decodes IDNA on each access)
         self.operations: dict[tuple[str, str, int | None], str] = {}
+        # without routes: (method, raw host, port, operation) of the last request resolved,
+        # compared field by field (cheaper than hashing a key; a client mostly talks to one host)
+        self.last: tuple[str, str, int | None, str] = ("", "", None, "")
 
     @property
     def points(self) -> tuple[IntegrationPoint, ...]:
@@ -402,6 +405,7 @@ class Router:
                 op = f"{method} {host_label(url)}"  # the label uses the public API
                 if len(self.operations) < 4096:
                     self.operations[key] = op
+            self.last = (*key, op)
             assert self.default is not None
             return self.default, op
         host, port, path = url.host, url.port, url.path

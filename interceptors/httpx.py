@@ -450,9 +450,11 @@ class ResilientTransport(httpx.BaseTransport):
         router = options.router
         point = router.only
         operation = None
-        if point is not None:  # no routes: one look-up names the operation
+        if point is not None:  # no routes: the last request's operation is likely this one's
             ref = request.url._uri_reference
-            operation = router.operations.get((request.method, ref.host, ref.port))
+            last = router.last
+            if request.method == last[0] and ref.host == last[1] and ref.port == last[2]:
+                operation = last[3]
         if point is None or operation is None:
             plan = router.resolve(request)
             if plan is None:
@@ -680,9 +682,11 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         router = options.router
         point = router.only
         operation = None
-        if point is not None:  # no routes: one look-up names the operation
+        if point is not None:  # no routes: the last request's operation is likely this one's
             ref = request.url._uri_reference
-            operation = router.operations.get((request.method, ref.host, ref.port))
+            last = router.last
+            if request.method == last[0] and ref.host == last[1] and ref.port == last[2]:
+                operation = last[3]
         if point is None or operation is None:
             plan = router.resolve(request)
             if plan is None:
