@@ -196,6 +196,12 @@ _CONNECTED: ContextVar[tuple[Any, int | None] | None] = ContextVar(
     "seawall_sqlalchemy_connected", default=None)
 
 
+def _labelled(op: str, context: Any) -> str:
+    """The operation of a statement: the user's ``seawall_operation`` label, else ``op``."""
+    label: str | None = context.execution_options.get(OPERATION_OPTION)
+    return op if label is None else label
+
+
 class _Instrumentation:
     """The hooks of one engine and the state they share.
 
@@ -467,7 +473,7 @@ class _Instrumentation:
         timeout_key, session_key = TIMEOUT_KEY, SESSION_KEY
         in_unit_now = _IN_UNIT.get
         deadline_now = DEADLINE.get
-        option = OPERATION_OPTION
+        labelled = _labelled
 
         def observed(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
             if context is None or not live:
@@ -477,10 +483,7 @@ class _Instrumentation:
             found = ops.get(statement)
             if found is None:
                 found = name(statement)
-            op, rollback_to = found
-            options = context.execution_options
-            if option in options:
-                op = options[option]
+            op, rollback_to = found  # the user's label replaces op where op is used: labelled()
             started = now()
             timeout = first
             outer = deadline_now()
@@ -489,7 +492,8 @@ class _Instrumentation:
                 if timeout is None or left < timeout:
                     if left <= 0.0:
                         if not in_unit_now():
-                            self._run_late(op, original, cursor, statement, parameters, context)
+                            self._run_late(labelled(op, context), original, cursor, statement,
+                                           parameters, context)
                             return
                         left = 0.0
                     timeout = left
@@ -502,7 +506,7 @@ class _Instrumentation:
             elif in_unit_now():
                 ticket = REJECTED
             else:
-                ticket = point.admit(op)  # raises CircuitOpenError, counted
+                ticket = point.admit(labelled(op, context))  # raises CircuitOpenError, counted
             if enforces and (timeout is not None or rollback_to or self.applied):
                 if timeout is first and steady is not None and not rollback_to:
                     # the common case, without a call: the usual budget is already in force
@@ -522,12 +526,13 @@ class _Instrumentation:
             except Exception as exc:
                 if ticket >= 0 and in_unit_now():
                     ticket = REJECTED
-                self._failed(exc, op, started, ticket, cursor, statement, parameters, context)
+                self._failed(exc, labelled(op, context), started, ticket, cursor, statement,
+                             parameters, context)
                 raise
             except BaseException:  # cancelled: not a failure
                 if ticket >= 0 and not in_unit_now():
                     point.release(ticket)
-                point._record_cancel(op, started)
+                point._record_cancel(labelled(op, context), started)
                 raise
             if ticket >= 0 and ((skip_clean and circuit.clean)  # type: ignore[union-attr]
                                 or in_unit_now()):
@@ -537,7 +542,7 @@ class _Instrumentation:
                 if started >= point._budget_next:
                     budget_tick(started)
             else:
-                record_success(op, started, ticket)
+                record_success(labelled(op, context), started, ticket)
         live = True
 
         def stop() -> None:  # uninstrumented: a wrapper still called only passes calls on
