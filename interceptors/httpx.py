@@ -24,6 +24,7 @@ is an event whose operation is ``"METHOD host"`` or, with a route table,
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Iterator
 from functools import partial
 from typing import Any
@@ -75,6 +76,9 @@ _BYTES = httpx.ByteStream
 _DRAIN_LIMIT = 16 * 1024
 
 
+_ABSENT: Any = object()  # the request had no timeout extension
+
+
 class _Options:
     """The transport's settings, validated once; shared by the sync and async shells.
 
@@ -115,16 +119,18 @@ class _Options:
         )
         # the last (attempt timeout, request timeouts, narrowed timeouts): the client
         # sends the same timeouts every time, and the first attempt's is the point's
-        self.narrowing: tuple[float, Any, dict[str, float | None]] = (-1.0, None, {})
+        # (NaN equals no timeout, so the first request always computes)
+        self.narrowing: tuple[float, Any, dict[str, float | None]] = (math.nan, _ABSENT, {})
 
     def narrowed(self, original: Any, timeout: float) -> dict[str, float | None]:
         """A fresh copy of the request's ``timeout`` extension with no phase over ``timeout``."""
         last = self.narrowing
         if timeout == last[0] and original == last[1]:
             return last[2].copy()
-        current = None if original is _ABSENT else original
-        out = narrowed_timeout(current, timeout)
-        snapshot = current.copy() if type(current) is dict else current
+        out = narrowed_timeout(None if original is _ABSENT else original, timeout)
+        # a dict is copied (its owner may change it later); anything else is ignored
+        # by narrowed_timeout, so it may be kept as it is
+        snapshot = original.copy() if type(original) is dict else original
         self.narrowing = (timeout, snapshot, out.copy())
         return out
 
@@ -149,9 +155,6 @@ class _Options:
             delay = parse_retry_after(response.headers.get("retry-after"))
             return c if delay is None else c.with_delay(delay)
         return c.with_retry(False) if c.retry else c
-
-
-_ABSENT: Any = object()  # the request had no timeout extension
 
 
 class _Call:

@@ -296,6 +296,60 @@ def test_each_attempt_hands_its_time_to_httpx_and_the_request_is_restored() -> N
     assert r.request.extensions["timeout"] == httpx.Timeout(10.0, connect=0.1).as_dict()
 
 
+def test_each_request_is_narrowed_from_its_own_timeouts() -> None:
+    """Requests with other timeouts through one transport each get their own narrowing."""
+    seen: list[dict[str, Any]] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(request.extensions["timeout"]))
+        request.extensions["timeout"]["read"] = 99.0  # an inner transport that edits in place
+        return httpx.Response(200)
+
+    p = point(timeout=seawall.Timeout(attempt=0.25, total=1.0))
+    t = sw_httpx.ResilientTransport(p, httpx.MockTransport(record))
+    with httpx.Client(transport=t, timeout=10.0) as client:
+        client.get("http://api.test/")
+        client.get("http://api.test/")
+        client.get("http://api.test/", timeout=httpx.Timeout(10.0, read=0.1))
+        r = client.get("http://api.test/", timeout=httpx.Timeout(10.0, connect=0.2))
+    capped = dict.fromkeys(("connect", "read", "write", "pool"), 0.25)
+    assert seen == [capped, capped, {**capped, "read": 0.1}, {**capped, "connect": 0.2}]
+    assert r.request.extensions["timeout"] == httpx.Timeout(10.0, connect=0.2).as_dict()
+
+
+def test_a_request_without_timeouts_gets_the_attempt_timeout_and_keeps_none() -> None:
+    """No timeout extension: every phase is the attempt timeout, and none is left behind."""
+    seen: list[dict[str, Any]] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(request.extensions["timeout"]))
+        return httpx.Response(200)
+
+    p = point(timeout=seawall.Timeout(attempt=0.25))
+    t = sw_httpx.ResilientTransport(p, httpx.MockTransport(record))
+    for _ in range(2):
+        request = httpx.Request("GET", "http://api.test/")
+        assert t.handle_request(request).status_code == 200
+        assert "timeout" not in request.extensions
+    assert seen == [dict.fromkeys(("connect", "read", "write", "pool"), 0.25)] * 2
+
+
+def test_the_operation_follows_method_host_and_port_from_request_to_request() -> None:
+    """Without routes each request is named by its own method, host and port, whatever came before."""
+    events: list[Any] = []
+    p = point()
+    p.add_hook(events.append)
+    t = sw_httpx.ResilientTransport(p, httpx.MockTransport(lambda r: httpx.Response(200)))
+    with httpx.Client(transport=t) as client:
+        for method, url in [("GET", "http://a.test/"), ("GET", "http://a.test/x"),
+                            ("POST", "http://a.test/"), ("GET", "http://b.test/"),
+                            ("GET", "http://b.test:8080/"), ("GET", "http://a.test/")]:
+            client.request(method, url)
+    ops = [e.operation for e in events if isinstance(e, seawall.CallEvent)]
+    assert ops == ["GET a.test", "GET a.test", "POST a.test", "GET b.test", "GET b.test:8080",
+                   "GET a.test"]
+
+
 def test_sync_and_async_transports_take_the_same_options() -> None:
     """The two shells are mirrored by hand: their constructors must not drift apart."""
     import inspect
