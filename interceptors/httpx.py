@@ -480,9 +480,9 @@ class ResilientTransport(httpx.BaseTransport):
             resendable = (request.method in IDEMPOTENT_METHODS
                           and IDEMPOTENT_EXTENSION not in extensions) \
                 or is_idempotent(request, options.retry_non_idempotent)
-            return point.run(send, operation=operation,
-                             classify_exception=options.exceptions[resendable],
-                             classify_result=options.results[resendable], discard=_discard)
+            # the core's positional entry (what point.run calls): one frame fewer per request
+            return point._run(send, operation, None, options.exceptions[resendable],
+                              options.results[resendable], _discard, True)
         finally:
             if original is _ABSENT:
                 request.extensions.pop("timeout", None)
@@ -712,10 +712,8 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             resendable = (request.method in IDEMPOTENT_METHODS
                           and IDEMPOTENT_EXTENSION not in extensions) \
                 or is_idempotent(request, options.retry_non_idempotent)
-            return await point.arun(send, operation=operation,
-                                    classify_exception=options.exceptions[resendable],
-                                    classify_result=options.results[resendable], discard=_adiscard,
-                                    enforce_timeout=False)
+            return await point._arun(send, operation, None, options.exceptions[resendable],
+                                     options.results[resendable], _adiscard, False)
         finally:
             if original is _ABSENT:
                 request.extensions.pop("timeout", None)

@@ -454,8 +454,10 @@ class IntegrationPoint:
                 if use_fallback:
                     return _resolve_fallback(cast(Fallback, self.fallback), error)
                 raise error
-        if self._first_timeout is None and deadline is None and DEADLINE.get() is None:
-            limit = timeout = None  # nothing to hand down: the common case, no tuple built
+        timeout = self._first_timeout
+        if deadline is None and DEADLINE.get() is None:
+            # the common cases, no call: nothing to hand down, or the policy's own timeout
+            limit = None if timeout is None else t0 + timeout
         else:
             limit, timeout = self._first_limit(t0, deadline)
         permits = self._permits
@@ -585,8 +587,10 @@ class IntegrationPoint:
                     value = _resolve_fallback(cast(Fallback, self.fallback), error)
                     return await value if inspect.isawaitable(value) else value
                 raise error
-        if self._first_timeout is None and deadline is None and DEADLINE.get() is None:
-            limit = timeout = None  # nothing to hand down: the common case, no tuple built
+        timeout = self._first_timeout
+        if deadline is None and DEADLINE.get() is None:
+            # the common cases, no call: nothing to hand down, or the policy's own timeout
+            limit = None if timeout is None else t0 + timeout
         else:
             limit, timeout = self._first_limit(t0, deadline)
         permits = self._permits
