@@ -1,6 +1,6 @@
 """Cost of seawall's SQLAlchemy hooks on ``SELECT 1``, raw engine against instrumented engine.
 
-Run: ``.venv/bin/python bench/sqlalchemy.py`` (or ``make bench``); about 15 s.
+Run: ``.venv/bin/python bench/sqlalchemy.py`` (or ``make bench``); about 25 s.
 It starts its own throwaway PostgreSQL 15 (``tests/postgres.py``) on
 127.0.0.1 and uses a SQLite file in a temp dir.
 
@@ -20,6 +20,11 @@ is the figure that survives a shared machine. Also printed: microseconds
 per call of the best batch of each (the intrinsic cost) and their
 difference, and the median batch times. Target: under 5 % on PostgreSQL
 over loopback.
+
+An ``A/A control`` line times the raw engine's connection against a second
+raw connection the same way: its distance from 1.000 is the noise floor
+of that run. On a machine with two CPUs or more the PostgreSQL server is
+pinned to one CPU and this process to another (see :func:`pin_apart`).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Callable  # noqa: E402
-from typing import NamedTuple  # noqa: E402
+from typing import Any, NamedTuple  # noqa: E402
 
 import sqlalchemy as sa  # noqa: E402
 
@@ -49,7 +54,7 @@ from tests.postgres import PostgresUnavailable, running_postgres  # noqa: E402
 warnings.simplefilter("ignore")
 
 BATCH_SECONDS = 0.01  # one batch of calls of one case
-SECONDS_PER_DATABASE = 6.0
+SECONDS_PER_DATABASE = {"sqlite": 6.0, "postgresql": 15.0}
 MIN_ROUNDS, MAX_ROUNDS = 30, 2000
 
 
@@ -82,7 +87,10 @@ def cases_for(url: str, label: str) -> tuple[dict[str, Callable[[int], None]], l
                     c.exec_driver_sql("SELECT 1").scalar()
         return run
 
+    control = raw.connect()  # a second raw connection: the A/A line shows the noise floor
     cases = {
+        f"{label} A/A control / raw": statement(held["raw"]),
+        f"{label} A/A control / seawall": statement(control),
         f"{label} statement / raw": statement(held["raw"]),
         f"{label} statement / seawall": statement(held["seawall"]),
         f"{label} checkout+statement / raw": checkout(raw),
@@ -103,7 +111,7 @@ class Pair(NamedTuple):
     ratio_q3: float
 
 
-def measure(cases: dict[str, Callable[[int], None]]) -> dict[str, Pair]:
+def measure(cases: dict[str, Callable[[int], None]], seconds: float) -> dict[str, Pair]:
     """Time each ``<shape> / raw`` and ``<shape> / seawall`` pair in short interleaved batches.
 
     Every round runs one batch of each case, raw and instrumented next to
@@ -120,7 +128,7 @@ def measure(cases: dict[str, Callable[[int], None]]) -> dict[str, Pair]:
     shapes = [n.removesuffix(" / raw") for n in cases if n.endswith(" / raw")]
     samples: dict[str, list[float]] = {name: [] for name in cases}
     ratios: dict[str, list[float]] = {shape: [] for shape in shapes}
-    end = time.monotonic() + SECONDS_PER_DATABASE
+    end = time.monotonic() + seconds
     rounds = 0
     gc.disable()
     try:
@@ -157,6 +165,25 @@ def report(results: dict[str, Pair]) -> None:
               f"{r.raw_median * 1e6:11.1f} {r.seawall_median * 1e6:8.1f}")
 
 
+def pin_apart(server: Any) -> bool:
+    """Put this process on one CPU and the PostgreSQL server (and its future backends) on another.
+
+    Each statement is a ping-pong between client and backend; left to the
+    scheduler, where each wakes up varies from batch to batch and that
+    jitter is larger than what is measured. Both cases run pinned alike.
+    """
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2:
+        return False
+    try:
+        pid = int((server.datadir / "postmaster.pid").read_text().split()[0])
+        os.sched_setaffinity(pid, {cpus[1]})
+        os.sched_setaffinity(0, {cpus[0]})
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
 def main() -> int:
     started = time.monotonic()
     print("seawall SQLAlchemy hooks: SELECT 1, raw engine vs instrumented; ratio = median over "
@@ -164,15 +191,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cases, engines = cases_for(f"sqlite:///{tmp}/bench.db", "sqlite")
         try:
-            report(measure(cases))
+            report(measure(cases, SECONDS_PER_DATABASE["sqlite"]))
         finally:
             for e in engines:
                 e.dispose()
     try:
         with running_postgres() as server:
+            pinned = pin_apart(server)
             cases, engines = cases_for(server.url(server.create_database()), "postgresql")
             try:
-                report(measure(cases))
+                if pinned:
+                    print("(client on CPU 0, PostgreSQL on CPU 1)")
+                report(measure(cases, SECONDS_PER_DATABASE["postgresql"]))
             finally:
                 for e in engines:
                     e.dispose()

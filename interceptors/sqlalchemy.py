@@ -470,6 +470,7 @@ class _Instrumentation:
         enforces = timeouts.enforces
         # the timeout value in the record's info that already enforces the usual budget
         steady = timeouts.steady_ms
+        steady_known = enforces and steady is not None
         timeout_key, session_key = TIMEOUT_KEY, SESSION_KEY
         in_unit_now = _IN_UNIT.get
         deadline_now = DEADLINE.get
@@ -507,20 +508,19 @@ class _Instrumentation:
                 ticket = REJECTED
             else:
                 ticket = point.admit(labelled(op, context))  # raises CircuitOpenError, counted
-            if enforces and (timeout is not None or rollback_to or self.applied):
-                if timeout is first and steady is not None and not rollback_to:
-                    # the common case, without a call: the usual budget is already in force
-                    fairy = context._dbapi_connection
-                    record = fairy._connection_record
-                    info = record.info if record is not None else fairy.info
-                    try:
-                        fresh = info[timeout_key] != steady or info[session_key] != steady
-                    except KeyError:  # a connection made before instrument() or by a listener
-                        fresh = True
-                    if fresh:
-                        apply_timeout(context, timeout, False)
-                else:
-                    apply_timeout(context, timeout, rollback_to)
+            if timeout is first and steady_known and not rollback_to:
+                # the common case, without a call: is the usual budget already in force?
+                try:
+                    info = context._dbapi_connection._connection_record.info
+                    fresh = info[timeout_key] != steady or info[session_key] != steady
+                except (AttributeError, KeyError):
+                    # no record (the dialect's first-connect queries), or a connection made
+                    # before instrument() or by a listener of yours: the long way
+                    fresh = True
+                if fresh:
+                    apply_timeout(context, timeout, False)
+            elif enforces and (timeout is not None or rollback_to or self.applied):
+                apply_timeout(context, timeout, rollback_to)
             try:
                 original(cursor, statement, parameters, context)
             except Exception as exc:
