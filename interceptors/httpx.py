@@ -481,8 +481,10 @@ class ResilientTransport(httpx.BaseTransport):
                           and IDEMPOTENT_EXTENSION not in extensions) \
                 or is_idempotent(request, options.retry_non_idempotent)
             # the core's positional entry (what point.run calls): one frame fewer per request
-            return point._run(send, operation, None, options.exceptions[resendable],
-                              options.results[resendable], _discard, True)
+            response: httpx.Response = point._run(
+                send, operation, None, options.exceptions[resendable],
+                options.results[resendable], _discard, True)
+            return response
         finally:
             if original is _ABSENT:
                 request.extensions.pop("timeout", None)
@@ -712,8 +714,10 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             resendable = (request.method in IDEMPOTENT_METHODS
                           and IDEMPOTENT_EXTENSION not in extensions) \
                 or is_idempotent(request, options.retry_non_idempotent)
-            return await point._arun(send, operation, None, options.exceptions[resendable],
-                                     options.results[resendable], _adiscard, False)
+            response: httpx.Response = await point._arun(
+                send, operation, None, options.exceptions[resendable],
+                options.results[resendable], _adiscard, False)
+            return response
         finally:
             if original is _ABSENT:
                 request.extensions.pop("timeout", None)
