@@ -129,9 +129,9 @@ class PostgresTimeouts(NoTimeouts):
     def __init__(self, driver: str, first: float | None = None) -> None:
         self.driver = driver
         self._idle = TRANSACTION_PROBES.get(driver)
-        # the policy's first attempt timeout and its milliseconds: the usual budget
+        # the policy's first attempt timeout (its milliseconds: steady_ms): the usual budget
         self.first = first
-        self.first_ms = self.steady_ms = to_ms(first) if first is not None else None
+        self.steady_ms = to_ms(first) if first is not None else None
 
     def connect_params(self, cparams: dict[str, Any], attempt_ms: int | None) -> int | None:
         if attempt_ms is None:
@@ -159,7 +159,7 @@ class PostgresTimeouts(NoTimeouts):
                 return
             needed = 0
         else:
-            needed = self.first_ms if timeout == self.first else to_ms(timeout)  # type: ignore[assignment]
+            needed = self.steady_ms if timeout == self.first else to_ms(timeout)  # type: ignore[assignment]
             if current == needed or (current is not None and _close_enough(current, needed)):
                 return
         raw = fairy.dbapi_connection

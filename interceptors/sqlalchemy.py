@@ -228,8 +228,9 @@ class _Instrumentation:
         self.applied = self.attempt_ms is not None and self.always_apply
         self.listeners: list[tuple[str, Callable[..., Any]]] = []  # pool events
         self.wrapped: list[tuple[str, Callable[..., Any]]] = []  # the dialect's methods
-        self.live = True  # False once uninstrumented
-        self.stoppers: list[Callable[[], None]] = []  # turn the statement wrappers off
+        # turn the wrappers off: one left in place (wrapped in turn by someone else)
+        # then only passes calls on
+        self.stoppers: list[Callable[[], None]] = []
         self.permits = point._permits
         # pool records of checked-out connections holding a bulkhead permit; set
         # add / remove / pop are atomic, so no lock is needed on the checkout path
@@ -301,7 +302,6 @@ class _Instrumentation:
         for name, fn in self.listeners:
             event.remove(self.engine, name, fn)
         self.listeners.clear()
-        self.live = False  # a wrapper someone else wrapped in turn now only passes calls on
         for stop in self.stoppers:
             stop()
         dialect_dict = self.dialect.__dict__
@@ -327,11 +327,18 @@ class _Instrumentation:
             self.point.clock.sleep(delay)
 
     def _connect_wrapper(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        live = True
+
         def connect(*cargs: Any, **cparams: Any) -> Any:
-            if not self.live:
+            if not live:
                 return original(*cargs, **cparams)
             return self._connect(original, cargs, cparams)
 
+        def stop() -> None:
+            nonlocal live
+            live = False
+
+        self.stoppers.append(stop)
         return connect
 
     def on_pool_connect(self, dbapi_connection: Any, record: Any) -> None:

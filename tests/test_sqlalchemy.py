@@ -246,6 +246,23 @@ def test_do_execute_listeners_of_your_own_run_first(engine: sa.Engine) -> None:
     assert calls(events) == [("select counter", None)]  # the one the dialect ran
 
 
+def test_a_wrapper_left_in_place_by_uninstrument_only_passes_calls_on(engine: sa.Engine) -> None:
+    """If someone wrapped seawall's do_execute in turn, uninstrument() leaves it but turns it off."""
+    point = make_point()
+    sw_sa.instrument(engine, point)
+    ours = engine.dialect.do_execute
+
+    def theirs(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        ours(cursor, statement, parameters, context)
+
+    engine.dialect.do_execute = theirs  # type: ignore[method-assign]
+    sw_sa.uninstrument(engine)
+    assert engine.dialect.do_execute is theirs
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT n FROM counter WHERE id = ?", (1,)).scalar() == 0
+    assert point.stats().calls == 0
+
+
 def test_the_dialect_is_instrumented_once(engine: sa.Engine) -> None:
     """An engine made with execution_options() shares its dialect: instrumenting both is refused."""
     sw_sa.instrument(engine, make_point())
