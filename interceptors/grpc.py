@@ -37,7 +37,9 @@ is final. Fallbacks answer unary-response calls only.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any, Union, cast
+
+import grpc.aio
 
 from seawall import IntegrationPoint
 
@@ -78,15 +80,22 @@ def client_interceptors(target: Target, *, idempotent: bool = False,
 
 
 def aio_client_interceptors(target: Target, *, idempotent: bool = False,
-                            request_buffer: int = DEFAULT_REQUEST_BUFFER) -> list[Any]:
+                            request_buffer: int = DEFAULT_REQUEST_BUFFER,
+                            ) -> list[grpc.aio.ClientInterceptor]:
     """Interceptors for ``grpc.aio.insecure_channel(..., interceptors=...)`` (or ``secure_channel``).
 
     The same options as :func:`client_interceptors`; one object per call
-    shape, because grpc.aio registers an interceptor for a single shape.
+    shape (unary-unary, unary-stream, stream-unary, stream-stream, in that
+    order), because grpc.aio registers an interceptor for a single shape.
+    Each is a ``grpc.aio.ClientInterceptor``, the type the channel's
+    ``interceptors`` parameter takes, so the list passes type checks as it is.
     """
     router = Router(target, idempotent=idempotent, request_buffer=request_buffer)
-    return [AioUnaryUnary(router), AioUnaryStream(router), AioStreamUnary(router),
-            AioStreamStream(router)]
+    interceptors = [AioUnaryUnary(router), AioUnaryStream(router), AioStreamUnary(router),
+                    AioStreamStream(router)]
+    # grpc-stubs declares ClientInterceptor as a placeholder class that nothing subclasses;
+    # at run time it is the base of the four shapes (each object here is one)
+    return cast("list[grpc.aio.ClientInterceptor]", interceptors)
 
 
 __all__ = [
