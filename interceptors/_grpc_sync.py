@@ -724,10 +724,11 @@ class _ResponseStream(grpc.Call, _Future):
     def _expire(self, call: Any) -> None:
         """The first-message limit passed: end ``call`` unless a message was delivered."""
         with self._state_lock:
-            if self._delivered or self._closed or call is not self._current:
+            if self._delivered or self._closed or call is not self._current or call.done():
                 return
             self._expired = call
-        call.cancel()
+        if not call.cancel():  # it ended by itself meanwhile: its own status stands
+            self._expired = None
 
     def _stop_timer(self) -> None:
         timer = self._timer

@@ -251,3 +251,48 @@ async def test_many_tasks_retrying_blocked_streams_at_once_aio(
     assert (p.stats().successes, p.stats().retries) == (32, 64)
     for pipe in pipes:
         pipe.close()
+
+
+# ---------------------------------------------------------------------------
+# the replay buffer itself, with threads
+
+
+def test_replay_buffer_hands_a_message_drawn_for_a_retired_view_to_the_next() -> None:
+    """A view blocked in the caller's iterator never holds up a new view; what it draws goes to
+    the new view, and past ``limit`` no further view starts and nothing more is kept."""
+    from seawall.interceptors._grpc_common import ReplayBuffer
+
+    with Pipe() as pipe:
+        pipe.add("a")
+        pipe.add("b")
+        buffer = ReplayBuffer(pipe, limit=2)
+        first = buffer.view()
+        assert first is not None
+        got_first: list[Any] = []
+        t1 = threading.Thread(target=lambda: got_first.extend(first), daemon=True)
+        t1.start()
+        assert _wait(lambda: pipe.drawn == 2 and got_first == ["a", "b"])  # now blocked on "c"
+        second = buffer.view()  # at once, although t1 is inside the caller's iterator
+        assert second is not None
+        got_second: list[Any] = []
+        t2 = threading.Thread(target=lambda: got_second.extend(second), daemon=True)
+        t2.start()
+        assert _wait(lambda: got_second == ["a", "b"])
+        pipe.add("c")  # drawn by t1 for the retired view: the second view sends it
+        t1.join(BOUND)
+        assert got_first == ["a", "b"] and not t1.is_alive()
+        assert _wait(lambda: got_second == ["a", "b", "c"])
+        assert buffer.view() is None  # three drawn, limit two: no replay any more
+        pipe.add("d")
+        assert _wait(lambda: got_second == ["a", "b", "c", "d"])
+    t2.join(BOUND)
+    assert not t2.is_alive() and pipe.drawn == 4
+
+
+def _wait(predicate: Any) -> bool:
+    end = time.monotonic() + BOUND
+    while not predicate():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.005)
+    return True

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from concurrent import futures
@@ -298,12 +297,3 @@ class ByteCounter:
             for s in self._sockets:
                 s.close()
 
-
-def wait_until(predicate: Any, timeout: float) -> bool:
-    """Poll ``predicate`` every 10 ms for at most ``timeout`` seconds (for counters no event signals)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
