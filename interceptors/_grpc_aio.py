@@ -4,7 +4,8 @@ Unary responses retry inside the interceptor task; cancelling the caller's
 call cancels the attempt in flight on the wire too. Response streams return
 a call object that delegates to the current attempt and retries while no
 message was delivered (grpc.aio would otherwise pin ``code()`` and
-``cancel()`` to the first attempt, grpc/grpc#37208).
+``cancel()`` to the first attempt, grpc/grpc#37208); a loop timer ends an
+attempt that delivered nothing within ``Timeout.attempt``.
 
 A request-streaming attempt is judged by the status it *first* finished
 with: when the server ends such a call while a request write is still in

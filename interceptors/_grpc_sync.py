@@ -4,7 +4,9 @@ Unary responses: the blocking paths (``stub.M(req)``, ``.with_call``) retry
 in the caller's thread; ``.future()`` returns a proxy future that re-drives
 attempts from done-callbacks and never blocks the caller (retry waits run
 on a short-lived thread). Response streams return a proxy iterator that
-retries in the reading thread until the first message was delivered.
+retries in the reading thread until the first message was delivered; one
+shared timer thread ends an attempt that delivered nothing within
+``Timeout.attempt`` (the wire deadline of a stream is the call's own).
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ table from method patterns (``"/pkg.Service/Method"``, ``"/pkg.Service/*"``,
 pattern pass through untouched.
 
 What each call gets: the caller's ``timeout=`` is the total budget, each
-attempt gets ``min(Timeout.attempt, remaining)`` as its gRPC timeout;
+attempt of a unary-response call gets ``min(Timeout.attempt, remaining)``
+as its gRPC timeout (a response stream: see below);
 status codes are classified by :func:`classify_status`; the server's
 ``grpc-retry-pushback-ms`` trailer paces or stops retries; retries carry
 the ``seawall-attempt`` request header (1-based attempt number, absent on
@@ -29,9 +30,13 @@ without touching the network; every attempt is an event whose
 ``operation`` is the full method name.
 
 Streams: a response stream is retried only until its first message was
-delivered to the caller; a request stream only while it fits the route's
-``request_buffer`` (messages kept for replay), otherwise its first failure
-is final. Fallbacks answer unary-response calls only.
+delivered to the caller, and ``Timeout.attempt`` bounds that phase only
+(no message in time: ``DEADLINE_EXCEEDED``); after it only the caller's
+``timeout=`` and ``Timeout.total`` apply. A request stream is retried only
+while it fits the route's ``request_buffer`` (messages kept for replay),
+otherwise its first failure is final; request iterators may block as long
+as they like, a failed attempt is decided without waiting for them.
+Fallbacks answer unary-response calls only.
 """
 
 from __future__ import annotations
