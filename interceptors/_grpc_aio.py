@@ -4,7 +4,8 @@ Unary responses retry inside the interceptor task; cancelling the caller's
 call cancels the attempt in flight on the wire too. Response streams return
 a call object that delegates to the current attempt and retries while no
 message was delivered (grpc.aio would otherwise pin ``code()`` and
-``cancel()`` to the first attempt, grpc/grpc#37208).
+``cancel()`` to the first attempt, grpc/grpc#37208); a loop timer ends an
+attempt that delivered nothing within ``Timeout.attempt``.
 
 A request-streaming attempt is judged by the status it *first* finished
 with: when the server ends such a call while a request write is still in
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -41,16 +43,20 @@ from ._grpc_common import (
     ReplayState,
     Router,
     Rule,
+    add_note,
     as_rpc_error,
     classify_status,
     end_failure,
     operation_name,
     refuse,
+    replay_view,
     resolve_fallback,
+    stream_limits,
 )
 
 _OK = grpc.StatusCode.OK
 _INTERNAL = grpc.StatusCode.INTERNAL
+_DEADLINE_EXCEEDED = grpc.StatusCode.DEADLINE_EXCEEDED
 _AioRpcError = grpc.aio.AioRpcError
 _EOF: Any = getattr(grpc.aio, "EOF")  # noqa: B009 (missing from grpc-stubs)
 
@@ -116,10 +122,14 @@ class _Status(NamedTuple):
     trailing: Any
     details: str
     debug: str
+    note: str = ""  # added to the error: why seawall ended the attempt
 
     def error(self) -> Any:
         """The ``AioRpcError`` of this status."""
-        return _AioRpcError(self.code, self.initial, self.trailing, self.details, self.debug)
+        err = _AioRpcError(self.code, self.initial, self.trailing, self.details, self.debug)
+        if self.note:
+            add_note(err, self.note)
+        return err
 
 
 async def _read_status(call: Any) -> _Status:
@@ -312,6 +322,7 @@ async def _unary(rule: Rule, continuation: Any, details: Any, request: Any,
         except asyncio.CancelledError:
             if call is not None:
                 call.cancel()  # else the RPC keeps running on the server
+            _close(buffer)
             ex.cancelled()
             raise
         except Exception as exc:  # an inner interceptor raised: final, never retried
@@ -344,12 +355,9 @@ async def _unary(rule: Rule, continuation: Any, details: Any, request: Any,
             ex.success()
             return call
         c, err = _classify(rule, status if status is not None else await _read_status(call))
-        if buffer is not None and c.retry:
-            view = buffer.view()
-            if view is None:
-                c = c.with_retry(False)
-            else:
-                request = view
+        c, view = replay_view(rule, ex, c, buffer)
+        if view is not None:
+            request = view
         delay = ex.failure(c)
         if delay is None:
             return await _failed(ex, c, (call, err), wrap=wrap)
@@ -385,28 +393,84 @@ async def _failed(ex: Execution, c: Classification, outcome: tuple[Any, Any], *,
 
 
 class _AsyncReplay(ReplayState):
-    """The async twin of :class:`ReplayBuffer` for async request iterators."""
+    """The async twin of :class:`ReplayBuffer` for async request iterators.
+
+    Nothing waits on the caller's iterator while holding anything the
+    failure path needs: the caller's iterator may wait on a queue for as
+    long as it likes, and a retry's view must still send the kept messages
+    at once. Each draw runs as its own task, so cancelling a failed attempt
+    (grpc.aio cancels its request consumer) does not throw into the caller's
+    iterator and lose the message it was about to give: the retry gets it.
+    Only :meth:`close` (the caller cancelled the call) cancels a draw, as
+    plain grpc.aio would. Views wait on futures woken when a draw ends or a
+    new view retires theirs. Loop-bound, like the call it serves.
+    """
 
     def __init__(self, source: AsyncIterable[Any], limit: int) -> None:
         super().__init__(limit)
         self._source = source.__aiter__()
-        self._lock = asyncio.Lock()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._draw: asyncio.Task[Any] | None = None
+        self._error: BaseException | None = None
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def view(self) -> _AsyncView | None:
         generation = self.next_generation()
+        self._wake()  # a view waiting for the previous draw is retired now and ends
         return None if generation is None else _AsyncView(self, generation)
 
+    def close(self) -> None:
+        """The call was cancelled: stop a draw in progress (the caller's iterator sees it)."""
+        if self._draw is not None:
+            self._draw.cancel()
+
+    async def _next(self) -> Any:
+        try:
+            return await self._source.__anext__()
+        except StopAsyncIteration:
+            return EXHAUSTED
+
+    def _drawn(self, draw: asyncio.Task[Any]) -> None:
+        self._draw = None
+        self.pulling = False
+        if draw.cancelled():
+            self.exhausted = True
+        elif draw.exception() is not None:
+            self._error = draw.exception()
+        else:
+            item = draw.result()
+            if item is EXHAUSTED:
+                self.exhausted = True
+            else:
+                self.drawn(item)
+        self._wake()
+
     async def pull(self, view: _AsyncView) -> Any:
-        async with self._lock:
+        """The next message of ``view`` (``EXHAUSTED`` at the end or once retired)."""
+        while True:
             item = self.cached(view)
             if item is not NEED_MORE:
                 return item
-            try:
-                item = await self._source.__anext__()
-            except StopAsyncIteration:
-                self.exhausted = True
-                return EXHAUSTED
-            return self.keep(item, view)
+            if self._error is not None:
+                raise self._error  # the caller's iterator failed: grpc.aio cancels the call
+            if self._draw is None:
+                self.pulling = True
+                self._draw = asyncio.get_running_loop().create_task(self._next())
+                self._draw.add_done_callback(self._drawn)
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+
+
+def _close(buffer: Any) -> None:
+    """The caller cancelled: a draw from its async iterator in progress is cancelled too."""
+    if isinstance(buffer, _AsyncReplay):
+        buffer.close()
 
 
 class _AsyncView:
@@ -476,6 +540,9 @@ class _StreamBase:
         self._reader: AsyncIterator[Any] | None = None
         self._callbacks: list[Callable[[Any], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None  # the attempt's first-message limit
+        self._limit = 0.0
+        self._expired: Any = None  # the attempt that limit ended
 
     async def _launch(self) -> RejectedError | DeadlineExceeded | None:
         ex = self._ex
@@ -484,23 +551,42 @@ class _StreamBase:
         except (RejectedError, DeadlineExceeded) as refusal:
             return refusal
         permits = self._rule.permits
+        wire, limit = stream_limits(ex, timeout)
         try:
             call = await self._continuation(
-                _attempt_details(self._details, timeout, ex.attempts), self._request)
+                _attempt_details(self._details, wire, ex.attempts), self._request)
         except BaseException:
             if permits is not None:
                 permits.release()
             ex.cancelled()
             raise
         self._current = call
+        if limit is not None:
+            self._limit = limit
+            self._timer = asyncio.get_running_loop().call_later(
+                limit, _expire_first, weakref.ref(self), call)
         call.add_done_callback(_once(self._attempt_done))
         return None
+
+    def _expire(self, call: Any) -> None:
+        """The first-message limit passed: end ``call`` unless a message was delivered."""
+        if self._delivered or self._closed or call is not self._current or call.done():
+            return
+        self._expired = call
+        call.cancel()
+
+    def _stop_timer(self) -> None:
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            timer.cancel()
 
     def _attempt_done(self, call: Any) -> None:
         permits = self._rule.permits
         if permits is not None:
             permits.release()
         if call is self._current:
+            self._stop_timer()
             self._first = (call, _status_now(call))
             if not call.cancelled():
                 task = asyncio.get_running_loop().create_task(self._check_ok(call))
@@ -509,6 +595,12 @@ class _StreamBase:
 
     async def _status(self, call: Any) -> _Status:
         """How ``call`` really ended (waits for its end); see :func:`_settle`."""
+        if call is self._expired:  # our first-message limit ended it: gRPC's deadline status
+            return _Status(_DEADLINE_EXCEEDED, await call.initial_metadata(), grpc.aio.Metadata(),
+                           "Deadline Exceeded",
+                           "Deadline Exceeded (seawall: first response message not in time)",
+                           f"seawall: no response message within Timeout.attempt "
+                           f"({self._limit:g} s)")
         now = await _read_status(call)
         first_call, first = self._first
         return _settle(now, first if first_call is call else None)
@@ -521,6 +613,7 @@ class _StreamBase:
         if self._closed:
             return False
         self._closed = True
+        self._stop_timer()
         if success:
             self._ex.success()
         callbacks, self._callbacks = self._callbacks, []
@@ -543,11 +636,9 @@ class _StreamBase:
             c, _err = _classify(self._rule, status)
             if self._delivered:
                 c = c.with_retry(False)
-            elif self._buffer is not None and c.retry:
-                view = self._buffer.view()
-                if view is None:
-                    c = c.with_retry(False)
-                else:
+            else:
+                c, view = replay_view(self._rule, ex, c, self._buffer)
+                if view is not None:
                     self._request = view
             delay = ex.failure(c)
             if delay is None:
@@ -576,7 +667,9 @@ class _StreamBase:
             call = self._current
             try:
                 async for message in call:
-                    self._delivered = True
+                    if not self._delivered:
+                        self._delivered = True
+                        self._stop_timer()
                     yield message
             except _AioRpcError as exc:
                 if await self._on_failure(call):
@@ -588,7 +681,13 @@ class _StreamBase:
                     raise
                 raise status.error() from None
             except asyncio.CancelledError:
+                if call is self._expired and not self._cancelled and not _cancel_requested():
+                    # grpc.aio reports our own cancel of the attempt so: a failed attempt
+                    if await self._on_failure(call):
+                        continue
+                    raise (await self._status(call)).error() from None
                 call.cancel()
+                _close(self._buffer)
                 if self._close():
                     self._ex.cancelled()
                 raise
@@ -635,6 +734,7 @@ class _StreamBase:
             return False
         self._cancelled = True
         self._current.cancel()
+        _close(self._buffer)
         if self._close():
             self._ex.cancelled()
         return True
@@ -664,6 +764,19 @@ class _StreamBase:
 
     async def done_writing(self) -> None:
         await self._current.done_writing()
+
+
+def _expire_first(owner: weakref.ref[_StreamBase], call: Any) -> None:
+    stream = owner()
+    if stream is not None:
+        stream._expire(call)
+
+
+def _cancel_requested() -> bool:
+    """Whether the running task was asked to cancel (Python 3.11+; 3.10 cannot tell)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling()) if cancelling is not None else False
 
 
 class _UnaryStream(_StreamBase, _USCall):

@@ -11,7 +11,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import grpc
 import grpc.aio
@@ -158,7 +158,8 @@ _PATTERN = re.compile(r"\*|/[^/*]+/\*|/[^/*]+/[^/*]+")
 class Rule:
     """A resolved route: the point, its flags, and the status table to use."""
 
-    __slots__ = ("buffer", "idempotent", "max_wait", "permits", "point", "retries", "table")
+    __slots__ = ("attempts", "buffer", "idempotent", "max_wait", "permits", "point", "retries",
+                 "table")
 
     def __init__(self, route: Route) -> None:
         point = route.point
@@ -168,8 +169,9 @@ class Rule:
         self.table = _BY_CODE[route.idempotent]
         self.permits = point._permits
         self.max_wait = point.bulkhead.max_wait if point.bulkhead is not None else 0.0
+        self.attempts = point.retry.attempts if point.retry is not None else 1
         # whether a second attempt can ever happen: streams skip buffering otherwise
-        self.retries = point.retry is not None and point.retry.attempts > 1
+        self.retries = self.attempts > 1
 
 
 class Router:
@@ -490,6 +492,7 @@ class _Exhausted:
 
 
 EXHAUSTED: Any = _Exhausted()
+NEED_MORE: Any = object()
 
 
 class ReplayState:
@@ -498,11 +501,20 @@ class ReplayState:
     Each attempt reads through its own view; starting a new view retires the
     previous one (a retired view ends at once, so gRPC's consumer of a failed
     attempt cannot steal messages from the next). Once more than ``limit``
-    messages were drawn the buffer is dropped and no replay is possible.
-    The caller holds its lock around :meth:`cached` and :meth:`keep`.
+    messages were drawn no new view can start, and what the current view has
+    read is dropped.
+
+    The caller's iterator may block for as long as it likes (a client that
+    sends its next message only after a reply, or waits on a queue), so no
+    lock is ever held while drawing from it: the failure path of an attempt
+    must be able to start a new view at once. One draw at a time
+    (``pulling``); every message drawn is kept for whichever view reads next,
+    so a message drawn while its attempt failed is sent by the retry. A view
+    that needs the next message while another draws it waits, and a retired
+    view stops waiting. The shells hold their lock around every method here.
     """
 
-    __slots__ = ("_items", "_limit", "exhausted", "generation", "overflow")
+    __slots__ = ("_items", "_limit", "exhausted", "generation", "overflow", "pulling")
 
     def __init__(self, limit: int) -> None:
         self._items: list[Any] = []
@@ -510,6 +522,7 @@ class ReplayState:
         self.exhausted = False
         self.overflow = limit <= 0
         self.generation = 0
+        self.pulling = False
 
     def next_generation(self) -> int | None:
         """The generation of a new view, or ``None`` when the stream cannot be replayed."""
@@ -520,60 +533,74 @@ class ReplayState:
 
     def cached(self, view: Any) -> Any:
         """What ``view`` reads next without drawing from the source: an item,
-        ``EXHAUSTED``, or ``NEED_MORE``."""
+        ``EXHAUSTED``, or ``NEED_MORE`` (the next message must be drawn)."""
         if view.generation != self.generation:
             return EXHAUSTED
-        if view.index < len(self._items):
-            item = self._items[view.index]
+        items = self._items
+        if view.index < len(items):
+            item = items[view.index]
             view.index += 1
+            if self.overflow and view.index == len(items):
+                items.clear()  # past the limit nothing reads a message twice
+                view.index = 0
             return item
         return EXHAUSTED if self.exhausted else NEED_MORE
 
-    def keep(self, item: Any, view: Any) -> Any:
-        """Remember an item just drawn from the source for later views; returns it."""
-        if not self.overflow:
-            if len(self._items) < self._limit:
-                self._items.append(item)
-                view.index += 1
-            else:
-                self.overflow = True
-                self._items.clear()
-        return item
-
-
-NEED_MORE: Any = object()
+    def drawn(self, item: Any) -> None:
+        """Keep ``item``, just drawn from the source, for the view that reads next."""
+        self._items.append(item)
+        if len(self._items) > self._limit:
+            self.overflow = True
 
 
 class ReplayBuffer(ReplayState):
     """Keeps up to ``limit`` request messages of a sync request iterator (see :class:`ReplayState`).
 
-    Thread-safe (sync gRPC drains request iterators on its own thread).
+    Thread-safe (sync gRPC drains request iterators on its own thread); the
+    lock is never held while the caller's iterator is asked for a message.
     """
 
-    __slots__ = ("_lock", "_source")
+    __slots__ = ("_cond", "_source")
 
     def __init__(self, source: Iterable[Any], limit: int) -> None:
         super().__init__(limit)
         self._source = iter(source)
-        self._lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
 
     def view(self) -> Iterator[Any] | None:
-        """A fresh iterator over the whole stream, or ``None`` when it cannot be replayed."""
-        with self._lock:
+        """A fresh iterator over the whole stream, or ``None`` when it cannot be replayed.
+
+        Never waits for the caller's iterator; a view waiting for a message
+        being drawn for the previous one is retired and ends.
+        """
+        with self._cond:
             generation = self.next_generation()
+            self._cond.notify_all()
             return None if generation is None else _View(self, generation)
 
     def pull(self, view: _View) -> Any:
-        with self._lock:
-            item = self.cached(view)
-            if item is not NEED_MORE:
-                return item
-            try:
-                item = next(self._source)
-            except StopIteration:
-                self.exhausted = True
-                return EXHAUSTED
-            return self.keep(item, view)
+        """The next message of ``view`` (``EXHAUSTED`` at the end or once retired)."""
+        cond = self._cond
+        with cond:
+            while True:
+                item = self.cached(view)
+                if item is not NEED_MORE:
+                    return item
+                if self.pulling:
+                    cond.wait()  # another attempt's thread is drawing the next message
+                    continue
+                self.pulling = True
+                cond.release()  # never held while the caller's iterator runs
+                try:
+                    item = next(self._source, EXHAUSTED)
+                finally:
+                    cond.acquire()
+                    self.pulling = False
+                    cond.notify_all()
+                if item is EXHAUSTED:
+                    self.exhausted = True
+                else:
+                    self.drawn(item)
 
 
 class _View:
@@ -592,6 +619,43 @@ class _View:
         if item is EXHAUSTED:
             raise StopIteration
         return item
+
+
+class _Replayable(Protocol):
+    def view(self) -> Any: ...
+
+
+def replay_view(rule: Rule, ex: Execution, c: Classification,
+                buffer: _Replayable | None) -> tuple[Classification, Any]:
+    """Whether a failed request-streaming attempt may be retried: ``(c, view to send)``.
+
+    First decides from ``c`` and the attempts left whether a retry is
+    possible at all; only then asks the buffer for a new view (which never
+    waits on the caller's iterator). The view is ``None`` when no retry
+    will run; ``c`` loses its retry when the stream cannot be replayed.
+    """
+    if buffer is None or not c.retry or ex.attempts >= rule.attempts:
+        return c, None
+    view = buffer.view()
+    if view is None:
+        return c.with_retry(False), None
+    return c, view
+
+
+def stream_limits(ex: Execution, timeout: float | None) -> tuple[float | None, float | None]:
+    """A response-streaming attempt's gRPC timeout and its first-message limit, in seconds.
+
+    ``timeout`` is what :meth:`Execution.begin` granted (``Timeout.attempt``
+    narrowed by the call's deadline). For a response stream the attempt
+    timeout bounds only the phase that can still be retried, until the first
+    message reaches the caller; the wire gets the call's own deadline (the
+    caller's ``timeout=`` and ``Timeout.total``; ``None``: unbounded). The
+    limit is ``None`` when that deadline comes first anyway.
+    """
+    left = ex.remaining()
+    if timeout is None or (left is not None and timeout >= left):
+        return left, None
+    return left, timeout
 
 
 def with_attempt(metadata: Any, attempt: int) -> list[tuple[str, str | bytes]]:

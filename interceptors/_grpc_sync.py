@@ -4,14 +4,20 @@ Unary responses: the blocking paths (``stub.M(req)``, ``.with_call``) retry
 in the caller's thread; ``.future()`` returns a proxy future that re-drives
 attempts from done-callbacks and never blocks the caller (retry waits run
 on a short-lived thread). Response streams return a proxy iterator that
-retries in the reading thread until the first message was delivered.
+retries in the reading thread until the first message was delivered; one
+shared timer thread ends an attempt that delivered nothing within
+``Timeout.attempt`` (the wire deadline of a stream is the call's own).
 """
 
 from __future__ import annotations
 
 import collections
+import heapq
+import itertools
+import logging
 import math
 import threading
+import time
 import types
 import weakref
 from collections.abc import Callable, Iterator
@@ -39,12 +45,16 @@ from ._grpc_common import (
     end_failure,
     operation_name,
     refuse,
+    replay_view,
     resolve_fallback,
+    stream_limits,
     with_attempt,
 )
 
 _OK = grpc.StatusCode.OK
 _CANCELLED = grpc.StatusCode.CANCELLED
+_DEADLINE_EXCEEDED = grpc.StatusCode.DEADLINE_EXCEEDED
+_log = logging.getLogger("seawall")
 
 if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc itself does not
     _Future = grpc.Future[Any]
@@ -196,12 +206,9 @@ def _blocking(rule: Rule, continuation: Callable[[Any, Any], Any], details: grpc
         if c is None:
             ex.success()
             return out
-        if buffer is not None and c.retry:
-            view = buffer.view()
-            if view is None:
-                c = c.with_retry(False)
-            else:
-                request = view
+        c, view = replay_view(rule, ex, c, buffer)
+        if view is not None:
+            request = view
         delay = ex.failure(c)
         if delay is None:
             return _failed(ex, c, out, err)
@@ -328,12 +335,9 @@ class _RetryingFuture(grpc.Call, _Future):
             ex.success()
             self._settle(fut)
             return
-        if self._buffer is not None and c.retry:
-            view = self._buffer.view()
-            if view is None:
-                c = c.with_retry(False)
-            else:
-                self._request = view
+        c, view = replay_view(self._rule, ex, c, self._buffer)
+        if view is not None:
+            self._request = view
         delay = ex.failure(c)
         if delay is None:
             self._settle(_failed(ex, c, fut, err))
@@ -380,8 +384,7 @@ class _RetryingFuture(grpc.Call, _Future):
             try:
                 fn(self)
             except Exception:  # a caller's callback must not break the channel's thread
-                import logging
-                logging.getLogger("seawall").exception("seawall: gRPC done-callback raised")
+                _log.exception("seawall: gRPC done-callback raised")
 
     def _wait(self, timeout: float | None) -> Any:
         with self._cond:
@@ -511,6 +514,141 @@ class _RaisedOutcome(_Done):
 # response streams
 
 
+class _Timer:
+    """One scheduled callback of :class:`_Timers`; :meth:`cancel` is thread-safe and idempotent."""
+
+    __slots__ = ("args", "cancelled", "fn", "owner")
+
+    def __init__(self, owner: _Timers, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+        self.owner = owner
+        self.fn = fn
+        self.args = args
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            self.owner.dropped()
+
+
+class _Timers:
+    """Runs callbacks at their times on one daemon thread, started on first use.
+
+    A response stream's first-message limit needs a timer per attempt; a
+    thread per attempt would cost more than the call. Times are real
+    (``time.monotonic``), like the gRPC deadlines they stand in for.
+    Callbacks must be quick and never raise (one that raises is logged).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, _Timer]] = []
+        self._order = itertools.count()
+        self._dead = 0
+        self._thread: threading.Thread | None = None
+
+    def call_later(self, delay: float, fn: Callable[..., None], *args: Any) -> _Timer:
+        """Run ``fn(*args)`` on the timer thread in ``delay`` seconds (unless cancelled)."""
+        timer = _Timer(self, fn, args)
+        when = time.monotonic() + delay
+        with self._cond:
+            heapq.heappush(self._heap, (when, next(self._order), timer))
+            if self._thread is None or not self._thread.is_alive():  # first use, or forked
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="seawall-grpc-timers")
+                self._thread.start()
+            if self._heap[0][2] is timer:
+                self._cond.notify()
+        return timer
+
+    def dropped(self) -> None:
+        with self._cond:
+            self._dead += 1
+            if self._dead > 64 and self._dead * 2 > len(self._heap):
+                # mostly cancelled (streams that delivered in time): keep the heap small
+                self._heap = [entry for entry in self._heap if not entry[2].cancelled]
+                heapq.heapify(self._heap)
+                self._dead = 0
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                heap = self._heap
+                while True:
+                    while heap and heap[0][2].cancelled:
+                        heapq.heappop(heap)
+                        self._dead = max(0, self._dead - 1)
+                    if heap:
+                        left = heap[0][0] - time.monotonic()
+                        if left <= 0:
+                            timer = heapq.heappop(heap)[2]
+                            break
+                        self._cond.wait(left)
+                    else:
+                        self._cond.wait()
+                    heap = self._heap
+            if not timer.cancelled:
+                try:
+                    timer.fn(*timer.args)
+                except Exception:  # the timer thread must survive a faulty callback
+                    _log.exception("seawall: gRPC timer callback raised")
+
+
+_TIMERS = _Timers()
+
+
+def _expire_first(owner: weakref.ref[_ResponseStream], call: Any) -> None:
+    stream = owner()
+    if stream is not None:
+        stream._expire(call)
+
+
+class _FirstMessageTimeout(Finished, grpc.RpcError, grpc.Call, _Future):
+    """A response-streaming attempt that sent no message within ``Timeout.attempt``.
+
+    seawall ended the attempt (gRPC's deadline on the wire is the call's
+    own); the caller sees what gRPC reports for a deadline: ``code()``
+    ``DEADLINE_EXCEEDED``, details ``"Deadline Exceeded"``, an ``RpcError``
+    that is also a finished ``grpc.Call``, ``grpc.Future`` and response
+    iterator. Its note says which limit ended it.
+    """
+
+    def __init__(self, attempt: Any, limit: float) -> None:
+        super().__init__("Deadline Exceeded")
+        self._initial = attempt.initial_metadata() or ()
+        add_note(self, f"seawall: no response message within Timeout.attempt ({limit:g} s)")
+
+    def code(self) -> grpc.StatusCode:
+        return _DEADLINE_EXCEEDED
+
+    def details(self) -> str:
+        return "Deadline Exceeded"
+
+    def debug_error_string(self) -> str:
+        return "Deadline Exceeded (seawall: first response message not in time)"
+
+    def initial_metadata(self) -> Any:
+        return self._initial
+
+    def trailing_metadata(self) -> Any:
+        return ()
+
+    def result(self, timeout: float | None = None) -> Any:
+        raise self
+
+    def exception(self, timeout: float | None = None) -> Exception | None:
+        return self
+
+    def traceback(self, timeout: float | None = None) -> Any:
+        return self.__traceback__
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        raise self
+
+
 def _release_when_done(permits: Any, fut: Any, owner: weakref.ref[_ResponseStream]) -> None:
     def done(f: Any) -> None:
         if permits is not None:
@@ -548,6 +686,9 @@ class _ResponseStream(grpc.Call, _Future):
         self._callbacks: list[Callable[[Any], None]] = []
         self._wake = threading.Event()
         self._self_ref = weakref.ref(self)
+        self._timer: _Timer | None = None  # the current attempt's first-message limit
+        self._limit = 0.0
+        self._expired: Any = None  # the attempt that limit ended
 
     def start(self) -> Any:
         refusal = self._launch()
@@ -566,8 +707,9 @@ class _ResponseStream(grpc.Call, _Future):
                 raise ex.bulkhead_rejected()
         except (RejectedError, DeadlineExceeded) as refusal:
             return refusal
+        wire, limit = stream_limits(ex, timeout)
         try:
-            fut = self._continuation(_attempt_details(self._details, timeout, ex.attempts),
+            fut = self._continuation(_attempt_details(self._details, wire, ex.attempts),
                                      self._request)
         except BaseException:
             if permits is not None:
@@ -575,10 +717,30 @@ class _ResponseStream(grpc.Call, _Future):
             ex.cancelled()
             raise
         self._current = fut
+        if limit is not None:
+            self._limit = limit
+            self._timer = _TIMERS.call_later(limit, _expire_first, self._self_ref, fut)
         _release_when_done(permits, fut, self._self_ref)
         return None
 
+    def _expire(self, call: Any) -> None:
+        """The first-message limit passed: end ``call`` unless a message was delivered."""
+        with self._state_lock:
+            if self._delivered or self._closed or call is not self._current or call.done():
+                return
+            self._expired = call
+        if not call.cancel():  # it ended by itself meanwhile: its own status stands
+            self._expired = None
+
+    def _stop_timer(self) -> None:
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            timer.cancel()
+
     def _attempt_done(self, fut: Any) -> None:
+        if fut is self._current:
+            self._stop_timer()
         if fut.code() is _OK:
             self._close(success=True)
 
@@ -588,6 +750,7 @@ class _ResponseStream(grpc.Call, _Future):
                 return False
             self._closed = True
             callbacks, self._callbacks = self._callbacks, []
+        self._stop_timer()
         if success:
             self._ex.success()
         for fn in callbacks:
@@ -602,17 +765,17 @@ class _ResponseStream(grpc.Call, _Future):
             if self._closed:
                 return False
             ex = self._ex
+            if call is self._expired:  # our first-message limit ended it, not the caller
+                call = self._current = _FirstMessageTimeout(call, self._limit)
             c, err = _classify(self._rule, call)
             if c is None:  # finished OK after all (a result rule did not object)
                 self._close(success=True)
                 return False
             if self._delivered:
                 c = c.with_retry(False)
-            elif self._buffer is not None and c.retry:
-                view = self._buffer.view()
-                if view is None:
-                    c = c.with_retry(False)
-                else:
+            else:
+                c, view = replay_view(self._rule, ex, c, self._buffer)
+                if view is not None:
                     self._request = view
             delay = ex.failure(c)
             if delay is None:
@@ -644,8 +807,13 @@ class _ResponseStream(grpc.Call, _Future):
             except grpc.RpcError:
                 if self._on_failure(call):
                     continue
+                final = self._current
+                if final is not call and isinstance(final, _FirstMessageTimeout):
+                    raise final from None
                 raise
-            self._delivered = True
+            if not self._delivered:
+                self._delivered = True
+                self._stop_timer()
             return message
 
     def next(self) -> Any:

@@ -18,7 +18,8 @@ table from method patterns (``"/pkg.Service/Method"``, ``"/pkg.Service/*"``,
 pattern pass through untouched.
 
 What each call gets: the caller's ``timeout=`` is the total budget, each
-attempt gets ``min(Timeout.attempt, remaining)`` as its gRPC timeout;
+attempt of a unary-response call gets ``min(Timeout.attempt, remaining)``
+as its gRPC timeout (a response stream: see below);
 status codes are classified by :func:`classify_status`; the server's
 ``grpc-retry-pushback-ms`` trailer paces or stops retries; retries carry
 the ``seawall-attempt`` request header (1-based attempt number, absent on
@@ -29,15 +30,21 @@ without touching the network; every attempt is an event whose
 ``operation`` is the full method name.
 
 Streams: a response stream is retried only until its first message was
-delivered to the caller; a request stream only while it fits the route's
-``request_buffer`` (messages kept for replay), otherwise its first failure
-is final. Fallbacks answer unary-response calls only.
+delivered to the caller, and ``Timeout.attempt`` bounds that phase only
+(no message in time: ``DEADLINE_EXCEEDED``); after it only the caller's
+``timeout=`` and ``Timeout.total`` apply. A request stream is retried only
+while it fits the route's ``request_buffer`` (messages kept for replay),
+otherwise its first failure is final; request iterators may block as long
+as they like, a failed attempt is decided without waiting for them.
+Fallbacks answer unary-response calls only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any, Union, cast
+
+import grpc.aio
 
 from seawall import IntegrationPoint
 
@@ -78,15 +85,22 @@ def client_interceptors(target: Target, *, idempotent: bool = False,
 
 
 def aio_client_interceptors(target: Target, *, idempotent: bool = False,
-                            request_buffer: int = DEFAULT_REQUEST_BUFFER) -> list[Any]:
+                            request_buffer: int = DEFAULT_REQUEST_BUFFER,
+                            ) -> list[grpc.aio.ClientInterceptor]:
     """Interceptors for ``grpc.aio.insecure_channel(..., interceptors=...)`` (or ``secure_channel``).
 
     The same options as :func:`client_interceptors`; one object per call
-    shape, because grpc.aio registers an interceptor for a single shape.
+    shape (unary-unary, unary-stream, stream-unary, stream-stream, in that
+    order), because grpc.aio registers an interceptor for a single shape.
+    Each is a ``grpc.aio.ClientInterceptor``, the type the channel's
+    ``interceptors`` parameter takes, so the list passes type checks as it is.
     """
     router = Router(target, idempotent=idempotent, request_buffer=request_buffer)
-    return [AioUnaryUnary(router), AioUnaryStream(router), AioStreamUnary(router),
-            AioStreamStream(router)]
+    interceptors = [AioUnaryUnary(router), AioUnaryStream(router), AioStreamUnary(router),
+                    AioStreamStream(router)]
+    # grpc-stubs declares ClientInterceptor as a placeholder class that nothing subclasses;
+    # at run time it is the base of the four shapes (each object here is one)
+    return cast("list[grpc.aio.ClientInterceptor]", interceptors)
 
 
 __all__ = [
