@@ -39,11 +39,11 @@ ROWS: list[tuple[str, int, str, str, int, list[float], dict[str, Any]]] = [
     ("web-2", 201, "search", "lookup", MINUTE, [0.0005] * 9 + [2.0],
      {"successes": 10, "cancelled": 1}),
 ]
-TRANSITIONS = [  # (host, pid, point, from, to, time): written in this order
-    ("web-1", 101, "payments", "closed", "open", NOW - 100),
-    ("web-1", 101, "payments", "open", "half_open", NOW - 70),
-    ("web-1", 102, "payments", "closed", "open", NOW - 90),  # stored last: the host's latest
+TRANSITIONS = [  # (host, pid, point, from, to, time): stored in this order
+    ("web-1", 102, "payments", "closed", "open", NOW - 90),
     ("web-2", 201, "search", "closed", "forced_open", NOW - 50),
+    ("web-1", 101, "payments", "closed", "open", NOW - 100),
+    ("web-1", 101, "payments", "open", "half_open", NOW - 70),  # stored last: the host's latest
 ]
 
 
@@ -181,7 +181,7 @@ def test_breaker_state_is_the_latest_transition_of_each_host(store: Store) -> No
         assert set(s.labels) == {"point", "host", "state"}
         if s.value == 1:
             states[(s.labels["point"], s.labels["host"])] = s.labels["state"]
-    assert states == {("payments", "web-1"): "open", ("payments", "web-2"): "closed",
+    assert states == {("payments", "web-1"): "half_open", ("payments", "web-2"): "closed",
                       ("search", "web-2"): "forced_open"}
     assert len(family.samples) == 3 * len(BREAKER_STATES)
 

@@ -141,6 +141,7 @@
       known = null;
       refresh();
     });
+    window.addEventListener("hashchange", () => { readUrl(); known = null; refresh(); });
     document.addEventListener("visibilitychange", () => {
       if (!document.hidden && document.body.dataset.state !== "auth") refresh();
     });
