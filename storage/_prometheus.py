@@ -230,10 +230,11 @@ def prometheus_collector(store: Store | str | None = None, *, registry: Any = No
 
 
 def exposition_registry(store: Store) -> Any:
-    """A registry of its own holding a fleet-wide collector over ``store`` (for ``/metrics``)."""
-    from prometheus_client import CollectorRegistry
+    """A registry of its own holding a fleet-wide collector over ``store`` (for ``/metrics``).
 
-    registry = CollectorRegistry(auto_describe=False)
+    Raises :class:`seawall.ConfigurationError` when ``prometheus_client`` is missing.
+    """
+    registry = _prometheus().CollectorRegistry(auto_describe=False)
     registry.register(SeawallCollector(store, fleet=True, raise_errors=True))
     return registry
 

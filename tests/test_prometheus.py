@@ -347,3 +347,19 @@ def test_metrics_of_real_calls_match_the_points_own_counters(tmp_path: Path) -> 
                       "seawall_call_duration_seconds_count", **labels) == stats.calls
     finally:
         store.close()
+
+
+def test_without_prometheus_client_metrics_says_how_to_get_it(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """prometheus_client missing: /metrics answers 501 naming the extra, the dashboard still works."""
+    import sys
+
+    for name in [m for m in sys.modules if m.startswith("prometheus_client")]:
+        monkeypatch.setitem(sys.modules, name, None)  # `import` now raises ImportError
+    with pytest.raises(seawall.ConfigurationError, match=r"pip install 'seawall\[prometheus\]'"):
+        prometheus_collector(store)
+    with serve_http(store, "127.0.0.1:0") as web:
+        assert web.prometheus is False
+        answer = httpx.get(web.url + "metrics", timeout=10)
+        assert answer.status_code == 501 and "seawall[prometheus]" in answer.text
+        assert httpx.get(web.url + "api/dashboard", timeout=10).status_code == 200

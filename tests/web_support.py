@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import seawall
 from seawall.storage import _histogram as hist
 from seawall.storage._schema import (
     CALLS,
@@ -25,8 +26,6 @@ from seawall.storage._schema import (
     TIMEOUTS,
     WIDTH,
 )
-
-import seawall
 
 
 def vector(*, successes: int = 0, failures: Mapping[str, int] | None = None, rejected: int = 0,
