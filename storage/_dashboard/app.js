@@ -299,6 +299,7 @@
     section.append(head);
 
     const charts = el("div", "charts");
+    charts.style.gridTemplateColumns = "repeat(" + columns() + ", minmax(0, 1fr))";
     const s = p.series;
     charts.append(
       lineChart("calls", "calls / s", [{ name: "calls/s", values: s.calls_per_second, color: "var(--calls)" }],
@@ -380,12 +381,16 @@
     return { m, x, width, height, bottom: height - m.bottom, top: m.top };
   }
 
+  function columns() {
+    // four charts in a row, else two by two, else one above the other (never 3 + 1)
+    const inner = Math.max(320, $("points").clientWidth - 30);
+    return inner >= 4 * 280 + 3 * 14 ? 4 : inner >= 2 * 280 + 14 ? 2 : 1;
+  }
+
   function chartWidth() {
-    // every chart of a row has the same width: measure the grid once it is laid out
-    const main = $("points");
-    const inner = Math.max(320, main.clientWidth - 30);
-    const columns = Math.max(1, Math.min(4, Math.floor((inner + 14) / (280 + 14))));
-    return Math.floor((inner - (columns - 1) * 14) / columns);
+    const inner = Math.max(320, $("points").clientWidth - 30);
+    const n = columns();
+    return Math.floor((inner - (n - 1) * 14) / n);
   }
 
   function timeAxis(root, g) {
