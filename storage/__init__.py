@@ -5,9 +5,14 @@
   default, any SQLAlchemy URL) from one background thread.
 * :func:`serve` runs the metrics service (``seawall serve`` on the command
   line) over a store; :class:`MetricsClient` (``seawall stats``) reads it.
+* :func:`serve_http` serves the dashboard, ``/metrics`` (Prometheus) and a
+  JSON API (``seawall serve --http``); :func:`prometheus_collector` puts
+  seawall's metrics on an application's own ``prometheus_client`` registry.
 """
 
 from ._client import MetricsClient
+from ._http import WebServer, serve_http
+from ._prometheus import SeawallCollector, prometheus_collector
 from ._recorder import Recorder, persist_metrics
 from ._service import MetricsServer, serve
 from ._store import Store
@@ -28,11 +33,15 @@ __all__ = [
     "MetricsServiceError",
     "PointInfo",
     "Recorder",
+    "SeawallCollector",
     "SeriesBucket",
     "Stats",
     "Store",
     "Summary",
     "Transition",
+    "WebServer",
     "persist_metrics",
+    "prometheus_collector",
     "serve",
+    "serve_http",
 ]

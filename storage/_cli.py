@@ -35,6 +35,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: $SEAWALL_METRICS_TOKEN)")
     parser.add_argument("--tls-cert", default=None, metavar="FILE", help="PEM certificate chain")
     parser.add_argument("--tls-key", default=None, metavar="FILE", help="PEM private key")
+    parser.add_argument("--http", default=None, metavar="HOST:PORT",
+                        help="also serve the dashboard (/), Prometheus metrics (/metrics) and "
+                             "a JSON API (/api/) over HTTP; the same token and TLS rules apply")
     parser.add_argument("--retention-days", default=None, metavar="DAYS",
                         help="delete data older than this many days (checked periodically)")
     parser.set_defaults(handler=run_serve)
@@ -78,6 +81,16 @@ def run_serve(args: argparse.Namespace) -> int:
     token = args.token if args.token is not None else os.environ.get("SEAWALL_METRICS_TOKEN")
     server = serve(args.store, args.listen, token=token or None, tls_cert=args.tls_cert,
                    tls_key=args.tls_key, retention=retention)
+    web = None
+    if args.http is not None:
+        from ._http import serve_http
+
+        try:
+            web = serve_http(server.store, args.http, token=token or None,
+                             tls_cert=args.tls_cert, tls_key=args.tls_key)
+        except BaseException:
+            server.stop(grace=0)
+            raise
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:
@@ -88,11 +101,17 @@ def run_serve(args: argparse.Namespace) -> int:
         security = ("TLS" if args.tls_cert else "plaintext") + (", token required" if token else "")
         print(f"seawall serve: metrics of {server.store!r} on {server.address} ({security}; "
               "health and reflection on). Ctrl-C stops.", flush=True)
+        if web is not None:
+            print(f"seawall serve: dashboard at {web.url}, Prometheus at {web.url}metrics"
+                  + ("" if web.prometheus else " (off: pip install 'seawall[prometheus]')"),
+                  flush=True)
         while not stop.wait(1.0):
             pass
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if web is not None:
+            web.stop()
         server.stop(grace=2.0)
     return 0
 
