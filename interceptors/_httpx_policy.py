@@ -251,6 +251,13 @@ def _compile_path(pattern: str) -> re.Pattern[str]:
         raise ConfigurationError(
             f"Route.path may use '*' only as its last segment ('/files/*'), got {pattern!r}"
         )
+    rest = _SEGMENT.sub("", body)
+    if "{" in rest or "}" in rest:
+        # a brace left over is a typo ('/users/{id'), never a literal the caller meant
+        raise ConfigurationError(
+            f"Route.path has an unbalanced or empty '{{' '}}' (write {{name}} for one segment), "
+            f"got {pattern!r}"
+        )
     parts: list[str] = []
     last = 0
     for m in _SEGMENT.finditer(body):

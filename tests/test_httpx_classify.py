@@ -254,6 +254,10 @@ def test_route_patterns() -> None:
     (("api.test", "users", None), "must start with '/'"),
     (("api.test", "/a/*/b", None), "only as its last segment"),
     (("http://api.test", "/a", None), "Route.host"),
+    (("api", "/users/{id", None), r"Route\.path .*unbalanced.*'/users/\{id'"),
+    (("api", "/users/id}", None), r"Route\.path .*'/users/id\}'"),
+    (("api", "/users/{}", None), r"Route\.path .*'/users/\{\}'"),
+    (("api", "/users/{a{b}}", None), r"Route\.path .*'/users/\{a\{b\}\}'"),
 ])
 def test_bad_routes_are_refused(args: tuple[Any, ...], message: str) -> None:
     """Route validates its patterns on construction, naming the field."""
