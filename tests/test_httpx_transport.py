@@ -536,6 +536,46 @@ def test_close_closes_the_inner_transport(kind: str, drivers: list[Driver]) -> N
     assert closed == [True]
 
 
+def test_with_client_enters_and_exits_the_inner_transport(kind: str) -> None:
+    """``with client:`` reaches the wrapped transport: entered, closed, exited, as without seawall."""
+    events: list[str] = []
+
+    class SyncInner(httpx.BaseTransport):
+        def __enter__(self) -> SyncInner:
+            events.append("enter")
+            return self
+
+        def __exit__(self, *args: Any) -> None:
+            super().__exit__(*args)
+            events.append("exit")
+
+        def close(self) -> None:
+            events.append("close")
+
+    class AsyncInner(httpx.AsyncBaseTransport):
+        async def __aenter__(self) -> AsyncInner:
+            events.append("enter")
+            return self
+
+        async def __aexit__(self, *args: Any) -> None:
+            await super().__aexit__(*args)
+            events.append("exit")
+
+        async def aclose(self) -> None:
+            events.append("close")
+
+    if kind == "sync":
+        with httpx.Client(transport=sw_httpx.ResilientTransport(point(), SyncInner())) as c:
+            assert isinstance(c, httpx.Client)
+    else:
+        async def scenario() -> None:
+            t = sw_httpx.AsyncResilientTransport(point(), AsyncInner())
+            async with httpx.AsyncClient(transport=t) as c:
+                assert isinstance(c, httpx.AsyncClient)
+        asyncio.run(scenario())
+    assert events == ["enter", "close", "exit"]
+
+
 def test_environment_proxies_are_honoured_by_the_default_inner_transport(
         server: ScriptedServer, make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """HTTP_PROXY still applies although the client was given transport= (encode/httpx#1122)."""
