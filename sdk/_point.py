@@ -37,7 +37,7 @@ from ._classify import (
     default_exception_classification,
     retry_on,
 )
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import SYSTEM_CLOCK, Clock, within
 from ._deadline import DEADLINE, DONE, FIRED, TASK, watchdog
 from ._errors import (
     BulkheadFullError,
@@ -603,17 +603,24 @@ class IntegrationPoint:
         else:
             token = None
             watch = None
+            bounded = False  # under trio: the attempt runs in a cancel scope instead
             if limit is not None:
                 token = DEADLINE.set((limit, now))
                 if enforce_timeout:
-                    loop = asyncio.get_running_loop()
-                    task = asyncio.current_task(loop)
-                    if task is not None:
-                        dog = watchdog(loop)
-                        watch = dog.watch(task, limit if dog.same_clock and now is _monotonic
-                                          else loop.time() + (limit - t0))
+                    try:
+                        loop = asyncio.get_running_loop()
+                    except RuntimeError:  # not asyncio (trio): a cancel scope bounds the attempt
+                        bounded = True
+                    else:
+                        task = asyncio.current_task(loop)
+                        if task is not None:
+                            dog = watchdog(loop)
+                            watch = dog.watch(task, limit if dog.same_clock and now is _monotonic
+                                              else loop.time() + (limit - t0))
             try:
-                result = await attempt(timeout)
+                result = await (attempt(timeout) if not bounded else within(
+                    attempt, cast(float, timeout),
+                    functools.partial(self._deadline_error, operation, timeout)))
             except asyncio.CancelledError:
                 if watch is None or not (watch[FIRED] and _uncancel(watch[TASK])):
                     self._first_cancelled(operation, t0, ticket)
@@ -654,7 +661,7 @@ class IntegrationPoint:
                     if permits is not None and not permits.try_acquire():
                         try:
                             got = await permits.acquire_async(self._max_wait)
-                        except asyncio.CancelledError:
+                        except BaseException:  # cancelled (asyncio's or trio's)
                             ex.cancelled()
                             raise
                         if not got:
@@ -666,19 +673,26 @@ class IntegrationPoint:
                     return (await self._afinal_rejection(ex, rejection))
                 watch = None
                 token = None
+                bounded = False
                 if ex.attempt_deadline is not None:
                     token = DEADLINE.set((ex.attempt_deadline, self._now))
                     if enforce_timeout and timeout is not None:
-                        loop = asyncio.get_running_loop()
-                        task = asyncio.current_task(loop)
-                        if task is not None:
-                            watch = watchdog(loop).watch(task, loop.time() + timeout)
+                        try:
+                            loop = asyncio.get_running_loop()
+                        except RuntimeError:  # not asyncio (trio): a cancel scope bounds it
+                            bounded = True
+                        else:
+                            task = asyncio.current_task(loop)
+                            if task is not None:
+                                watch = watchdog(loop).watch(task, loop.time() + timeout)
                 try:
                     if last is not None and last[1] is None and discard is not None:
                         closing = discard(last[2])  # dropped once its retry is admitted
                         if closing is not None:
                             await closing
-                    result = await attempt(timeout)
+                    result = await (attempt(timeout) if not bounded else within(
+                        attempt, cast(float, timeout),
+                        functools.partial(self._deadline_error, operation, timeout)))
                 except asyncio.CancelledError:
                     if watch is not None:
                         watch[DONE] = True
