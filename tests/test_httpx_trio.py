@@ -2,7 +2,8 @@
 
 httpx's async client runs under asyncio and trio (through anyio); so does
 the transport: the retry backoff, the bulkhead queue (shared with threads
-and other loops) and cancellation, each in one ``trio.run``.
+and other loops) and cancellation, each in one ``trio.run``. Each test runs
+for httpx and for httpx2 (``hx`` is the package, ``sw`` seawall's module for it).
 """
 
 from __future__ import annotations
@@ -11,19 +12,29 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
 import trio
 
 import seawall
-from seawall.interceptors import httpx as sw_httpx
-from tests.http_support import Reply, ScriptedServer
+from tests.http_support import PACKAGES, Reply, ScriptedServer, modules
 
 
 @pytest.fixture
 def server() -> Iterator[ScriptedServer]:
     with ScriptedServer() as s:
         yield s
+
+
+@pytest.fixture(params=PACKAGES)
+def hx(request: pytest.FixtureRequest) -> Any:
+    """The host package under test: httpx or httpx2."""
+    return modules(request.param)[0]
+
+
+@pytest.fixture
+def sw(hx: Any) -> Any:
+    """seawall's transports for that package."""
+    return modules(hx.__name__)[1]
 
 
 def point(**kw: Any) -> seawall.IntegrationPoint:
@@ -44,13 +55,13 @@ async def trio_until(condition: Callable[[], bool], timeout: float = 10.0) -> No
             await trio.sleep(0.001)
 
 
-def test_503s_are_retried_with_real_backoff_under_trio(server: ScriptedServer) -> None:
+def test_503s_are_retried_with_real_backoff_under_trio(hx: Any, sw: Any, server: ScriptedServer) -> None:
     """Two 503s then 200: the transport's backoff waits run under trio."""
     api = point()
     server.script(Reply(503, b"busy"), Reply(503, b"busy"), Reply(200, b"fine"))
 
-    async def main() -> httpx.Response:
-        async with httpx.AsyncClient(transport=sw_httpx.AsyncResilientTransport(api)) as c:
+    async def main() -> Any:
+        async with hx.AsyncClient(transport=sw.AsyncResilientTransport(api)) as c:
             return await c.get(server.url + "/items")
 
     r = trio.run(main)
@@ -59,13 +70,13 @@ def test_503s_are_retried_with_real_backoff_under_trio(server: ScriptedServer) -
     assert api.stats().retries == 2
 
 
-def test_retry_after_is_honoured_under_trio(server: ScriptedServer) -> None:
+def test_retry_after_is_honoured_under_trio(hx: Any, sw: Any, server: ScriptedServer) -> None:
     """A 429 with Retry-After: 1 waits about a second on trio's clock before the retry."""
     api = point()
     server.script(Reply(429, b"slow down", headers=(("Retry-After", "1"),)), Reply(200, b"ok"))
 
     async def main() -> float:
-        async with httpx.AsyncClient(transport=sw_httpx.AsyncResilientTransport(api)) as c:
+        async with hx.AsyncClient(transport=sw.AsyncResilientTransport(api)) as c:
             t0 = trio.current_time()
             r = await c.get(server.url + "/")
             assert r.status_code == 200
@@ -74,7 +85,7 @@ def test_retry_after_is_honoured_under_trio(server: ScriptedServer) -> None:
     assert trio.run(main) >= 1.0 - 0.01
 
 
-def test_many_trio_tasks_queue_for_the_bulkhead(server: ScriptedServer) -> None:
+def test_many_trio_tasks_queue_for_the_bulkhead(hx: Any, sw: Any, server: ScriptedServer) -> None:
     """Twenty concurrent requests, two permits: two reach the server, eighteen wait, all succeed."""
     api = point(bulkhead=seawall.Bulkhead(max_concurrent=2, max_wait=30.0))
     gate = threading.Event()
@@ -82,7 +93,7 @@ def test_many_trio_tasks_queue_for_the_bulkhead(server: ScriptedServer) -> None:
     statuses: list[int] = []
 
     async def main() -> None:
-        async with httpx.AsyncClient(transport=sw_httpx.AsyncResilientTransport(api)) as c:
+        async with hx.AsyncClient(transport=sw.AsyncResilientTransport(api)) as c:
             async def one(i: int) -> None:
                 statuses.append((await c.get(f"{server.url}/{i}")).status_code)
 
@@ -103,8 +114,7 @@ def test_many_trio_tasks_queue_for_the_bulkhead(server: ScriptedServer) -> None:
     assert permits(api).active == 0
 
 
-def test_a_sync_request_in_another_thread_hands_its_permit_to_a_trio_request(
-        server: ScriptedServer) -> None:
+def test_a_sync_request_in_another_thread_hands_its_permit_to_a_trio_request(hx: Any, sw: Any, server: ScriptedServer) -> None:
     """One point, one permit, a sync client in a thread and a trio client: the release wakes trio."""
     api = point(bulkhead=seawall.Bulkhead(max_concurrent=1, max_wait=30.0))
     gate = threading.Event()
@@ -112,7 +122,7 @@ def test_a_sync_request_in_another_thread_hands_its_permit_to_a_trio_request(
     results: list[str] = []
 
     def sync_side() -> None:
-        with httpx.Client(transport=sw_httpx.ResilientTransport(api)) as c:
+        with hx.Client(transport=sw.ResilientTransport(api)) as c:
             results.append(c.get(server.url + "/sync").text)
 
     t = threading.Thread(target=sync_side)
@@ -120,7 +130,7 @@ def test_a_sync_request_in_another_thread_hands_its_permit_to_a_trio_request(
 
     async def main() -> str:
         await trio_until(lambda: len(server.requests) == 1)
-        async with httpx.AsyncClient(transport=sw_httpx.AsyncResilientTransport(api)) as c:
+        async with hx.AsyncClient(transport=sw.AsyncResilientTransport(api)) as c:
             async with trio.open_nursery() as nursery:
                 got: list[str] = []
 
@@ -142,7 +152,7 @@ def test_a_sync_request_in_another_thread_hands_its_permit_to_a_trio_request(
     assert permits(api).active == 0
 
 
-def test_cancelling_a_trio_request_in_flight_is_not_a_failure(server: ScriptedServer) -> None:
+def test_cancelling_a_trio_request_in_flight_is_not_a_failure(hx: Any, sw: Any, server: ScriptedServer) -> None:
     """A cancel scope fires while the request waits for its response: cancelled, breaker untouched."""
     api = point(breaker=seawall.CircuitBreaker(failure_rate=0.5, minimum_calls=1, window=1),
                 bulkhead=seawall.Bulkhead(max_concurrent=1, max_wait=1.0))
@@ -150,7 +160,7 @@ def test_cancelling_a_trio_request_in_flight_is_not_a_failure(server: ScriptedSe
     server.script(Reply(200, gate=gate))
 
     async def main() -> None:
-        async with httpx.AsyncClient(transport=sw_httpx.AsyncResilientTransport(api)) as c:
+        async with hx.AsyncClient(transport=sw.AsyncResilientTransport(api)) as c:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(c.get, server.url + "/")
                 await trio_until(lambda: len(server.requests) == 1)
@@ -166,15 +176,14 @@ def test_cancelling_a_trio_request_in_flight_is_not_a_failure(server: ScriptedSe
     assert permits(api).active == 0
 
 
-def test_cancelling_a_trio_request_queued_for_the_bulkhead_leaks_no_permit(
-        server: ScriptedServer) -> None:
+def test_cancelling_a_trio_request_queued_for_the_bulkhead_leaks_no_permit(hx: Any, sw: Any, server: ScriptedServer) -> None:
     """The second request waits for the only permit and is cancelled; the permit survives."""
     api = point(bulkhead=seawall.Bulkhead(max_concurrent=1, max_wait=30.0))
     gate = threading.Event()
     server.script(Reply(200, b"first", gate=gate))
 
     async def main() -> str:
-        async with httpx.AsyncClient(transport=sw_httpx.AsyncResilientTransport(api)) as c:
+        async with hx.AsyncClient(transport=sw.AsyncResilientTransport(api)) as c:
             async with trio.open_nursery() as nursery:
                 first: list[str] = []
 
@@ -207,15 +216,14 @@ def test_cancelling_a_trio_request_queued_for_the_bulkhead_leaks_no_permit(
     assert permits(api).active == 0
 
 
-def test_cancelling_a_trio_request_during_its_backoff_is_not_a_failure(
-        server: ScriptedServer) -> None:
+def test_cancelling_a_trio_request_during_its_backoff_is_not_a_failure(hx: Any, sw: Any, server: ScriptedServer) -> None:
     """A 503 is followed by a long backoff; a cancel during it ends the call as cancelled."""
     api = point(retry=seawall.Retry(attempts=3, budget=None,
                                     backoff=seawall.Backoff.constant(30.0)))
     server.script(Reply(503, b"busy"))
 
     async def main() -> None:
-        async with httpx.AsyncClient(transport=sw_httpx.AsyncResilientTransport(api)) as c:
+        async with hx.AsyncClient(transport=sw.AsyncResilientTransport(api)) as c:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(c.get, server.url + "/")
                 await trio_until(lambda: api.stats().retries == 1)
