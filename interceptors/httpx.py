@@ -648,8 +648,10 @@ async def _arun_watched(point: IntegrationPoint, operation: str, options: _Optio
 
 
 class AsyncResilientTransport(httpx.AsyncBaseTransport):
-    """The asyncio twin of :class:`ResilientTransport` (same options, same behaviour).
+    """The async twin of :class:`ResilientTransport` (same options, same behaviour).
 
+    Runs under asyncio and under trio, like httpx's async client: the
+    retry waits and the bulkhead queue use the library of the calling task.
     The inner transport defaults to ``httpx.AsyncHTTPTransport(...)``.
     Attempt timeouts are handed to httpx as timeouts, never enforced by
     cancelling the request: cancelling httpcore under pool contention can

@@ -649,8 +649,10 @@ async def _arun_watched(point: IntegrationPoint, operation: str, options: _Optio
 
 
 class AsyncResilientTransport(httpx2.AsyncBaseTransport):
-    """The asyncio twin of :class:`ResilientTransport` (same options, same behaviour).
+    """The async twin of :class:`ResilientTransport` (same options, same behaviour).
 
+    Runs under asyncio and under trio, like httpx2's async client: the
+    retry waits and the bulkhead queue use the library of the calling task.
     The inner transport defaults to ``httpx2.AsyncHTTPTransport(...)``.
     Attempt timeouts are handed to httpx2 as timeouts, never enforced by
     cancelling the request: cancelling httpcore2 under pool contention can
