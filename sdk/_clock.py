@@ -60,21 +60,37 @@ async def checkpoint() -> None:
         await asyncio.sleep(0)
 
 
-async def within(attempt: Callable[[float | None], Awaitable[T]], timeout: float,
-                 expired: Callable[[], BaseException]) -> T:
-    """``await attempt(timeout)``, cancelled after ``timeout`` seconds; then raise ``expired()``.
+async def within(attempt: Callable[[float | None], Awaitable[T]], timeout: float | None,
+                 expired: Callable[[float | None], BaseException]) -> T:
+    """``await attempt(timeout)``, cancelled after ``timeout`` seconds; then raise ``expired(timeout)``.
 
     The attempt deadline of a task that asyncio's watchdog cannot watch:
     under trio, a cancel scope (trio's own timeouts are cancel scopes too).
     A cancellation from outside passes through unchanged.
     """
+    if timeout is None:
+        return await attempt(None)
     if async_library() != "trio":
         raise RuntimeError("seawall: no running event loop (asyncio or trio) for the attempt's deadline")
     import trio
 
     with trio.move_on_after(timeout):
         return await attempt(timeout)
-    raise expired()
+    raise expired(timeout)
+
+
+class Bounded:
+    """An attempt whose every call runs :func:`within` its timeout (the async shell under trio)."""
+
+    __slots__ = ("attempt", "expired")
+
+    def __init__(self, attempt: Callable[[float | None], Awaitable[T]],
+                 expired: Callable[[float | None], BaseException]) -> None:
+        self.attempt = attempt
+        self.expired = expired
+
+    def __call__(self, timeout: float | None) -> Awaitable[object]:
+        return within(self.attempt, timeout, self.expired)
 
 
 class SystemClock:

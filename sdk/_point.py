@@ -37,7 +37,7 @@ from ._classify import (
     default_exception_classification,
     retry_on,
 )
-from ._clock import SYSTEM_CLOCK, Clock, within
+from ._clock import SYSTEM_CLOCK, Bounded, Clock
 from ._deadline import DEADLINE, DONE, FIRED, TASK, watchdog
 from ._errors import (
     BulkheadFullError,
@@ -603,14 +603,13 @@ class IntegrationPoint:
         else:
             token = None
             watch = None
-            bounded = False  # under trio: the attempt runs in a cancel scope instead
             if limit is not None:
                 token = DEADLINE.set((limit, now))
                 if enforce_timeout:
                     try:
                         loop = asyncio.get_running_loop()
-                    except RuntimeError:  # not asyncio (trio): a cancel scope bounds the attempt
-                        bounded = True
+                    except RuntimeError:  # not asyncio (trio): a cancel scope bounds each attempt
+                        attempt = Bounded(attempt, functools.partial(self._deadline_error, operation))
                     else:
                         task = asyncio.current_task(loop)
                         if task is not None:
@@ -618,9 +617,7 @@ class IntegrationPoint:
                             watch = dog.watch(task, limit if dog.same_clock and now is _monotonic
                                               else loop.time() + (limit - t0))
             try:
-                result = await (attempt(timeout) if not bounded else within(
-                    attempt, cast(float, timeout),
-                    functools.partial(self._deadline_error, operation, timeout)))
+                result = await attempt(timeout)
             except asyncio.CancelledError:
                 if watch is None or not (watch[FIRED] and _uncancel(watch[TASK])):
                     self._first_cancelled(operation, t0, ticket)
@@ -673,14 +670,15 @@ class IntegrationPoint:
                     return (await self._afinal_rejection(ex, rejection))
                 watch = None
                 token = None
-                bounded = False
                 if ex.attempt_deadline is not None:
                     token = DEADLINE.set((ex.attempt_deadline, self._now))
                     if enforce_timeout and timeout is not None:
                         try:
                             loop = asyncio.get_running_loop()
                         except RuntimeError:  # not asyncio (trio): a cancel scope bounds it
-                            bounded = True
+                            if type(attempt) is not Bounded:
+                                attempt = Bounded(attempt,
+                                                  functools.partial(self._deadline_error, operation))
                         else:
                             task = asyncio.current_task(loop)
                             if task is not None:
@@ -690,9 +688,7 @@ class IntegrationPoint:
                         closing = discard(last[2])  # dropped once its retry is admitted
                         if closing is not None:
                             await closing
-                    result = await (attempt(timeout) if not bounded else within(
-                        attempt, cast(float, timeout),
-                        functools.partial(self._deadline_error, operation, timeout)))
+                    result = await attempt(timeout)
                 except asyncio.CancelledError:
                     if watch is not None:
                         watch[DONE] = True
