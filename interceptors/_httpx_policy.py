@@ -155,6 +155,11 @@ EXCEPTION_TABLE: dict[type[BaseException], tuple[Classification, bool]] = {
     httpx.RequestError: (PERMANENT, False),
     httpx.HTTPError: (PERMANENT, False),
 }
+# httpx2's Server-Sent Events raise SSEError (a TransportError) above the transport when
+# the server answered with another content type or an oversized event: not transient
+_SSE_ERROR = getattr(httpx, "SSEError", None)
+if _SSE_ERROR is not None:
+    EXCEPTION_TABLE[_SSE_ERROR] = (PERMANENT, False)
 
 _BY_TYPE: dict[type[BaseException], tuple[Classification, bool] | None] = {}
 
@@ -250,6 +255,13 @@ def _compile_path(pattern: str) -> re.Pattern[str]:
     if "*" in body:
         raise ConfigurationError(
             f"Route.path may use '*' only as its last segment ('/files/*'), got {pattern!r}"
+        )
+    rest = _SEGMENT.sub("", body)
+    if "{" in rest or "}" in rest:
+        # a brace left over is a typo ('/users/{id'), never a literal the caller meant
+        raise ConfigurationError(
+            f"Route.path has an unbalanced or empty '{{' '}}' (write {{name}} for one segment), "
+            f"got {pattern!r}"
         )
     parts: list[str] = []
     last = 0
@@ -461,7 +473,8 @@ def environment_proxy_mounts(kwargs: dict[str, Any]) -> list[tuple[Any, str | No
     """
     if not kwargs.get("trust_env", True) or kwargs.get("proxy") is not None or kwargs.get("uds"):
         return []
-    from httpx._utils import URLPattern, get_environment_proxies  # private, pinned httpx < 0.29
+    # private names: the version range in pyproject.toml pins them
+    from httpx._utils import URLPattern, get_environment_proxies
 
     found = get_environment_proxies()
     mounts = [(URLPattern(key), url) for key, url in found.items()]

@@ -27,7 +27,8 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Iterator
 from functools import partial
-from typing import Any
+from types import TracebackType
+from typing import Any, TypeVar
 
 import httpx
 
@@ -70,6 +71,9 @@ __all__ = [
 ]
 
 _BYTES = httpx.ByteStream
+
+_Sync = TypeVar("_Sync", bound="ResilientTransport")
+_Async = TypeVar("_Async", bound="AsyncResilientTransport")
 
 # error bodies up to this size are read before a discarded response is closed,
 # so its keep-alive connection goes back to the pool instead of being dropped
@@ -396,8 +400,9 @@ class ResilientTransport(httpx.BaseTransport):
     ``seawall.idempotent`` request extension). ``read_body`` (bytes) reads a
     body up to that size inside the transport, so a connection dropped
     mid-body is retried too, within the deadline; ``None`` (the default)
-    leaves the body to the client. Thread-safe; ``close()`` closes the inner
-    transport.
+    leaves the body to the client. Thread-safe. Entering and exiting the
+    transport (``with httpx.Client(transport=...)``) enters and exits the
+    inner one; ``close()`` closes it.
     """
 
     def __init__(
@@ -490,6 +495,27 @@ class ResilientTransport(httpx.BaseTransport):
                 request.extensions.pop("timeout", None)
             else:
                 request.extensions["timeout"] = original
+
+    def __enter__(self: _Sync) -> _Sync:
+        """Enter the inner transport (and the proxy transports built for the environment).
+
+        ``with httpx.Client(transport=...)`` enters the client's transport:
+        the inner one is entered in turn, as it would be without seawall.
+        """
+        self.transport.__enter__()
+        for _, mounted in self._proxies:
+            if mounted is not None:
+                mounted.__enter__()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None = None,
+                 exc_value: BaseException | None = None,
+                 traceback: TracebackType | None = None) -> None:
+        """Exit the inner transport (which closes it), then the proxy transports."""
+        self.transport.__exit__(exc_type, exc_value, traceback)
+        for _, mounted in self._proxies:
+            if mounted is not None:
+                mounted.__exit__(exc_type, exc_value, traceback)
 
     def close(self) -> None:
         """Close the inner transport (and the proxy transports built for the environment)."""
@@ -622,14 +648,17 @@ async def _arun_watched(point: IntegrationPoint, operation: str, options: _Optio
 
 
 class AsyncResilientTransport(httpx.AsyncBaseTransport):
-    """The asyncio twin of :class:`ResilientTransport` (same options, same behaviour).
+    """The async twin of :class:`ResilientTransport` (same options, same behaviour).
 
+    Runs under asyncio and under trio, like httpx's async client: the
+    retry waits and the bulkhead queue use the library of the calling task.
     The inner transport defaults to ``httpx.AsyncHTTPTransport(...)``.
     Attempt timeouts are handed to httpx as timeouts, never enforced by
     cancelling the request: cancelling httpcore under pool contention can
     leak connections (encode/httpcore#830). Cancelling the caller's task
     cancels the request and never counts as a failure. Safe to share
-    between tasks of one event loop; ``aclose()`` closes the inner transport.
+    between tasks of one event loop. ``async with`` enters and exits the inner
+    transport; ``aclose()`` closes it.
     """
 
     def __init__(
@@ -723,6 +752,27 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
                 request.extensions.pop("timeout", None)
             else:
                 request.extensions["timeout"] = original
+
+    async def __aenter__(self: _Async) -> _Async:
+        """Enter the inner transport (and the proxy transports built for the environment).
+
+        ``async with httpx.AsyncClient(transport=...)`` enters the client's
+        transport: the inner one is entered in turn, as it would be without seawall.
+        """
+        await self.transport.__aenter__()
+        for _, mounted in self._proxies:
+            if mounted is not None:
+                await mounted.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None = None,
+                        exc_value: BaseException | None = None,
+                        traceback: TracebackType | None = None) -> None:
+        """Exit the inner transport (which closes it), then the proxy transports."""
+        await self.transport.__aexit__(exc_type, exc_value, traceback)
+        for _, mounted in self._proxies:
+            if mounted is not None:
+                await mounted.__aexit__(exc_type, exc_value, traceback)
 
     async def aclose(self) -> None:
         """Close the inner transport (and the proxy transports built for the environment)."""

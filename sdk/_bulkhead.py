@@ -10,6 +10,10 @@ none is ever lost.
 
 Invariant: permits are in the free queue, held by a caller, or handed to a
 waiter; ``max_concurrent`` in all.
+
+A waiter is a thread, an asyncio task or a trio task, and any thread may
+wake any of them: asyncio's through ``call_soon_threadsafe``, trio's
+through its run's ``TrioToken.run_sync_soon``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ import asyncio
 import queue
 import threading
 from collections import deque
+from typing import Any
+
+from ._clock import async_library
 
 
 class _ThreadWaiter:
@@ -53,6 +60,28 @@ class _TaskWaiter:
             self.future.set_result(None)
 
 
+class _TrioWaiter:
+    __slots__ = ("event", "granted", "token")
+
+    def __init__(self, trio: Any) -> None:
+        self.granted = False
+        self.event = trio.Event()
+        # the run's token: its run_sync_soon is the one trio call safe from any thread
+        self.token = trio.lowlevel.current_trio_token()
+
+    def wake(self) -> bool:
+        import trio
+
+        try:
+            self.token.run_sync_soon(self.event.set)
+        except trio.RunFinishedError:  # the waiter's run is over: nobody will use the permit
+            return False
+        return True
+
+
+_Waiter = _ThreadWaiter | _TaskWaiter | _TrioWaiter
+
+
 class BulkheadRuntime:
     """``max_concurrent`` permits shared by every thread and event loop."""
 
@@ -61,7 +90,7 @@ class BulkheadRuntime:
     def __init__(self, max_concurrent: int) -> None:
         self.max_concurrent = max_concurrent
         self.lock = threading.Lock()
-        self._waiters: deque[_ThreadWaiter | _TaskWaiter] = deque()
+        self._waiters: deque[_Waiter] = deque()
         self._free: queue.SimpleQueue[None] = queue.SimpleQueue()
         for _ in range(max_concurrent):
             self._free.put(None)
@@ -108,7 +137,7 @@ class BulkheadRuntime:
             if not waiter.wake():
                 self._free.put(None)  # its loop is gone: offer the permit to the next
 
-    def _enqueue(self, waiter: _ThreadWaiter | _TaskWaiter) -> bool:
+    def _enqueue(self, waiter: _Waiter) -> bool:
         """Queue ``waiter``; true when a permit was free after all (then it is not queued)."""
         with self.lock:
             # queue first, then look again: a release that put its permit back
@@ -121,7 +150,7 @@ class BulkheadRuntime:
             self._waiters.remove(waiter)
             return True
 
-    def _withdraw(self, waiter: _ThreadWaiter | _TaskWaiter) -> bool:
+    def _withdraw(self, waiter: _Waiter) -> bool:
         """Leave the queue; true when a permit had already been handed to ``waiter``."""
         with self.lock:
             if waiter.granted:
@@ -143,11 +172,13 @@ class BulkheadRuntime:
         return self._withdraw(waiter)
 
     async def acquire_async(self, timeout: float) -> bool:
-        """Take a permit, suspending the task up to ``timeout`` seconds."""
+        """Take a permit, suspending the task (asyncio or trio) up to ``timeout`` seconds."""
         if self.try_acquire():
             return True
         if timeout <= 0:
             return False
+        if async_library() == "trio":
+            return await self._acquire_trio(timeout)
         waiter = _TaskWaiter(asyncio.get_running_loop())
         if self._enqueue(waiter):
             return True
@@ -161,3 +192,20 @@ class BulkheadRuntime:
             if self._withdraw(waiter):
                 self.release()
             raise
+
+    async def _acquire_trio(self, timeout: float) -> bool:
+        import trio
+
+        waiter = _TrioWaiter(trio)
+        if self._enqueue(waiter):
+            return True
+        try:
+            with trio.move_on_after(timeout):
+                await waiter.event.wait()
+                return True
+        except BaseException:
+            # cancelled while queued: leave the queue, or pass on a permit already handed to us
+            if self._withdraw(waiter):
+                self.release()
+            raise
+        return self._withdraw(waiter)

@@ -37,7 +37,7 @@ from ._classify import (
     default_exception_classification,
     retry_on,
 )
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import SYSTEM_CLOCK, Bounded, Clock
 from ._deadline import DEADLINE, DONE, FIRED, TASK, watchdog
 from ._errors import (
     BulkheadFullError,
@@ -606,12 +606,16 @@ class IntegrationPoint:
             if limit is not None:
                 token = DEADLINE.set((limit, now))
                 if enforce_timeout:
-                    loop = asyncio.get_running_loop()
-                    task = asyncio.current_task(loop)
-                    if task is not None:
-                        dog = watchdog(loop)
-                        watch = dog.watch(task, limit if dog.same_clock and now is _monotonic
-                                          else loop.time() + (limit - t0))
+                    try:
+                        loop = asyncio.get_running_loop()
+                    except RuntimeError:  # not asyncio (trio): a cancel scope bounds each attempt
+                        attempt = Bounded(attempt, functools.partial(self._deadline_error, operation))
+                    else:
+                        task = asyncio.current_task(loop)
+                        if task is not None:
+                            dog = watchdog(loop)
+                            watch = dog.watch(task, limit if dog.same_clock and now is _monotonic
+                                              else loop.time() + (limit - t0))
             try:
                 result = await attempt(timeout)
             except asyncio.CancelledError:
@@ -654,7 +658,7 @@ class IntegrationPoint:
                     if permits is not None and not permits.try_acquire():
                         try:
                             got = await permits.acquire_async(self._max_wait)
-                        except asyncio.CancelledError:
+                        except BaseException:  # cancelled (asyncio's or trio's)
                             ex.cancelled()
                             raise
                         if not got:
@@ -669,10 +673,16 @@ class IntegrationPoint:
                 if ex.attempt_deadline is not None:
                     token = DEADLINE.set((ex.attempt_deadline, self._now))
                     if enforce_timeout and timeout is not None:
-                        loop = asyncio.get_running_loop()
-                        task = asyncio.current_task(loop)
-                        if task is not None:
-                            watch = watchdog(loop).watch(task, loop.time() + timeout)
+                        try:
+                            loop = asyncio.get_running_loop()
+                        except RuntimeError:  # not asyncio (trio): a cancel scope bounds it
+                            if type(attempt) is not Bounded:
+                                attempt = Bounded(attempt,
+                                                  functools.partial(self._deadline_error, operation))
+                        else:
+                            task = asyncio.current_task(loop)
+                            if task is not None:
+                                watch = watchdog(loop).watch(task, loop.time() + timeout)
                 try:
                     if last is not None and last[1] is None and discard is not None:
                         closing = discard(last[2])  # dropped once its retry is admitted

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from typing import Any
 
+from ._clock import checkpoint
 from ._point import IntegrationPoint
 from ._policies import Backoff, Bulkhead, CircuitBreaker, Retry, RetryBudget, Timeout
 
@@ -38,7 +38,7 @@ class FakeClock:
 
     async def asleep(self, seconds: float) -> None:
         self.sleep(seconds)
-        await asyncio.sleep(0)
+        await checkpoint()  # yields once, under asyncio or trio
 
 
 def full_pipeline_point(name: str, **overrides: Any) -> IntegrationPoint:

@@ -14,13 +14,28 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import importlib
+import importlib.util
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from types import ModuleType
+from typing import Any
 
-import httpx
+# The host packages the transport tests run against: httpx, and httpx2 (its
+# continuation, Python 3.11+) wherever it can be installed. The dev extra installs
+# it there, and a test checks it really is present.
+HTTPX2_SUPPORTED = sys.version_info >= (3, 11)
+PACKAGES: tuple[str, ...] = ("httpx", "httpx2") if HTTPX2_SUPPORTED and \
+    importlib.util.find_spec("httpx2") is not None else ("httpx",)
+
+
+def modules(package: str) -> tuple[ModuleType, ModuleType]:
+    """``(host package, seawall's transports for it)``: httpx or httpx2."""
+    return (importlib.import_module(package),
+            importlib.import_module(f"seawall.interceptors.{package}"))
 
 
 @dataclass(frozen=True)
@@ -320,17 +335,19 @@ def refused_url() -> str:
 class Driver:
     """One test body for both shells: requests through a sync or an async client.
 
-    ``kind`` is ``"sync"`` (``httpx.Client`` + ``ResilientTransport``) or
-    ``"async"`` (``httpx.AsyncClient`` + ``AsyncResilientTransport``, run on
-    a private event loop). ``inner`` builds the inner transport for the
-    kind (``None``: the transport's default); ``options`` go to the
-    resilient transport, ``client`` to the client.
+    ``kind`` is ``"sync"`` (``Client`` + ``ResilientTransport``) or
+    ``"async"`` (``AsyncClient`` + ``AsyncResilientTransport``, run on a
+    private event loop), of ``package`` (``"httpx"`` or ``"httpx2"``).
+    ``inner`` builds the inner transport for the kind (``None``: the
+    transport's default); ``options`` go to the resilient transport,
+    ``client`` to the client.
     """
 
     def __init__(self, kind: str, point: Any, *, inner: Callable[[str], Any] | None = None,
-                 client: dict[str, Any] | None = None, **options: Any) -> None:
-        from seawall.interceptors import httpx as sw_httpx
-
+                 client: dict[str, Any] | None = None, package: str = "httpx",
+                 **options: Any) -> None:
+        host, sw_httpx = modules(package)
+        self.package = package
         self.kind = kind
         inner_transport = inner(kind) if inner is not None else None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -338,11 +355,11 @@ class Driver:
         self.client: Any
         if kind == "sync":
             self.transport = sw_httpx.ResilientTransport(point, inner_transport, **options)
-            self.client = httpx.Client(transport=self.transport, **(client or {}))
+            self.client = host.Client(transport=self.transport, **(client or {}))
         else:
             self.loop = asyncio.new_event_loop()
             self.transport = sw_httpx.AsyncResilientTransport(point, inner_transport, **options)
-            self.client = httpx.AsyncClient(transport=self.transport, **(client or {}))
+            self.client = host.AsyncClient(transport=self.transport, **(client or {}))
 
     def run(self, make: Callable[[], Any]) -> Any:
         """``make()`` for sync; for async, run the coroutine it returns to completion."""
@@ -350,9 +367,9 @@ class Driver:
             return make()
         return self.loop.run_until_complete(make())
 
-    def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
+    def request(self, method: str, url: str, **kw: Any) -> Any:
         """Send one request and read its body, like ``client.request``."""
-        return cast(httpx.Response, self.run(lambda: self.client.request(method, url, **kw)))
+        return self.run(lambda: self.client.request(method, url, **kw))
 
     def stream_body(self, method: str, url: str, **kw: Any) -> bytes:
         """Send one request with ``client.stream`` and collect the body chunk by chunk."""

@@ -1,50 +1,77 @@
 """How the httpx transports classify exceptions, statuses and Retry-After, and route requests.
 
-Unit tests: the inner transport is ``httpx.MockTransport`` (no socket), so
-every public httpx exception and every interesting status can be walked.
-The behaviour over real sockets is in test_httpx_transport.py.
+Unit tests: the inner transport is ``MockTransport`` (no socket), so every
+public exception and every interesting status can be walked. Each test runs
+for httpx and for httpx2 (``hx`` is the package, ``sw`` seawall's module for
+it). The behaviour over real sockets is in test_httpx_transport.py.
 """
 
 from __future__ import annotations
 
 import datetime
+import importlib
 import io
 import os
 from typing import Any
 
-import httpx
 import pytest
 
 import seawall
-from seawall.interceptors import httpx as sw_httpx
-from seawall.interceptors._httpx_policy import is_replayable, narrowed_timeout
 from seawall.testing import FakeClock
+from tests.http_support import PACKAGES, modules
 
-PUBLIC_EXCEPTIONS = sorted(
-    (getattr(httpx, name) for name in httpx.__all__
-     if isinstance(getattr(httpx, name), type) and issubclass(getattr(httpx, name), BaseException)),
-    key=lambda t: t.__name__,
-)
+
+@pytest.fixture(params=PACKAGES)
+def package(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def hx(package: str) -> Any:
+    """The host package under test: httpx or httpx2."""
+    return modules(package)[0]
+
+
+@pytest.fixture
+def sw(package: str) -> Any:
+    """seawall's transports for that package."""
+    return modules(package)[1]
+
+
+@pytest.fixture
+def policy(package: str) -> Any:
+    return importlib.import_module(f"seawall.interceptors._{package}_policy")
+
+
+def public_exceptions(package: str) -> list[str]:
+    host = modules(package)[0]
+    return sorted(name for name in host.__all__
+                  if isinstance(getattr(host, name), type)
+                  and issubclass(getattr(host, name), BaseException))
+
+
+EXCEPTION_CASES = [pytest.param(pkg, name, id=f"{pkg}-{name}")
+                   for pkg in PACKAGES for name in public_exceptions(pkg)]
 
 # The table the README documents, written out independently of the code.
-NEVER_SENT = {httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError}
+NEVER_SENT = {"ConnectError", "ConnectTimeout", "PoolTimeout", "ProxyError"}
 MAYBE_PROCESSED = {
-    httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError, httpx.WriteError, httpx.CloseError,
-    httpx.RemoteProtocolError, httpx.TimeoutException, httpx.NetworkError, httpx.ProtocolError,
-    httpx.TransportError,
+    "ReadTimeout", "WriteTimeout", "ReadError", "WriteError", "CloseError",
+    "RemoteProtocolError", "TimeoutException", "NetworkError", "ProtocolError",
+    "TransportError",
 }
 NOT_COUNTED_BY_BREAKER = {
-    httpx.PoolTimeout, httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL,
-    httpx.CookieConflict, httpx.StreamError, httpx.StreamConsumed, httpx.StreamClosed,
-    httpx.ResponseNotRead, httpx.RequestNotRead, httpx.TooManyRedirects,
+    "PoolTimeout", "LocalProtocolError", "UnsupportedProtocol", "InvalidURL",
+    "CookieConflict", "StreamError", "StreamConsumed", "StreamClosed",
+    "ResponseNotRead", "RequestNotRead", "TooManyRedirects",
 }
 
 
-def make_exception(exc_type: type[BaseException]) -> BaseException:
-    request = httpx.Request("GET", "http://api.test/")
-    if exc_type is httpx.HTTPStatusError:
-        return httpx.HTTPStatusError("boom", request=request,
-                                     response=httpx.Response(503, request=request))
+def make_exception(hx: Any, exc_type: type[BaseException]) -> BaseException:
+    request = hx.Request("GET", "http://api.test/")
+    if exc_type is hx.HTTPStatusError:
+        return hx.HTTPStatusError("boom", request=request,  # type: ignore[no-any-return]
+                                  response=hx.Response(503, request=request))
     try:
         return exc_type("boom")
     except TypeError:  # StreamConsumed and friends take no message
@@ -56,67 +83,80 @@ def point(**kw: Any) -> seawall.IntegrationPoint:
         "api", retry=seawall.Retry(attempts=3, budget=None), clock=FakeClock(), **kw)
 
 
-def send(p: seawall.IntegrationPoint, handler: Any, method: str = "GET",
+def send(hx: Any, sw: Any, p: seawall.IntegrationPoint, handler: Any, method: str = "GET",
          **options: Any) -> tuple[Any, int]:
     """(response or exception, number of attempts) for one request through a mock inner transport."""
     calls = 0
 
-    def counting(request: httpx.Request) -> httpx.Response:
+    def counting(request: Any) -> Any:
         nonlocal calls
         calls += 1
-        return handler(request)  # type: ignore[no-any-return]
+        return handler(request)
 
-    transport = sw_httpx.ResilientTransport(p, httpx.MockTransport(counting), **options)
-    with httpx.Client(transport=transport) as client:
+    transport = sw.ResilientTransport(p, hx.MockTransport(counting), **options)
+    with hx.Client(transport=transport) as client:
         try:
             return client.request(method, "http://api.test/x", content=b"b"), calls
         except Exception as exc:
             return exc, calls
 
 
-def test_every_public_httpx_exception_is_classified_on_purpose() -> None:
-    """Each exception class httpx exports has its own line in the table (none by accident)."""
-    assert len(PUBLIC_EXCEPTIONS) == 28
-    missing = [t.__name__ for t in PUBLIC_EXCEPTIONS if t not in sw_httpx.EXCEPTION_TABLE]
+def test_every_public_httpx_exception_is_classified_on_purpose(package: str, sw: Any) -> None:
+    """Each exception class the package exports has its own line in the table (none by accident)."""
+    names = public_exceptions(package)
+    # httpx2 adds SSEError (its Server-Sent Events)
+    assert len(names) == {"httpx": 28, "httpx2": 29}[package]
+    host = modules(package)[0]
+    missing = [n for n in names if getattr(host, n) not in sw.EXCEPTION_TABLE]
     assert missing == []
 
 
-@pytest.mark.parametrize("exc_type", PUBLIC_EXCEPTIONS, ids=lambda t: t.__name__)
+@pytest.mark.parametrize(("package", "exc_name"), EXCEPTION_CASES)
 @pytest.mark.parametrize("method", ["GET", "POST"])
-def test_each_exception_is_retried_only_when_safe(exc_type: type[BaseException], method: str) -> None:
+def test_each_exception_is_retried_only_when_safe(hx: Any, sw: Any, exc_name: str,
+                                                  method: str) -> None:
     """Never-sent errors are retried for any method, maybe-processed ones for GET only, others never."""
+    exc_type = getattr(hx, exc_name)
 
-    def fail(request: httpx.Request) -> httpx.Response:
-        raise make_exception(exc_type)
+    def fail(request: Any) -> Any:
+        raise make_exception(hx, exc_type)
 
     p = point()
-    outcome, attempts = send(p, fail, method)
+    outcome, attempts = send(hx, sw, p, fail, method)
     assert type(outcome) is exc_type  # the caller's exception, never a wrapper
-    retried = exc_type in NEVER_SENT or (exc_type in MAYBE_PROCESSED and method == "GET")
+    retried = exc_name in NEVER_SENT or (exc_name in MAYBE_PROCESSED and method == "GET")
     assert attempts == (3 if retried else 1)
 
 
-@pytest.mark.parametrize("exc_type", PUBLIC_EXCEPTIONS, ids=lambda t: t.__name__)
-def test_each_exception_counts_for_the_breaker_unless_it_is_ours(exc_type: type[BaseException]) -> None:
+@pytest.mark.parametrize(("package", "exc_name"), EXCEPTION_CASES)
+def test_each_exception_counts_for_the_breaker_unless_it_is_ours(hx: Any, sw: Any,
+                                                                 exc_name: str) -> None:
     """Local saturation and our own mistakes never count against the remote's breaker."""
-    c = sw_httpx.classify_exception(make_exception(exc_type), idempotent=True)
+    c = sw.classify_exception(make_exception(hx, getattr(hx, exc_name)), idempotent=True)
     assert c is not None
-    assert c.breaker is (exc_type not in NOT_COUNTED_BY_BREAKER)
+    assert c.breaker is (exc_name not in NOT_COUNTED_BY_BREAKER)
 
 
-def test_exceptions_that_are_not_httpx_are_left_to_the_point() -> None:
+def test_the_two_packages_exceptions_are_never_mixed() -> None:
+    """httpx's table holds only httpx classes and httpx2's only httpx2 classes."""
+    for package in PACKAGES:
+        sw = modules(package)[1]
+        assert {t.__module__.split(".")[0] for t in sw.EXCEPTION_TABLE} == {package}
+
+
+def test_exceptions_that_are_not_httpx_are_left_to_the_point(hx: Any, sw: Any) -> None:
     """A non-httpx error from a custom inner transport gets the point's default classification."""
-    assert sw_httpx.classify_exception(ValueError("x"), idempotent=True) is None
+    assert sw.classify_exception(ValueError("x"), idempotent=True) is None
 
 
-def test_user_rules_win_over_the_transport() -> None:
+def test_user_rules_win_over_the_transport(hx: Any, sw: Any) -> None:
     """A point's classifier can make ReadTimeout on POST retryable."""
-    p = point(classifier=seawall.Classifier().on(httpx.ReadTimeout, "timeout"))
+    p = point(classifier=seawall.Classifier().on(hx.ReadTimeout, "timeout"))
 
-    def fail(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("slow")
+    def fail(request: Any) -> Any:
+        raise hx.ReadTimeout("slow")
 
-    _, attempts = send(p, fail, "POST")
+    _, attempts = send(hx, sw, p, fail, "POST")
     assert attempts == 3
 
 
@@ -138,39 +178,39 @@ STATUS_CASES = [
 
 
 @pytest.mark.parametrize(("code", "get_attempts", "post_attempts", "category", "breaker"), STATUS_CASES)
-def test_status_table(code: int, get_attempts: int, post_attempts: int, category: str | None,
+def test_status_table(hx: Any, sw: Any, code: int, get_attempts: int, post_attempts: int, category: str | None,
                       breaker: bool) -> None:
     """Statuses: what is retried for GET and for POST, and what the breaker counts (never a 4xx)."""
     for method, expected in (("GET", get_attempts), ("POST", post_attempts)):
         p = point()
-        response, attempts = send(p, lambda r: httpx.Response(code), method)
+        response, attempts = send(hx, sw, p, lambda r: hx.Response(code), method)
         assert (response.status_code, attempts) == (code, expected)
-    c = sw_httpx.status_classification(code)
+    c = sw.status_classification(code)
     assert (None if c is None else c.category.value) == category
     if c is not None:
         assert c.breaker is breaker
 
 
-def test_idempotency_key_and_option_allow_post_retries() -> None:
+def test_idempotency_key_and_option_allow_post_retries(hx: Any, sw: Any) -> None:
     """POST is retried on 503 with an Idempotency-Key or retry_non_idempotent=True."""
-    def flaky(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(503)
+    def flaky(request: Any) -> Any:
+        return hx.Response(503)
 
     keyed = point()
-    t = sw_httpx.ResilientTransport(keyed, httpx.MockTransport(flaky))
-    with httpx.Client(transport=t) as client:
+    t = sw.ResilientTransport(keyed, hx.MockTransport(flaky))
+    with hx.Client(transport=t) as client:
         client.post("http://api.test/", headers={"Idempotency-Key": "1"})
     assert keyed.stats().attempts == 3
-    _, attempts = send(point(), flaky, "POST", retry_non_idempotent=True)
+    _, attempts = send(hx, sw, point(), flaky, "POST", retry_non_idempotent=True)
     assert attempts == 3
 
 
-def test_idempotent_extension_false_stops_a_get_retry() -> None:
+def test_idempotent_extension_false_stops_a_get_retry(hx: Any, sw: Any) -> None:
     """extensions={"seawall.idempotent": False} marks one GET unsafe to repeat."""
     p = point()
-    t = sw_httpx.ResilientTransport(p, httpx.MockTransport(lambda r: httpx.Response(503)))
-    with httpx.Client(transport=t) as client:
-        client.get("http://api.test/", extensions={sw_httpx.IDEMPOTENT_EXTENSION: False})
+    t = sw.ResilientTransport(p, hx.MockTransport(lambda r: hx.Response(503)))
+    with hx.Client(transport=t) as client:
+        client.get("http://api.test/", extensions={sw.IDEMPOTENT_EXTENSION: False})
     assert p.stats().attempts == 1
 
 
@@ -192,60 +232,60 @@ NOW = datetime.datetime(2025, 1, 1, 12, 0, 0, tzinfo=datetime.timezone.utc).time
     ("", None),
     (None, None),
 ])
-def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
+def test_parse_retry_after(hx: Any, sw: Any, value: str | None, seconds: float | None) -> None:
     """Seconds or an HTTP-date; anything else means "no hint" (the backoff applies)."""
-    assert sw_httpx.parse_retry_after(value, now=lambda: NOW) == seconds
+    assert sw.parse_retry_after(value, now=lambda: NOW) == seconds
 
 
 # -- request bodies and timeouts ----------------------------------------------------------------
 
-def test_replayable_bodies() -> None:
+def test_replayable_bodies(hx: Any, policy: Any) -> None:
     """Bytes, JSON, forms and seekable files can be resent; generators and pipes cannot."""
     def stream(**kw: Any) -> Any:
-        return httpx.Request("POST", "http://api.test/", **kw).stream
+        return hx.Request("POST", "http://api.test/", **kw).stream
 
-    assert is_replayable(stream(content=b"x"))
-    assert is_replayable(stream(json={"a": 1}))
-    assert is_replayable(stream(data={"a": "1"}))
-    assert is_replayable(stream(files={"f": io.BytesIO(b"data")}))
-    assert not is_replayable(stream(content=(c for c in [b"a"])))
+    assert policy.is_replayable(stream(content=b"x"))
+    assert policy.is_replayable(stream(json={"a": 1}))
+    assert policy.is_replayable(stream(data={"a": "1"}))
+    assert policy.is_replayable(stream(files={"f": io.BytesIO(b"data")}))
+    assert not policy.is_replayable(stream(content=(c for c in [b"a"])))
     r, w = os.pipe()
     with os.fdopen(r, "rb") as pipe, os.fdopen(w, "wb"):
-        assert not is_replayable(stream(files={"f": pipe}))
+        assert not policy.is_replayable(stream(files={"f": pipe}))
 
 
-def test_narrowed_timeout_keeps_shorter_phases() -> None:
+def test_narrowed_timeout_keeps_shorter_phases(policy: Any) -> None:
     """Each phase becomes min(its own, the attempt's); unset phases get the attempt's."""
     current = {"connect": 0.5, "read": 10.0, "write": None, "pool": 3.0}
-    assert narrowed_timeout(current, 2.0) == {"connect": 0.5, "read": 2.0, "write": 2.0, "pool": 2.0}
-    assert narrowed_timeout(None, 1.0) == dict.fromkeys(("connect", "read", "write", "pool"), 1.0)
+    assert policy.narrowed_timeout(current, 2.0) == {"connect": 0.5, "read": 2.0, "write": 2.0, "pool": 2.0}
+    assert policy.narrowed_timeout(None, 1.0) == dict.fromkeys(("connect", "read", "write", "pool"), 1.0)
 
 
 # -- routes -----------------------------------------------------------------------------
 
-def operation_of(transport: sw_httpx.ResilientTransport, method: str, url: str) -> tuple[str, str] | None:
-    plan = transport._options.router.resolve(httpx.Request(method, url))
+def operation_of(hx: Any, transport: Any, method: str, url: str) -> tuple[str, str] | None:
+    plan = transport._options.router.resolve(hx.Request(method, url))
     return None if plan is None else (plan[0].name, plan[1])
 
 
-def test_route_patterns() -> None:
+def test_route_patterns(hx: Any, sw: Any) -> None:
     """Segments, tails, wildcard hosts, ports and methods; first match wins; ids never leak."""
     a, b, c, d = (seawall.IntegrationPoint(n) for n in "abcd")
-    t = sw_httpx.ResilientTransport(None, httpx.MockTransport(lambda r: httpx.Response(200)), routes=[
-        sw_httpx.Route("api.test", "/users/{id}/orders/{order}", a),
-        sw_httpx.Route("*.cdn.test", "/static/*", b),
-        sw_httpx.Route("api.test:8443", None, c, methods=["delete"]),
-        sw_httpx.Route(None, "/health", d, name="health"),
+    t = sw.ResilientTransport(None, hx.MockTransport(lambda r: hx.Response(200)), routes=[
+        sw.Route("api.test", "/users/{id}/orders/{order}", a),
+        sw.Route("*.cdn.test", "/static/*", b),
+        sw.Route("api.test:8443", None, c, methods=["delete"]),
+        sw.Route(None, "/health", d, name="health"),
     ])
-    assert operation_of(t, "GET", "http://api.test/users/7/orders/99?x=1") == (
+    assert operation_of(hx, t, "GET", "http://api.test/users/7/orders/99?x=1") == (
         "a", "GET api.test/users/{id}/orders/{order}")
-    assert operation_of(t, "GET", "http://api.test/users/7/orders") is None
-    assert operation_of(t, "GET", "http://eu.cdn.test/static/css/site.css") == (
+    assert operation_of(hx, t, "GET", "http://api.test/users/7/orders") is None
+    assert operation_of(hx, t, "GET", "http://eu.cdn.test/static/css/site.css") == (
         "b", "GET *.cdn.test/static/*")
-    assert operation_of(t, "GET", "http://cdn.test/static/x") is None
-    assert operation_of(t, "DELETE", "https://api.test:8443/anything/5") == ("c", "DELETE api.test:8443")
-    assert operation_of(t, "GET", "https://api.test:8443/anything/5") is None
-    assert operation_of(t, "GET", "http://other.test:81/health") == ("d", "GET health")
+    assert operation_of(hx, t, "GET", "http://cdn.test/static/x") is None
+    assert operation_of(hx, t, "DELETE", "https://api.test:8443/anything/5") == ("c", "DELETE api.test:8443")
+    assert operation_of(hx, t, "GET", "https://api.test:8443/anything/5") is None
+    assert operation_of(hx, t, "GET", "http://other.test:81/health") == ("d", "GET health")
     assert t.points == (a, b, c, d)
     t.close()
 
@@ -254,12 +294,16 @@ def test_route_patterns() -> None:
     (("api.test", "users", None), "must start with '/'"),
     (("api.test", "/a/*/b", None), "only as its last segment"),
     (("http://api.test", "/a", None), "Route.host"),
+    (("api", "/users/{id", None), r"Route\.path .*unbalanced.*'/users/\{id'"),
+    (("api", "/users/id}", None), r"Route\.path .*'/users/id\}'"),
+    (("api", "/users/{}", None), r"Route\.path .*'/users/\{\}'"),
+    (("api", "/users/{a{b}}", None), r"Route\.path .*'/users/\{a\{b\}\}'"),
 ])
-def test_bad_routes_are_refused(args: tuple[Any, ...], message: str) -> None:
+def test_bad_routes_are_refused(hx: Any, sw: Any, args: tuple[Any, ...], message: str) -> None:
     """Route validates its patterns on construction, naming the field."""
     host, path, _ = args
     with pytest.raises(seawall.ConfigurationError, match=message):
-        sw_httpx.Route(host, path, seawall.IntegrationPoint("x"))
+        sw.Route(host, path, seawall.IntegrationPoint("x"))
 
 
 @pytest.mark.parametrize(("options", "message"), [
@@ -267,80 +311,80 @@ def test_bad_routes_are_refused(args: tuple[Any, ...], message: str) -> None:
     ({"read_body": -1}, "read_body"),
     ({"retry_non_idempotent": "yes"}, "retry_non_idempotent"),
 ])
-def test_bad_options_are_refused(options: dict[str, Any], message: str) -> None:
+def test_bad_options_are_refused(hx: Any, sw: Any, options: dict[str, Any], message: str) -> None:
     """Transport options are validated with a message naming the option."""
     with pytest.raises(seawall.ConfigurationError, match=message):
-        sw_httpx.ResilientTransport(point(), httpx.MockTransport(lambda r: httpx.Response(200)),
+        sw.ResilientTransport(point(), hx.MockTransport(lambda r: hx.Response(200)),
                                     **options)
 
 
-def test_a_transport_needs_a_point_or_routes() -> None:
+def test_a_transport_needs_a_point_or_routes(hx: Any, sw: Any) -> None:
     """ResilientTransport(None) with no routes would protect nothing."""
     with pytest.raises(seawall.ConfigurationError, match="needs a point"):
-        sw_httpx.ResilientTransport(None, httpx.MockTransport(lambda r: httpx.Response(200)))
+        sw.ResilientTransport(None, hx.MockTransport(lambda r: hx.Response(200)))
 
 
-def test_each_attempt_hands_its_time_to_httpx_and_the_request_is_restored() -> None:
+def test_each_attempt_hands_its_time_to_httpx_and_the_request_is_restored(hx: Any, sw: Any) -> None:
     """The inner transport sees every phase capped at the attempt timeout; the caller's request keeps its own."""
     seen: list[dict[str, Any]] = []
 
-    def record(request: httpx.Request) -> httpx.Response:
+    def record(request: Any) -> Any:
         seen.append(dict(request.extensions["timeout"]))
-        return httpx.Response(200)
+        return hx.Response(200)
 
     p = point(timeout=seawall.Timeout(attempt=0.25, total=1.0))
-    t = sw_httpx.ResilientTransport(p, httpx.MockTransport(record))
-    with httpx.Client(transport=t, timeout=httpx.Timeout(10.0, connect=0.1)) as client:
+    t = sw.ResilientTransport(p, hx.MockTransport(record))
+    with hx.Client(transport=t, timeout=hx.Timeout(10.0, connect=0.1)) as client:
         r = client.get("http://api.test/")
     assert seen == [{"connect": 0.1, "read": 0.25, "write": 0.25, "pool": 0.25}]
-    assert r.request.extensions["timeout"] == httpx.Timeout(10.0, connect=0.1).as_dict()
+    assert r.request.extensions["timeout"] == hx.Timeout(10.0, connect=0.1).as_dict()
 
 
-def test_each_request_is_narrowed_from_its_own_timeouts() -> None:
+def test_each_request_is_narrowed_from_its_own_timeouts(hx: Any, sw: Any) -> None:
     """Requests with other timeouts through one transport each get their own narrowing."""
     seen: list[dict[str, Any]] = []
 
-    def record(request: httpx.Request) -> httpx.Response:
+    def record(request: Any) -> Any:
         seen.append(dict(request.extensions["timeout"]))
         request.extensions["timeout"]["read"] = 99.0  # an inner transport that edits in place
-        return httpx.Response(200)
+        return hx.Response(200)
 
     p = point(timeout=seawall.Timeout(attempt=0.25, total=1.0))
-    t = sw_httpx.ResilientTransport(p, httpx.MockTransport(record))
-    with httpx.Client(transport=t, timeout=10.0) as client:
+    t = sw.ResilientTransport(p, hx.MockTransport(record))
+    with hx.Client(transport=t, timeout=10.0) as client:
         client.get("http://api.test/")
         client.get("http://api.test/")
-        client.get("http://api.test/", timeout=httpx.Timeout(10.0, read=0.1))
-        r = client.get("http://api.test/", timeout=httpx.Timeout(10.0, connect=0.2))
+        client.get("http://api.test/", timeout=hx.Timeout(10.0, read=0.1))
+        r = client.get("http://api.test/", timeout=hx.Timeout(10.0, connect=0.2))
     capped = dict.fromkeys(("connect", "read", "write", "pool"), 0.25)
     assert seen == [capped, capped, {**capped, "read": 0.1}, {**capped, "connect": 0.2}]
-    assert r.request.extensions["timeout"] == httpx.Timeout(10.0, connect=0.2).as_dict()
+    assert r.request.extensions["timeout"] == hx.Timeout(10.0, connect=0.2).as_dict()
 
 
-def test_a_request_without_timeouts_gets_the_attempt_timeout_and_keeps_none() -> None:
+def test_a_request_without_timeouts_gets_the_attempt_timeout_and_keeps_none(hx: Any, sw: Any) -> None:
     """No timeout extension: every phase is the attempt timeout, and none is left behind."""
     seen: list[dict[str, Any]] = []
 
-    def record(request: httpx.Request) -> httpx.Response:
+    def record(request: Any) -> Any:
         seen.append(dict(request.extensions["timeout"]))
-        return httpx.Response(200)
+        return hx.Response(200)
 
     p = point(timeout=seawall.Timeout(attempt=0.25))
-    t = sw_httpx.ResilientTransport(p, httpx.MockTransport(record))
+    t = sw.ResilientTransport(p, hx.MockTransport(record))
     for _ in range(2):
-        request = httpx.Request("GET", "http://api.test/")
+        request = hx.Request("GET", "http://api.test/")
         assert t.handle_request(request).status_code == 200
         assert "timeout" not in request.extensions
     assert seen == [dict.fromkeys(("connect", "read", "write", "pool"), 0.25)] * 2
 
 
-def test_the_operation_follows_method_host_and_port_from_request_to_request() -> None:
+def test_the_operation_follows_method_host_and_port_from_request_to_request(hx: Any, sw: Any) -> None:
     """Without routes each request is named by its own method, host and port, whatever came before."""
     events: list[Any] = []
     p = point()
     p.add_hook(events.append)
-    t = sw_httpx.ResilientTransport(p, httpx.MockTransport(lambda r: httpx.Response(200)))
-    with httpx.Client(transport=t) as client:
+    t = sw.ResilientTransport(p, hx.MockTransport(lambda r: hx.Response(200)))
+    with hx.Client(transport=t) as client:
         for method, url in [("GET", "http://a.test/"), ("GET", "http://a.test/x"),
                             ("POST", "http://a.test/"), ("GET", "http://b.test/"),
                             ("GET", "http://b.test:8080/"), ("GET", "http://a.test/")]:
@@ -350,12 +394,12 @@ def test_the_operation_follows_method_host_and_port_from_request_to_request() ->
                    "GET a.test"]
 
 
-def test_sync_and_async_transports_take_the_same_options() -> None:
+def test_sync_and_async_transports_take_the_same_options(hx: Any, sw: Any) -> None:
     """The two shells are mirrored by hand: their constructors must not drift apart."""
     import inspect
 
-    sync = inspect.signature(sw_httpx.ResilientTransport.__init__).parameters
-    async_ = inspect.signature(sw_httpx.AsyncResilientTransport.__init__).parameters
+    sync = inspect.signature(sw.ResilientTransport.__init__).parameters
+    async_ = inspect.signature(sw.AsyncResilientTransport.__init__).parameters
     assert list(sync) == list(async_)
     for name in sync:
         if name != "transport":

@@ -1,9 +1,10 @@
 """The httpx transports against a real HTTP server on 127.0.0.1, sync and async.
 
-Every test runs twice, through ``httpx.Client`` + ``ResilientTransport``
-and through ``httpx.AsyncClient`` + ``AsyncResilientTransport``. The
-server (tests/http_support.py) is scripted per test; waits between retries
-use a fake clock unless the test is about real time.
+Every test runs through ``Client`` + ``ResilientTransport`` and through
+``AsyncClient`` + ``AsyncResilientTransport``, of httpx and of httpx2
+(``hx`` is the package, ``sw`` seawall's module for it). The server
+(tests/http_support.py) is scripted per test; waits between retries use a
+fake clock unless the test is about real time.
 """
 
 from __future__ import annotations
@@ -15,13 +16,20 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 import seawall
-from seawall.interceptors import httpx as sw_httpx
 from seawall.testing import FakeClock
-from tests.http_support import Driver, Drop, Reply, ScriptedServer, refused_url
+from tests.http_support import (
+    HTTPX2_SUPPORTED,
+    PACKAGES,
+    Driver,
+    Drop,
+    Reply,
+    ScriptedServer,
+    modules,
+    refused_url,
+)
 
 
 @pytest.fixture
@@ -35,6 +43,23 @@ def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=PACKAGES)
+def package(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def hx(package: str) -> Any:
+    """The host package under test: httpx or httpx2."""
+    return modules(package)[0]
+
+
+@pytest.fixture
+def sw(package: str) -> Any:
+    """seawall's transports for that package."""
+    return modules(package)[1]
+
+
 @pytest.fixture
 def drivers() -> Iterator[list[Driver]]:
     made: list[Driver] = []
@@ -44,11 +69,11 @@ def drivers() -> Iterator[list[Driver]]:
 
 
 @pytest.fixture
-def make(kind: str, drivers: list[Driver]) -> Any:
-    """``make(point, **options)``: a driver of this test's kind, closed at teardown."""
+def make(kind: str, package: str, drivers: list[Driver]) -> Any:
+    """``make(point, **options)``: a driver of this test's kind and package, closed at teardown."""
 
     def build(point: seawall.IntegrationPoint | None, **options: Any) -> Driver:
-        d = Driver(kind, point, **options)
+        d = Driver(kind, point, package=package, **options)
         drivers.append(d)
         return d
 
@@ -66,42 +91,45 @@ def status(code: int, *headers: tuple[str, str], body: bytes = b"") -> Reply:
     return Reply(code, body or str(code).encode(), headers=headers)
 
 
-class FailFirst:
-    """An inner transport that raises ``exc`` for the first ``n`` requests, then sends for real."""
+def fail_first(hx: Any, exc: Exception, n: int = 1) -> Any:
+    """An inner-transport builder: it raises ``exc`` for the first ``n`` requests, then sends for real."""
 
-    def __init__(self, kind: str, exc: Exception, n: int = 1) -> None:
-        self.inner: Any = httpx.HTTPTransport() if kind == "sync" else httpx.AsyncHTTPTransport()
-        self.exc = exc
-        self.left = n
+    class SyncFailFirst(hx.BaseTransport):  # type: ignore[name-defined,misc]
+        def __init__(self) -> None:
+            self.inner = hx.HTTPTransport()
+            self.left = n
 
-    def _fail(self) -> None:
-        if self.left > 0:
-            self.left -= 1
-            raise self.exc
+        def handle_request(self, request: Any) -> Any:
+            if self.left > 0:
+                self.left -= 1
+                raise exc
+            return self.inner.handle_request(request)
 
+        def close(self) -> None:
+            self.inner.close()
 
-class SyncFailFirst(FailFirst, httpx.BaseTransport):
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self._fail()
-        return self.inner.handle_request(request)  # type: ignore[no-any-return]
+    class AsyncFailFirst(hx.AsyncBaseTransport):  # type: ignore[name-defined,misc]
+        def __init__(self) -> None:
+            self.inner = hx.AsyncHTTPTransport()
+            self.left = n
 
-    def close(self) -> None:
-        self.inner.close()
+        async def handle_async_request(self, request: Any) -> Any:
+            if self.left > 0:
+                self.left -= 1
+                raise exc
+            return await self.inner.handle_async_request(request)
 
+        async def aclose(self) -> None:
+            await self.inner.aclose()
 
-class AsyncFailFirst(FailFirst, httpx.AsyncBaseTransport):
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self._fail()
-        return await self.inner.handle_async_request(request)  # type: ignore[no-any-return]
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-def fail_first(exc: Exception, n: int = 1) -> Any:
     def build(kind: str) -> Any:
-        return SyncFailFirst(kind, exc, n) if kind == "sync" else AsyncFailFirst(kind, exc, n)
+        return SyncFailFirst() if kind == "sync" else AsyncFailFirst()
     return build
+
+
+def test_httpx2_is_tested_wherever_it_can_be_installed() -> None:
+    """On Python 3.11+ the dev extra installs httpx2, so every test here also runs against it."""
+    assert PACKAGES == (("httpx", "httpx2") if HTTPX2_SUPPORTED else ("httpx",))
 
 
 # -- statuses ---------------------------------------------------------------------------
@@ -150,11 +178,11 @@ def test_retry_non_idempotent_option_retries_patch(server: ScriptedServer, make:
     assert len(server.requests) == 2
 
 
-def test_the_request_extension_marks_one_post_idempotent(server: ScriptedServer, make: Any) -> None:
+def test_the_request_extension_marks_one_post_idempotent(sw: Any, server: ScriptedServer, make: Any) -> None:
     """extensions={"seawall.idempotent": True} opts a single request in."""
     server.script(status(502), Reply(200))
     r = make(point()).request("POST", server.url + "/x", content=b"p",
-                              extensions={sw_httpx.IDEMPOTENT_EXTENSION: True})
+                              extensions={sw.IDEMPOTENT_EXTENSION: True})
     assert r.status_code == 200
     assert len(server.requests) == 2
 
@@ -236,13 +264,13 @@ def test_retry_after_longer_than_the_budget_ends_retries(server: ScriptedServer,
 
 # -- connections ------------------------------------------------------------------------
 
-def test_discarded_responses_are_closed_with_a_pool_of_one(server: ScriptedServer, make: Any) -> None:
+def test_discarded_responses_are_closed_with_a_pool_of_one(hx: Any, server: ScriptedServer, make: Any) -> None:
     """With one connection in the pool, five failed responses in a row do not starve the next attempt."""
     api = point(attempts=6)
     server.script(*[status(503)] * 3, Reply(503, b"x" * 100_000, chunked=True),
                   status(503), Reply(200, b"ok"))
-    d = make(api, limits=httpx.Limits(max_connections=1),
-             client={"timeout": httpx.Timeout(5.0, pool=0.5)})
+    d = make(api, limits=hx.Limits(max_connections=1),
+             client={"timeout": hx.Timeout(5.0, pool=0.5)})
     r = d.request("GET", server.url + "/")
     assert r.status_code == 200
     assert len(server.requests) == 6
@@ -251,11 +279,11 @@ def test_discarded_responses_are_closed_with_a_pool_of_one(server: ScriptedServe
     assert server.connections == 2
 
 
-def test_connect_refused_is_retried_for_any_method_then_raised(kind: str, make: Any) -> None:
+def test_connect_refused_is_retried_for_any_method_then_raised(hx: Any, kind: str, make: Any) -> None:
     """Nothing listens: a POST is retried too (it never left), then ConnectError surfaces."""
     api = point()
     d = make(api)
-    with pytest.raises(httpx.ConnectError) as err:
+    with pytest.raises(hx.ConnectError) as err:
         d.request("POST", refused_url() + "/charge", json={"a": 1})
     assert api.stats().attempts == 3
     assert any("3 attempt(s)" in note for note in getattr(err.value, "__notes__", []))
@@ -269,18 +297,18 @@ def test_connection_dropped_before_the_response_is_retried_for_get(server: Scrip
     assert len(server.requests) == 2
 
 
-def test_connection_dropped_before_the_response_is_not_retried_for_post(server: ScriptedServer, make: Any) -> None:
+def test_connection_dropped_before_the_response_is_not_retried_for_post(hx: Any, server: ScriptedServer, make: Any) -> None:
     """The POST may have been processed: RemoteProtocolError reaches the caller after one attempt."""
     server.script(Drop(), Reply(200))
-    with pytest.raises(httpx.RemoteProtocolError):
+    with pytest.raises(hx.RemoteProtocolError):
         make(point()).request("POST", server.url + "/", content=b"x")
     assert len(server.requests) == 1
 
 
-def test_a_body_dropped_midway_escapes_the_transport_by_default(server: ScriptedServer, make: Any) -> None:
+def test_a_body_dropped_midway_escapes_the_transport_by_default(hx: Any, server: ScriptedServer, make: Any) -> None:
     """Without read_body the client reads the body after the transport returned: no retry."""
     server.script(Drop(partial=5), Reply(200))
-    with pytest.raises(httpx.RemoteProtocolError):
+    with pytest.raises(hx.RemoteProtocolError):
         make(point()).request("GET", server.url + "/")
     assert len(server.requests) == 1
 
@@ -300,12 +328,12 @@ def test_read_body_streams_what_exceeds_the_limit(server: ScriptedServer, make: 
     assert make(point(), read_body=100).stream_body("GET", server.url + "/") == body
 
 
-def test_read_body_can_be_turned_off_per_request(server: ScriptedServer, make: Any) -> None:
+def test_read_body_can_be_turned_off_per_request(hx: Any, sw: Any, server: ScriptedServer, make: Any) -> None:
     """extensions={"seawall.read_body": False} leaves that body to the client again."""
     server.script(Drop(partial=5), Reply(200))
-    with pytest.raises(httpx.RemoteProtocolError):
+    with pytest.raises(hx.RemoteProtocolError):
         make(point(), read_body=1024).request(
-            "GET", server.url + "/", extensions={sw_httpx.READ_BODY_EXTENSION: False})
+            "GET", server.url + "/", extensions={sw.READ_BODY_EXTENSION: False})
 
 
 # -- bodies -----------------------------------------------------------------------------
@@ -326,9 +354,9 @@ def test_generator_body_is_sent_once_and_not_retried(server: ScriptedServer, mak
     assert [q.body for q in server.requests] == [b"a;b"]
 
 
-def test_generator_body_is_retried_when_the_connection_never_opened(server: ScriptedServer, make: Any, kind: str) -> None:
+def test_generator_body_is_retried_when_the_connection_never_opened(hx: Any, server: ScriptedServer, make: Any, kind: str) -> None:
     """A ConnectError happens before the body is read: the generator is still whole and is sent."""
-    d = make(point(), inner=fail_first(httpx.ConnectError("refused")))
+    d = make(point(), inner=fail_first(hx, hx.ConnectError("refused")))
     r = d.request("PUT", server.url + "/doc", content=_body(kind, [b"a;", b"b"]))
     assert r.status_code == 200
     assert [q.body for q in server.requests] == [b"a;b"]
@@ -358,34 +386,34 @@ def test_attempt_timeout_narrows_the_client_timeout(server: ScriptedServer, make
     assert api.stats().retries == 1
 
 
-def test_total_deadline_covers_every_attempt(server: ScriptedServer, make: Any) -> None:
+def test_total_deadline_covers_every_attempt(hx: Any, server: ScriptedServer, make: Any) -> None:
     """Attempts of 0.3 s inside a 0.5 s budget: ReadTimeout after at most two attempts."""
     api = point(attempts=10, clock=seawall.SystemClock(),
                 timeout=seawall.Timeout(attempt=0.3, total=0.5))
     server.script(*[Reply(200, delay=3.0)] * 10)
     started = time.monotonic()
-    with pytest.raises(httpx.ReadTimeout):
+    with pytest.raises(hx.ReadTimeout):
         make(api).request("GET", server.url + "/")
     assert time.monotonic() - started < 1.5
     assert api.stats().attempts <= 2
 
 
-def test_read_body_keeps_a_dripping_body_inside_the_deadline(server: ScriptedServer, make: Any) -> None:
+def test_read_body_keeps_a_dripping_body_inside_the_deadline(hx: Any, server: ScriptedServer, make: Any) -> None:
     """httpx's read timeout is per chunk; read_body checks the attempt deadline between chunks."""
     api = point(attempts=1, clock=seawall.SystemClock(), timeout=seawall.Timeout(attempt=0.3))
     server.script(Reply(200, b"x" * 40, drip=0.05))
     started = time.monotonic()
-    with pytest.raises(httpx.ReadTimeout):
+    with pytest.raises(hx.ReadTimeout):
         make(api, read_body=1024).request("GET", server.url + "/")
     assert time.monotonic() - started < 1.2
 
 
 # -- rejections and fallback ----------------------------------------------------------------
 
-def test_open_breaker_answers_with_the_fallback_response(server: ScriptedServer, make: Any) -> None:
+def test_open_breaker_answers_with_the_fallback_response(hx: Any, server: ScriptedServer, make: Any) -> None:
     """With a Fallback, an open breaker returns the fallback's response instead of raising."""
     api = point(breaker=seawall.CircuitBreaker(failure_rate=0.5, minimum_calls=1, window=1),
-                fallback=seawall.Fallback(handler=lambda err: httpx.Response(
+                fallback=seawall.Fallback(handler=lambda err: hx.Response(
                     503, json={"cached": True, "why": type(err).__name__})))
     d = make(api)
     server.script(status(500))
@@ -395,9 +423,9 @@ def test_open_breaker_answers_with_the_fallback_response(server: ScriptedServer,
     assert len(server.requests) == 1
 
 
-def test_a_fallback_value_response_is_copied_for_each_request(server: ScriptedServer, make: Any) -> None:
+def test_a_fallback_value_response_is_copied_for_each_request(hx: Any, server: ScriptedServer, make: Any) -> None:
     """Fallback(value=Response) gives every caller its own readable response."""
-    api = point(attempts=1, fallback=seawall.Fallback(value=httpx.Response(200, text="stale")))
+    api = point(attempts=1, fallback=seawall.Fallback(value=hx.Response(200, text="stale")))
     d = make(api)
     first = d.request("GET", refused_url() + "/")
     second = d.request("GET", refused_url() + "/")
@@ -408,7 +436,7 @@ def test_a_fallback_value_response_is_copied_for_each_request(server: ScriptedSe
 def test_a_fallback_that_is_not_a_response_is_refused(kind: str, make: Any) -> None:
     """The transport must hand httpx a Response: anything else is a TypeError."""
     api = point(attempts=1, fallback=seawall.Fallback(value={"not": "a response"}))
-    with pytest.raises(TypeError, match=r"httpx\.Response"):
+    with pytest.raises(TypeError, match=r"httpx2?\.Response"):
         make(api).request("GET", refused_url() + "/")
 
 
@@ -448,10 +476,10 @@ def test_full_bulkhead_raises_bulkhead_full_error(server: ScriptedServer, kind: 
     assert api.stats().rejections["bulkhead"] == 1
 
 
-def test_cancelling_the_caller_is_not_a_failure(server: ScriptedServer, drivers: list[Driver]) -> None:
+def test_cancelling_the_caller_is_not_a_failure(package: str, server: ScriptedServer, drivers: list[Driver]) -> None:
     """An async request cancelled mid-flight counts as cancelled, never as a failure."""
     api = point(breaker=seawall.CircuitBreaker(failure_rate=0.5, minimum_calls=1, window=1))
-    d = Driver("async", api)
+    d = Driver("async", api, package=package)
     drivers.append(d)
     gate = threading.Event()
     server.script(Reply(200, gate=gate))
@@ -490,15 +518,15 @@ def test_every_attempt_is_an_event_named_by_method_and_host(server: ScriptedServ
         f"GET 127.0.0.1:{server.port}"}
 
 
-def test_routes_send_requests_to_their_points_with_pattern_names(server: ScriptedServer, make: Any) -> None:
+def test_routes_send_requests_to_their_points_with_pattern_names(sw: Any, server: ScriptedServer, make: Any) -> None:
     """A route table splits one transport between points; operations use the route pattern."""
     users, orders, rest = point("users"), point("orders"), point("rest")
     events: list[Any] = []
     for p in (users, orders, rest):
         p.add_hook(events.append)
     d = make(rest, routes=[
-        sw_httpx.Route("127.0.0.1", "/users/{id}", users),
-        sw_httpx.Route("127.0.0.1", "/orders/*", orders, methods={"POST"}, name="orders-api"),
+        sw.Route("127.0.0.1", "/users/{id}", users),
+        sw.Route("127.0.0.1", "/orders/*", orders, methods={"POST"}, name="orders-api"),
     ])
     d.request("GET", server.url + "/users/42")
     d.request("POST", server.url + "/orders/7/lines", content=b"x")
@@ -508,10 +536,10 @@ def test_routes_send_requests_to_their_points_with_pattern_names(server: Scripte
     assert ops == ["GET 127.0.0.1/users/{id}", "POST orders-api", f"GET 127.0.0.1:{server.port}"]
 
 
-def test_unmatched_requests_pass_straight_through_without_a_default_point(server: ScriptedServer, make: Any) -> None:
+def test_unmatched_requests_pass_straight_through_without_a_default_point(sw: Any, server: ScriptedServer, make: Any) -> None:
     """point=None with routes: requests no route claims are sent once, unprotected."""
     users = point("users")
-    d = make(None, routes=[sw_httpx.Route(None, "/users/{id}", users)])
+    d = make(None, routes=[sw.Route(None, "/users/{id}", users)])
     server.script(status(503), Reply(200))
     assert d.request("GET", server.url + "/health").status_code == 503
     assert users.stats().calls == 0
@@ -519,21 +547,61 @@ def test_unmatched_requests_pass_straight_through_without_a_default_point(server
 
 # -- the inner transport ------------------------------------------------------------------------
 
-def test_close_closes_the_inner_transport(kind: str, drivers: list[Driver]) -> None:
+def test_close_closes_the_inner_transport(hx: Any, package: str, kind: str, drivers: list[Driver]) -> None:
     """client.close() reaches the wrapped transport."""
     closed: list[bool] = []
 
-    class SyncInner(httpx.BaseTransport):
+    class SyncInner(hx.BaseTransport):
         def close(self) -> None:
             closed.append(True)
 
-    class AsyncInner(httpx.AsyncBaseTransport):
+    class AsyncInner(hx.AsyncBaseTransport):
         async def aclose(self) -> None:
             closed.append(True)
 
-    d = Driver(kind, point(), inner=lambda k: SyncInner() if k == "sync" else AsyncInner())
+    d = Driver(kind, point(), package=package, inner=lambda k: SyncInner() if k == "sync" else AsyncInner())
     d.close()
     assert closed == [True]
+
+
+def test_with_client_enters_and_exits_the_inner_transport(hx: Any, sw: Any, kind: str) -> None:
+    """``with client:`` reaches the wrapped transport: entered, closed, exited, as without seawall."""
+    events: list[str] = []
+
+    class SyncInner(hx.BaseTransport):
+        def __enter__(self) -> SyncInner:
+            events.append("enter")
+            return self
+
+        def __exit__(self, *args: Any) -> None:
+            super().__exit__(*args)
+            events.append("exit")
+
+        def close(self) -> None:
+            events.append("close")
+
+    class AsyncInner(hx.AsyncBaseTransport):
+        async def __aenter__(self) -> AsyncInner:
+            events.append("enter")
+            return self
+
+        async def __aexit__(self, *args: Any) -> None:
+            await super().__aexit__(*args)
+            events.append("exit")
+
+        async def aclose(self) -> None:
+            events.append("close")
+
+    if kind == "sync":
+        with hx.Client(transport=sw.ResilientTransport(point(), SyncInner())) as c:
+            assert isinstance(c, hx.Client)
+    else:
+        async def scenario() -> None:
+            t = sw.AsyncResilientTransport(point(), AsyncInner())
+            async with hx.AsyncClient(transport=t) as c:
+                assert isinstance(c, hx.AsyncClient)
+        asyncio.run(scenario())
+    assert events == ["enter", "close", "exit"]
 
 
 def test_environment_proxies_are_honoured_by_the_default_inner_transport(
@@ -547,12 +615,12 @@ def test_environment_proxies_are_honoured_by_the_default_inner_transport(
     assert server.paths == ["http://seawall-proxy-test.invalid/hello"]
 
 
-def test_inner_transport_options_conflict_with_a_given_transport(kind: str) -> None:
+def test_inner_transport_options_conflict_with_a_given_transport(hx: Any, sw: Any, kind: str) -> None:
     """verify=, limits=... build the default inner transport; next to transport= they are refused."""
-    cls: Any = sw_httpx.ResilientTransport if kind == "sync" else sw_httpx.AsyncResilientTransport
-    inner: Any = httpx.HTTPTransport() if kind == "sync" else httpx.AsyncHTTPTransport()
+    cls: Any = sw.ResilientTransport if kind == "sync" else sw.AsyncResilientTransport
+    inner: Any = hx.HTTPTransport() if kind == "sync" else hx.AsyncHTTPTransport()
     with pytest.raises(seawall.ConfigurationError, match="limits, verify"):
-        cls(point(), inner, verify=False, limits=httpx.Limits(max_connections=1))
+        cls(point(), inner, verify=False, limits=hx.Limits(max_connections=1))
     if kind == "sync":
         inner.close()
     else:
