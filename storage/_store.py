@@ -170,6 +170,8 @@ def describe_store_error(exc: BaseException, url: str, *, writing: bool = True) 
     # SQLite: every failure is about the file or its folder, never transient
     text = str(exc.orig) if exc.orig is not None else str(exc)
     folder = os.path.dirname(path)
+    if "database is locked" in text or "database table is locked" in text:
+        return None  # another writer holds the lock: it passes
     if "file is not a database" in text:
         return (f"{path} is not a SQLite database (the file exists and holds something else): "
                 "point the metrics store at another file, or move this one away")
@@ -291,6 +293,11 @@ class Store:
         except ArgumentError as exc:
             raise ConfigurationError(describe_store_error(exc, resolved) or str(exc)) from None
         read_only = False
+        if path is not None and create and os.path.exists(path) \
+                and not os.access(path, os.W_OK):
+            raise ConfigurationError(
+                f"cannot write the metrics store {path}: this user may not write the file; fix "
+                "its permissions or choose another path")
         if path is not None and not create:
             if not os.path.exists(path):
                 raise ConfigurationError(
@@ -407,7 +414,16 @@ class Store:
         with self._create_lock:
             if self._ready:
                 return
-            if create and not self.read_only:
+            # read first: an existing store needs no write lock (which another writer may hold)
+            with self.engine.connect() as conn:
+                names = set(inspect(conn).get_table_names())
+                found = (conn.execute(select(func.max(schema_version.c.version))).scalar()
+                         if schema_version.name in names else None)
+            missing = [t for t in metadata.sorted_tables if t.name not in names]
+            if not create and schema_version.name not in names:
+                raise ConfigurationError(
+                    f"{self!r} holds no seawall metrics (no {schema_version.name} table)")
+            if create and not self.read_only and (missing or found is None):
                 for attempt in range(3):
                     try:
                         with self._write_connection() as conn, conn.begin():
@@ -417,19 +433,16 @@ class Store:
                         # Another process created the same tables at the same moment.
                         if attempt == 2:
                             raise
-            with self.engine.connect() as conn:
-                if not create and not inspect(conn).has_table(schema_version.name):
-                    raise ConfigurationError(
-                        f"{self!r} holds no seawall metrics (no {schema_version.name} table)")
-                found = conn.execute(select(func.max(schema_version.c.version))).scalar()
-            if found is None and create and not self.read_only:
-                try:
-                    with self._write_connection() as conn, conn.begin():
-                        conn.execute(insert(schema_version).values(
-                            version=SCHEMA_VERSION, applied_at=time.time()))
-                except IntegrityError:
-                    pass  # a concurrent writer recorded it first
-            elif found is not None and found > SCHEMA_VERSION:
+                with self.engine.connect() as conn:
+                    found = conn.execute(select(func.max(schema_version.c.version))).scalar()
+                if found is None:
+                    try:
+                        with self._write_connection() as conn, conn.begin():
+                            conn.execute(insert(schema_version).values(
+                                version=SCHEMA_VERSION, applied_at=time.time()))
+                    except IntegrityError:
+                        pass  # a concurrent writer recorded it first
+            if found is not None and found > SCHEMA_VERSION:
                 raise ConfigurationError(
                     f"metrics store {self!r} has schema version {found}, newer than this "
                     f"seawall understands ({SCHEMA_VERSION}); upgrade seawall"
