@@ -662,15 +662,14 @@ class Store:
         if name is None:
             raise MetricsQueryError("point is required for a series")
         operation = check_name("operation", operation)
-        start = _safe_float("start", start)
-        end = _safe_float("end", end)
+        start = check_time("start", start)
+        end = check_time("end", end)
         step = _safe_float("step", step)
-        if step <= 0:
-            raise MetricsQueryError(f"step must be > 0 seconds, got {step!r}")
+        if not 0 < step <= MAX_TIME:
+            raise MetricsQueryError(f"step must be > 0 seconds and at most {MAX_TIME:.0f}, "
+                                    f"got {step!r}")
         if step % 60 != 0:
             raise MetricsQueryError(f"step must be a multiple of 60 seconds, got {step!r}")
-        if start < 0:
-            raise MetricsQueryError(f"start must be >= 0 (epoch seconds), got {start!r}")
         if end <= start:
             raise MetricsQueryError(f"start ({start!r}) must be before end ({end!r})")
         step_minutes = int(step // 60)
@@ -698,13 +697,15 @@ class Store:
         point = check_name("point", point)
         if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= MAX_PAGE:
             raise MetricsQueryError(f"limit must be between 1 and {MAX_PAGE}, got {limit!r}")
+        if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after < 2**63:
+            raise MetricsQueryError(f"after must be a transition id (an int >= 0), got {after!r}")
         cond = [transitions.c.id > after]
         if point is not None:
             cond.append(transitions.c.point == point)
         if start is not None:
-            cond.append(transitions.c.time >= _safe_float("start", start))
+            cond.append(transitions.c.time >= check_time("start", start))
         if end is not None:
-            cond.append(transitions.c.time < _safe_float("end", end))
+            cond.append(transitions.c.time < check_time("end", end))
         if start is not None and end is not None and end < start:
             raise MetricsQueryError(f"start ({start!r}) must not be after end ({end!r})")
         stmt = select(transitions).where(*cond).order_by(transitions.c.id).limit(limit)
