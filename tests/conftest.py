@@ -21,20 +21,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped in CI (CI=true), which counts as a failure: {report.longrepr}"
-
-
-@pytest.fixture
-def unprivileged() -> list[str]:
-    """A command prefix that runs a program as a user without root's powers over files.
-
-    Root ignores file permissions, so as root the program runs as ``nobody``
-    (with ``setpriv``); as anyone else it runs as is.
-    """
-    if os.geteuid() != 0:
-        return []
-    import shutil
-
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("setpriv (util-linux) is needed to drop root for this test")
-    return [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]

@@ -218,6 +218,23 @@ def run_bursts(url: str, first: int, second: int) -> None:
     _wait_for_stdin_to_close(False)
 
 
+def unprivileged_prefix() -> list[str] | None:
+    """A command prefix that runs a program as a user without root's powers over files.
+
+    Root ignores file permissions, so as root the program runs as ``nobody``
+    (with ``setpriv``); as anyone else it runs as is. ``None`` when root
+    cannot drop its powers here (no ``setpriv``).
+    """
+    if os.geteuid() != 0:
+        return []
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    return [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
 def writer_command(*args: str) -> list[str]:
     """The command line of a writer process (run from the repository root)."""
     return [sys.executable, "-m", "tests.metrics_support", *args]
