@@ -410,3 +410,20 @@ def test_the_defaults_bound_the_exit_delay() -> None:
 
     assert inspect.signature(seawall.persist_metrics).parameters["close_timeout"].default == 2.0
     assert inspect.signature(Recorder).parameters["close_timeout"].default <= 2.0
+
+
+def test_a_sync_overrun_is_stored_as_a_success_and_a_timeout(recorder: Recorder,
+                                                             store: Store) -> None:
+    """What the point counts for an overrun (a success, a timeout) is what the store holds."""
+    clock = FakeClock()
+    point = seawall.IntegrationPoint("late", clock=clock, timeout=seawall.Timeout(attempt=0.1))
+
+    def work() -> str:
+        clock.advance(0.25)
+        return "done"
+
+    assert point.call(work) == "done"
+    assert recorder.flush()
+    [summary] = store.summary("late")
+    assert (summary.calls, summary.successes, summary.failures, summary.timeouts) == (1, 1, 0, 1)
+    assert point.stats().timeouts == summary.timeouts
