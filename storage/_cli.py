@@ -19,8 +19,8 @@ from typing import Any
 
 from seawall import ConfigurationError
 
-from ._service import DEFAULT_LISTEN, MIN_TOKEN_LENGTH, parse_listen
 from ._schema import NAME_LENGTH
+from ._service import DEFAULT_LISTEN, MIN_TOKEN_LENGTH, parse_listen
 from ._store import DEFAULT_URL, MAX_WINDOW
 from ._types import Summary
 

@@ -137,9 +137,9 @@ def _shown(url: str) -> str:
 def sqlite_path(url: str) -> str | None:
     """The file of a SQLite URL (``None`` for another database or an in-memory one)."""
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
     database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or database is None or database in ("", ":memory:"):
+        return None
     if database.startswith("file:"):  # a URI filename (uri=true)
         database = database[5:].split("?", 1)[0]
     return os.path.abspath(database)
