@@ -407,3 +407,22 @@ def test_in_process_stats_and_the_service_agree_on_every_count(tmp_path: Path) -
                 local.calls, local.successes, local.failures, local.cancelled), p.name
             assert dict(remote.failures_by_category) == local.failures_by_category, p.name
     store.close()
+
+
+@pytest.mark.parametrize(("store", "message"), [
+    ("bogus://x", "metrics store bogus://x: SQLAlchemy knows no database 'bogus'"),
+    ("mysql://metrics@127.0.0.1/seawall",
+     "needs the database driver 'MySQLdb', not installed: pip install mysqlclient"),
+    ("NOTSQLITE", "is not a SQLite database (the file exists and holds something else)"),
+])
+def test_serve_names_the_store_and_the_fix_when_it_cannot_open_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], store: str, message: str) -> None:
+    """Store errors are one line naming the URL or file and what to do, not the driver's text."""
+    if store == "NOTSQLITE":
+        junk = tmp_path / "notsqlite.db"
+        junk.write_text("not a database\n")
+        store = str(junk)
+    assert main(["serve", "--store", store, "--listen", "127.0.0.1:0"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert message in line
+    assert "Can't load plugin" not in line and "No module named" not in line
