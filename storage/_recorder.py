@@ -468,6 +468,9 @@ class Recorder:
         self._overflow = itertools.count()
         self._overflow_seen = 0
         self._inflight = {}
+        self._inflight_transitions = []
+        self._abandoned = False
+        self._close_deadline = math.inf
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._requests = []
