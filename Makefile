@@ -23,15 +23,10 @@ bench: $(STAMP)
 		if [ -f bench/$$b.py ]; then $(BIN)/python bench/$$b.py || exit 1; fi; \
 	done
 
-# mypy cannot follow setuptools' package-dir mapping of an editable install,
-# so it checks a tree of symlinks laid out as the installed package
+# the editable install is a plain path to src/ (see pyproject.toml), which mypy follows
 lint: $(STAMP)
 	$(BIN)/ruff check sdk interceptors storage tests bench examples
-	rm -rf build/typecheck && mkdir -p build/typecheck
-	cp -rs $(CURDIR)/sdk build/typecheck/seawall
-	cp -rs $(CURDIR)/interceptors build/typecheck/seawall/interceptors
-	cp -rs $(CURDIR)/storage build/typecheck/seawall/storage
-	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --strict --config-file $(CURDIR)/pyproject.toml -p seawall
+	$(BIN)/mypy --strict -p seawall
 
 protos: $(STAMP)
 	$(BIN)/python -m seawall._protos

@@ -39,7 +39,8 @@ def _plan(args: argparse.Namespace) -> FaultPlan:
     duration = float(args.duration)
     outage = duration / 3.0 if args.outage is None else float(args.outage)
     if not 0.0 <= outage < duration:
-        raise ValueError(f"--outage must be >= 0 and shorter than --duration, got {outage}")
+        raise seawall.ConfigurationError(
+            f"--outage must be >= 0 and shorter than --duration, got {outage}")
     start = (duration - outage) / 2.0
     return FaultPlan(seed=args.seed, error_rate=args.error_rate, latency_rate=args.latency_rate,
                      rate_limit_rate=args.rate_limit_rate, outage_start=round(start, 3),
@@ -139,9 +140,34 @@ def _watch(run: Run, workloads: list[Workload], console: Console, *, live: bool,
         console.print(view())
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse a --store or --report that cannot be written, before the first run starts."""
+    if args.store:
+        from seawall.storage import Store
+
+        try:
+            Store.open(args.store, create=True).close()
+        except seawall.ConfigurationError as exc:
+            raise seawall.ConfigurationError(f"--store: {exc}") from None
+    if args.report:
+        path = os.path.abspath(args.report)
+        if os.path.isdir(path):
+            raise seawall.ConfigurationError(f"--report: {path} is a folder; name a file")
+        existed = os.path.exists(path)
+        try:
+            with open(path, "a", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            raise seawall.ConfigurationError(
+                f"--report: cannot write {path}: {exc.strerror}") from None
+        if not existed:
+            os.remove(path)  # written at the end; nothing is left if the demo fails
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the demo; returns the process exit code."""
     plan = _plan(args)
+    _check_outputs(args)
     console = make_console(plain=True if args.plain else None)
     plain = args.plain or not console.is_terminal
     with tempfile.TemporaryDirectory(prefix="seawall-demo-") as folder:

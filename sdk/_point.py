@@ -87,8 +87,13 @@ class PointStats(NamedTuple):
     """Counters of one point since it was created (or :meth:`IntegrationPoint.reset_stats`).
 
     ``calls`` = ``successes + failures + rejected + cancelled`` (rejected:
-    refused before any attempt; cancelled: the caller cancelled, never a failure). ``fallbacks`` counts calls answered by the fallback, which
-    are also counted under their failure or rejection.
+    refused before any attempt; cancelled: the caller cancelled, or the
+    failure was classified ``cancelled``: never a failure, so
+    ``failures_by_category`` has no ``cancelled`` key, as the metrics
+    service has none). ``fallbacks`` counts calls answered by the fallback,
+    which are also counted under their failure or rejection. ``timeouts``
+    counts attempts in the ``timeout`` category, including sync attempts
+    that returned after their deadline (see :class:`seawall.Timeout`).
     """
 
     calls: int
@@ -101,6 +106,7 @@ class PointStats(NamedTuple):
     cancelled: int
     failures_by_category: dict[str, int]
     rejections: dict[str, int]
+    timeouts: int = 0
 
 
 def _add_note(exc: BaseException, note: str) -> None:
@@ -231,7 +237,7 @@ class IntegrationPoint:
                 attempts=fast + self._c_attempts, retries=self._c_retries,
                 fallbacks=self._c_fallbacks, cancelled=self._c_cancelled,
                 failures_by_category=dict(self._c_by_category),
-                rejections=dict(self._c_rejections),
+                rejections=dict(self._c_rejections), timeouts=self._c_timeouts,
             )
 
     def reset_stats(self) -> None:
@@ -252,7 +258,9 @@ class IntegrationPoint:
         self._base_calls = self._c_calls
         self._c_successes = self._c_failures = self._c_rejected = 0
         self._c_attempts = self._c_retries = self._c_fallbacks = self._c_cancelled = 0
-        self._c_by_category: dict[str, int] = {c.value: 0 for c in Category}
+        self._c_timeouts = 0
+        self._c_by_category: dict[str, int] = {c.value: 0 for c in Category
+                                               if c is not Category.CANCELLED}
         self._c_rejections: dict[str, int] = {"breaker": 0, "bulkhead": 0, "budget": 0, "deadline": 0}
 
     # -- classification ----------------------------------------------------
@@ -433,7 +441,9 @@ class IntegrationPoint:
         a failed result, that result is returned as it is; on an exception,
         the original is re-raised with a note. Rejections raise
         :class:`CircuitOpenError` / :class:`BulkheadFullError` unless a
-        fallback takes them.
+        fallback takes them. A sync attempt cannot be interrupted: one that
+        succeeds after its deadline is returned, and recorded as overrun (see
+        :class:`seawall.Timeout`).
         """
         return cast(T, self._run(attempt, operation, deadline, classify_exception,
                                  classify_result, discard, True))
@@ -489,6 +499,11 @@ class IntegrationPoint:
             if failure is None and not (
                     (self._result_rules or classify_result is not None)
                     and self.classify_result(result, classify_result) is not None):
+                if limit is not None and enforce_timeout:
+                    t1 = now()
+                    if t1 > limit:  # it returned, but late: the value stands, the lateness counts
+                        self._record_overrun(operation, t0, t0, 1, t1, ticket)
+                        return result
                 self.record_success(operation, t0, ticket)
                 return result
             ex = Execution(self, operation, deadline, t0)
@@ -534,6 +549,13 @@ class IntegrationPoint:
             else:
                 found = self.classify_result(result, classify_result)
                 if found is None:
+                    late = ex.attempt_deadline
+                    if late is not None and enforce_timeout:
+                        t1 = self._now()
+                        if t1 > late:
+                            self._record_overrun(operation, ex.start, ex.attempt_start,
+                                                 ex.attempts, t1, ex._ticket)
+                            return (result)
                     ex.success()
                     return (result)
                 c = found
@@ -808,6 +830,32 @@ class IntegrationPoint:
 
     # -- recording (the point's lock guards counters and the budget) -----------
 
+    def _record_overrun(self, operation: str, started: float, attempt_started: float,
+                        attempts: int, now: float, ticket: int) -> None:
+        """A sync attempt succeeded after its deadline: a success, a timeout and a slow call.
+
+        Its value was returned (it cannot be taken back); the breaker counts a
+        slow call, the counters and the attempt's event a ``timeout``.
+        """
+        duration = now - attempt_started
+        circuit = self.circuit
+        if circuit is not None and ticket >= 0:
+            circuit.record(ticket, now, False, True)
+        if started >= self._budget_next:
+            self._budget_tick(started)
+        with self._lock:
+            self._c_calls += 1
+            self._c_successes += 1
+            self._c_attempts += 1
+            self._c_timeouts += 1
+        hooks = self.hooks.hooks + GLOBAL_HOOKS.hooks
+        if hooks:
+            wall = _wall()
+            emit(hooks, AttemptEvent(self.name, operation, attempts, Category.TIMEOUT, duration,
+                                     wall))
+            emit(hooks, CallEvent(self.name, operation, None, attempts, now - started, wall,
+                                  False, None))
+
     def _record_cancel(self, operation: str, t0: float) -> None:
         with self._lock:
             self._c_calls += 1
@@ -1044,6 +1092,7 @@ class Execution:
             self._ticket = REJECTED  # recorded: a later cancel has no trial permit to give back
         with point._lock:
             point._c_attempts += 1
+            point._c_timeouts += c.category is Category.TIMEOUT
         hooks = point.hooks.hooks + GLOBAL_HOOKS.hooks
         if hooks:
             emit(hooks, AttemptEvent(point.name, self.operation, self.attempts, c.category,
@@ -1089,8 +1138,11 @@ class Execution:
         point = self.point
         with point._lock:
             point._c_calls += 1
-            point._c_failures += 1
-            point._c_by_category[c.category.value] += 1
+            if c.category is Category.CANCELLED:  # never a failure (the recorder agrees)
+                point._c_cancelled += 1
+            else:
+                point._c_failures += 1
+                point._c_by_category[c.category.value] += 1
             point._c_fallbacks += fallback
         hooks = point.hooks.hooks + GLOBAL_HOOKS.hooks
         if hooks:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -298,6 +298,15 @@ class Timeout:
     passes and :class:`seawall.DeadlineExceeded` is raised; sync work cannot
     be interrupted and reads :func:`seawall.remaining` instead (the
     integrations hand it to gRPC, httpx and the database).
+
+    A sync attempt that succeeds after its deadline (a decorated function,
+    :meth:`IntegrationPoint.call`, an httpx request or a SQLAlchemy unit of
+    work that took too long) is **overrun**: its value is returned, since it
+    cannot be taken back, and the call counts as a success, but the attempt
+    counts as a ``timeout`` (``stats().timeouts``, the metrics' ``timeouts``,
+    its :class:`seawall.AttemptEvent` has category ``timeout``) and as a
+    slow call for the breaker (toward ``slow_call_rate``, whatever
+    ``slow_call_duration`` says; a half-open trial that overruns fails).
     """
 
     attempt: float | None = None
@@ -325,8 +334,9 @@ class Fallback:
 
     Either a fixed ``value`` or a ``handler(error)`` (sync, or async for
     async calls) whose return value is used. It applies when the final
-    failure's category is in ``on`` (by default the recoverable ones:
-    transient, timeout, rate_limited, unavailable) and, when
+    failure's category is in ``on`` (categories or their names, in any
+    collection, stored as a ``frozenset[Category]``; by default the
+    recoverable ones: transient, timeout, rate_limited, unavailable) and, when
     ``on_rejection`` is true, when the breaker or bulkhead refused the call.
     For a failure carried by a result (an HTTP 503), ``error`` is a
     :class:`seawall.ResultFailure` holding the result.
@@ -334,7 +344,8 @@ class Fallback:
 
     value: Any = _NO_VALUE
     handler: Callable[[BaseException], Any] | Callable[[BaseException], Awaitable[Any]] | None = None
-    on: frozenset[Category] = _FALLBACK_DEFAULT_ON
+    # any collection of categories or their names ("transient", ...); kept as a frozenset
+    on: Collection[Category | str] = _FALLBACK_DEFAULT_ON
     on_rejection: bool = True
 
     def __post_init__(self) -> None:

@@ -1,7 +1,9 @@
 """``seawall serve`` and ``seawall stats``: the arguments and their handlers.
 
 Handlers return the exit code; a bad value is reported in one line by
-raising an exception the ``seawall`` front end prints (no traceback).
+raising :class:`seawall.ConfigurationError` (exit code 2), anything that
+goes wrong afterwards by raising another exception (exit code 1); the
+``seawall`` front end prints either in one line, without a traceback.
 """
 
 from __future__ import annotations
@@ -17,21 +19,31 @@ from typing import Any
 
 from seawall import ConfigurationError
 
-from ._service import DEFAULT_LISTEN
+from ._schema import NAME_LENGTH
+from ._service import DEFAULT_LISTEN, MIN_TOKEN_LENGTH, parse_listen
 from ._store import DEFAULT_URL, MAX_WINDOW
 from ._types import Summary
+
+# the order of the keys of `seawall stats --json` (a test keeps it)
+JSON_KEYS = ("point", "calls", "successes", "failures", "retries", "rejected", "cancelled",
+             "fallbacks", "timeouts", "failures_by_category", "rejections_by_reason", "p50_ms",
+             "p95_ms", "p99_ms", "mean_ms", "breaker_state", "window_seconds")
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``seawall serve``."""
     parser.add_argument("--store", default=None, metavar="URL",
-                        help="SQLAlchemy URL or SQLite path of the metrics store "
-                             f"(default: $SEAWALL_METRICS_URL or {DEFAULT_URL})")
+                        help="SQLAlchemy URL or SQLite path of an existing metrics store "
+                             f"(default: $SEAWALL_METRICS_URL or {DEFAULT_URL}); a SQLite file "
+                             "this user may not write is served read-only")
+    parser.add_argument("--create", action="store_true",
+                        help="create the store (file and tables) when it does not exist")
     parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                         help=f"address to serve on (default: {DEFAULT_LISTEN}); any non-loopback "
                              "address needs --token")
     parser.add_argument("--token", default=None,
-                        help="require 'authorization: Bearer TOKEN' on every call "
+                        help="require 'authorization: Bearer TOKEN' on every call; at least "
+                             f"{MIN_TOKEN_LENGTH} characters, no spaces "
                              "(default: $SEAWALL_METRICS_TOKEN)")
     parser.add_argument("--tls-cert", default=None, metavar="FILE", help="PEM certificate chain")
     parser.add_argument("--tls-key", default=None, metavar="FILE", help="PEM private key")
@@ -73,14 +85,15 @@ def _number(option: str, text: str, *, low: float, high: float) -> float:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM."""
-    from ._service import serve
+    from ._service import CLI_NAMES, _serve
 
     retention = None
     if args.retention_days is not None:
         retention = _number("--retention-days", args.retention_days, low=0, high=36500) * 86400
     token = args.token if args.token is not None else os.environ.get("SEAWALL_METRICS_TOKEN")
-    server = serve(args.store, args.listen, token=token or None, tls_cert=args.tls_cert,
-                   tls_key=args.tls_key, retention=retention)
+    server = _serve(args.store, args.listen, token=token or None, tls_cert=args.tls_cert,
+                    tls_key=args.tls_key, retention=retention, max_workers=8,
+                    create=args.create, names=CLI_NAMES)
     web = None
     if args.http is not None:
         from ._http import serve_http
@@ -99,8 +112,9 @@ def run_serve(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         security = ("TLS" if args.tls_cert else "plaintext") + (", token required" if token else "")
-        print(f"seawall serve: metrics of {server.store!r} on {server.address} ({security}; "
-              "health and reflection on). Ctrl-C stops.", flush=True)
+        mode = " (read-only)" if server.store.read_only else ""
+        print(f"seawall serve: metrics of {server.store!r}{mode} on {server.address} "
+              f"({security}; health and reflection on). Ctrl-C stops.", flush=True)
         if web is not None:
             print(f"seawall serve: dashboard at {web.url}, Prometheus at {web.url}metrics"
                   + ("" if web.prometheus else " (off: pip install 'seawall[prometheus]')"),
@@ -121,7 +135,12 @@ def run_stats(args: argparse.Namespace) -> int:
     from ._client import MetricsClient
 
     window = _number("--window", args.window, low=0, high=MAX_WINDOW)
+    if args.point is not None and len(args.point) > NAME_LENGTH:
+        raise ConfigurationError(f"--point must be at most {NAME_LENGTH} characters, "
+                                 f"got {len(args.point)}")
+    from_env = not args.target and bool(os.environ.get("SEAWALL_METRICS_TARGET"))
     target = args.target or os.environ.get("SEAWALL_METRICS_TARGET") or DEFAULT_LISTEN
+    parse_listen(target, name="$SEAWALL_METRICS_TARGET" if from_env else "--target", lowest=1)
     token = args.token if args.token is not None else os.environ.get("SEAWALL_METRICS_TOKEN")
     root = None
     if args.ca is not None:
@@ -135,8 +154,8 @@ def run_stats(args: argparse.Namespace) -> int:
         summaries = client.summary(args.point, window=window)
     if args.json:
         for s in summaries:
-            print(json.dumps({"point": s.point, **s.as_dict(), "breaker_state": s.breaker_state,
-                              "window_seconds": window}, sort_keys=False))
+            fields = {**s.as_dict(), "window_seconds": window}
+            print(json.dumps({key: fields[key] for key in JSON_KEYS}))
         return 0
     _print_table(summaries, window, target)
     return 0

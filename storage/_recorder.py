@@ -7,7 +7,9 @@ drains that list every ``drain_interval`` seconds into aggregates per
 ``flush_interval`` seconds in one transaction. So the hot path never
 touches the database, a crash loses at most the last interval, and a
 failing store only delays the write: the aggregates are kept (within
-bounds) and retried at the next interval.
+bounds) and retried at the next interval. Every write, the last ones at
+close and on a signal included, runs on that thread, so the caller waits
+for it at most ``close_timeout`` seconds whatever the store does.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import itertools
 import logging
 import math
 import os
+import signal
 import socket
 import threading
 import time
@@ -75,7 +78,11 @@ class Recorder:
     at most ``max_keys`` (point, operation, minute) aggregates and
     ``max_transitions`` breaker transitions wait for the store; anything
     beyond is dropped and counted in :attr:`dropped`, never blocking the
-    caller. :meth:`close` (also run at interpreter exit) flushes everything.
+    caller. :meth:`close` (also run at interpreter exit) flushes everything,
+    waiting at most ``close_timeout`` seconds for the store; what it could
+    not write is counted in :attr:`dropped` too. With ``flush_on_signal``
+    a SIGTERM or SIGINT flushes first, then goes to the handler that was
+    there before (see :func:`persist_metrics`).
     Thread-safe; the hook is safe from any thread and event loop.
     """
 
@@ -88,14 +95,19 @@ class Recorder:
         max_pending: int = 250_000,
         max_keys: int = 100_000,
         max_transitions: int = 10_000,
-        close_timeout: float = 5.0,
+        close_timeout: float = 2.0,
+        flush_on_signal: bool = False,
         owns_store: bool = False,
     ) -> None:
         for name, value in (("flush_interval", flush_interval), ("drain_interval", drain_interval),
                             ("close_timeout", close_timeout)):
-            if not isinstance(value, (int, float)) or not value > 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 < value < math.inf:
                 raise ConfigurationError(f"persist_metrics: {name} must be > 0 seconds, "
                                          f"got {value!r}")
+        if not isinstance(flush_on_signal, bool):
+            raise ConfigurationError(f"persist_metrics: flush_on_signal must be True or False, "
+                                     f"got {flush_on_signal!r}")
         for name, value in (("max_pending", max_pending), ("max_keys", max_keys),
                             ("max_transitions", max_transitions)):
             if not isinstance(value, int) or value < 1:
@@ -108,6 +120,7 @@ class Recorder:
         self.max_keys = max_keys
         self.max_transitions = max_transitions
         self.close_timeout = float(close_timeout)
+        self.flush_on_signal = flush_on_signal
         self.host = socket.gethostname()[:HOST_LENGTH]
         self.pid = os.getpid()
         self._owns_store = owns_store
@@ -122,13 +135,22 @@ class Recorder:
         self._flushes = 0
         self._failures = 0
         self._last_error_log = 0.0
+        # the batch being written, for the accounting of a close() that cannot wait for it
+        self._inflight: dict[Key, list[float]] = {}
+        self._inflight_transitions: list[BreakerTransition] = []
+        self._abandoned = False
         self._stop = threading.Event()
+        self._wake = threading.Event()  # the thread's sleep, cut short by close() and signals
+        self._requests: list[threading.Event] = []  # flushes asked of the thread, set when done
+        self._close_deadline = math.inf
         self._closed = False
         self.hook = self._make_hook()
         self._thread = self._start_thread()
         add_hook(self.hook)
         atexit.register(self.close)
         _live.add(self)
+        if flush_on_signal:
+            _install_signal_flush()
 
     def __repr__(self) -> str:
         return f"<Recorder {self.store!r} every {self.flush_interval:g} s>"
@@ -158,7 +180,12 @@ class Recorder:
 
     @property
     def dropped(self) -> int:
-        """Events (or transitions) dropped because a bound was reached."""
+        """What was lost: counted once per lost event or transition, or per call of a lost aggregate.
+
+        An event that found the queue full counts one; an aggregate that found
+        no room, or that the store had not taken when :meth:`close` gave up,
+        counts its calls (at least one); a breaker transition counts one.
+        """
         with self._lock:
             return self._dropped + self._overflow_count()
 
@@ -185,19 +212,78 @@ class Recorder:
 
     def _run(self) -> None:
         next_flush = time.monotonic() + self.flush_interval
+        wake = self._wake
         while not self._stop.is_set():
             wait = min(self.drain_interval, max(0.0, next_flush - time.monotonic()))
-            if self._stop.wait(wait):
+            if wait > 0 and not self._requests:
+                wake.wait(wait)
+            wake.clear()  # before taking the requests: one asked after this wakes the next wait
+            if self._stop.is_set():
                 break
+            requests, self._requests = self._requests, []
             try:
-                if time.monotonic() >= next_flush:
+                if requests or time.monotonic() >= next_flush:
                     self.flush()
-                    next_flush = max(next_flush + self.flush_interval, time.monotonic())
+                    if not requests:
+                        next_flush = max(next_flush + self.flush_interval, time.monotonic())
                 else:
                     with self._lock:
                         self._drain()
             except Exception:  # the thread must outlive any surprise
                 log.exception("seawall.storage: the metrics thread hit an error; continuing")
+            finally:
+                for done in requests:
+                    done.set()
+        self._final_flush()
+
+    def _final_flush(self) -> None:
+        """The last writes, retried until ``close_timeout`` runs out; counts what is lost."""
+        try:
+            while not self.flush() and not self._abandoned:
+                left = self._close_deadline - time.monotonic()
+                if left <= 0:
+                    with self._lock:
+                        self._give_up()
+                    break
+                self._wake.wait(min(0.2, left))
+                self._wake.clear()
+        except Exception:
+            log.exception("seawall.storage: the last flush of metrics failed")
+        finally:
+            for done in self._requests:
+                done.set()
+
+    def _give_up(self, *, unlocked: bool = False) -> None:
+        """Count everything not written as dropped, and say so.
+
+        The lock is held, unless ``unlocked``: then the thread is stuck in a
+        write (holding it), whose batch is counted too; should that write
+        succeed after all, :meth:`flush` takes its calls back out of
+        :attr:`dropped`.
+        """
+        calls = _size(self._counts, self._transitions)
+        if unlocked:
+            self._abandoned = True
+            calls += _size(self._inflight, self._inflight_transitions)
+        # events not aggregated yet (only when the thread could not drain them)
+        calls += sum(1 for ev in list(self._pending) if ev.__class__ is CallEvent)
+        self._dropped += calls
+        self._counts = {}
+        self._transitions = []
+        del self._pending[:]
+        log.error("seawall.storage: could not write metrics to %r within close_timeout "
+                  "(%g s); %d calls and transitions not recorded (counted in "
+                  "recorder.dropped)", self.store, self.close_timeout, calls)
+
+    def _flush_within(self, timeout: float) -> bool:
+        """Have the thread write what is counted; wait at most ``timeout`` seconds for it."""
+        thread = self._thread
+        if not thread.is_alive() or thread is threading.current_thread():
+            return self.flush()
+        done = threading.Event()
+        self._requests.append(done)
+        self._wake.set()
+        return done.wait(timeout)
 
     def _drain(self) -> None:
         """Fold queued events into the aggregates (caller holds ``_lock``)."""
@@ -289,9 +375,13 @@ class Recorder:
             moved, self._transitions = self._transitions, []
             if not counts and not moved:
                 return True
+            self._inflight, self._inflight_transitions = counts, moved
             try:
                 self.store.write(counts, moved, host=self.host, pid=self.pid)
             except Exception as exc:
+                self._inflight, self._inflight_transitions = {}, []
+                if self._abandoned:  # already counted as dropped by close()
+                    return False
                 self._failures += 1
                 self._keep(counts, moved)
                 now = time.monotonic()
@@ -301,6 +391,9 @@ class Recorder:
                                 "keeping them for the next attempt", self.store,
                                 type(exc).__name__, exc)
                 return False
+            self._inflight, self._inflight_transitions = {}, []
+            if self._abandoned:  # close() counted this batch as lost, but it got through
+                self._dropped -= _size(counts, moved)
             self._flushes += 1
             return True
 
@@ -321,9 +414,13 @@ class Recorder:
         self._transitions[:0] = moved[:max(room, 0)]
 
     def close(self) -> None:
-        """Stop recording and flush everything (retrying up to ``close_timeout`` seconds).
+        """Stop recording and write everything, waiting at most ``close_timeout`` seconds.
 
-        Idempotent; registered with :mod:`atexit`.
+        The writes happen on the recorder's thread: a store that hangs (a
+        lock held elsewhere, a server that does not answer) delays the caller
+        by ``close_timeout`` at most. What could not be written by then is
+        logged and counted in :attr:`dropped`. Idempotent; registered with
+        :mod:`atexit`.
         """
         with self._lock:
             if self._closed:
@@ -335,18 +432,21 @@ class Recorder:
             pass
         atexit.unregister(self.close)
         _live.discard(self)
+        if self.flush_on_signal:
+            _restore_signal_handlers()
+        self._close_deadline = time.monotonic() + self.close_timeout
         self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(self.close_timeout)
-        deadline = time.monotonic() + self.close_timeout
-        while not self.flush():
-            if time.monotonic() >= deadline:
+        self._wake.set()
+        thread = self._thread
+        if thread.is_alive() and thread is not threading.current_thread():
+            thread.join(self.close_timeout + 0.1)
+            if thread.is_alive():  # stuck in a write the store has not answered
+                self._give_up(unlocked=True)
+                return  # the store stays open: the thread may still be using it
+        else:  # no thread to do it (closed from the thread itself): one try here
+            if not self.flush():
                 with self._lock:
-                    lost = sum(int(v[CALLS]) for v in self._counts.values())
-                log.error("seawall.storage: could not flush metrics to %r before exit; "
-                          "%d calls not recorded", self.store, lost)
-                break
-            time.sleep(min(0.2, self.close_timeout / 10))
+                    self._give_up()
         if self._owns_store:
             self.store.close()
 
@@ -367,12 +467,23 @@ class Recorder:
         self._transitions = []
         self._overflow = itertools.count()
         self._overflow_seen = 0
+        self._inflight = {}
+        self._inflight_transitions = []
+        self._abandoned = False
+        self._close_deadline = math.inf
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._requests = []
         self.store.engine.dispose(close=False)
         remove_hook(self.hook)
         self.hook = self._make_hook()
         add_hook(self.hook)
         self._thread = self._start_thread()
+
+
+def _size(counts: dict[Key, list[float]], moved: list[BreakerTransition]) -> int:
+    """What a batch counts for in :attr:`Recorder.dropped`: its calls and transitions."""
+    return sum(int(v[CALLS]) or 1 for v in counts.values()) + len(moved)
 
 
 _live: weakref.WeakSet[Recorder] = weakref.WeakSet()
@@ -390,31 +501,109 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reinit_after_fork)
 
 
-def persist_metrics(url: str | None = None, flush_interval: float = 1.0,
-                    **options: Any) -> Recorder:
+# -- flushing on SIGTERM and SIGINT ---------------------------------------------------
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_signal_lock = threading.Lock()
+_previous: dict[int, Any] = {}  # the handler each signal had before ours
+
+
+def _flush_then_hand_over(signum: int, frame: Any) -> None:
+    """The signal handler: flush every recorder that asked for it, then do what was there before."""
+    for recorder in list(_live):
+        if recorder.flush_on_signal and not recorder.closed:
+            try:
+                recorder._flush_within(recorder.close_timeout)
+            except Exception:  # a handler must reach the hand-over whatever happens
+                log.exception("seawall.storage: flushing metrics on signal %d failed", signum)
+    previous = _previous.get(signum, signal.SIG_DFL)
+    if callable(previous):
+        previous(signum, frame)
+    elif previous == signal.SIG_DFL:
+        # the default action (for SIGTERM: the process ends, killed by this very signal),
+        # as if this handler had never been installed
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+    # SIG_IGN: ignored, as before
+
+
+def _install_signal_flush() -> bool:
+    """Put the flushing handler in front of SIGTERM's and SIGINT's; only from the main thread.
+
+    A signal that is ignored, or whose handler was not installed from Python,
+    is left alone. Returns False when nothing could be installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        log.warning("seawall.storage: persist_metrics(flush_on_signal=True) was called off "
+                    "the main thread, where signal handlers cannot be installed; metrics are "
+                    "flushed at exit, not on SIGTERM")
+        return False
+    installed = False
+    with _signal_lock:
+        for signum in _SIGNALS:
+            current = signal.getsignal(signum)
+            if current is _flush_then_hand_over:
+                installed = True
+                continue
+            if current is None or current == signal.SIG_IGN:
+                continue
+            try:
+                signal.signal(signum, _flush_then_hand_over)
+            except ValueError:  # not the main interpreter
+                return installed
+            _previous[signum] = current
+            installed = True
+    return installed
+
+
+def _restore_signal_handlers() -> None:
+    """Give the signals back their earlier handlers once no recorder wants the flush."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # the handler stays; with no recorder left it only hands over
+    if any(r.flush_on_signal and not r.closed for r in list(_live)):
+        return
+    with _signal_lock:
+        for signum in _SIGNALS:
+            if signum in _previous and signal.getsignal(signum) is _flush_then_hand_over:
+                signal.signal(signum, _previous.pop(signum))
+
+
+def persist_metrics(
+    url: str | None = None,
+    flush_interval: float = 1.0,
+    *,
+    flush_on_signal: bool = True,
+    close_timeout: float = 2.0,
+    drain_interval: float = 0.1,
+    max_pending: int = 250_000,
+    max_keys: int = 100_000,
+    max_transitions: int = 10_000,
+    busy_timeout: float = 10.0,
+) -> Recorder:
     """Record the events of every integration point into the store at ``url``.
 
-    ``url`` is any SQLAlchemy URL or a SQLite file path; ``None`` reads
-    ``$SEAWALL_METRICS_URL`` and falls back to ``sqlite:///seawall-metrics.db``.
-    Every ``flush_interval`` seconds one background thread writes what was
-    counted; a crash loses at most that much. ``options`` go to
-    :class:`Recorder` (``max_pending``, ``max_keys``, ``max_transitions``,
-    ``drain_interval``, ``close_timeout``) and ``busy_timeout`` to
-    :class:`Store`. Calling it again for the same URL returns the running
-    recorder. The store being down never raises here or in the application:
-    failed writes are logged and retried.
+    See :func:`seawall.persist_metrics` for the parameters. The store is
+    opened now: a mistake in ``url`` raises :class:`seawall.ConfigurationError`.
     """
     from ._store import resolve_url
 
+    if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)) \
+            or not 0 < busy_timeout < math.inf:
+        raise ConfigurationError(f"persist_metrics: busy_timeout must be > 0 seconds, "
+                                 f"got {busy_timeout!r}")
+    if url is not None and not isinstance(url, str):
+        raise ConfigurationError(f"persist_metrics: url must be a string, got {url!r}")
     resolved = resolve_url(url)
     with _registry_lock:
         running = _by_url.get(resolved)
         if running is not None and not running.closed:
             return running
-        store_options = {k: options.pop(k) for k in ("busy_timeout",) if k in options}
-        store = Store(resolved, **store_options)
+        store = Store.open(resolved, create=True, busy_timeout=busy_timeout)
         try:
-            recorder = Recorder(store, flush_interval=flush_interval, owns_store=True, **options)
+            recorder = Recorder(store, flush_interval=flush_interval, owns_store=True,
+                                flush_on_signal=flush_on_signal, close_timeout=close_timeout,
+                                drain_interval=drain_interval, max_pending=max_pending,
+                                max_keys=max_keys, max_transitions=max_transitions)
         except BaseException:
             store.close()
             raise

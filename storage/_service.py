@@ -10,10 +10,12 @@ that fails gets ``UNAVAILABLE``; nothing a client sends stops the server.
 
 from __future__ import annotations
 
+import errno
 import hmac
 import ipaddress
 import logging
 import math
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +32,14 @@ from seawall import ConfigurationError
 
 from ._gen import metrics_pb2 as pb
 from ._gen import metrics_pb2_grpc as pb_grpc
-from ._store import DEFAULT_PAGE, MAX_PAGE, Store, check_name, check_window
+from ._store import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    Store,
+    check_name,
+    check_time,
+    check_window,
+)
 from ._types import MetricsQueryError, Stats, Summary
 
 log = logging.getLogger("seawall.storage")
@@ -38,31 +47,45 @@ log = logging.getLogger("seawall.storage")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MetricsService"].full_name
 DEFAULT_LISTEN = "127.0.0.1:50057"
 DEFAULT_WATCH_INTERVAL = 5.0
+MIN_TOKEN_LENGTH = 8
 _HEALTH_PREFIX = f"/{health.SERVICE_NAME}/"
+_MAX_ID = 2**63 - 1
+_SHOWN_POINTS = 20
+
+
+class _PointNotFound(MetricsQueryError):
+    """A request named a point (or an operation) the store has never seen: NOT_FOUND."""
 
 T = TypeVar("T")
 
 
 # -- addresses -----------------------------------------------------------------
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """Split ``host:port`` (``[v6]:port`` for IPv6) and check the port."""
+def parse_listen(listen: str, *, name: str = "listen", lowest: int = 0) -> tuple[str, int]:
+    """Split ``host:port`` (``[v6]:port`` for IPv6) and check the port.
+
+    ``name`` is how the value is called in messages (``--target``, say);
+    ``lowest`` the lowest port accepted (0 asks the system for a free one).
+    """
     if not isinstance(listen, str) or ":" not in listen:
-        raise ConfigurationError(f"listen must be HOST:PORT, got {listen!r}")
+        raise ConfigurationError(f"{name} must be HOST:PORT, got {listen!r}")
     if listen.startswith("["):
         host, sep, port_text = listen[1:].partition("]:")
         if not sep:
-            raise ConfigurationError(f"listen must be [IPV6]:PORT, got {listen!r}")
+            raise ConfigurationError(f"{name} must be [IPV6]:PORT, got {listen!r}")
     else:
         host, _, port_text = listen.rpartition(":")
         if ":" in host:
-            raise ConfigurationError(f"write IPv6 addresses in brackets: [{host}]:{port_text}")
+            raise ConfigurationError(f"{name}: write IPv6 addresses in brackets: "
+                                     f"[{host}]:{port_text}")
     try:
         port = int(port_text)
     except ValueError:
-        raise ConfigurationError(f"listen port must be a number, got {port_text!r}") from None
-    if not 0 <= port <= 65535 or not host:
-        raise ConfigurationError(f"listen must be HOST:PORT with a port 0-65535, got {listen!r}")
+        raise ConfigurationError(f"{name} port must be a number, got {port_text!r} "
+                                 f"in {listen!r}") from None
+    if not lowest <= port <= 65535 or not host:
+        raise ConfigurationError(f"{name} must be HOST:PORT with a port {lowest}-65535, "
+                                 f"got {listen!r}")
     return host, port
 
 
@@ -108,6 +131,8 @@ class _Servicer(pb_grpc.MetricsServiceServicer):
     def _answer(self, context: grpc.ServicerContext, work: Callable[[], T]) -> T:
         try:
             return work()
+        except _PointNotFound as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except MetricsQueryError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except SQLAlchemyError as exc:
@@ -116,11 +141,33 @@ class _Servicer(pb_grpc.MetricsServiceServicer):
                           f"metrics store unavailable: {type(exc).__name__}")
         raise AssertionError("unreachable")  # pragma: no cover - abort raises
 
-    def _summary(self, point: str, operation: str, window: float) -> pb.SummaryResponse:
+    def _known(self, point: str, operation: str) -> None:
+        """Raise NOT_FOUND for a point (or an operation of it) the store has never seen."""
+        points = {p.name: p for p in self.store.points()}
+        found = points.get(point)
+        if found is None:
+            names = sorted(points)
+            shown = ", ".join(names[:_SHOWN_POINTS]) or "none yet"
+            if len(names) > _SHOWN_POINTS:
+                shown += f" and {len(names) - _SHOWN_POINTS} more"
+            raise _PointNotFound(f"no such point {point!r}; known points: {shown}")
+        if operation and operation not in found.operations:
+            raise _PointNotFound(f"point {point!r} has no operation {operation!r}; its "
+                                 f"operations: {', '.join(found.operations)}")
+
+    def _known_if_empty(self, point: str, operation: str, buckets: list[Any]) -> None:
+        if not any(b.calls for b in buckets):  # nothing in range: quiet, or never seen?
+            self._known(point, operation)
+
+    def _summary(self, point: str, operation: str, window: float,
+                 strict: bool = True) -> pb.SummaryResponse:
         window = check_window(window)
+        point_name = check_name("point", point)
+        operation_name = check_name("operation", operation)
         now = time.time()
-        found = self.store.summary(point or None, operation=operation or None, window=window,
-                                   now=now)
+        found = self.store.summary(point_name, operation=operation_name, window=window, now=now)
+        if strict and not found and point_name is not None:
+            self._known(point_name, operation_name or "")  # nothing in range: quiet, or unknown?
         return _summary_pb(found, (now - window) // 60 * 60.0, now)
 
     def ListPoints(self, request: pb.ListPointsRequest,
@@ -144,6 +191,7 @@ class _Servicer(pb_grpc.MetricsServiceServicer):
             buckets = self.store.series(request.point, start=request.start, end=request.end,
                                         step=request.step_seconds,
                                         operation=request.operation or None)
+            self._known_if_empty(request.point, request.operation, buckets)
             return pb.SeriesResponse(
                 point=request.point, step_seconds=request.step_seconds,
                 buckets=[pb.SeriesBucket(start=b.start, stats=_stats_pb(b)) for b in buckets],
@@ -160,17 +208,20 @@ class _Servicer(pb_grpc.MetricsServiceServicer):
             after = 0
             if request.page_token:
                 try:
-                    after = int(request.page_token)
+                    after = int(request.page_token) if request.page_token.isdigit() else -1
                 except ValueError:
                     after = -1
-                if after < 0:
-                    raise MetricsQueryError(f"page_token {request.page_token!r} is not one "
+                if not 0 <= after <= _MAX_ID:
+                    raise MetricsQueryError(f"page_token {request.page_token[:40]!r} is not one "
                                             "this service issued")
-            if request.start < 0 or request.end < 0:
-                raise MetricsQueryError("start and end must be >= 0 (epoch seconds)")
+            check_time("start", request.start)
+            check_time("end", request.end)
+            point = check_name("point", request.point)
             rows = self.store.transitions(
-                request.point or None, start=request.start or None, end=request.end or None,
+                point, start=request.start or None, end=request.end or None,
                 limit=size, after=after)
+            if not rows and point is not None and not after:
+                self._known(point, "")
             return pb.ListTransitionsResponse(
                 transitions=[pb.Transition(point=t.point, from_state=t.from_state,
                                            to_state=t.to_state, reason=t.reason, time=t.time,
@@ -201,7 +252,7 @@ class _Servicer(pb_grpc.MetricsServiceServicer):
             context.add_callback(done.set)
             while not done.is_set() and not self.stopping.is_set():
                 yield self._answer(context, lambda: self._summary(
-                    request.point, request.operation, request.window_seconds))
+                    request.point, request.operation, request.window_seconds, strict=False))
                 deadline = time.monotonic() + interval
                 while not done.is_set() and not self.stopping.is_set():
                     left = deadline - time.monotonic()
@@ -318,6 +369,14 @@ class MetricsServer:
         self.stop()
 
 
+# How serve()'s messages name its options: Python keywords, or the command line's flags.
+PYTHON_NAMES = {"token": "token=", "tls": "tls_cert= and tls_key=", "create": "create=True",
+                "listen": "listen", "retention": "retention", "max_workers": "max_workers"}
+CLI_NAMES = {"token": "--token (or $SEAWALL_METRICS_TOKEN)", "tls": "--tls-cert and --tls-key",
+             "create": "--create", "listen": "--listen", "retention": "--retention-days",
+             "max_workers": "max_workers"}
+
+
 def serve(
     store: Store | str | None = None,
     listen: str = DEFAULT_LISTEN,
@@ -327,65 +386,102 @@ def serve(
     tls_key: str | bytes | None = None,
     retention: float | timedelta | None = None,
     max_workers: int = 8,
+    create: bool = False,
 ) -> MetricsServer:
     """Start the metrics service over ``store`` on ``listen`` and return it (non-blocking).
 
     ``store`` is a :class:`Store` or a URL (``None``: ``$SEAWALL_METRICS_URL``
-    or ``sqlite:///seawall-metrics.db``). A non-loopback ``listen`` address
-    requires ``token``; without one this raises :class:`seawall.ConfigurationError`
+    or ``sqlite:///seawall-metrics.db``). A URL must name an existing store
+    (what :func:`seawall.persist_metrics` writes): a missing SQLite file, or
+    a database without seawall's tables, raises
+    :class:`seawall.ConfigurationError` naming it, unless ``create`` asks for
+    a new, empty store; a SQLite file this user may not write is served
+    read-only. ``listen`` is ``host:port`` (port 0: any free one, see
+    :attr:`MetricsServer.port`); a port another process listens on raises
+    :class:`seawall.ConfigurationError` ("address in use"), never sharing it.
+    A non-loopback address requires ``token`` (at least
+    :data:`MIN_TOKEN_LENGTH` characters, no spaces); without one this raises
     before binding anything. ``tls_cert`` / ``tls_key`` (PEM file paths or
     bytes) turn on TLS. ``retention`` (seconds or a timedelta) prunes older
-    data at start and periodically. ``max_workers`` threads answer calls;
-    watch streams may hold all but two of them.
+    data at start and periodically (not for a read-only store).
+    ``max_workers`` threads answer calls; watch streams may hold all but
+    two of them (``max_workers - 2`` at once; more get RESOURCE_EXHAUSTED).
     """
-    host, port = parse_listen(listen)
-    if token is not None and (not isinstance(token, str) or len(token) < 8
+    return _serve(store, listen, token=token, tls_cert=tls_cert, tls_key=tls_key,
+                  retention=retention, max_workers=max_workers, create=create,
+                  names=PYTHON_NAMES)
+
+
+def _serve(store: Store | str | None, listen: str, *, token: str | None,
+           tls_cert: str | bytes | None, tls_key: str | bytes | None,
+           retention: float | timedelta | None, max_workers: int, create: bool,
+           names: dict[str, str]) -> MetricsServer:
+    """:func:`serve`, with messages naming the options as ``names`` says."""
+    host, port = parse_listen(listen, name=names["listen"])
+    if token is not None and (not isinstance(token, str) or len(token) < MIN_TOKEN_LENGTH
                               or any(c.isspace() for c in token)):
-        raise ConfigurationError("token must be a string of at least 8 characters without spaces")
+        raise ConfigurationError(f"{names['token']}: the token must be a string of at least "
+                                 f"{MIN_TOKEN_LENGTH} characters without spaces")
     if not is_loopback(host) and token is None:
         raise ConfigurationError(
             f"refusing to serve metrics on {listen} without a token: any host that can reach "
-            "it could read them. Pass a token (--token or $SEAWALL_METRICS_TOKEN; TLS with "
-            "--tls-cert/--tls-key is advised too), or listen on 127.0.0.1")
+            f"it could read them. Pass {names['token']} (TLS with {names['tls']} is advised "
+            "too), or listen on 127.0.0.1")
     if (tls_cert is None) != (tls_key is None):
-        raise ConfigurationError("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
-    if max_workers < 3:
-        raise ConfigurationError(f"max_workers must be >= 3, got {max_workers!r}")
+        raise ConfigurationError(f"TLS needs both a certificate and a key ({names['tls']})")
+    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 3:
+        raise ConfigurationError(f"{names['max_workers']} must be an int >= 3, "
+                                 f"got {max_workers!r}")
     age: float | None = None
     if retention is not None:
         age = retention.total_seconds() if isinstance(retention, timedelta) else float(retention)
         if not age > 0 or math.isinf(age):
-            raise ConfigurationError(f"retention must be > 0 seconds, got {retention!r}")
+            raise ConfigurationError(f"{names['retention']} must be > 0, got {retention!r}")
     credentials = None
     if tls_cert is not None and tls_key is not None:
         credentials = grpc.ssl_server_credentials([(_pem(tls_key), _pem(tls_cert))])
 
     owns_store = not isinstance(store, Store)
-    the_store = store if isinstance(store, Store) else Store(store)
-    try:
+    if isinstance(store, Store):
+        the_store = store
         the_store.ensure_schema()
+    else:
+        the_store = Store.open(store, create=create, create_hint=names["create"])
+    try:
+        if age is not None and the_store.read_only:
+            raise ConfigurationError(
+                f"{the_store!r} is read-only for this user: it cannot be pruned "
+                f"({names['retention']}); serve it without retention, or fix its permissions")
         stopping = threading.Event()
         interceptors: list[Any] = [_TokenCheck(token)] if token is not None else []
         executor = futures.ThreadPoolExecutor(max_workers=max_workers,
                                               thread_name_prefix="seawall-metrics-rpc")
-        server = grpc.server(executor, interceptors=interceptors)
-        pb_grpc.add_MetricsServiceServicer_to_server(
-            _Servicer(the_store, stopping, max_workers - 2), server)
-        health_servicer = health.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        for name in ("", SERVICE_NAME):
-            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        # gRPC sets SO_REUSEPORT by default: a second server on the same port would start
+        # and take half the connections. Without it, the second bind fails as it should.
+        server = grpc.server(executor, interceptors=interceptors,
+                             options=[("grpc.so_reuseport", 0)])
         try:
-            bound = (server.add_secure_port(bind, credentials) if credentials is not None
-                     else server.add_insecure_port(bind))
-        except RuntimeError as exc:
-            raise ConfigurationError(f"cannot listen on {listen}: {exc}") from exc
-        if bound == 0:
-            raise ConfigurationError(f"cannot listen on {listen} (address in use or unavailable)")
-        server.start()
+            pb_grpc.add_MetricsServiceServicer_to_server(
+                _Servicer(the_store, stopping, max_workers - 2), server)
+            health_servicer = health.HealthServicer()
+            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+            for name in ("", SERVICE_NAME):
+                health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+            reflection.enable_server_reflection(
+                (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+            bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            try:
+                bound = (server.add_secure_port(bind, credentials) if credentials is not None
+                         else server.add_insecure_port(bind))
+            except RuntimeError:
+                bound = 0
+            if bound == 0:
+                raise ConfigurationError(f"cannot listen on {listen}: {_bind_problem(host, port)}")
+            server.start()
+        except BaseException:
+            server.stop(None)
+            executor.shutdown(wait=False)
+            raise
     except BaseException:
         if owns_store:
             the_store.close()
@@ -393,6 +489,28 @@ def serve(
     address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
     return MetricsServer(server, the_store, address, bound, health_servicer, stopping,
                          owns_store, age, executor)
+
+
+def _bind_problem(host: str, port: int) -> str:
+    """Why ``host:port`` cannot be bound, found by trying it with a plain socket."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"{host} is not an address of this host ({exc.strerror})"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return ("address in use: another process (another seawall serve?) listens on "
+                        "that port; stop it, or choose another port")
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return f"{host} is not an address of this host"
+            if exc.errno == errno.EACCES:
+                return "permission denied (ports below 1024 need privileges)"
+            return exc.strerror or str(exc)
+    return "gRPC could not bind it (set GRPC_VERBOSITY=debug to see why)"
 
 
 def _pem(value: str | bytes) -> bytes:

@@ -32,15 +32,16 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     union_all,
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
-from seawall import BreakerTransition
+from seawall import BreakerTransition, ConfigurationError
 
 from ._schema import (
     COUNT_TABLES,
@@ -63,6 +64,9 @@ log = logging.getLogger("seawall.storage")
 DEFAULT_URL = "sqlite:///seawall-metrics.db"
 DEFAULT_WINDOW = 3600.0
 MAX_WINDOW = 366 * 86400.0
+# the latest time a query may name: the end of year 9999 (epoch seconds); minute buckets of
+# anything later no longer fit the 64-bit columns every database offers
+MAX_TIME = 253402300800.0
 MAX_SERIES_BUCKETS = 10_000
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
@@ -93,6 +97,96 @@ def _safe_float(name: str, value: float) -> float:
     if math.isnan(value) or math.isinf(value):
         raise MetricsQueryError(f"{name} must be finite, got {value!r}")
     return value
+
+
+def check_time(name: str, value: float) -> float:
+    """Validate a point in time: epoch seconds from 0 to :data:`MAX_TIME` (year 9999)."""
+    value = _safe_float(name, value)
+    if not 0.0 <= value <= MAX_TIME:
+        raise MetricsQueryError(f"{name} must be epoch seconds between 0 and {MAX_TIME:.0f} "
+                                f"(the end of year 9999), got {value!r}")
+    return value
+
+
+# -- opening a store with errors that say what to do ------------------------------
+
+# the Python module a driver needs -> what to install
+_DRIVER_HINTS = {
+    "psycopg": "pip install 'seawall[postgresql]' (psycopg 3)",
+    "psycopg2": "pip install psycopg2-binary, or write the URL as postgresql+psycopg:// and "
+                "pip install 'seawall[postgresql]'",
+    "asyncpg": "the metrics store needs a sync driver: write the URL as postgresql+psycopg:// "
+               "and pip install 'seawall[postgresql]'",
+    "MySQLdb": "pip install mysqlclient, or write the URL as mysql+pymysql:// and "
+               "pip install pymysql",
+    "pymysql": "pip install pymysql",
+    "cx_Oracle": "pip install oracledb and write the URL as oracle+oracledb://",
+    "oracledb": "pip install oracledb",
+    "pyodbc": "pip install pyodbc",
+    "pymssql": "pip install pymssql",
+}
+
+
+def _shown(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL (``None`` for another database or an in-memory one)."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or database is None or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:"):  # a URI filename (uri=true)
+        database = database[5:].split("?", 1)[0]
+    return os.path.abspath(database)
+
+
+def describe_store_error(exc: BaseException, url: str, *, writing: bool = True) -> str | None:
+    """What a failure to open the store at ``url`` means and what to do, or ``None``.
+
+    ``None`` is for failures that may pass by themselves (a database server that
+    is down or unreachable); every other reason names the URL or the file.
+    """
+    shown = _shown(url)
+    if isinstance(exc, NoSuchModuleError):
+        scheme = url.split("://", 1)[0]
+        return (f"metrics store {shown}: SQLAlchemy knows no database {scheme!r}; write "
+                "sqlite:///PATH (or just a path), postgresql://USER@HOST/DB or another "
+                "SQLAlchemy URL")
+    if isinstance(exc, ArgumentError):
+        return (f"{url!r} is not a database URL: write sqlite:///PATH (or just a path), "
+                "postgresql://USER@HOST/DB or another SQLAlchemy URL")
+    if isinstance(exc, ImportError):
+        module = (exc.name or str(exc)).split(".")[0]
+        hint = _DRIVER_HINTS.get(module, f"install the Python package that provides {module!r}")
+        return f"metrics store {shown} needs the database driver {module!r}, not installed: {hint}"
+    path = sqlite_path(url) if "://" in url else None
+    if path is None or not isinstance(exc, DBAPIError):
+        return None
+    # SQLite: every failure is about the file or its folder, never transient
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    folder = os.path.dirname(path)
+    if "database is locked" in text or "database table is locked" in text:
+        return None  # another writer holds the lock: it passes
+    if "file is not a database" in text:
+        return (f"{path} is not a SQLite database (the file exists and holds something else): "
+                "point the metrics store at another file, or move this one away")
+    if not os.path.isdir(folder):
+        return (f"cannot open the metrics store {path}: the folder {folder} does not exist "
+                "(create it, or choose another path)")
+    if writing and ("readonly" in text or "read-only" in text or not os.access(folder, os.W_OK)
+                    or (os.path.exists(path) and not os.access(path, os.W_OK))):
+        return (f"cannot write the metrics store {path}: this user may not write the file or "
+                f"its folder {folder} (SQLite also writes {os.path.basename(path)}-wal and "
+                "-shm beside it); fix the permissions or choose another path")
+    if "unable to open" in text:
+        return (f"cannot open the metrics store {path}: this user may not read it or its "
+                f"folder {folder}")
+    return f"metrics store {path}: {text}"
 
 
 def check_window(window: float) -> float:
@@ -147,18 +241,26 @@ def _split(a: int, b: int) -> list[tuple[int, int, int]]:
 class Store:
     """A metrics store at a SQLAlchemy URL (see :func:`resolve_url`).
 
-    Connects lazily: it creates its tables and checks the schema version
-    on first use (or an explicit :meth:`ensure_schema`). Every
-    method is thread-safe (each uses its own pooled connection). Writers
-    call :meth:`write`; readers :meth:`points`, :meth:`summary`,
+    ``Store(url)`` connects lazily: it creates its tables and checks the
+    schema version on first use (or an explicit :meth:`ensure_schema`);
+    :meth:`open` connects at once and turns every configuration mistake
+    (a bad URL, a missing driver, a file that is not a database or cannot
+    be written) into a :class:`seawall.ConfigurationError` that says what to
+    do. Every method is thread-safe (each uses its own pooled connection).
+    Writers call :meth:`write`; readers :meth:`points`, :meth:`summary`,
     :meth:`series` and :meth:`transitions`; :meth:`prune` deletes old data.
     ``busy_timeout`` (seconds) is how long a SQLite writer waits for the lock.
+    ``read_only`` opens a SQLite file without ever writing it (no WAL switch,
+    no table creation): what :func:`seawall.storage.serve` does with a file
+    this user may not write.
     """
 
     def __init__(self, url: str | None = None, *, busy_timeout: float = 10.0,
-                 engine: Engine | None = None) -> None:
+                 engine: Engine | None = None, read_only: bool = False) -> None:
         self.url = resolve_url(url) if engine is None else str(engine.url)
-        self.engine = engine if engine is not None else self._create_engine(self.url, busy_timeout)
+        self.read_only = read_only
+        self.engine = engine if engine is not None else self._create_engine(
+            self.url, busy_timeout, read_only)
         self.dialect = self.engine.dialect.name
         self._owns_engine = engine is None
         self._upserts: dict[str, Any] = {}
@@ -167,16 +269,105 @@ class Store:
         self._ready = False
 
     def __repr__(self) -> str:
-        return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
+        return f"Store({_shown(self.url)!r})"
+
+    @classmethod
+    def open(cls, url: str | None = None, *, create: bool = True, busy_timeout: float = 10.0,
+             create_hint: str = "create=True") -> Store:
+        """Open the store at ``url`` now: connect, then create or check its tables.
+
+        With ``create`` (what the recorder does) missing tables, and a
+        missing SQLite file, are created. Without it (what ``serve`` does) the
+        store must exist: a missing SQLite file, or a database without
+        seawall's tables, raises :class:`seawall.ConfigurationError` naming
+        it and suggesting ``create_hint``; a SQLite file this user may not
+        write is opened read-only. A bad URL, a missing driver (naming what
+        to install), a file that is not a database, a folder that does not
+        exist or cannot be written raise :class:`seawall.ConfigurationError`
+        too. A database server that does not answer is not a configuration
+        mistake: the store is returned and connects later.
+        """
+        resolved = resolve_url(url)
+        try:
+            path = sqlite_path(resolved)
+        except ArgumentError as exc:
+            raise ConfigurationError(describe_store_error(exc, resolved) or str(exc)) from None
+        read_only = False
+        if path is not None and create and os.path.exists(path) \
+                and not os.access(path, os.W_OK):
+            raise ConfigurationError(
+                f"cannot write the metrics store {path}: this user may not write the file; fix "
+                "its permissions or choose another path")
+        if path is not None and not create:
+            if not os.path.exists(path):
+                raise ConfigurationError(
+                    f"no metrics store at {path}: the file does not exist. Check the path "
+                    "(persist_metrics() writes seawall-metrics.db in its working directory "
+                    f"unless given a URL), or pass {create_hint} to start an empty store")
+            read_only = not (os.access(path, os.W_OK)
+                             and os.access(os.path.dirname(path), os.W_OK))
+        store = cls._connect(resolved, busy_timeout, read_only, create, create_hint)
+        if store is None and read_only:
+            # a WAL file whose -shm this user cannot create: read it as an immutable snapshot
+            log.warning("seawall.storage: %s is read-only and in WAL mode; serving it as an "
+                        "immutable snapshot (writes made meanwhile may not be seen)", path)
+            store = cls._connect(resolved, busy_timeout, "immutable", create, create_hint)
+        assert store is not None
+        return store
+
+    @classmethod
+    def _connect(cls, url: str, busy_timeout: float, read_only: bool | str,
+                 create: bool, create_hint: str) -> Store | None:
+        try:
+            store = cls(url, busy_timeout=busy_timeout, read_only=bool(read_only))
+            if read_only == "immutable":
+                store.engine.dispose()
+                store.engine = cls._create_engine(url, busy_timeout, True, immutable=True)
+        except Exception as exc:
+            message = describe_store_error(exc, url)
+            if message is None:
+                raise
+            raise ConfigurationError(message) from exc
+        try:
+            if not create:
+                with store.engine.connect() as conn:
+                    if not inspect(conn).has_table(schema_version.name):
+                        raise ConfigurationError(
+                            f"{store!r} holds no seawall metrics (no {schema_version.name} "
+                            "table): point it at the store that persist_metrics() writes, or "
+                            f"pass {create_hint} to start an empty one")
+            store.ensure_schema(create=create)
+        except ConfigurationError:
+            store.close()
+            raise
+        except Exception as exc:
+            if read_only is True and isinstance(exc, DBAPIError):
+                store.close()
+                return None
+            message = describe_store_error(exc, url, writing=not read_only)
+            if message is None:  # a server that is down or unreachable: it may come back
+                log.warning("seawall.storage: the metrics store %s cannot be reached now (%s: "
+                            "%s); it is retried on every use", store, type(exc).__name__,
+                            str(exc).splitlines()[0] if str(exc) else "")
+                return store
+            store.close()
+            raise ConfigurationError(message) from exc
+        return store
 
     @staticmethod
-    def _create_engine(url: str, busy_timeout: float) -> Engine:
+    def _create_engine(url: str, busy_timeout: float, read_only: bool = False, *,
+                       immutable: bool = False) -> Engine:
         parsed = make_url(url)
         if parsed.get_backend_name() != "sqlite":
             return create_engine(url, pool_pre_ping=True)
         memory = parsed.database in (None, "", ":memory:")
+        if read_only and not memory:
+            # a URI filename that SQLite opens without write access
+            path = sqlite_path(url)
+            mode = "immutable=1" if immutable else "mode=ro"
+            parsed = parsed.set(database=f"file:{path}?{mode}", query={"uri": "true"})
         engine = create_engine(
-            url,
+            parsed,
             connect_args={"timeout": busy_timeout, "check_same_thread": False},
             **({"poolclass": StaticPool} if memory else {}),
         )
@@ -188,7 +379,7 @@ class Store:
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             try:
-                if not memory:
+                if not memory and not read_only:
                     cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
                 cursor.execute("PRAGMA synchronous=NORMAL")
@@ -214,31 +405,45 @@ class Store:
 
     # -- schema --------------------------------------------------------------
 
-    def ensure_schema(self) -> None:
-        """Create missing tables and record the schema version; refuse a newer schema."""
+    def ensure_schema(self, *, create: bool = True) -> None:
+        """Create missing tables and record the schema version; refuse a newer schema.
+
+        Without ``create`` nothing is written: a database without seawall's
+        tables raises :class:`seawall.ConfigurationError`.
+        """
         with self._create_lock:
             if self._ready:
                 return
-            for attempt in range(3):
-                try:
-                    with self._write_connection() as conn, conn.begin():
-                        metadata.create_all(conn, checkfirst=True)
-                    break
-                except DBAPIError:
-                    # Another process created the same tables at the same moment.
-                    if attempt == 2:
-                        raise
+            # read first: an existing store needs no write lock (which another writer may hold)
             with self.engine.connect() as conn:
-                found = conn.execute(select(func.max(schema_version.c.version))).scalar()
-            if found is None:
-                try:
-                    with self._write_connection() as conn, conn.begin():
-                        conn.execute(insert(schema_version).values(
-                            version=SCHEMA_VERSION, applied_at=time.time()))
-                except IntegrityError:
-                    pass  # a concurrent writer recorded it first
-            elif found > SCHEMA_VERSION:
-                raise RuntimeError(
+                names = set(inspect(conn).get_table_names())
+                found = (conn.execute(select(func.max(schema_version.c.version))).scalar()
+                         if schema_version.name in names else None)
+            missing = [t for t in metadata.sorted_tables if t.name not in names]
+            if not create and schema_version.name not in names:
+                raise ConfigurationError(
+                    f"{self!r} holds no seawall metrics (no {schema_version.name} table)")
+            if create and not self.read_only and (missing or found is None):
+                for attempt in range(3):
+                    try:
+                        with self._write_connection() as conn, conn.begin():
+                            metadata.create_all(conn, checkfirst=True)
+                        break
+                    except DBAPIError:
+                        # Another process created the same tables at the same moment.
+                        if attempt == 2:
+                            raise
+                with self.engine.connect() as conn:
+                    found = conn.execute(select(func.max(schema_version.c.version))).scalar()
+                if found is None:
+                    try:
+                        with self._write_connection() as conn, conn.begin():
+                            conn.execute(insert(schema_version).values(
+                                version=SCHEMA_VERSION, applied_at=time.time()))
+                    except IntegrityError:
+                        pass  # a concurrent writer recorded it first
+            if found is not None and found > SCHEMA_VERSION:
+                raise ConfigurationError(
                     f"metrics store {self!r} has schema version {found}, newer than this "
                     f"seawall understands ({SCHEMA_VERSION}); upgrade seawall"
                 )
@@ -457,15 +662,14 @@ class Store:
         if name is None:
             raise MetricsQueryError("point is required for a series")
         operation = check_name("operation", operation)
-        start = _safe_float("start", start)
-        end = _safe_float("end", end)
+        start = check_time("start", start)
+        end = check_time("end", end)
         step = _safe_float("step", step)
-        if step <= 0:
-            raise MetricsQueryError(f"step must be > 0 seconds, got {step!r}")
+        if not 0 < step <= MAX_TIME:
+            raise MetricsQueryError(f"step must be > 0 seconds and at most {MAX_TIME:.0f}, "
+                                    f"got {step!r}")
         if step % 60 != 0:
             raise MetricsQueryError(f"step must be a multiple of 60 seconds, got {step!r}")
-        if start < 0:
-            raise MetricsQueryError(f"start must be >= 0 (epoch seconds), got {start!r}")
         if end <= start:
             raise MetricsQueryError(f"start ({start!r}) must be before end ({end!r})")
         step_minutes = int(step // 60)
@@ -493,13 +697,15 @@ class Store:
         point = check_name("point", point)
         if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= MAX_PAGE:
             raise MetricsQueryError(f"limit must be between 1 and {MAX_PAGE}, got {limit!r}")
+        if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after < 2**63:
+            raise MetricsQueryError(f"after must be a transition id (an int >= 0), got {after!r}")
         cond = [transitions.c.id > after]
         if point is not None:
             cond.append(transitions.c.point == point)
         if start is not None:
-            cond.append(transitions.c.time >= _safe_float("start", start))
+            cond.append(transitions.c.time >= check_time("start", start))
         if end is not None:
-            cond.append(transitions.c.time < _safe_float("end", end))
+            cond.append(transitions.c.time < check_time("end", end))
         if start is not None and end is not None and end < start:
             raise MetricsQueryError(f"start ({start!r}) must not be after end ({end!r})")
         stmt = select(transitions).where(*cond).order_by(transitions.c.id).limit(limit)

@@ -56,7 +56,8 @@ class Stats:
     counts every local refusal, of calls and of retries (``budget`` only
     ever refuses retries). ``fallbacks`` are calls answered by the fallback,
     also counted under their failure or rejection. ``timeouts`` counts
-    attempts that timed out. Latencies cover whole calls (every attempt and
+    attempts that timed out, sync ones that returned after their deadline
+    included (those calls count as successes; see :class:`seawall.Timeout`). Latencies cover whole calls (every attempt and
     wait) that ran, in milliseconds; 0.0 when there were none.
     """
 

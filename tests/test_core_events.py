@@ -217,7 +217,7 @@ def test_stats_counts_every_outcome() -> None:
         calls=5, successes=2, failures=2, rejected=1, attempts=5, retries=1, fallbacks=0,
         cancelled=0,
         failures_by_category={"transient": 1, "timeout": 0, "rate_limited": 0, "unavailable": 0,
-                              "permanent": 1, "cancelled": 0},
+                              "permanent": 1},
         rejections={"breaker": 1, "bulkhead": 0, "budget": 0, "deadline": 0},
     )
     assert stats.calls == stats.successes + stats.failures + stats.rejected

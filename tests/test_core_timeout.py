@@ -295,3 +295,87 @@ def test_caller_deadline_already_passed_is_refused_and_counted() -> None:
     assert ran == []
     stats = p.stats()
     assert (stats.calls, stats.rejected, stats.rejections["deadline"]) == (1, 1, 1)
+
+
+# -- sync work that overruns its attempt deadline ----------------------------------
+
+
+def _overrunning(clock: FakeClock, seconds: float) -> Any:
+    def work() -> str:
+        clock.advance(seconds)  # the work took this long (sync work cannot be interrupted)
+        return "late but done"
+
+    return work
+
+
+def test_a_sync_success_past_its_deadline_is_returned_and_counted_as_a_timeout() -> None:
+    """Timeout(attempt=0.1) and a 0.25 s function: the value is returned, the call is overrun."""
+    clock = FakeClock()
+    point = IntegrationPoint("slow", clock=clock, timeout=Timeout(attempt=0.1))
+    events: list[Any] = []
+    point.add_hook(events.append)
+    assert point.call(_overrunning(clock, 0.25)) == "late but done"
+    stats = point.stats()
+    assert (stats.calls, stats.successes, stats.failures, stats.timeouts) == (1, 1, 0, 1)
+    attempt, call = events
+    assert isinstance(attempt, seawall.AttemptEvent) and attempt.category is seawall.Category.TIMEOUT
+    assert attempt.duration == pytest.approx(0.25)
+    assert isinstance(call, seawall.CallEvent) and call.category is None
+
+
+def test_a_sync_success_within_its_deadline_is_a_plain_success() -> None:
+    """The same function under its deadline: no timeout counted."""
+    clock = FakeClock()
+    point = IntegrationPoint("quick", clock=clock, timeout=Timeout(attempt=0.5))
+    assert point.call(_overrunning(clock, 0.25)) == "late but done"
+    assert point.stats().timeouts == 0
+
+
+def test_overruns_are_slow_calls_for_the_breaker() -> None:
+    """Overruns count toward the slow-call rate whatever slow_call_duration says."""
+    clock = FakeClock()
+    point = IntegrationPoint(
+        "slow", clock=clock, timeout=Timeout(attempt=0.1),
+        breaker=CircuitBreaker(minimum_calls=4, window=4, slow_call_duration=30.0,
+                               slow_call_rate=0.5))
+    for _ in range(4):
+        assert point.call(_overrunning(clock, 0.25)) == "late but done"
+    assert point.breaker_state is seawall.BreakerState.OPEN
+    with pytest.raises(CircuitOpenError):
+        point.call(lambda: "refused")
+
+
+def test_an_overrun_after_a_retry_is_counted_once_with_its_attempts() -> None:
+    """A retried call whose last attempt overruns: one success, one timeout, two attempts."""
+    clock = FakeClock()
+    point = IntegrationPoint("retried", clock=clock, timeout=Timeout(attempt=0.1),
+                             retry=Retry(attempts=3, backoff=Backoff.constant(0.0), budget=None))
+    events: list[Any] = []
+    point.add_hook(events.append)
+    tries: list[int] = []
+
+    def work() -> str:
+        tries.append(1)
+        if len(tries) == 1:
+            raise ConnectionError("reset")
+        clock.advance(0.3)
+        return "second time"
+
+    assert point.call(work) == "second time"
+    stats = point.stats()
+    assert (stats.successes, stats.failures, stats.attempts, stats.timeouts) == (1, 0, 2, 1)
+    [call] = [e for e in events if isinstance(e, seawall.CallEvent)]
+    assert call.attempts == 2 and call.category is None
+
+
+def test_a_real_sync_overrun_on_the_system_clock() -> None:
+    """With the real clock: a function sleeping 0.25 s under a 0.1 s attempt timeout."""
+    point = IntegrationPoint("real", timeout=Timeout(attempt=0.1))
+
+    @point
+    def slow() -> int:
+        time.sleep(0.25)  # the work itself, not a wait for an event
+        return 42
+
+    assert slow() == 42
+    assert point.stats().timeouts == 1

@@ -75,6 +75,25 @@ def test_demo_leaves_nothing_behind(demo_run: Any) -> None:
 
 
 def test_an_outage_longer_than_the_run_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    """A fault mix that cannot fit is an error before anything starts."""
-    assert main(["demo", "--duration", "5", "--outage", "9"]) == 1
+    """A fault mix that cannot fit is a usage error (exit 2) before anything starts."""
+    assert main(["demo", "--duration", "5", "--outage", "9"]) == 2
     assert "--outage" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--store", "bogus://x", "--store: metrics store bogus://x: SQLAlchemy knows no database"),
+    ("--store", "/nonexistent/folder/metrics.db", "the folder /nonexistent/folder does not exist"),
+    ("--report", "/nonexistent/folder/report.json",
+     "--report: cannot write /nonexistent/folder/report.json"),
+])
+def test_outputs_that_cannot_be_written_are_refused_before_the_first_run(
+        capsys: pytest.CaptureFixture[str], option: str, value: str, message: str) -> None:
+    """A bad --store or --report is found at once, not after a run of the workload."""
+    import time
+
+    started = time.monotonic()
+    assert main(["demo", "--duration", "5", "--plain", option, value]) == 2
+    assert time.monotonic() - started < 5.0  # the runs take 2 x 5 s: none started
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert "1/2 bare clients" not in captured.out

@@ -15,6 +15,15 @@ import pytest
 import seawall
 from seawall.storage import Recorder, Store
 from seawall.testing import FakeClock
+from tests.metrics_support import unprivileged_prefix
+
+
+@pytest.fixture
+def unprivileged() -> list[str]:
+    prefix = unprivileged_prefix()
+    if prefix is None:
+        pytest.skip("setpriv (util-linux) is needed to drop root for this test")
+    return prefix
 
 
 @pytest.fixture
@@ -116,7 +125,7 @@ async def test_every_outcome_is_stored_exactly_as_the_point_counts_it(
     assert summary.fallbacks == extra.fallbacks == 1
     assert summary.timeouts == _timeouts(seen) >= 2
     expected_categories = {k: v + extra.failures_by_category[k]
-                           for k, v in stats.failures_by_category.items() if k != "cancelled"}
+                           for k, v in stats.failures_by_category.items()}
     assert dict(summary.failures_by_category) == expected_categories
     assert dict(summary.rejections_by_reason) == stats.rejections
     assert stats.rejections["breaker"] == stats.rejections["bulkhead"] == 1
@@ -260,3 +269,161 @@ def test_latencies_land_in_the_histogram_bucket_of_their_duration(recorder: Reco
     assert histogram == want
     assert H0 > 0
     assert [p.name for p in store.points() if p.name.startswith("x")] == ["x" * 200]
+
+
+# -- a store that cannot be used is refused at once; a store that hangs delays exit boundedly --
+
+
+def _not_a_database(tmp_path: Path) -> str:
+    path = tmp_path / "notsqlite.db"
+    path.write_text("these are not the tables you are looking for\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(("make_url", "message"), [
+    (_not_a_database, "notsqlite.db is not a SQLite database"),
+    (lambda tmp: str(tmp / "missing" / "metrics.db"), "the folder .*missing does not exist"),
+    (lambda tmp: "bogus://x", "bogus://x: SQLAlchemy knows no database 'bogus'"),
+    (lambda tmp: "mysql://metrics@127.0.0.1/seawall",
+     "needs the database driver 'MySQLdb', not installed: pip install mysqlclient"),
+    (lambda tmp: "postgresql+psycopg2://metrics@127.0.0.1/seawall",
+     "needs the database driver 'psycopg2'.*seawall\\[postgresql\\]"),
+])
+def test_persist_metrics_refuses_a_store_it_cannot_use_and_says_what_to_do(
+        tmp_path: Path, make_url: object, message: str) -> None:
+    """The URL is checked and the store opened when persist_metrics is called, not at exit."""
+    url = make_url(tmp_path)  # type: ignore[operator]
+    started = time.monotonic()
+    with pytest.raises(seawall.ConfigurationError, match=message):
+        seawall.persist_metrics(url)
+    assert time.monotonic() - started < 5.0
+
+
+def test_a_folder_this_user_cannot_write_is_refused_at_once(unprivileged: list[str]) -> None:
+    """A read-only folder: persist_metrics raises naming the file and the permissions to fix."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="seawall-ro-")
+    try:
+        os.chmod(folder, 0o555)
+        script = ("import seawall\n"
+                  "try:\n"
+                  f"    seawall.persist_metrics({os.path.join(folder, 'metrics.db')!r})\n"
+                  "except seawall.ConfigurationError as exc:\n"
+                  "    print(exc)\n"
+                  "else:\n"
+                  "    print('accepted')\n")
+        done = subprocess.run([*unprivileged, sys.executable, "-c", script], capture_output=True,
+                              text=True, timeout=60, cwd=folder)
+    finally:
+        os.chmod(folder, 0o755)
+        os.rmdir(folder)
+    assert done.returncode == 0, done.stderr
+    assert "cannot write the metrics store" in done.stdout
+    assert "fix the permissions" in done.stdout
+
+
+def test_close_waits_at_most_close_timeout_for_a_hung_store_and_counts_the_loss(
+        tmp_path: Path) -> None:
+    """A write stuck behind another process's lock delays close() by close_timeout, no more."""
+    store = Store(f"sqlite:///{tmp_path / 'locked.db'}", busy_timeout=5.0)  # writes wait 5 s
+    store.ensure_schema()
+    recorder = Recorder(store, flush_interval=3600.0, close_timeout=0.5)
+    point = seawall.IntegrationPoint("stuck")
+    blocker = sqlite3.connect(store.engine.url.database, isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        for _ in range(100):
+            point.call(lambda: None)
+        started = time.monotonic()
+        recorder.close()
+        assert time.monotonic() - started < 2.5  # 0.5 s asked; slack for a loaded machine
+        assert recorder.dropped == 100
+        blocker.execute("ROLLBACK")
+        recorder._thread.join(30)  # the stuck write ends, one way or the other
+        assert not recorder._thread.is_alive()
+    finally:
+        if blocker.in_transaction:
+            blocker.execute("ROLLBACK")
+        blocker.close()
+    # every call is either in the store (the loss taken back) or counted as dropped
+    stored = store.summary("stuck")
+    assert recorder.dropped + (stored[0].calls if stored else 0) == 100
+    store.close()
+
+
+def test_what_a_failing_store_never_took_is_counted_in_dropped(store: Store) -> None:
+    """Writes that keep failing until close_timeout: every call not written is in ``dropped``."""
+    store.ensure_schema()
+    recorder = Recorder(store, flush_interval=3600.0, close_timeout=0.3)
+    point = seawall.IntegrationPoint("lost")
+    blocker = sqlite3.connect(store.engine.url.database, isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")  # each write fails after the 0.05 s busy timeout
+        for _ in range(40):
+            point.call(lambda: None)
+        recorder.close()
+        assert recorder.dropped == 40
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert store.summary("lost") == []
+
+
+def test_a_process_exits_promptly_when_its_store_is_locked(tmp_path: Path) -> None:
+    """At exit a locked store costs close_timeout (default 2 s), and the loss is reported."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "exit.db"
+    Store(f"sqlite:///{path}").ensure_schema()
+    script = ("import seawall, sys\n"
+              f"seawall.persist_metrics({str(path)!r}, flush_interval=3600.0)\n"
+              "point = seawall.IntegrationPoint('exiting')\n"
+              "for _ in range(100):\n"
+              "    point.call(lambda: None)\n"
+              "print('recorded', flush=True)\n"
+              "sys.stdin.readline()\n")
+    blocker = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline() == "recorded\n"
+        started = time.monotonic()
+        _, err = proc.communicate("\n", timeout=60)  # the script ends: exit hooks run
+        elapsed = time.monotonic() - started
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert proc.returncode == 0, err
+    assert elapsed < 4.5  # 2 s of close_timeout, slack for a loaded machine
+    assert "100 calls and transitions not recorded" in err
+
+
+def test_the_defaults_bound_the_exit_delay() -> None:
+    """close_timeout defaults to 2 s, for persist_metrics and for a Recorder."""
+    import inspect
+
+    assert inspect.signature(seawall.persist_metrics).parameters["close_timeout"].default == 2.0
+    assert inspect.signature(Recorder).parameters["close_timeout"].default <= 2.0
+
+
+def test_a_sync_overrun_is_stored_as_a_success_and_a_timeout(recorder: Recorder,
+                                                             store: Store) -> None:
+    """What the point counts for an overrun (a success, a timeout) is what the store holds."""
+    clock = FakeClock()
+    point = seawall.IntegrationPoint("late", clock=clock, timeout=seawall.Timeout(attempt=0.1))
+
+    def work() -> str:
+        clock.advance(0.25)
+        return "done"
+
+    assert point.call(work) == "done"
+    assert recorder.flush()
+    [summary] = store.summary("late")
+    assert (summary.calls, summary.successes, summary.failures, summary.timeouts) == (1, 1, 0, 1)
+    assert point.stats().timeouts == summary.timeouts

@@ -12,6 +12,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import seawall
 from seawall.storage import MetricsClient, MetricsServer, MetricsServiceError, Store, serve
@@ -276,3 +278,152 @@ def test_retention_prunes_old_data_when_serving(tmp_path: Path) -> None:
                 time.sleep(0.05)
             assert [s.point for s in client.summary(window=4 * 86400)] == ["new"]
     store.close()
+
+
+# -- what a team running it trips over --------------------------------------------
+
+def test_a_series_with_times_beyond_year_9999_is_invalid_argument(
+        stub: pb_grpc.MetricsServiceStub) -> None:
+    """start=0, end=1.2e21, step=6e20: INVALID_ARGUMENT naming the field, never UNKNOWN."""
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.GetSeries(pb.SeriesRequest(point="payments", start=0, end=1.2e21,
+                                        step_seconds=6e20), timeout=5)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "end must be epoch seconds between 0 and" in caught.value.details()
+
+
+def test_a_page_token_too_large_for_the_database_is_invalid_argument(
+        stub: pb_grpc.MetricsServiceStub) -> None:
+    """A page token past 64 bits is one this service never issued."""
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ListTransitions(pb.ListTransitionsRequest(page_token="9" * 30), timeout=5)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "is not one this service issued" in caught.value.details()
+
+
+_FLOATS = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from([0.0, -0.0, 59.0, 60.0, 1e9, 1.7e9, 253402300800.0, 1.2e21,
+                                     6e20, 2.0**63, -1.0]))
+_NAMES = st.one_of(st.sampled_from(["", "payments", "search", "charge", "nosuchpoint"]),
+                   st.text(max_size=300))
+_REQUESTS = st.one_of(
+    st.builds(lambda: ("ListPoints", pb.ListPointsRequest())),
+    st.builds(lambda p, o, w: ("GetSummary", pb.SummaryRequest(point=p, operation=o,
+                                                               window_seconds=w)),
+              _NAMES, _NAMES, _FLOATS),
+    st.builds(lambda p, o, a, b, s: ("GetSeries", pb.SeriesRequest(
+        point=p, operation=o, start=a, end=b, step_seconds=s)),
+        _NAMES, _NAMES, _FLOATS, _FLOATS, _FLOATS),
+    st.builds(lambda p, a, b, n, t: ("ListTransitions", pb.ListTransitionsRequest(
+        point=p, start=a, end=b, page_size=n, page_token=t)),
+        _NAMES, _FLOATS, _FLOATS, st.integers(-2**31, 2**31 - 1),
+        st.one_of(st.text(max_size=40), st.integers(-10, 2**80).map(str))),
+    st.builds(lambda p, o, w, i: ("WatchSummary", pb.WatchSummaryRequest(
+        point=p, operation=o, window_seconds=w, interval_seconds=i)),
+        _NAMES, _NAMES, _FLOATS, _FLOATS),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(call=_REQUESTS)
+def test_no_request_gets_unknown_or_internal(stub: pb_grpc.MetricsServiceStub,
+                                             call: tuple[str, object]) -> None:
+    """Any value of any field of any request: an answer or a precise status, never UNKNOWN/INTERNAL."""
+    method, request = call
+    try:
+        if method == "WatchSummary":
+            stream = stub.WatchSummary(request, timeout=5)
+            try:
+                next(stream)  # a valid watch answers at once; stop there
+            finally:
+                stream.cancel()
+        else:
+            getattr(stub, method)(request, timeout=5)
+    except grpc.RpcError as exc:
+        assert exc.code() not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), (
+            f"{method}({request}) -> {exc.code()}: {exc.details()}")
+        assert exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                              grpc.StatusCode.CANCELLED), f"{method}: {exc.code()}"
+
+
+def test_an_unknown_point_is_not_found_and_the_known_ones_are_named(client: MetricsClient) -> None:
+    """summary(point='nope') does not return []: NOT_FOUND, listing the known points."""
+    with pytest.raises(MetricsServiceError) as caught:
+        client.summary("nope")
+    assert caught.value.code == "NOT_FOUND"
+    assert str(caught.value) == "no such point 'nope'; known points: payments, search"
+    with pytest.raises(MetricsServiceError) as caught:
+        client.summary("payments", operation="nope")
+    assert caught.value.code == "NOT_FOUND"
+    assert "point 'payments' has no operation 'nope'; its operations: charge, refund" in str(
+        caught.value)
+    with pytest.raises(MetricsServiceError) as caught:
+        client.series("nope", start=time.time() - 600, end=time.time())
+    assert caught.value.code == "NOT_FOUND"
+    with pytest.raises(MetricsServiceError) as caught:
+        list(client.transitions("nope"))
+    assert caught.value.code == "NOT_FOUND"
+    assert client.summary("search", window=60 * 60 * 24 * 366)  # known points still answer
+
+
+def test_series_takes_datetimes(client: MetricsClient) -> None:
+    """series(start=, end=) are epoch seconds or datetimes; both give the same buckets."""
+    from datetime import datetime, timezone
+
+    end = time.time()
+    by_number = client.series("payments", start=end - 600, end=end)
+    by_datetime = client.series("payments", start=datetime.fromtimestamp(end - 600, timezone.utc),
+                                end=datetime.fromtimestamp(end, timezone.utc))
+    assert by_number == by_datetime
+    assert sum(b.calls for b in by_number) == 15
+
+
+@pytest.mark.parametrize("target", ["127.0.0.1:99999", "127.0.0.1", "127.0.0.1:0", ":50057"])
+def test_a_malformed_client_target_is_refused_at_construction(target: str) -> None:
+    """MetricsClient checks its target like serve checks listen."""
+    with pytest.raises(seawall.ConfigurationError, match="target"):
+        MetricsClient(target)
+
+
+def test_a_second_server_on_the_same_port_is_refused(store: Store, server: MetricsServer) -> None:
+    """serve() on a port in use raises "address in use" instead of sharing it (SO_REUSEPORT)."""
+    with pytest.raises(seawall.ConfigurationError, match="address in use"):
+        serve(store, f"127.0.0.1:{server.port}")
+    with MetricsClient(server.address) as client:  # the first one still serves everything
+        assert {s.point for s in client.summary(window=600)} == {"payments", "search"}
+
+
+def test_serve_of_a_url_needs_an_existing_store_unless_asked_to_create(tmp_path: Path) -> None:
+    """serve('typo.db') names the file and create=True; serve(..., create=True) starts empty."""
+    typo = tmp_path / "metrcs.db"
+    with pytest.raises(seawall.ConfigurationError) as caught:
+        serve(str(typo), "127.0.0.1:0")
+    assert f"no metrics store at {typo}" in str(caught.value)
+    assert "pass create=True" in str(caught.value)
+    assert not typo.exists()
+    with serve(str(typo), "127.0.0.1:0", create=True) as server, \
+            MetricsClient(server.address) as client:
+        assert client.points() == []
+    assert typo.exists()
+
+
+def test_a_database_without_seawall_tables_is_refused(tmp_path: Path) -> None:
+    """An existing SQLite file that is not a metrics store is named as such."""
+    import sqlite3
+
+    other = tmp_path / "app.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER)")
+    with pytest.raises(seawall.ConfigurationError, match="holds no seawall metrics"):
+        serve(str(other), "127.0.0.1:0")
+
+
+def test_serve_from_python_names_its_keywords_not_the_flags(store: Store) -> None:
+    """The messages of serve() speak Python: token=, tls_cert= and tls_key=."""
+    with pytest.raises(seawall.ConfigurationError) as caught:
+        serve(store, "0.0.0.0:0")
+    assert "Pass token=" in str(caught.value) and "--token" not in str(caught.value)
+    with pytest.raises(seawall.ConfigurationError) as caught:
+        serve(store, "127.0.0.1:0", tls_cert="cert.pem")
+    assert "tls_cert= and tls_key=" in str(caught.value) and "--tls" not in str(caught.value)

@@ -126,7 +126,7 @@ def test_a_store_written_by_a_newer_seawall_is_refused(tmp_path: Path) -> None:
     with first.engine.begin() as conn:
         conn.execute(update(schema_version).values(version=99))
     first.close()
-    with pytest.raises(RuntimeError, match="schema version 99"):
+    with pytest.raises(seawall.ConfigurationError, match="schema version 99"):
         Store(url).ensure_schema()
 
 
