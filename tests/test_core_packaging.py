@@ -62,6 +62,8 @@ def test_each_readme_example_is_covered_by_the_dependencies_and_extras(index: in
         offered |= extras["asyncio"]
     if "postgresql" in snippet:  # the README: pip install '.[postgresql]'
         offered |= extras["postgresql"]
+    if "prometheus_client" in snippet:  # the README: pip install '.[prometheus]'
+        offered |= extras["prometheus"]
     assert needed <= offered, f"README example {index} needs {sorted(needed - offered)}"
 
 

@@ -439,8 +439,8 @@ def test_serve_http_prints_the_dashboard_and_stops_on_sigterm(tmp_path: Path) ->
     """``seawall serve --http`` prints where the dashboard is, serves it, exits 0 on SIGTERM."""
     url = f"sqlite:///{tmp_path / 'metrics.db'}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "seawall", "serve", "--store", url, "--listen", "127.0.0.1:0",
-         "--http", "127.0.0.1:0"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [sys.executable, "-m", "seawall", "serve", "--store", url, "--create",
+         "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -464,11 +464,11 @@ def test_serve_http_prints_the_dashboard_and_stops_on_sigterm(tmp_path: Path) ->
 def test_serve_http_on_a_public_address_without_a_token_fails_in_one_line(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """``--http 0.0.0.0:...`` without --token exits 1 and says why, in one line."""
+    """``--http 0.0.0.0:...`` without --token exits 2 (a usage error) and says why, in one line."""
     monkeypatch.delenv("SEAWALL_METRICS_TOKEN", raising=False)
-    code = main(["serve", "--store", str(tmp_path / "m.db"), "--listen", "127.0.0.1:0",
+    code = main(["serve", "--store", str(tmp_path / "m.db"), "--create", "--listen", "127.0.0.1:0",
                  "--http", "0.0.0.0:8057"])
-    assert code == 1
+    assert code == 2
     err = capsys.readouterr().err
     assert "over HTTP on 0.0.0.0:8057 without a token" in err
     assert len(err.strip().splitlines()) == 1
@@ -476,9 +476,9 @@ def test_serve_http_on_a_public_address_without_a_token_fails_in_one_line(
 
 def test_serve_http_on_a_port_in_use_fails_in_one_line(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], web: WebServer) -> None:
-    """``--http`` on a taken port exits 1 saying the address is in use."""
-    code = main(["serve", "--store", str(tmp_path / "m.db"), "--listen", "127.0.0.1:0",
+    """``--http`` on a taken port exits 2 saying the address is in use, as ``--listen`` does."""
+    code = main(["serve", "--store", str(tmp_path / "m.db"), "--create", "--listen", "127.0.0.1:0",
                  "--http", f"127.0.0.1:{web.port}"])
-    assert code == 1
+    assert code == 2
     err = capsys.readouterr().err
     assert "address is in use" in err and len(err.strip().splitlines()) == 1
