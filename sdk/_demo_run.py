@@ -245,7 +245,27 @@ def _run(args: argparse.Namespace, plan: FaultPlan, console: Console, plain: boo
         }
         with open(args.report, "w", encoding="utf-8") as fh:
             json.dump(report, fh, indent=2, default=str)
+    _offer_dashboard(store, console)
     return 0
+
+
+def _offer_dashboard(store: str, console: Console) -> None:
+    """On a terminal, serve the dashboard over the run's store until Enter or Ctrl-C.
+
+    Piped (CI, a script), the demo stays non-interactive and only says how to get it.
+    """
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        console.print("\nDashboard: run the demo on a terminal, or `seawall serve --store URL "
+                      "--http 127.0.0.1:8057` over a store of yours.")
+        return
+    from seawall.storage import serve_http
+
+    with serve_http(store, "127.0.0.1:0") as web:
+        console.print(f"\nDashboard of these metrics: {web.url}  (Enter or Ctrl-C stops it)")
+        try:
+            input()
+        except (EOFError, KeyboardInterrupt):
+            pass
 
 
 def _join_pool_threads() -> None:
