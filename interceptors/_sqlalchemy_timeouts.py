@@ -69,13 +69,16 @@ class ConnState:
     the thread or task holding the connection.
     """
 
-    __slots__ = ("dbapi", "poll", "scope", "session_ms", "timeout")
+    __slots__ = ("cap", "dbapi", "poll", "scope", "session_ms", "timeout")
 
     def __init__(self, dbapi: Any, session_ms: int | None = None) -> None:
         #: the DBAPI connection described
         self.dbapi = dbapi
         #: PostgreSQL: the session's statement timeout (ms) set at connect; None: unknown
         self.session_ms = session_ms
+        #: PostgreSQL: a statement timeout (ms) of the user's own in force on the session,
+        #: which seawall narrows but never raises; None: none
+        self.cap: int | None = None
         #: the strategy's own: the statement timeout in force (ms, or _UNKNOWN) on
         #: PostgreSQL and MySQL; seawall's progress handler (or False: none) on SQLite
         self.timeout: Any = session_ms
@@ -265,15 +268,23 @@ class PostgresTimeouts(NoTimeouts):
 
     def apply(self, context: Any, fairy: Any, st: ConnState, timeout: float | None) -> None:
         session = st.session_ms
+        if session is None and not self._learn(fairy, st):
+            return  # the connection cannot answer (an aborted transaction): nor run a statement
+        session = st.session_ms
         current = st.timeout
         if current != session and self._ended(context, fairy, st):
             current = st.timeout = session  # the session default is back
+        cap = st.cap
         if timeout is None:
             if not current:
                 return
-            needed = 0
+            needed = cap or 0
+            if current == needed:
+                return
         else:
             needed = self.steady_ms if timeout == self.first else to_ms(timeout)  # type: ignore[assignment]
+            if cap is not None and needed > cap:
+                needed = cap  # the user's own statement_timeout is never raised
             if current == needed or (current is not None and _close_enough(current, needed)):
                 return
         raw = fairy.dbapi_connection
@@ -290,6 +301,30 @@ class PostgresTimeouts(NoTimeouts):
         else:
             txn = context.root_connection._transaction
             st.scope = weakref.ref(txn) if txn is not None else None
+
+    @staticmethod
+    def _learn(fairy: Any, st: ConnState) -> bool:
+        """Ask the session's statement timeout, once per connection seawall did not set it on.
+
+        That is a connection whose statement_timeout the user set (connect
+        options, ``PGOPTIONS``, a service file, ``server_settings``), one made
+        by a ``do_connect`` listener or before :func:`instrument`: what is in
+        force there is the user's, a cap seawall narrows but never raises.
+        One ``SHOW`` round trip per such connection; ``False`` if it failed.
+        """
+        try:
+            cursor = fairy.dbapi_connection.cursor()
+            try:
+                cursor.execute("SHOW statement_timeout")
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+            ms = _pg_duration_ms(str(row[0]))
+        except Exception:  # an aborted transaction; a DBAPI object that is no real connection
+            return False
+        st.session_ms = st.timeout = ms if ms is not None else _UNKNOWN
+        st.cap = ms if ms else None
+        return True
 
     def _ended(self, context: Any, fairy: Any, st: ConnState) -> bool:
         """Has the transaction that carried the last ``SET LOCAL`` ended?
@@ -308,6 +343,21 @@ class PostgresTimeouts(NoTimeouts):
     def savepoint_rolled_back(st: ConnState) -> None:
         """A ``SET LOCAL`` after the savepoint was undone: the value in force is unknown."""
         st.timeout = _UNKNOWN
+
+
+_PG_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def _pg_duration_ms(text: str) -> int | None:
+    """``SHOW statement_timeout``'s answer ("0", "500ms", "7s", "2min") in ms; None if unreadable."""
+    text = text.strip()
+    digits = len(text) - len(text.lstrip("0123456789"))
+    if digits == 0:
+        return None
+    unit = _PG_UNITS_MS.get(text[digits:].strip() or "ms")
+    if unit is None:
+        return None
+    return math.ceil(int(text[:digits]) * unit)
 
 
 class MySQLTimeouts(NoTimeouts):

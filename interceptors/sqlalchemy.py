@@ -20,9 +20,11 @@ by :func:`uninstrument`); the pool's events are listened to with
   (:class:`seawall.CircuitOpenError`) while the database is known down,
   connect errors are retried with the point's backoff, the attempt
   timeout becomes the driver's connect timeout, and the attempt timeout
-  becomes the session's statement timeout. ``do_connect`` listeners of
-  your own run first; one that makes the connection itself takes it past
-  seawall.
+  becomes the session's statement timeout (both merged with the user's own
+  connect parameters, never replacing them; see ``_sqlalchemy_timeouts``).
+  ``do_connect`` listeners of your own run first and see only the URL's and
+  ``connect_args``' parameters; one that makes the connection itself takes
+  it past seawall.
 * ``checkout`` (pool): a pooled connection the server has closed (restart,
   ``pg_terminate_backend``, idle timeout) is detected with one non-blocking
   ``poll`` of its socket and replaced before the caller sees it; the
@@ -55,8 +57,9 @@ just that statement after a reconnect would commit half a unit of work
 (the earlier writes died with the old connection). Use
 :func:`run_transaction`, which replays the whole unit on a new connection.
 
-Thread and task safety: the hooks keep per-connection state only in the
-pool record's ``info``, and hand a new connection's session timeout from
+Thread and task safety: the hooks keep per-connection state only on the
+pool record (an attribute of its own, never the record's ``info``, which is
+the application's ``Connection.info``), and hand a new connection's session timeout from
 the connect wrapper to the pool's ``connect`` event through a context
 variable; one instrumented engine may be used by any number of threads,
 or tasks of one event loop.
@@ -193,7 +196,7 @@ def _no_retry(c: Classification) -> Classification:
 _ROLLBACK_TO = re.compile(r"\s*ROLLBACK\s+(?:WORK\s+|TRANSACTION\s+)?TO\b", re.I)
 
 # (DBAPI connection, statement timeout of its session in ms) of the connection this
-# context just made: on_pool_connect, next in the same call, puts it in the record's info
+# context just made: on_pool_connect, next in the same call, keeps it on the record
 _CONNECTED: ContextVar[tuple[Any, int | None] | None] = ContextVar(
     "seawall_sqlalchemy_connected", default=None)
 
@@ -708,7 +711,8 @@ def instrument(engine: Any, point: IntegrationPoint, *, pool_liveness: bool = Tr
     socket at checkout, without a round trip, and replaces one the server
     closed; turn it off if you use ``LISTEN`` on pooled connections, and
     prefer ``pool_pre_ping=True`` for drivers whose socket is not
-    reachable (asyncpg). Raises :class:`seawall.ConfigurationError` if the
+    reachable (asyncpg): a connection whose socket cannot be found is
+    trusted, never declared dead. Raises :class:`seawall.ConfigurationError` if the
     engine is already instrumented.
     """
     if not isinstance(point, IntegrationPoint):

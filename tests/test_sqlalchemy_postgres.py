@@ -611,23 +611,26 @@ def test_pgoptions_from_the_environment_are_kept(postgres_url: str,
 
 def test_a_statement_timeout_of_the_users_wins(postgres_url: str,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """One set in options or PGOPTIONS is left alone (seawall then uses SET LOCAL for its budget)."""
-    e = sw_sa.instrument(sa.create_engine(
-        postgres_url, connect_args={"options": "-c statement_timeout=7000"}), full_point())
-    try:
-        with e.connect() as conn:
-            assert raw_setting(conn, "statement_timeout") == "7s"
-    finally:
-        sw_sa.uninstrument(e)
-        e.dispose()
-    monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=8000")
-    e = sw_sa.instrument(sa.create_engine(postgres_url), full_point())
-    try:
-        with e.connect() as conn:
-            assert raw_setting(conn, "statement_timeout") == "8s"
-    finally:
-        sw_sa.uninstrument(e)
-        e.dispose()
+    """One set in options or PGOPTIONS stays in force in transactions; seawall only narrows it."""
+    for connect_args, env in (({"options": "-c statement_timeout=7000"}, None),
+                              ({}, "-c statement_timeout=7s")):
+        if env is not None:
+            monkeypatch.setenv("PGOPTIONS", env)
+        e = sw_sa.instrument(sa.create_engine(postgres_url, connect_args=connect_args),
+                             full_point())
+        try:
+            with e.connect() as conn:
+                assert raw_setting(conn, "statement_timeout") == "7s"
+                # through the hooks, in a transaction: the user's 7 s, not seawall's 30 s
+                assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "7s"
+                narrowed = narrowed_to(0.3)(
+                    lambda: conn.exec_driver_sql("SHOW statement_timeout").scalar_one())()
+                assert as_ms(narrowed) <= 300  # a narrower budget still applies
+                conn.commit()
+                assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "7s"
+        finally:
+            sw_sa.uninstrument(e)
+            e.dispose()
 
 
 def connect_timeout_of(conn: sa.Connection) -> str | None:

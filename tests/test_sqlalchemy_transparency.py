@@ -30,7 +30,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 import seawall
 from seawall.interceptors import sqlalchemy as sw_sa
 from seawall.interceptors._sqlalchemy_classify import STATEMENT_TIMEOUT_MARK
-from seawall.interceptors._sqlalchemy_timeouts import looks_dead
+from seawall.interceptors._sqlalchemy_timeouts import _pg_duration_ms, looks_dead
 
 
 def full_point(name: str = "db", **kw: Any) -> seawall.IntegrationPoint:
@@ -159,6 +159,17 @@ def test_a_dialect_without_driver_connects(tmp_path: Path) -> None:
     finally:
         sw_sa.uninstrument(e)
         e.dispose()
+
+
+# -- 8: a statement timeout of the user's is read back, never raised ----------------------------
+
+
+@pytest.mark.parametrize(("shown", "ms"), [
+    ("0", 0), ("250us", 1), ("500ms", 500), ("7s", 7000), ("2min", 120000), ("1h", 3600000),
+    ("1d", 86400000), ("", None), ("7 parsecs", None), ("-1", None)])
+def test_show_statement_timeout_is_read_in_milliseconds(shown: str, ms: int | None) -> None:
+    """PostgreSQL's display of a duration, in whole milliseconds (None when unreadable)."""
+    assert _pg_duration_ms(shown) == ms
 
 
 # -- 6: no seawall state in the user's dicts ----------------------------------------------
