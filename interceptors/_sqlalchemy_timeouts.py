@@ -42,6 +42,7 @@ import os
 import select
 import sqlite3
 import stat
+import threading
 import time
 import weakref
 from typing import Any
@@ -490,7 +491,10 @@ class SQLiteTimeouts(NoTimeouts):
     def __init__(self, chains: bool = True) -> None:
         self.chains = chains
         self._classes: dict[type, type] = {}
+        # handlers this instrumentation moved, switched off by close(); the lock orders
+        # adds (once per connection, from any thread) against close()'s walk
         self._deadlines: weakref.WeakSet[_SQLiteDeadline] = weakref.WeakSet()
+        self._lock = threading.Lock()
         self._refused = False
 
     def connect_params(self, cargs: Any, cparams: dict[str, Any],
@@ -520,8 +524,9 @@ class SQLiteTimeouts(NoTimeouts):
         elif handler is False:
             return
         if handler.owner is not self:  # first use by this instrumentation (closed on uninstrument)
-            handler.owner = self
-            self._deadlines.add(handler)
+            with self._lock:
+                handler.owner = self
+                self._deadlines.add(handler)
         handler.end = math.inf if timeout is None else time.monotonic() + timeout
         handler.fired = False
 
@@ -544,10 +549,11 @@ class SQLiteTimeouts(NoTimeouts):
         return False
 
     def close(self) -> None:
-        for handler in list(self._deadlines):
-            handler.end = math.inf  # the application's handler, if any, keeps running
-            handler.owner = None
-        self._deadlines.clear()
+        with self._lock:
+            for handler in list(self._deadlines):
+                handler.end = math.inf  # the application's handler, if any, keeps running
+                handler.owner = None
+            self._deadlines.clear()
 
 
 def dbapi_of(dialect: Any) -> Any:

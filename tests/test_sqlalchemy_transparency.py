@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import sqlite3
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -473,6 +474,54 @@ def test_a_connection_pooled_before_instrument_keeps_its_handler(db_url: str, ca
             with pytest.raises(sa_exc.OperationalError):
                 conn.execution_options(seawall_operation="long").exec_driver_sql(LONG).all()
         assert app.n > 3000
+    finally:
+        sw_sa.uninstrument(e)
+        e.dispose()
+
+
+def test_threads_with_their_own_handlers_count_exactly(db_url: str) -> None:
+    """Eight threads, a handler of the application's on every connection: exact count, both ran."""
+    e = sa.create_engine(db_url, pool_size=8, connect_args={"timeout": 30})
+    with e.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE counter (n INTEGER NOT NULL)")
+        conn.exec_driver_sql("INSERT INTO counter VALUES (0)")
+    e.dispose()
+    app = Ticks()
+    lock = threading.Lock()
+
+    def counted() -> int:
+        with lock:
+            app.n += 1
+        return 0
+
+    install_on_connect(e, counted, 50)
+    point = full_point(retry=seawall.Retry(attempts=50, backoff=seawall.Backoff.constant(0.001)),
+                       timeout=seawall.Timeout(attempt=10))
+    sw_sa.instrument(e, point)
+    errors: list[Exception] = []
+
+    def increment(conn: sa.Connection) -> None:
+        conn.exec_driver_sql(COUNT_TO).scalar()  # enough VM work for both handlers to run
+        conn.exec_driver_sql("UPDATE counter SET n = n + 1")
+
+    def worker() -> None:
+        try:
+            for _ in range(5):
+                sw_sa.run_transaction(e, increment)
+        except Exception as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert errors == []
+        with e.connect() as conn:
+            assert conn.exec_driver_sql("SELECT n FROM counter").scalar() == 40
+        assert app.n > 40 * 1000  # ~8000 calls per COUNT_TO at n=50
+        assert point.stats().failures_by_category.get("timeout", 0) == 0
     finally:
         sw_sa.uninstrument(e)
         e.dispose()
