@@ -58,11 +58,11 @@ just that statement after a reconnect would commit half a unit of work
 :func:`run_transaction`, which replays the whole unit on a new connection.
 
 Thread and task safety: the hooks keep per-connection state only on the
-pool record (an attribute of its own, never the record's ``info``, which is
-the application's ``Connection.info``), and hand a new connection's session timeout from
-the connect wrapper to the pool's ``connect`` event through a context
-variable; one instrumented engine may be used by any number of threads,
-or tasks of one event loop.
+pool record (an attribute of its own, never the record's ``info``, which
+is the application's ``Connection.info``), and hand a new connection's
+session timeout from the connect wrapper to the pool's ``connect`` event
+through a context variable; one instrumented engine may be used by any
+number of threads, or tasks of one event loop.
 """
 
 from __future__ import annotations
@@ -363,7 +363,7 @@ class _Instrumentation:
             _CONNECTED.set(None)
             session_ms = made[1]
         else:  # made by a do_connect listener of the user's: the session default is unknown
-            session_ms = None
+            session_ms = None  # (PostgreSQL asks it once, at the first statement)
         # kept on the record, out of record.info: that dict is the user's Connection.info
         set_state(record, dbapi_connection, session_ms)
 
@@ -712,8 +712,8 @@ def instrument(engine: Any, point: IntegrationPoint, *, pool_liveness: bool = Tr
     closed; turn it off if you use ``LISTEN`` on pooled connections, and
     prefer ``pool_pre_ping=True`` for drivers whose socket is not
     reachable (asyncpg): a connection whose socket cannot be found is
-    trusted, never declared dead. Raises :class:`seawall.ConfigurationError` if the
-    engine is already instrumented.
+    trusted, never declared dead. Raises :class:`seawall.ConfigurationError`
+    if the engine is already instrumented.
     """
     if not isinstance(point, IntegrationPoint):
         raise ConfigurationError(f"instrument() needs an IntegrationPoint, got {point!r}")
