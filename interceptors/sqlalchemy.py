@@ -20,9 +20,11 @@ by :func:`uninstrument`); the pool's events are listened to with
   (:class:`seawall.CircuitOpenError`) while the database is known down,
   connect errors are retried with the point's backoff, the attempt
   timeout becomes the driver's connect timeout, and the attempt timeout
-  becomes the session's statement timeout. ``do_connect`` listeners of
-  your own run first; one that makes the connection itself takes it past
-  seawall.
+  becomes the session's statement timeout (both merged with the user's own
+  connect parameters, never replacing them; see ``_sqlalchemy_timeouts``).
+  ``do_connect`` listeners of your own run first and see only the URL's and
+  ``connect_args``' parameters; one that makes the connection itself takes
+  it past seawall.
 * ``checkout`` (pool): a pooled connection the server has closed (restart,
   ``pg_terminate_backend``, idle timeout) is detected with one non-blocking
   ``poll`` of its socket and replaced before the caller sees it; the
@@ -55,11 +57,12 @@ just that statement after a reconnect would commit half a unit of work
 (the earlier writes died with the old connection). Use
 :func:`run_transaction`, which replays the whole unit on a new connection.
 
-Thread and task safety: the hooks keep per-connection state only in the
-pool record's ``info``, and hand a new connection's session timeout from
-the connect wrapper to the pool's ``connect`` event through a context
-variable; one instrumented engine may be used by any number of threads,
-or tasks of one event loop.
+Thread and task safety: the hooks keep per-connection state only on the
+pool record (an attribute of its own, never the record's ``info``, which
+is the application's ``Connection.info``), and hand a new connection's
+session timeout from the connect wrapper to the pool's ``connect`` event
+through a context variable; one instrumented engine may be used by any
+number of threads, or tasks of one event loop.
 """
 
 from __future__ import annotations
@@ -97,10 +100,12 @@ from ._sqlalchemy_classify import (
     sqlstate,
 )
 from ._sqlalchemy_timeouts import (
-    SESSION_KEY,
-    TIMEOUT_KEY,
+    STATE_ATTR,
     connect_timeout_param,
+    dbapi_of,
     looks_dead,
+    set_state,
+    state_of,
     timeouts_for,
     to_ms,
 )
@@ -191,7 +196,7 @@ def _no_retry(c: Classification) -> Classification:
 _ROLLBACK_TO = re.compile(r"\s*ROLLBACK\s+(?:WORK\s+|TRANSACTION\s+)?TO\b", re.I)
 
 # (DBAPI connection, statement timeout of its session in ms) of the connection this
-# context just made: on_pool_connect, next in the same call, puts it in the record's info
+# context just made: on_pool_connect, next in the same call, keeps it on the record
 _CONNECTED: ContextVar[tuple[Any, int | None] | None] = ContextVar(
     "seawall_sqlalchemy_connected", default=None)
 
@@ -237,8 +242,10 @@ class _Instrumentation:
         self.holders: set[Any] = set()
         # statement -> (operation, is ROLLBACK TO SAVEPOINT)
         self._ops: dict[str, tuple[str, bool]] = {}
-        dbapi = getattr(dialect, "loaded_dbapi", None)
-        self._dbapi_error: type[Exception] = getattr(dbapi, "Error", Exception)
+        error = getattr(dbapi_of(dialect), "Error", None)
+        # a mock DBAPI's Error may be no exception class at all: then nothing is a DBAPI error
+        self._dbapi_error: type[Exception] | tuple[()] = (
+            error if isinstance(error, type) and issubclass(error, Exception) else ())
 
     # -- rules ----------------------------------------------------------------
 
@@ -247,9 +254,16 @@ class _Instrumentation:
         return classify(exc, self.dialect_name)
 
     def unit_rule(self, exc: BaseException) -> Classification | None:
-        """As :meth:`rule`, but a unit whose COMMIT had an unknown outcome is never replayed."""
+        """As :meth:`rule`, but a unit whose COMMIT had an unknown outcome is never replayed.
+
+        The exception then says why it was not (a note), as every other give-up does.
+        """
         c = classify(exc, self.dialect_name)
-        if c is not None and getattr(exc, "_seawall_commit_unknown", False):
+        unknown = getattr(exc, _COMMIT_UNKNOWN, None)
+        if c is not None and unknown is not None:
+            if c.retry and isinstance(unknown, str):
+                _add_note(exc, unknown)
+                setattr(exc, _COMMIT_UNKNOWN, True)  # noted once
             return _no_retry(c)
         return c
 
@@ -304,6 +318,7 @@ class _Instrumentation:
         self.listeners.clear()
         for stop in self.stoppers:
             stop()
+        self.timeouts.close()
         dialect_dict = self.dialect.__dict__
         for name, fn in self.wrapped:
             if dialect_dict.get(name) is fn:
@@ -348,17 +363,16 @@ class _Instrumentation:
             _CONNECTED.set(None)
             session_ms = made[1]
         else:  # made by a do_connect listener of the user's: the session default is unknown
-            session_ms = None
-        info = record.info
-        info[SESSION_KEY] = session_ms
-        info[TIMEOUT_KEY] = session_ms
+            session_ms = None  # (PostgreSQL asks it once, at the first statement)
+        # kept on the record, out of record.info: that dict is the user's Connection.info
+        set_state(record, dbapi_connection, session_ms)
 
     def _connect(self, original: Callable[..., Any], cargs: tuple[Any, ...],
                  cparams: dict[str, Any]) -> Any:
         """One new DBAPI connection through the point (breaker, retry, connect timeout)."""
         point = self.point
         dialect = self.dialect
-        session_ms = self.timeouts.connect_params(cparams, self.attempt_ms)
+        session_ms = self.timeouts.connect_params(cargs, cparams, self.attempt_ms)
         in_unit = _IN_UNIT.get()
         ex = Execution(point, "connect")
         last: tuple[Classification, Exception] | None = None
@@ -380,7 +394,7 @@ class _Instrumentation:
             params = cparams
             if timeout is not None:
                 params = dict(cparams)
-                connect_timeout_param(dialect, params, timeout)
+                connect_timeout_param(dialect, cargs, params, timeout)
             try:
                 raw = original(*cargs, **params)
             except Exception as exc:
@@ -405,7 +419,8 @@ class _Instrumentation:
     # -- checkout ---------------------------------------------------------------------
 
     def on_checkout(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        if self.pool_liveness and looks_dead(dbapi_connection, record.info):
+        if self.pool_liveness and looks_dead(dbapi_connection,
+                                             state_of(record, dbapi_connection)):
             # the pool invalidates this connection and checks out a fresh one
             raise sa_exc.DisconnectionError("seawall: the server closed this pooled connection")
         permits = self.permits
@@ -475,10 +490,9 @@ class _Instrumentation:
         apply_timeout = self._apply_timeout
         timeouts = self.timeouts
         enforces = timeouts.enforces
-        # the timeout value in the record's info that already enforces the usual budget
+        # the timeout value in the connection's state that already enforces the usual budget
         steady = timeouts.steady_ms
         steady_known = enforces and steady is not None
-        timeout_key, session_key = TIMEOUT_KEY, SESSION_KEY
         in_unit_now = _IN_UNIT.get
         deadline_now = DEADLINE.get
         labelled = _labelled
@@ -518,11 +532,13 @@ class _Instrumentation:
             if timeout is first and steady_known and not rollback_to:
                 # the common case, without a call: is the usual budget already in force?
                 try:
-                    info = context._dbapi_connection._connection_record.info
-                    fresh = info[timeout_key] != steady or info[session_key] != steady
-                except (AttributeError, KeyError):
-                    # no record (the dialect's first-connect queries), or a connection made
-                    # before instrument() or by a listener of yours: the long way
+                    record = context._dbapi_connection._connection_record
+                    st = record._seawall_state  # STATE_ATTR
+                    fresh = (st.timeout != steady or st.session_ms != steady
+                             or st.dbapi is not record.dbapi_connection)
+                except AttributeError:
+                    # no state yet (the dialect's first-connect queries, a connection made
+                    # before instrument()), no record (detached), or a stale state: the long way
                     fresh = True
                 if fresh:
                     apply_timeout(context, timeout, False)
@@ -589,17 +605,17 @@ class _Instrumentation:
         """
         timeouts = self.timeouts
         fairy = context._dbapi_connection
-        # the record's info: the ad-hoc connection SQLAlchemy builds for the
-        # dialect's first-connect queries has a record but no info of its own
+        # state kept on the pool record (the ad-hoc connection SQLAlchemy builds for the
+        # dialect's first-connect queries has the real record); a detached fairy keeps its own
         record = fairy._connection_record
-        info = record.info if record is not None else fairy.info
+        st = state_of(record if record is not None else fairy, fairy.dbapi_connection)
         if timeout is not None and not self.applied:
             self.applied = timeouts.always_apply
         if timeout is not None or self.applied:
-            timeouts.apply(context, fairy, info, timeout)
+            timeouts.apply(context, fairy, st, timeout)
         if rollback_to and self.watch_savepoints:
             # what the ROLLBACK TO SAVEPOINT about to run undoes is unknown afterwards
-            timeouts.savepoint_rolled_back(info)
+            timeouts.savepoint_rolled_back(st)
 
     def _name(self, statement: str) -> tuple[str, bool]:
         ops = self._ops
@@ -613,7 +629,8 @@ class _Instrumentation:
         if fairy is None:
             return False
         record = fairy._connection_record
-        return self.timeouts.interrupted(record.info if record is not None else fairy.info)
+        st = getattr(record if record is not None else fairy, STATE_ATTR, None)
+        return st is not None and st.dbapi is fairy.dbapi_connection and self.timeouts.interrupted(st)
 
     def _failed(self, exc: Exception, op: str, started: float, ticket: int, cursor: Any,
                 statement: str, parameters: Any, context: Any) -> None:
@@ -639,7 +656,7 @@ class _Instrumentation:
         and the same ``connection_invalidated`` flag as the caller.
         """
         dbapi_error = self._dbapi_error
-        if not isinstance(exc, dbapi_error):
+        if not isinstance(exc, dbapi_error) or not isinstance(dbapi_error, type):
             return exc
         try:
             disconnect = bool(self.dialect.is_disconnect(
@@ -694,8 +711,9 @@ def instrument(engine: Any, point: IntegrationPoint, *, pool_liveness: bool = Tr
     socket at checkout, without a round trip, and replaces one the server
     closed; turn it off if you use ``LISTEN`` on pooled connections, and
     prefer ``pool_pre_ping=True`` for drivers whose socket is not
-    reachable (asyncpg). Raises :class:`seawall.ConfigurationError` if the
-    engine is already instrumented.
+    reachable (asyncpg): a connection whose socket cannot be found is
+    trusted, never declared dead. Raises :class:`seawall.ConfigurationError`
+    if the engine is already instrumented.
     """
     if not isinstance(point, IntegrationPoint):
         raise ConfigurationError(f"instrument() needs an IntegrationPoint, got {point!r}")
@@ -720,7 +738,11 @@ def uninstrument(engine: Any) -> None:
         state.detach_all()
 
 
-def _commit_failed(exc: BaseException) -> None:
+# attribute of a COMMIT failure whose outcome is unknown: the note to add (True once added)
+_COMMIT_UNKNOWN = "_seawall_commit_unknown"
+
+
+def _commit_failed(exc: BaseException, point: str, operation: str) -> None:
     """Mark a COMMIT failure whose outcome is unknown (connection lost): never replay it."""
     definite = False
     if isinstance(exc, sa_exc.DBAPIError) and not exc.connection_invalidated:
@@ -731,8 +753,11 @@ def _commit_failed(exc: BaseException) -> None:
         elif getattr(orig, "sqlite_errorcode", None) is not None:
             definite = True  # SQLite: COMMIT failed locally (busy), nothing was written
     if not definite:
+        note = (f"seawall: {point} {operation}: not replayed: the connection was lost during "
+                "COMMIT, so whether the unit was committed is unknown (a replay could apply it "
+                "twice)")
         try:
-            exc._seawall_commit_unknown = True  # type: ignore[attr-defined]
+            setattr(exc, _COMMIT_UNKNOWN, note)
         except AttributeError:  # pragma: no cover - exotic exception types
             pass
 
@@ -764,16 +789,21 @@ def run_transaction(engine: Any, work: Callable[[Connection], T], *,
                 try:
                     result = work(conn)
                 except BaseException:
-                    try:
-                        trans.rollback()
-                    except Exception:  # the original failure is what matters
-                        pass
+                    # roll back only a transaction still the connection's, as engine.begin()
+                    # does: work's own conn.rollback(), or an ORM Session(bind=conn) whose
+                    # flush failed, may have ended it already (a second rollback would warn
+                    # "transaction already deassociated from connection")
+                    if trans.is_active or conn.get_transaction() is trans:
+                        try:
+                            trans.rollback()
+                        except Exception:  # the original failure is what matters
+                            pass
                     raise
                 if trans.is_active:
                     try:
                         trans.commit()
                     except Exception as exc:
-                        _commit_failed(exc)
+                        _commit_failed(exc, state.point.name, operation)
                         try:  # never hand a half-finished transaction back to the pool
                             conn.invalidate()
                         except Exception:
@@ -784,6 +814,12 @@ def run_transaction(engine: Any, work: Callable[[Connection], T], *,
             _IN_UNIT.reset(token)
 
     return state.point.run(attempt, operation=operation, classify_exception=state.unit_rule)
+
+
+def _still_current(conn: Any, trans: Any) -> bool:
+    """Is the AsyncTransaction ``trans`` still the transaction of the AsyncConnection ``conn``?"""
+    sync = conn.sync_connection
+    return sync is not None and sync.get_transaction() is trans.sync_transaction
 
 
 async def arun_transaction(engine: Any, work: Callable[[Any], Awaitable[T]], *,
@@ -809,16 +845,18 @@ async def arun_transaction(engine: Any, work: Callable[[Any], Awaitable[T]], *,
                 try:
                     result = await work(conn)
                 except BaseException:
-                    try:
-                        await trans.rollback()
-                    except Exception:
-                        pass
+                    # only a transaction still the connection's (see run_transaction)
+                    if trans.is_active or _still_current(conn, trans):
+                        try:
+                            await trans.rollback()
+                        except Exception:
+                            pass
                     raise
                 if trans.is_active:
                     try:
                         await trans.commit()
                     except Exception as exc:
-                        _commit_failed(exc)
+                        _commit_failed(exc, state.point.name, operation)
                         try:  # never hand a half-finished transaction back to the pool
                             await conn.invalidate()
                         except Exception:

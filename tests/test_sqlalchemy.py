@@ -333,6 +333,7 @@ def test_sqlite_statement_timeout_interrupts_a_runaway_query(engine: sa.Engine) 
     """The attempt timeout interrupts SQLite's VM (SQLITE_INTERRUPT); the connection stays usable."""
     point = seawall.IntegrationPoint("db", timeout=seawall.Timeout(attempt=0.1))
     sw_sa.instrument(engine, point)
+    engine.dispose()  # the fixture's pooled connection predates instrument(): it gets no timeout
     endless = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r"
     with engine.connect() as conn:
         with pytest.raises(sa_exc.OperationalError) as info:

@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import seawall
 from seawall.interceptors import sqlalchemy as sw_sa
-from seawall.interceptors._sqlalchemy_timeouts import SESSION_KEY
+from seawall.interceptors._sqlalchemy_timeouts import STATE_ATTR
 from tests.postgres import PostgresServer
 
 
@@ -363,8 +367,9 @@ def test_every_pooled_connection_starts_with_the_session_default(engine: sa.Engi
             conn.exec_driver_sql("SELECT 1")
             conn.commit()
             assert raw_setting(conn, "statement_timeout") == "1s"
-            assert conn.connection._connection_record is not None
-            assert conn.connection._connection_record.info[SESSION_KEY] == 1000
+            record = conn.connection._connection_record
+            assert record is not None
+            assert getattr(record, STATE_ATTR).session_ms == 1000
     finally:
         for conn in conns:
             conn.close()
@@ -483,3 +488,270 @@ async def test_async_breaker_fails_fast_when_the_server_is_down(
             await scalar(aengine, "SELECT 1")
     finally:
         postgres_server.start()
+
+
+# -- issue 16: out of the application's way ---------------------------------------------------
+
+
+def full_point(**kw: Any) -> seawall.IntegrationPoint:
+    """The policy SQLAlchemy's own suites were run under in issue 16."""
+    kw.setdefault("retry", quick_retry(3))
+    kw.setdefault("bulkhead", seawall.Bulkhead(max_concurrent=64, max_wait=5))
+    kw.setdefault("timeout", seawall.Timeout(attempt=30))
+    return seawall.IntegrationPoint("pg", **kw)
+
+
+def test_connection_info_stays_the_users_on_postgres(engine: sa.Engine) -> None:
+    """Session timeout, SET LOCAL scope, liveness poll: none of it lands in Connection.info."""
+    sw_sa.instrument(engine, full_point())
+    engine.dispose()
+    for _ in range(2):  # the second checkout polls the pooled connection's socket
+        with engine.connect() as conn:
+            narrowed_to(0.5)(lambda: conn.exec_driver_sql("SELECT 1"))()  # a SET LOCAL
+            assert conn.info == {}
+            assert conn.connection.record_info == {}
+
+
+def sa_warnings_of(fn: Any, *args: Any) -> tuple[Any, list[str]]:
+    """``fn(*args)``'s result and the SQLAlchemy warnings it emitted."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        result = fn(*args)
+    return result, [str(w.message) for w in seen if issubclass(w.category, sa_exc.SAWarning)]
+
+
+def test_a_unit_that_rolls_back_after_a_kill_is_replayed_without_warnings(
+        engine: sa.Engine, postgres_server: PostgresServer) -> None:
+    """``work`` rolling back its failed connection itself: replayed once, no SAWarning."""
+    point = full_point()
+    sw_sa.instrument(engine, point)
+    attempts = []
+
+    def work(conn: sa.Connection) -> None:
+        attempts.append(1)
+        try:
+            conn.exec_driver_sql("INSERT INTO rows VALUES ('a')")
+            if len(attempts) == 1:
+                kill(postgres_server, backend_pid(conn))
+            conn.exec_driver_sql("INSERT INTO rows VALUES ('b')")
+        except sa_exc.DBAPIError:
+            conn.rollback()
+            raise
+
+    _, seen = sa_warnings_of(sw_sa.run_transaction, engine, work)
+    assert seen == []
+    assert len(attempts) == 2
+    with engine.connect() as conn:
+        assert sorted(conn.exec_driver_sql("SELECT v FROM rows").scalars()) == ["a", "b"]
+
+
+class PgBase(DeclarativeBase):
+    pass
+
+
+class PgItem(PgBase):
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    v: Mapped[str]
+
+
+def test_an_orm_unit_killed_before_its_flush_is_replayed_without_warnings(
+        engine: sa.Engine, postgres_server: PostgresServer) -> None:
+    """Session(bind=conn) whose flush meets a killed backend: the unit runs again, silently."""
+    PgBase.metadata.create_all(engine)
+    point = full_point()
+    sw_sa.instrument(engine, point)
+    attempts = []
+
+    def work(conn: sa.Connection) -> None:
+        attempts.append(1)
+        with Session(bind=conn) as session:
+            session.add(PgItem(id=1, v="orm"))
+            if len(attempts) == 1:
+                kill(postgres_server, backend_pid(conn))
+            session.flush()  # the Session rolls the connection's transaction back on failure
+
+    _, seen = sa_warnings_of(sw_sa.run_transaction, engine, work)
+    assert seen == []
+    assert len(attempts) == 2
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT v FROM items").scalars().all() == ["orm"]
+
+
+def settings(conn: sa.Connection, *names: str) -> list[str]:
+    return [raw_setting(conn, name) for name in names]
+
+
+def test_connect_args_options_are_merged_with_the_statement_timeout(postgres_url: str) -> None:
+    """connect_args options of the user and the URL's own query both stay in force with seawall's."""
+    e = sa.create_engine(postgres_url + "?application_name=from-url",
+                         connect_args={"options": "-c lock_timeout=1234"})
+    sw_sa.instrument(e, full_point())
+    try:
+        with e.connect() as conn:
+            assert settings(conn, "lock_timeout", "statement_timeout", "application_name") == [
+                "1234ms", "30s", "from-url"]
+    finally:
+        sw_sa.uninstrument(e)
+        e.dispose()
+
+
+def test_pgoptions_from_the_environment_are_kept(postgres_url: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """PGOPTIONS is carried into the options keyword, which would otherwise override it."""
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=4321")
+    e = sw_sa.instrument(sa.create_engine(postgres_url), full_point())
+    try:
+        with e.connect() as conn:
+            assert settings(conn, "lock_timeout", "statement_timeout") == ["4321ms", "30s"]
+    finally:
+        sw_sa.uninstrument(e)
+        e.dispose()
+
+
+def test_a_statement_timeout_of_the_users_wins(postgres_url: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """One set in options or PGOPTIONS stays in force in transactions; seawall only narrows it."""
+    for connect_args, env in (({"options": "-c statement_timeout=7000"}, None),
+                              ({}, "-c statement_timeout=7s")):
+        if env is not None:
+            monkeypatch.setenv("PGOPTIONS", env)
+        e = sw_sa.instrument(sa.create_engine(postgres_url, connect_args=connect_args),
+                             full_point())
+        try:
+            with e.connect() as conn:
+                assert raw_setting(conn, "statement_timeout") == "7s"
+                # through the hooks, in a transaction: the user's 7 s, not seawall's 30 s
+                assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "7s"
+                narrowed = narrowed_to(0.3)(
+                    lambda: conn.exec_driver_sql("SHOW statement_timeout").scalar_one())()
+                assert as_ms(narrowed) <= 300  # a narrower budget still applies
+                conn.commit()
+                assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "7s"
+        finally:
+            sw_sa.uninstrument(e)
+            e.dispose()
+
+
+def connect_timeout_of(conn: sa.Connection) -> str | None:
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    value = driver.info.get_parameters().get("connect_timeout")
+    return None if value is None else str(value)
+
+
+def test_a_connect_timeout_of_the_users_is_kept(postgres_url: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """connect_timeout in connect_args, or PGCONNECT_TIMEOUT, is the one libpq uses."""
+    e = sw_sa.instrument(sa.create_engine(postgres_url, connect_args={"connect_timeout": 7}),
+                         full_point())
+    try:
+        with e.connect() as conn:
+            assert connect_timeout_of(conn) == "7"
+    finally:
+        sw_sa.uninstrument(e)
+        e.dispose()
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "9")
+    e = sw_sa.instrument(sa.create_engine(postgres_url), full_point())
+    try:
+        with e.connect() as conn:
+            assert connect_timeout_of(conn) == "9"
+    finally:
+        sw_sa.uninstrument(e)
+        e.dispose()
+    monkeypatch.delenv("PGCONNECT_TIMEOUT")
+    e = sw_sa.instrument(sa.create_engine(postgres_url), full_point())
+    try:
+        with e.connect() as conn:  # none of the user's: the attempt timeout bounds the connect
+            assert connect_timeout_of(conn) == "30"
+    finally:
+        sw_sa.uninstrument(e)
+        e.dispose()
+
+
+def test_a_do_connect_listener_injecting_credentials_still_works(
+        postgres_url: str, postgres_server: PostgresServer) -> None:
+    """The cloud-token pattern: the listener sees the URL's arguments; what it sets is used."""
+    role = f"app_{uuid.uuid4().hex[:8]}"
+    postgres_server.execute(f'CREATE ROLE "{role}" LOGIN')
+    e = sa.create_engine(postgres_url)
+    seen: list[dict[str, Any]] = []
+
+    @event.listens_for(e, "do_connect")
+    def inject(dialect: Any, rec: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
+        seen.append(dict(cparams))
+        cparams["user"] = role  # e.g. a short-lived IAM identity, fetched per connect
+        cparams["password"] = "token"
+        cparams["options"] = "-c lock_timeout=1234"
+
+    point = full_point()
+    sw_sa.instrument(e, point)
+    try:
+        with e.connect() as conn:
+            assert conn.exec_driver_sql("SELECT current_user").scalar() == role
+            assert settings(conn, "lock_timeout", "statement_timeout") == ["1234ms", "30s"]
+        assert seen[0]["dbname"] == dbname_of(e) and seen[0]["port"] == postgres_server.port
+        assert "options" not in seen[0] and "connect_timeout" not in seen[0]  # nothing of ours
+        assert point.stats().failures == 0
+    finally:
+        sw_sa.uninstrument(e)
+        e.dispose()
+
+
+SLOW_COMMIT = [
+    "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN PERFORM pg_sleep(60); RETURN NULL; END $$",
+    "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON rows DEFERRABLE INITIALLY DEFERRED "
+    "FOR EACH ROW EXECUTE FUNCTION slow_commit()",
+]
+
+
+def test_a_unit_killed_during_commit_is_not_replayed_and_says_why(
+        engine: sa.Engine, postgres_server: PostgresServer) -> None:
+    """The backend dies inside COMMIT (a deferred trigger): outcome unknown, no replay, a note."""
+    with engine.begin() as conn:
+        for sql in SLOW_COMMIT:
+            conn.exec_driver_sql(sql)
+    point = seawall.IntegrationPoint("pg", retry=quick_retry())
+    sw_sa.instrument(engine, point)
+    attempts = []
+
+    def work(conn: sa.Connection) -> None:
+        attempts.append(1)
+        conn.exec_driver_sql("INSERT INTO rows VALUES ('once')")
+
+    killer = threading.Thread(target=lambda: kill(
+        postgres_server, wait_for_query(postgres_server, dbname_of(engine), "COMMIT")))
+    killer.start()
+    try:
+        with pytest.raises(sa_exc.OperationalError) as info:
+            sw_sa.run_transaction(engine, work, operation="pay")
+    finally:
+        killer.join(timeout=15)
+    assert len(attempts) == 1 and point.stats().retries == 0
+    notes = getattr(info.value, "__notes__", [])
+    assert any("pg pay: not replayed" in n and "COMMIT" in n for n in notes), notes
+
+
+async def test_async_unit_killed_during_commit_is_not_replayed_and_says_why(
+        aengine: AsyncEngine, postgres_server: PostgresServer) -> None:
+    """arun_transaction: the same unknown COMMIT, the same note."""
+    async with aengine.begin() as conn:
+        for sql in SLOW_COMMIT:
+            await conn.exec_driver_sql(sql)
+    point = seawall.IntegrationPoint("pg", retry=quick_retry())
+    sw_sa.instrument(aengine, point)
+    attempts = []
+
+    async def work(conn: AsyncConnection) -> None:
+        attempts.append(1)
+        await conn.exec_driver_sql("INSERT INTO rows VALUES ('once')")
+
+    killer = asyncio.create_task(asyncio.to_thread(lambda: kill(
+        postgres_server, wait_for_query(postgres_server, dbname_of(aengine), "COMMIT"))))
+    with pytest.raises(sa_exc.OperationalError) as info:
+        await asyncio.wait_for(sw_sa.arun_transaction(aengine, work), timeout=20)
+    await killer
+    assert len(attempts) == 1 and point.stats().retries == 0
+    notes = getattr(info.value, "__notes__", [])
+    assert any("not replayed" in n and "COMMIT" in n for n in notes), notes
