@@ -22,9 +22,40 @@ import asyncio
 import queue
 import threading
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 from ._clock import async_library
+
+
+class Permits(Protocol):
+    """What the shells and integrations use of a bulkhead: the interface of any limit.
+
+    :class:`BulkheadRuntime` is the fixed limit of :class:`seawall.Bulkhead`;
+    a limit that moves (an adaptive one, following latency) implements the
+    same five members, and the pipeline needs no other change. Each taken
+    permit is given back exactly once with :meth:`release`.
+    """
+
+    @property
+    def max_concurrent(self) -> int:
+        """The current limit (what a :class:`seawall.BulkheadFullError` reports)."""
+        ...
+
+    def try_acquire(self) -> bool:
+        """Take a permit if one is free, without waiting."""
+        ...
+
+    def acquire(self, timeout: float) -> bool:
+        """Take a permit, blocking the thread up to ``timeout`` seconds; false: none came."""
+        ...
+
+    async def acquire_async(self, timeout: float) -> bool:
+        """Take a permit, suspending the task (asyncio or trio) up to ``timeout`` seconds."""
+        ...
+
+    def release(self) -> None:
+        """Give back a permit taken by one of the acquires."""
+        ...
 
 
 class _ThreadWaiter:

@@ -14,7 +14,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -79,7 +79,7 @@ async def within(attempt: Callable[[float | None], Awaitable[T]], timeout: float
     raise expired(timeout)
 
 
-class Bounded:
+class Bounded(Generic[T]):
     """An attempt whose every call runs :func:`within` its timeout (the async shell under trio)."""
 
     __slots__ = ("attempt", "expired")
@@ -89,8 +89,25 @@ class Bounded:
         self.attempt = attempt
         self.expired = expired
 
-    def __call__(self, timeout: float | None) -> Awaitable[object]:
+    def __call__(self, timeout: float | None) -> Awaitable[T]:
         return within(self.attempt, timeout, self.expired)
+
+
+# -- the waits of the shells ------------------------------------------------------
+
+def pause(clock: Clock, seconds: float) -> None:
+    """Wait ``seconds`` in this thread: every wait of the sync shell for time to pass.
+
+    The one place such waits go through (a retry's backoff today; a rate
+    limit's or a server's pause later), so a testing mode that skips
+    waits without changing decisions has one seam to short-circuit.
+    """
+    clock.sleep(seconds)
+
+
+async def apause(clock: Clock, seconds: float) -> None:
+    """Wait ``seconds`` in this task: the async twin of :func:`pause`."""
+    await clock.asleep(seconds)
 
 
 class SystemClock:
