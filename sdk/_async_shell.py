@@ -8,16 +8,21 @@ with a delay or a stop), waits the delay, and ends the call through
 
 This file is written once for both shells: the sync shell
 (``_sync_shell.py``, ``IntegrationPoint.run``) is generated from it by
-``python -m seawall._unasync`` (``make lint`` and a test check that it is
+``python sdk/_unasync.py`` (``make lint`` and a test check that it is
 current), as httpcore generates its sync code. The generator drops
 ``await`` and ``async``, renames the ``a``-twins (``apause`` -> ``pause``,
 ``acquire_async`` -> ``acquire``...), removes each statement marked
 ``# async only`` (with its block), and replaces each line marked
-``# sync: <code>`` by that code. What differs is therefore visible here,
-line by line: the async shell cancels an attempt at its deadline (one
-watchdog timer per event loop, or a trio cancel scope), and turns that
-cancellation into :class:`DeadlineExceeded`; the sync shell cannot stop an
-attempt, and counts one that returns late as an *overrun*.
+``# sync: <code>`` by that code (a block only the sync shell runs opens
+with ``if False:  # sync: if <condition>:``). What differs is therefore
+visible here, line by line: the async shell cancels an attempt at its
+deadline (one watchdog timer per event loop, or a trio cancel scope), and
+turns that cancellation into :class:`DeadlineExceeded`; the sync shell
+cannot stop an attempt, and counts one that returns late as an *overrun*.
+
+Four returns carry ``type: ignore[no-any-return]``: they may return a
+fallback's value, which is typed ``Any`` (a :class:`seawall.Fallback`
+holds any value) where the caller expects the attempt's type.
 
 The first attempt is the hot path: it is admitted inline (breaker state,
 then a free bulkhead permit) and takes no :class:`Execution` unless it
@@ -47,8 +52,9 @@ from ._execution import (
     Execution,
     deadline_error,  # async only
     first_limit,
+    open_error,
 )
-from ._fallback import afinish_failure, afinish_rejection, arefused
+from ._fallback import aanswer, afinish_failure, afinish_rejection
 
 if TYPE_CHECKING:
     from ._point import IntegrationPoint
@@ -97,8 +103,15 @@ async def arun(
     ticket = REJECTED  # the breaker's ticket of the first attempt (none without a breaker)
     if circuit is not None:
         ticket = circuit.generation if circuit.state is CLOSED else circuit.admit(t0)
-        if ticket == REJECTED:
-            return await arefused(self, operation, t0)  # type: ignore[no-any-return]
+        if ticket == REJECTED:  # the outage's own path: counted at once, no Execution
+            fb = self.fallback
+            if fb is not None and not fb.on_rejection:
+                fb = None
+            self._ledger.refused_call(operation, fb is not None)
+            error = open_error(self, operation, t0)
+            if fb is None:
+                raise error
+            return await aanswer(fb, error)  # type: ignore[no-any-return]
     timeout = self._first_timeout
     if deadline is None and DEADLINE.get() is None:
         # the common cases, no call: nothing to hand down, or the policy's own timeout
@@ -106,8 +119,6 @@ async def arun(
     else:
         limit, timeout = first_limit(self, t0, deadline)
     permits = self.permits
-    # the sync shell cannot stop a late attempt: it counts one as an overrun
-    count_overruns = False  # sync: count_overruns = enforce_timeout
     # made once the call needs more than one attempt admitted at once that succeeds
     ex: Execution | None = None
     if (timeout is not None and timeout <= 0.0) or \
@@ -191,9 +202,10 @@ async def arun(
             if classify_result is not None or self._result_rules:
                 c = self.classify_result(result, classify_result)
             if c is None:
-                if count_overruns and limit is not None:
+                if False:  # sync: if limit is not None and enforce_timeout:
+                    # a sync attempt cannot be stopped: one that returned late is an overrun
                     t1 = now()
-                    if t1 > limit:  # it returned, but late: the value stands, the lateness counts
+                    if t1 > limit:  # the value stands (it cannot be taken back), the lateness counts
                         if ex is None:
                             self._ledger.overran(operation, t0, t0, 1, t1, ticket)
                         else:

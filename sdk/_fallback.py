@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._classify import Category, Classification
 from ._errors import DeadlineExceeded, RejectedError, ResultFailure
-from ._execution import Execution, open_error
+from ._execution import Execution
 from ._policies import Fallback
 
 if TYPE_CHECKING:
@@ -36,25 +36,11 @@ def fallback_for(fb: Fallback | None, category: Category | None,
     return fb if category in fb.on else None
 
 
-def resolve(fb: Fallback, error: BaseException) -> Any:
+def answer(fb: Fallback, error: BaseException) -> Any:
     """The fallback's value, or its handler's answer for ``error`` (maybe a coroutine)."""
     if fb.handler is not None:
         return fb.handler(error)
     return fb.value
-
-
-def refused(point: IntegrationPoint, operation: str, now: float) -> Any:
-    """A new call the breaker refused at ``now``: counted, then the fallback or the error.
-
-    The shells' path for the outage case, where refusals are the traffic:
-    no Execution, one lock, no raise-and-catch inside seawall.
-    """
-    fb = fallback_for(point.fallback, None, True)
-    point._ledger.refused_call(operation, fb is not None)
-    error = open_error(point, operation, now)
-    if fb is None:
-        raise error
-    return resolve(fb, error)
 
 
 def finish_rejection(point: IntegrationPoint, ex: Execution,
@@ -64,7 +50,7 @@ def finish_rejection(point: IntegrationPoint, ex: Execution,
     ex.end_rejected(rejection, fallback=fb is not None)
     if fb is None:
         raise rejection
-    return resolve(fb, rejection)
+    return answer(fb, rejection)
 
 
 def finish_failure(point: IntegrationPoint, ex: Execution, c: Classification,
@@ -73,7 +59,7 @@ def finish_failure(point: IntegrationPoint, ex: Execution, c: Classification,
     fb = fallback_for(point.fallback, c.category, False)
     ex.end_failure(c, fallback=fb is not None)
     if fb is not None:
-        return resolve(fb, failure if failure is not None else
+        return answer(fb, failure if failure is not None else
                        ResultFailure(result, c, point=point.name, operation=ex.operation))
     if failure is None:
         return result
@@ -81,9 +67,9 @@ def finish_failure(point: IntegrationPoint, ex: Execution, c: Classification,
     raise failure
 
 
-async def arefused(point: IntegrationPoint, operation: str, now: float) -> Any:
-    """:func:`refused`, awaiting an async fallback handler."""
-    value = refused(point, operation, now)
+async def aanswer(fb: Fallback, error: BaseException) -> Any:
+    """:func:`answer`, awaiting an async fallback handler."""
+    value = answer(fb, error)
     return await value if inspect.isawaitable(value) else value
 
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ._breaker import REJECTED, BreakerRuntime, BreakerState
+from ._breaker import BreakerRuntime, BreakerState
 from ._budget import BudgetRuntime
 from ._classify import Category, Classification
 from ._events import (
@@ -87,7 +87,8 @@ class Ledger:
     __slots__ = (
         "_attempts", "_base_calls", "_base_ok", "_by_category", "_calls", "_cancelled",
         "_failures", "_fallbacks", "_ok", "_rejected", "_rejections", "_retries", "_step",
-        "_successes", "_timeouts", "budget", "circuit", "hooks", "lock", "name", "now", "slow",
+        "_successes", "_timeouts", "budget", "circuit", "hooks", "lock", "name", "never_slow", "now",
+        "slow",
     )
 
     def __init__(self, name: str, now: Callable[[], float], hooks: HookSet,
@@ -98,6 +99,7 @@ class Ledger:
         self.hooks = hooks
         self.circuit = circuit
         self.slow = slow if slow else math.inf  # a call this long or longer is slow
+        self.never_slow = self.slow == math.inf
         self.lock = threading.Lock()
         # one-attempt successes, lock-free; it and _calls are never reset (the budget
         # reads their running total): reset() moves the baselines stats() subtracts
@@ -115,21 +117,19 @@ class Ledger:
         if started >= self.budget.next:
             self.budget.tick(started)
         hooks = self.hooks.hooks or GLOBAL_HOOKS.hooks
-        if ticket < 0:  # no breaker to tell (the common case of a hot path): only the hooks
-            if hooks:
-                self._emit_success(operation, self.now() - started)
-            return
-        circuit = self.circuit
-        if circuit is not None and circuit.clean and self.slow == math.inf:
-            ticket = REJECTED  # a success changes nothing in an all-success window
-        if (circuit is not None and ticket >= 0) or hooks:
-            t1 = self.now()
-            duration = t1 - started
-            if circuit is not None and ticket >= 0 \
-                    and not (circuit.clean and duration < self.slow):
-                circuit.record(ticket, t1, False, duration >= self.slow)
-            if hooks:
-                self._emit_success(operation, duration)
+        if ticket >= 0:
+            circuit = self.circuit
+            # a success changes nothing in a window of fast successes only: no word of it then
+            if circuit is not None and not (circuit.clean and self.never_slow):
+                t1 = self.now()
+                duration = t1 - started
+                if not (circuit.clean and duration < self.slow):
+                    circuit.record(ticket, t1, False, duration >= self.slow)
+                if hooks:
+                    self._emit_success(operation, duration)
+                return
+        if hooks:
+            self._emit_success(operation, self.now() - started)
 
     def counted(self, started: float, ticket: int) -> bool:
         """Count a one-attempt success if no breaker and no hook needs to hear of it.
@@ -138,7 +138,7 @@ class Ledger:
         """
         if ticket >= 0:
             circuit = self.circuit
-            if circuit is None or not circuit.clean or self.slow != math.inf:
+            if circuit is not None and not (circuit.clean and self.never_slow):
                 return False
         if self.hooks.hooks or GLOBAL_HOOKS.hooks:
             return False

@@ -139,7 +139,10 @@ class IntegrationPoint:
                               breaker.slow_call_duration if breaker is not None else None,
                               retry.budget if retry is not None else None)
         self._observer: Observer | None = None
-        self._permits = self.permits  # compatibility name (see below)
+        # compatibility names (see the end of the class)
+        self._permits = self.permits
+        self._budget_next = self._ledger.budget.next
+        self._ledger.budget.on_next = self._copy_budget_next
 
     # -- public helpers ----------------------------------------------------
 
@@ -284,9 +287,10 @@ class IntegrationPoint:
     def _fast_ok(self) -> itertools.count[int]:
         return self._ledger._ok._count
 
-    @property
-    def _budget_next(self) -> float:
-        return self._ledger.budget.next
+    def _copy_budget_next(self, boundary: float) -> None:
+        # _budget_next is read on every SQL statement: a plain attribute, not a property
+        # (a property costs that hook as much as the rest of its counting)
+        self._budget_next = boundary
 
     @property
     def _budget_tick(self) -> Callable[[float], None]:

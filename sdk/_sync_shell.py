@@ -1,9 +1,9 @@
-# Generated from sdk/_async_shell.py by `python -m seawall._unasync`: do not edit.
+# Generated from sdk/_async_shell.py by `python sdk/_unasync.py`: do not edit.
 """The sync shell: ``IntegrationPoint.run``, waiting in the calling thread.
 
 Generated from ``_async_shell.py``, where the logic is written once for
 both shells and each difference is marked: read and change that file,
-then run ``python -m seawall._unasync``. This shell waits with the
+then run ``python sdk/_unasync.py``. This shell waits with the
 point's clock (backoff) and blocks the thread for a bulkhead permit; it
 cannot interrupt an attempt, so it counts one that succeeds after its
 deadline as an overrun (a success, a ``timeout`` and a slow call).
@@ -24,8 +24,9 @@ from ._errors import DeadlineExceeded, RejectedError
 from ._execution import (
     Execution,
     first_limit,
+    open_error,
 )
-from ._fallback import finish_failure, finish_rejection, refused
+from ._fallback import answer, finish_failure, finish_rejection
 
 if TYPE_CHECKING:
     from ._point import IntegrationPoint
@@ -72,8 +73,15 @@ def run(
     ticket = REJECTED  # the breaker's ticket of the first attempt (none without a breaker)
     if circuit is not None:
         ticket = circuit.generation if circuit.state is CLOSED else circuit.admit(t0)
-        if ticket == REJECTED:
-            return refused(self, operation, t0)  # type: ignore[no-any-return]
+        if ticket == REJECTED:  # the outage's own path: counted at once, no Execution
+            fb = self.fallback
+            if fb is not None and not fb.on_rejection:
+                fb = None
+            self._ledger.refused_call(operation, fb is not None)
+            error = open_error(self, operation, t0)
+            if fb is None:
+                raise error
+            return answer(fb, error)  # type: ignore[no-any-return]
     timeout = self._first_timeout
     if deadline is None and DEADLINE.get() is None:
         # the common cases, no call: nothing to hand down, or the policy's own timeout
@@ -81,8 +89,6 @@ def run(
     else:
         limit, timeout = first_limit(self, t0, deadline)
     permits = self.permits
-    # the sync shell cannot stop a late attempt: it counts one as an overrun
-    count_overruns = enforce_timeout
     # made once the call needs more than one attempt admitted at once that succeeds
     ex: Execution | None = None
     if (timeout is not None and timeout <= 0.0) or \
@@ -139,9 +145,10 @@ def run(
             if classify_result is not None or self._result_rules:
                 c = self.classify_result(result, classify_result)
             if c is None:
-                if count_overruns and limit is not None:
+                if limit is not None and enforce_timeout:
+                    # a sync attempt cannot be stopped: one that returned late is an overrun
                     t1 = now()
-                    if t1 > limit:  # it returned, but late: the value stands, the lateness counts
+                    if t1 > limit:  # the value stands (it cannot be taken back), the lateness counts
                         if ex is None:
                             self._ledger.overran(operation, t0, t0, 1, t1, ticket)
                         else:

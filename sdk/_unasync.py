@@ -11,9 +11,10 @@ written once, in the async shell, and this script derives the sync one
   ``T``, and the async twins get their sync names (:data:`RENAMES`);
 * the module docstring is replaced by :data:`SYNC_DOC`.
 
-Run ``python -m seawall._unasync`` after changing ``_async_shell.py``;
-``--check`` compares instead of writing and exits 1 when the committed
-sync shell is stale (``make lint`` and a test run it).
+Run ``python sdk/_unasync.py`` after changing ``_async_shell.py`` (a plain
+script: it imports nothing of seawall, so it runs even while the sync
+shell is broken); ``--check`` compares instead of writing and exits 1
+when the committed sync shell is stale (``make lint`` and a test run it).
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SOURCE, TARGET = "_async_shell.py", "_sync_shell.py"
 
-HEADER = f"# Generated from sdk/{SOURCE} by `python -m seawall._unasync`: do not edit.\n"
+HEADER = f"# Generated from sdk/{SOURCE} by `python sdk/_unasync.py`: do not edit.\n"
 SYNC_DOC = '''"""The sync shell: ``IntegrationPoint.run``, waiting in the calling thread.
 
 Generated from ``_async_shell.py``, where the logic is written once for
 both shells and each difference is marked: read and change that file,
-then run ``python -m seawall._unasync``. This shell waits with the
+then run ``python sdk/_unasync.py``. This shell waits with the
 point's clock (backoff) and blocks the thread for a bulkhead permit; it
 cannot interrupt an attempt, so it counts one that succeeds after its
 deadline as an overrun (a success, a ``timeout`` and a slow call).
@@ -44,7 +45,7 @@ RENAMES = {
     "arun": "run",
     "apause": "pause",
     "acquire_async": "acquire",
-    "arefused": "refused",
+    "aanswer": "answer",
     "afinish_failure": "finish_failure",
     "afinish_rejection": "finish_rejection",
 }
@@ -111,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         if check():
             return 0
-        print(f"sdk/{TARGET} is stale: run python -m seawall._unasync", file=sys.stderr)
+        print(f"sdk/{TARGET} is stale: run python sdk/_unasync.py", file=sys.stderr)
         return 1
     (HERE / TARGET).write_text(expected(), encoding="utf-8")
     print(f"wrote sdk/{TARGET}")
