@@ -29,6 +29,7 @@ from ._events import (
 )
 from ._execution import Execution
 from ._ledger import PointStats
+from ._observer import Observer
 from ._point import IntegrationPoint
 from ._policies import Backoff, Bulkhead, CircuitBreaker, Fallback, Retry, RetryBudget, Timeout
 from ._recording import persist_metrics
@@ -53,6 +54,7 @@ __all__ = [
     "Execution",
     "Fallback",
     "IntegrationPoint",
+    "Observer",
     "PointStats",
     "RejectedError",
     "RejectionEvent",

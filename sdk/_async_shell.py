@@ -10,7 +10,7 @@ This file is written once for both shells: the sync shell
 (``_sync_shell.py``, ``IntegrationPoint.run``) is generated from it by
 ``python sdk/_unasync.py`` (``make lint`` and a test check that it is
 current), as httpcore generates its sync code. The generator drops
-``await`` and ``async``, renames the ``a``-twins (``apause`` -> ``pause``,
+``await`` and ``async``, renames the ``a``-twins (``asleep`` -> ``sleep``,
 ``acquire_async`` -> ``acquire``...), removes each statement marked
 ``# async only`` (with its block), and replaces each line marked
 ``# sync: <code>`` by that code (a block only the sync shell runs opens
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._breaker import CLOSED, REJECTED
 from ._classify import Classification, ExceptionRule, ResultRule
-from ._clock import Bounded, apause  # sync: from ._clock import pause
+from ._clock import Bounded  # async only
 from ._deadline import (
     DEADLINE,
     DONE,  # async only
@@ -227,7 +227,7 @@ async def arun(
             return await afinish_failure(self, ex, *last)  # type: ignore[no-any-return]
         if delay > 0:
             try:
-                await apause(self.clock, delay)
+                await self.clock.asleep(delay)
             except BaseException:
                 ex.cancelled()
                 raise

@@ -1,5 +1,10 @@
 """The one clock every policy reads, so tests can replace it; and the async waits.
 
+Every wait for time to pass (a retry's backoff in the shells, in the gRPC
+interceptors, in SQLAlchemy's connect) goes through the point's clock,
+``clock.sleep`` or ``await clock.asleep``: the one seam a testing mode
+that skips waits without changing decisions short-circuits.
+
 The async shell waits under whichever library runs the calling task:
 asyncio, or trio (httpx's async client supports both). Asking costs
 nothing on the asyncio path until something imports ``sniffio`` (trio
@@ -91,23 +96,6 @@ class Bounded(Generic[T]):
 
     def __call__(self, timeout: float | None) -> Awaitable[T]:
         return within(self.attempt, timeout, self.expired)
-
-
-# -- the waits of the shells ------------------------------------------------------
-
-def pause(clock: Clock, seconds: float) -> None:
-    """Wait ``seconds`` in this thread: every wait of the sync shell for time to pass.
-
-    The one place such waits go through (a retry's backoff today; a rate
-    limit's or a server's pause later), so a testing mode that skips
-    waits without changing decisions has one seam to short-circuit.
-    """
-    clock.sleep(seconds)
-
-
-async def apause(clock: Clock, seconds: float) -> None:
-    """Wait ``seconds`` in this task: the async twin of :func:`pause`."""
-    await clock.asleep(seconds)
 
 
 class SystemClock:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._breaker import CLOSED, REJECTED
 from ._classify import Classification, ExceptionRule, ResultRule
-from ._clock import pause
 from ._deadline import (
     DEADLINE,
 )
@@ -170,7 +169,7 @@ def run(
             return finish_failure(self, ex, *last)  # type: ignore[no-any-return]
         if delay > 0:
             try:
-                pause(self.clock, delay)
+                self.clock.sleep(delay)
             except BaseException:
                 ex.cancelled()
                 raise

@@ -43,7 +43,7 @@ deadline as an overrun (a success, a ``timeout`` and a slow call).
 # async name -> sync name, whole words only
 RENAMES = {
     "arun": "run",
-    "apause": "pause",
+    "asleep": "sleep",
     "acquire_async": "acquire",
     "aanswer": "answer",
     "afinish_failure": "finish_failure",
