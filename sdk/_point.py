@@ -46,7 +46,6 @@ from ._classify import (
 )
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError
-from ._errors import ResultFailure as ResultFailure  # re-exported: it used to live here
 from ._events import HookSet
 from ._execution import Execution, add_note
 from ._ledger import Ledger, PointStats

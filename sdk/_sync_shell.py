@@ -88,7 +88,7 @@ def run(
     else:
         limit, timeout = first_limit(self, t0, deadline)
     permits = self.permits
-    # made once the call needs more than one attempt admitted at once that succeeds
+    # the call's Execution: made only once the first attempt fails or cannot start at once
     ex: Execution | None = None
     if (timeout is not None and timeout <= 0.0) or \
             (permits is not None and not permits.try_acquire()):
