@@ -27,6 +27,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check sdk interceptors storage tests bench examples
 	$(BIN)/mypy --strict -p seawall
+	$(BIN)/python sdk/_unasync.py --check
 
 protos: $(STAMP)
 	$(BIN)/python -m seawall._protos

@@ -14,6 +14,7 @@ from ._errors import (
     ConfigurationError,
     DeadlineExceeded,
     RejectedError,
+    ResultFailure,
     SeawallError,
 )
 from ._events import (
@@ -26,7 +27,10 @@ from ._events import (
     add_hook,
     remove_hook,
 )
-from ._point import Execution, IntegrationPoint, PointStats, ResultFailure
+from ._execution import Execution
+from ._ledger import PointStats
+from ._observer import Observer
+from ._point import IntegrationPoint
 from ._policies import Backoff, Bulkhead, CircuitBreaker, Fallback, Retry, RetryBudget, Timeout
 from ._recording import persist_metrics
 
@@ -50,6 +54,7 @@ __all__ = [
     "Execution",
     "Fallback",
     "IntegrationPoint",
+    "Observer",
     "PointStats",
     "RejectedError",
     "RejectionEvent",

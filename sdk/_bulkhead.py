@@ -22,9 +22,40 @@ import asyncio
 import queue
 import threading
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 from ._clock import async_library
+
+
+class Permits(Protocol):
+    """What the shells and integrations use of a bulkhead: the interface of any limit.
+
+    :class:`BulkheadRuntime` is the fixed limit of :class:`seawall.Bulkhead`;
+    a limit that moves (an adaptive one, following latency) implements the
+    same five members, and the pipeline needs no other change. Each taken
+    permit is given back exactly once with :meth:`release`.
+    """
+
+    @property
+    def max_concurrent(self) -> int:
+        """The current limit (what a :class:`seawall.BulkheadFullError` reports)."""
+        ...
+
+    def try_acquire(self) -> bool:
+        """Take a permit if one is free, without waiting."""
+        ...
+
+    def acquire(self, timeout: float) -> bool:
+        """Take a permit, blocking the thread up to ``timeout`` seconds; false: none came."""
+        ...
+
+    async def acquire_async(self, timeout: float) -> bool:
+        """Take a permit, suspending the task (asyncio or trio) up to ``timeout`` seconds."""
+        ...
+
+    def release(self) -> None:
+        """Give back a permit taken by one of the acquires."""
+        ...
 
 
 class _ThreadWaiter:
@@ -85,7 +116,7 @@ _Waiter = _ThreadWaiter | _TaskWaiter | _TrioWaiter
 class BulkheadRuntime:
     """``max_concurrent`` permits shared by every thread and event loop."""
 
-    __slots__ = ("_free", "_waiters", "lock", "max_concurrent", "try_acquire")
+    __slots__ = ("_free", "_waiters", "lock", "max_concurrent")
 
     def __init__(self, max_concurrent: int) -> None:
         self.max_concurrent = max_concurrent
@@ -94,19 +125,6 @@ class BulkheadRuntime:
         self._free: queue.SimpleQueue[None] = queue.SimpleQueue()
         for _ in range(max_concurrent):
             self._free.put(None)
-        get_nowait = self._free.get_nowait
-        empty = queue.Empty
-
-        def try_acquire() -> bool:
-            """Take a free permit without waiting."""
-            try:
-                get_nowait()
-            except empty:
-                return False
-            return True
-
-        self.try_acquire = try_acquire
-
     @property
     def active(self) -> int:
         """How many permits are taken (held by callers or handed to waiters)."""
@@ -116,6 +134,14 @@ class BulkheadRuntime:
     def waiting(self) -> int:
         """How many callers are queued for a permit."""
         return len(self._waiters)
+
+    def try_acquire(self) -> bool:
+        """Take a free permit without waiting."""
+        try:
+            self._free.get_nowait()
+        except queue.Empty:
+            return False
+        return True
 
     def release(self) -> None:
         """Return a permit; the oldest waiter, if any, receives it."""

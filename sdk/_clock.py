@@ -1,5 +1,10 @@
 """The one clock every policy reads, so tests can replace it; and the async waits.
 
+Every wait for time to pass (a retry's backoff in the shells, in the gRPC
+interceptors, in SQLAlchemy's connect) goes through the point's clock,
+``clock.sleep`` or ``await clock.asleep``: the one seam a testing mode
+that skips waits without changing decisions short-circuits.
+
 The async shell waits under whichever library runs the calling task:
 asyncio, or trio (httpx's async client supports both). Asking costs
 nothing on the asyncio path until something imports ``sniffio`` (trio
@@ -14,7 +19,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -79,7 +84,7 @@ async def within(attempt: Callable[[float | None], Awaitable[T]], timeout: float
     raise expired(timeout)
 
 
-class Bounded:
+class Bounded(Generic[T]):
     """An attempt whose every call runs :func:`within` its timeout (the async shell under trio)."""
 
     __slots__ = ("attempt", "expired")
@@ -89,7 +94,7 @@ class Bounded:
         self.attempt = attempt
         self.expired = expired
 
-    def __call__(self, timeout: float | None) -> Awaitable[object]:
+    def __call__(self, timeout: float | None) -> Awaitable[T]:
         return within(self.attempt, timeout, self.expired)
 
 

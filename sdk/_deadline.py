@@ -49,9 +49,10 @@ def current_deadline() -> float | None:
     return None if scope is None else scope[0]
 
 
-# A watch is a list, the cheapest record to build on the hot path:
-# [deadline, task, done, fired]. The caller sets DONE when its work ends;
-# the watchdog sets FIRED when it cancelled the task.
+# A watch is a list [deadline, task, done, fired], read by index: building one costs
+# ~1,400 CPU instructions less than a __slots__ object (callgrind; ~6% of the async
+# "seawall full pipeline" call in make bench). The caller sets DONE when its work
+# ends; the watchdog sets FIRED when it cancelled the task.
 DEADLINE_AT, TASK, DONE, FIRED = 0, 1, 2, 3
 Watch = list  # type alias for readers: [float, asyncio.Task, bool, bool]
 

@@ -1,6 +1,32 @@
-"""seawall's own exceptions: one base, rejections and deadlines."""
+"""seawall's own exceptions: one base, rejections and deadlines.
+
+The whole tree (each error's own attributes on the right)::
+
+    Exception
+    └── SeawallError                          point, operation
+        ├── ConfigurationError (ValueError)   a policy built with a bad value
+        ├── RejectedError                     reason: refused before reaching the dependency
+        │   ├── CircuitOpenError              reason "breaker"; retry_after, retry_at
+        │   └── BulkheadFullError             reason "bulkhead"; max_concurrent
+        ├── DeadlineExceeded (TimeoutError)   timeout: no time left, or an attempt cut short
+        └── ResultFailure                     result, classification: a failed *value*
+
+What the caller sees: a refusal raises its :class:`RejectedError`; a call
+that ran out of time raises :class:`DeadlineExceeded`; a call whose
+attempts failed re-raises the *original* exception of the last attempt
+(with a note of the attempts), never one of these. :class:`ResultFailure`
+is never raised by seawall: it is what a fallback handler receives when
+the failure was a returned value (an HTTP 503). A policy added later puts
+its refusal under :class:`RejectedError` with its own ``reason`` (the
+metrics' rejection key), as the breaker and the bulkhead do.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._classify import Classification
 
 
 class SeawallError(Exception):
@@ -74,3 +100,17 @@ class DeadlineExceeded(SeawallError, TimeoutError):
     ) -> None:
         super().__init__(message, point=point, operation=operation)
         self.timeout = timeout
+
+
+class ResultFailure(SeawallError):
+    """A returned value that the classifier marked as a failure (an HTTP 503, say).
+
+    Handed to a fallback handler in place of an exception; ``result`` is the value.
+    """
+
+    def __init__(self, result: Any, classification: Classification, *, point: str = "",
+                 operation: str = "") -> None:
+        super().__init__(f"result classified as {classification.category}", point=point,
+                         operation=operation)
+        self.result = result
+        self.classification = classification

@@ -15,7 +15,6 @@ for it at most ``close_timeout`` seconds whatever the store does.
 from __future__ import annotations
 
 import atexit
-import itertools
 import logging
 import math
 import os
@@ -38,6 +37,7 @@ from seawall import (
     add_hook,
     remove_hook,
 )
+from seawall._tally import Tally
 
 from ._histogram import BASE as _BASE
 from ._histogram import BUCKETS, PER_DOUBLING
@@ -126,7 +126,7 @@ class Recorder:
         self._owns_store = owns_store
 
         self._pending: list[Any] = []
-        self._overflow = itertools.count()  # next() is atomic: no lock on the hot path
+        self._overflow = Tally()  # events a full queue turned away; a step takes no lock
         self._overflow_seen = 0
         self._lock = threading.Lock()  # guards everything below; never taken by the hook
         self._counts: dict[Key, list[float]] = {}
@@ -160,7 +160,7 @@ class Recorder:
         append = pending.append
         size = pending.__len__
         cap = self.max_pending
-        overflow = self._overflow.__next__
+        overflow = self._overflow.step
 
         def record(event: Any) -> None:
             """seawall.storage: queue one event for the metrics store."""
@@ -187,7 +187,7 @@ class Recorder:
         counts its calls (at least one); a breaker transition counts one.
         """
         with self._lock:
-            return self._dropped + self._overflow_count()
+            return self._dropped + self._overflow.value()
 
     @property
     def flushes(self) -> int:
@@ -203,10 +203,6 @@ class Recorder:
     def closed(self) -> bool:
         """True once :meth:`close` has run."""
         return self._closed
-
-    def _overflow_count(self) -> int:
-        # itertools.count exposes its next value only through repr
-        return int(repr(self._overflow)[6:-1])
 
     # -- the background thread ---------------------------------------------------
 
@@ -366,7 +362,7 @@ class Recorder:
         """
         with self._lock:
             self._drain()
-            overflow = self._overflow_count()
+            overflow = self._overflow.value()
             if overflow > self._overflow_seen:
                 log.warning("seawall.storage: %d events dropped so far: the recorder's queue "
                             "of %d was full", overflow, self.max_pending)
@@ -465,7 +461,7 @@ class Recorder:
         del self._pending[:]
         self._counts = {}
         self._transitions = []
-        self._overflow = itertools.count()
+        self._overflow = Tally()
         self._overflow_seen = 0
         self._inflight = {}
         self._inflight_transitions = []

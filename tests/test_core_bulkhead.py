@@ -49,8 +49,8 @@ async def await_until(condition: Callable[[], bool], timeout: float = 10.0) -> N
 
 
 def permits(p: IntegrationPoint) -> Any:
-    assert p._permits is not None
-    return p._permits
+    assert p.permits is not None
+    return p.permits
 
 
 def test_limit_holds_with_64_threads() -> None:
@@ -197,12 +197,12 @@ def test_full_bulkhead_rejects_after_max_wait() -> None:
 def test_zero_max_wait_rejects_at_once() -> None:
     """With max_wait=0, a full bulkhead refuses immediately."""
     p = IntegrationPoint("strict", bulkhead=Bulkhead(max_concurrent=1))
-    assert p._permits is not None and p._permits.try_acquire()  # someone holds the only permit
+    assert p.permits is not None and p.permits.try_acquire()  # someone holds the only permit
     start = time.monotonic()
     with pytest.raises(BulkheadFullError):
         p.call(lambda: None)
     assert time.monotonic() - start < 1.0
-    p._permits.release()
+    p.permits.release()
     assert p.call(lambda: "free") == "free"
 
 

@@ -101,10 +101,10 @@ def test_full_bulkhead_rejection_uses_the_fallback() -> None:
     seen: list[BaseException] = []
     p = point(Fallback(handler=lambda e: seen.append(e) or "busy"),
               bulkhead=Bulkhead(max_concurrent=1))
-    assert p._permits is not None and p._permits.try_acquire()
+    assert p.permits is not None and p.permits.try_acquire()
     assert p.call(lambda: "ran") == "busy"
     assert isinstance(seen[0], BulkheadFullError)
-    p._permits.release()
+    p.permits.release()
 
 
 def test_on_rejection_false_lets_rejections_raise() -> None:

@@ -21,8 +21,8 @@ from seawall.testing import FakeClock
 
 
 def permits(p: IntegrationPoint) -> Any:
-    assert p._permits is not None
-    return p._permits
+    assert p.permits is not None
+    return p.permits
 
 
 async def trio_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
