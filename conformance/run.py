@@ -1,0 +1,434 @@
+"""``make conformance``: the host libraries' own test suites, with seawall mounted.
+
+For each suite (SQLAlchemy, httpx; httpx2 when installed) this downloads
+the sdist of the *installed* version (cached under ``build/conformance``),
+runs the suite with seawall mounted on every engine/client (the pytest
+plugin ``seawall_mount.py`` beside this file), re-runs plain whatever
+failed that way, and fails on any test that passes plain and fails
+instrumented unless ``expected-differences.txt`` lists it with a reason.
+Entries of that list that no longer fail are reported as stale (and fail
+the run too: a stale entry would hide the next regression of that test).
+
+Run it through ``make conformance``; ``python conformance/run.py --help``
+lists the options. See ``conformance/README.md`` for the design.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BUILD = ROOT / "build" / "conformance"
+EXPECTED = HERE / "expected-differences.txt"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+MODES = ("breaker-off", "breaker-on")
+# one test, setup and teardown included; a hang in a pool or bulkhead wait
+# shows up as a failure of that test, not as a stuck run
+TEST_TIMEOUT_S = 120
+# one pytest session; far above the measured times (README), a bound only
+SESSION_TIMEOUT_S = 1800
+
+SQLA_BACKENDS = ("sqlite", "aiosqlite", "psycopg", "psycopg_async")
+SQLA_DRIVER_OF = {  # backend -> the dialect+driver SQLAlchemy names its per-backend classes by
+    "sqlite": "sqlite+pysqlite",
+    "aiosqlite": "sqlite+aiosqlite",
+    "psycopg": "postgresql+psycopg",
+    "psycopg_async": "postgresql+psycopg_async",
+}
+
+
+def log(message: str) -> None:
+    print(f"conformance: {message}", flush=True)
+
+
+# -- the suites -------------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    """One pytest session of a host suite: where, what, and with which extra arguments."""
+
+    suite: str
+    label: str  # e.g. "sqlalchemy", "httpx"
+    cwd: Path
+    args: list[str]  # options
+    paths: list[str]  # what to collect
+    env: dict[str, str] = field(default_factory=dict)
+    backends: tuple[str, ...] = ()  # SQLAlchemy: dburis in order, the first is the default
+
+
+def sqlalchemy_session(src: Path, backends: tuple[str, ...], pg: Any) -> Session:
+    """SQLAlchemy's own ``test/engine``, ``test/ext/asyncio`` (whole) and ``test/orm``,
+    ``test/sql`` (the tests marked ``backend``), on every backend in one session."""
+    uris = []
+    for backend in backends:
+        if backend == "sqlite":
+            uris.append("sqlite:///:memory:")
+        elif backend == "aiosqlite":
+            uris.append("sqlite+aiosqlite:///:memory:")
+        elif backend == "psycopg":
+            uris.append(pg.url("{db}"))
+        elif backend == "psycopg_async":
+            uris.append(pg.async_url("{db}"))
+    args = [
+        # SQLAlchemy's own CI leaves these two out of a plain run as well
+        "-m", "not memory_intensive and not mypy",
+        "--seawall-marked-only=backend=test/orm,test/sql",
+        "--strict-markers",
+    ]
+    for uri in uris:
+        args.append(f"--dburi={uri}")
+    paths = ["test/engine", "test/ext/asyncio", "test/orm", "test/sql"]
+    # PYTHONNOUSERSITE: test/conftest.py then leaves ./lib off sys.path, so the
+    # suite tests the installed SQLAlchemy (the one seawall runs with), as its nox does
+    return Session("sqlalchemy", "sqlalchemy", src, args, paths, {"PYTHONNOUSERSITE": "1"},
+                   backends)
+
+
+def httpx_session(name: str, src: Path) -> Session:
+    """httpx's own ``tests/``, less the tests marked ``network`` (they reach the internet)."""
+    return Session(name, name, src, ["-m", "not network"], ["tests"])
+
+
+# -- sdists -----------------------------------------------------------------------------
+
+
+def installed_version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def sdist_tree(dist: str, version: str) -> Path:
+    """The unpacked sdist of ``dist==version``, downloaded once into ``build/conformance``."""
+    src = BUILD / "src" / f"{dist}-{version}"
+    if src.is_dir():
+        return src
+    sdists = BUILD / "sdists"
+    sdists.mkdir(parents=True, exist_ok=True)
+    pattern = re.compile(rf"^{re.escape(dist).replace('_', '[-_]')}-{re.escape(version)}\.tar\.gz$",
+                         re.IGNORECASE)
+    found = [p for p in sdists.iterdir() if pattern.match(p.name)]
+    if not found:
+        log(f"downloading the sdist of {dist}=={version}")
+        # --no-binary for this package only: ":all:" would also build the sdist's
+        # build requirements (Cython for SQLAlchemy) from source, minutes for nothing
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+             "--no-binary", dist, "--dest", str(sdists), f"{dist}=={version}"],
+            check=True, timeout=600,
+        )
+        found = [p for p in sdists.iterdir() if pattern.match(p.name)]
+        if not found:
+            raise SystemExit(f"pip download left no {dist}-{version}.tar.gz in {sdists}")
+    tmp = Path(tempfile.mkdtemp(prefix=f"{dist}-", dir=BUILD))
+    try:
+        with tarfile.open(found[0]) as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(tmp, filter="data")
+            else:  # pragma: no cover - Pythons without extraction filters
+                tar.extractall(tmp)
+        (top,) = tmp.iterdir()
+        src.parent.mkdir(parents=True, exist_ok=True)
+        top.rename(src)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return src
+
+
+# -- PostgreSQL -------------------------------------------------------------------------
+
+
+class Postgres:
+    """A throwaway cluster (tests/postgres.py) with a template database set up as
+    SQLAlchemy's README.unittests asks: UTF8, schemas test_schema and test_schema_2,
+    hstore and citext, English text search, prepared transactions allowed."""
+
+    TEMPLATE = "sqla_template"
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        server.execute("ALTER SYSTEM SET max_prepared_transactions = 10")
+        server.stop()
+        server.start()
+        server.create_database(self.TEMPLATE)
+        for sql in ("CREATE SCHEMA test_schema", "CREATE SCHEMA test_schema_2",
+                    "CREATE EXTENSION IF NOT EXISTS hstore",
+                    "CREATE EXTENSION IF NOT EXISTS citext"):
+            server.execute(sql, dbname=self.TEMPLATE)
+        server.execute(f"ALTER DATABASE {self.TEMPLATE} "
+                       "SET default_text_search_config = 'pg_catalog.english'")
+
+    def url(self, db: str) -> str:
+        return str(self.server.url(db))
+
+    def async_url(self, db: str) -> str:
+        return str(self.server.async_url(db))
+
+    @contextlib.contextmanager
+    def database(self, name: str) -> Iterator[str]:
+        """A fresh copy of the template, dropped afterwards."""
+        self.server.drop_database(name)
+        self.server.execute(f'CREATE DATABASE "{name}" TEMPLATE {self.TEMPLATE}')
+        try:
+            yield name
+        finally:
+            with contextlib.suppress(Exception):
+                self.server.drop_database(name)
+
+
+@contextlib.contextmanager
+def maybe_postgres(wanted: bool) -> Iterator[Postgres | None]:
+    if not wanted:
+        yield None
+        return
+    sys.path.insert(0, str(ROOT))
+    from tests.postgres import PostgresUnavailable, running_postgres
+
+    try:
+        with running_postgres() as server:
+            yield Postgres(server)
+    except PostgresUnavailable as exc:
+        if IN_CI:
+            raise SystemExit(f"conformance: PostgreSQL is required in CI: {exc}") from exc
+        log(f"PostgreSQL not available ({exc}): SQLAlchemy runs on SQLite only")
+        yield None
+
+
+# -- running one session ----------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    results: dict[str, str]
+    mounted: dict[str, int] | None
+    seconds: float
+    log: Path
+
+
+def run_session(session: Session, mode: str, pg: Postgres | None, *,
+                only: set[str] | None = None) -> Outcome:
+    """One pytest run of ``session``: ``mode`` ``off`` (plain) or a seawall mode."""
+    logs = BUILD / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stem = f"{session.label}-{mode}" + ("-rerun" if only is not None else "")
+    results = logs / f"{stem}.json"
+    log_file = logs / f"{stem}.log"
+    results.unlink(missing_ok=True)
+    cmd = [
+        sys.executable, "-m", "pytest",
+        "-p", "seawall_mount", f"--seawall={mode}", f"--seawall-results={results}",
+        # the repository's pytest plugins that the host suites do not expect
+        "-p", "no:asyncio", "-p", "no:cacheprovider",
+        # the host's addopts (-v, --maxfail, ...) are for a person at a terminal
+        "-o", "addopts=", "-q", "--tb=short", "-rfE",
+        "-p", "timeout", f"--timeout={TEST_TIMEOUT_S}",
+    ]
+    args, paths = list(session.args), list(session.paths)
+    if only is not None:
+        only_file = logs / f"{stem}.only"
+        only_file.write_text("".join(f"{nodeid}\n" for nodeid in sorted(only)))
+        cmd.append(f"--seawall-only={only_file}")
+        # collect only the files those tests are in (collecting test/orm alone
+        # takes longer than re-running a few dozen tests)
+        paths = sorted({nodeid.split("::", 1)[0] for nodeid in only})
+    env = {**os.environ, **session.env,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
+    env.pop("CI", None)  # the host suites read CI themselves; their skips are theirs
+    with contextlib.ExitStack() as stack:
+        if any("{db}" in a for a in args):
+            assert pg is not None
+            db = stack.enter_context(pg.database(f"conf_{mode.replace('-', '_')}"))
+            args = [a.replace("{db}", db) for a in args]
+        started = time.monotonic()
+        with log_file.open("w") as out:
+            proc = subprocess.run([*cmd, *args, *paths], cwd=session.cwd, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, timeout=SESSION_TIMEOUT_S, check=False)
+        seconds = time.monotonic() - started
+    if proc.returncode not in (0, 1, 5) or not results.exists():
+        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-30:])
+        raise SystemExit(f"conformance: {session.label} ({mode}) did not run "
+                         f"(pytest exit {proc.returncode}); {log_file}:\n{tail}")
+    payload = json.loads(results.read_text())
+    return Outcome(payload["results"], payload.get("mounted"), seconds, log_file)
+
+
+# -- expected differences ---------------------------------------------------------------
+
+
+def read_expected(path: Path = EXPECTED) -> dict[tuple[str, str], str]:
+    """``suite:node id -- reason`` lines (``#`` comments): (suite, node id) -> reason."""
+    expected: dict[tuple[str, str], str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        entry, sep, reason = line.partition(" -- ")
+        suite, colon, nodeid = entry.strip().partition(":")
+        if not sep or not colon or not reason.strip() or not nodeid:
+            raise SystemExit(f"{path}:{number}: expected 'suite:node id -- reason', got {raw!r}")
+        expected[(suite, nodeid)] = reason.strip()
+    return expected
+
+
+# -- reporting --------------------------------------------------------------------------
+
+
+def backend_of(session: Session, nodeid: str) -> str:
+    """The SQLAlchemy backend a node id ran on (its class is named after the driver);
+    tests that are not per-backend run on the first (default) one."""
+    if not session.backends:
+        return session.label
+    for backend in sorted(session.backends, key=lambda b: -len(SQLA_DRIVER_OF[b])):
+        if f"_{SQLA_DRIVER_OF[backend]}_" in nodeid:
+            return backend
+    return session.backends[0]
+
+
+def counts_by_backend(session: Session, results: dict[str, str]) -> dict[str, Counter[str]]:
+    table: dict[str, Counter[str]] = {}
+    for nodeid, outcome in results.items():
+        table.setdefault(backend_of(session, nodeid), Counter())[outcome] += 1
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", action="append", choices=("sqlalchemy", "httpx", "httpx2"),
+                        help="run only this suite (repeatable; default: every installed one)")
+    parser.add_argument("--mode", action="append", choices=MODES,
+                        help="seawall configuration (repeatable; default: "
+                             "$CONFORMANCE_MODES or breaker-on)")
+    parser.add_argument("--backend", action="append", choices=SQLA_BACKENDS,
+                        help="SQLAlchemy backend (repeatable; default: all four)")
+    parser.add_argument("--full-plain", action="store_true",
+                        default=os.environ.get("CONFORMANCE_FULL_PLAIN") == "1",
+                        help="run each suite fully plain too, not only what failed instrumented")
+    opts = parser.parse_args(argv)
+    modes = tuple(opts.mode or os.environ.get("CONFORMANCE_MODES", "breaker-on").split(","))
+    for mode in modes:
+        if mode not in MODES:
+            parser.error(f"CONFORMANCE_MODES: unknown mode {mode!r} (choose from {MODES})")
+    backends = tuple(opts.backend or SQLA_BACKENDS)
+    wanted = opts.suite or ["sqlalchemy", "httpx", "httpx2"]
+    started = time.monotonic()
+    expected = read_expected()
+
+    trees: list[tuple[str, Path]] = []
+    for suite in wanted:
+        version = installed_version(suite)
+        if version is None:
+            if opts.suite:
+                raise SystemExit(f"conformance: {suite} is not installed")
+            log(f"{suite}: not installed, not run")
+            continue
+        src = sdist_tree(suite, version)
+        if suite == "sqlalchemy" or (src / "tests").is_dir():
+            trees.append((suite, src))
+        else:
+            log(f"{suite} {version}: its sdist carries no tests/, nothing to run")
+
+    need_pg = any(suite == "sqlalchemy" for suite, _ in trees) \
+        and bool(set(backends) & {"psycopg", "psycopg_async"})
+    regressions: list[tuple[str, str, str, str]] = []  # suite, mode, backend, node id
+    seen_failing: set[tuple[str, str]] = set()
+    ran: set[tuple[str, str]] = set()
+    summary: list[str] = []
+    total_passed = 0
+    with maybe_postgres(need_pg) as pg:
+        for suite, src in trees:
+            if suite == "sqlalchemy":
+                usable = tuple(b for b in backends
+                               if pg is not None or b not in ("psycopg", "psycopg_async"))
+                session = sqlalchemy_session(src, usable, pg)
+            else:
+                session = httpx_session(suite, src)
+            instrumented: dict[str, Outcome] = {}
+            for mode in modes:
+                out = run_session(session, mode, pg)
+                instrumented[mode] = out
+                mounted = out.mounted or {}
+                if not (mounted.get("engines", 0) + mounted.get("async_engines", 0)
+                        + mounted.get("clients", 0) + mounted.get("async_clients", 0)) \
+                        or not mounted.get("calls"):
+                    raise SystemExit(f"conformance: {session.label} ({mode}) mounted nothing "
+                                     f"({mounted}): the plugin did not reach the suite")
+                log(f"{session.label} [{mode}]: {dict(Counter(out.results.values()))} "
+                    f"in {out.seconds:.0f} s; mounted {mounted}")
+            failed = {n for out in instrumented.values()
+                      for n, o in out.results.items() if o == "failed"}
+            if opts.full_plain:
+                plain = run_session(session, "off", pg)
+            elif failed:
+                plain = run_session(session, "off", pg, only=failed)
+            else:
+                plain = Outcome({}, None, 0.0, Path())
+            log(f"{session.label} [plain{'' if opts.full_plain else ', re-run of those'}]: "
+                f"{dict(Counter(plain.results.values()))} in {plain.seconds:.0f} s")
+            for mode, out in instrumented.items():
+                by_backend = counts_by_backend(session, out.results)
+                plain_by_backend = counts_by_backend(session, plain.results)
+                for backend in sorted(by_backend, key=lambda b: (b not in SQLA_BACKENDS, b)):
+                    c = by_backend[backend]
+                    p = plain_by_backend.get(backend, Counter())
+                    total = sum(c.values())
+                    if opts.full_plain:
+                        plain_col = f"{p['passed']}/{sum(p.values())}"
+                    else:  # what passed instrumented is not re-run plain
+                        plain_col = f"{c['passed'] + p['passed']}/{total}*"
+                    summary.append(f"  {session.label:<10} {backend:<14} {mode:<11} "
+                                   f"plain {plain_col:>12}  instrumented {c['passed']:>5}/{total:<5}"
+                                   f"  (failed {c['failed']}, skipped {c['skipped']}, "
+                                   f"xfailed {c['xfailed']})")
+                for nodeid, outcome in out.results.items():
+                    ran.add((session.suite, nodeid))
+                    if outcome != "failed":
+                        continue
+                    seen_failing.add((session.suite, nodeid))
+                    if plain.results.get(nodeid) == "passed" \
+                            and (session.suite, nodeid) not in expected:
+                        regressions.append((session.suite, mode, backend_of(session, nodeid),
+                                            nodeid))
+                total_passed += sum(1 for o in out.results.values() if o == "passed")
+
+    stale = sorted(key for key in expected if key in ran and key not in seen_failing)
+    log("pass counts (a '*' plain column counts what passed instrumented as passing plain, "
+        "unmeasured; --full-plain measures it):")
+    for line in summary:
+        print(line)
+    if regressions:
+        log(f"{len(regressions)} test(s) pass plain and fail with seawall mounted:")
+        for suite, mode, backend, nodeid in sorted(regressions):
+            print(f"  {suite}:{nodeid}  [{mode}, {backend}]")
+        log(f"tracebacks are in {BUILD / 'logs'}")
+    if stale:
+        log(f"{len(stale)} entr(y/ies) of {EXPECTED.name} no longer fail: remove them")
+        for suite, nodeid in stale:
+            print(f"  {suite}:{nodeid}")
+    log(f"run time {time.monotonic() - started:.0f} s")
+    # the closing line CI reads: tests passing instrumented, and the differences that fail us
+    print(f"conformance: {total_passed} passed, {len(regressions) + len(stale)} failed")
+    return 1 if regressions or stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
