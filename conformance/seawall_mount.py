@@ -33,7 +33,7 @@ no breaker (``breaker-off``) or ``CircuitBreaker()`` with its defaults
 
 Whatever the mode, ``--seawall-results=PATH`` writes a JSON file with each
 test's outcome (``passed``, ``failed``, ``skipped``, ``xfailed``; a test
-counts as failed if its setup, call or teardown failed) and, when mounted,
+counts as failed if its setup, call or teardown failed) and duration, and, when mounted,
 how many engines/clients were instrumented and how many calls their points
 saw (so a run that mounted nothing cannot pass for a transparent one).
 ``--seawall-only=PATH`` (one node id a line) deselects every other test:
@@ -237,6 +237,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # test module binds ``from sqlalchemy import create_engine`` at collection
     mode = config.getoption("--seawall")
     _STATE["results"] = {}
+    _STATE["durations"] = {}
     if mode != "off":
         mount = _Mount(mode, config.getoption("--seawall-pool-liveness") == "on")
         mount.mount_sqlalchemy()
@@ -277,6 +278,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         outcome = "xfailed" if hasattr(report, "wasxfail") else "skipped"
     else:
         outcome = "passed"
+    durations: dict[str, float] = _STATE.setdefault("durations", {})
+    durations[report.nodeid] = durations.get(report.nodeid, 0.0) + report.duration
     results: dict[str, str] = _STATE.setdefault("results", {})
     previous = results.get(report.nodeid)
     if previous is None or _RANK[outcome] > _RANK[previous]:
@@ -291,6 +294,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         payload: dict[str, Any] = {
             "mode": config.getoption("--seawall"),
             "results": _STATE.get("results", {}),
+            "durations": {k: round(v, 4) for k, v in _STATE.get("durations", {}).items()},
         }
         if mount is not None:
             payload["mounted"] = dict(mount.counts, calls=mount.calls())
