@@ -48,12 +48,6 @@ SESSION_TIMEOUT_S = 1800
 
 SQLA_CANCELLATION = "test/ext/asyncio/test_cancellation.py"
 SQLA_BACKENDS = ("sqlite", "aiosqlite", "psycopg", "psycopg_async")
-SQLA_DRIVER_OF = {  # backend -> the dialect+driver SQLAlchemy names its per-backend classes by
-    "sqlite": "sqlite+pysqlite",
-    "aiosqlite": "sqlite+aiosqlite",
-    "psycopg": "postgresql+psycopg",
-    "psycopg_async": "postgresql+psycopg_async",
-}
 
 
 def log(message: str) -> None:
@@ -73,44 +67,52 @@ class Session:
     args: list[str]  # options
     parts: list[list[str]]  # one pytest run each: what to collect (and options of its own)
     env: dict[str, str] = field(default_factory=dict)
-    backends: tuple[str, ...] = ()  # SQLAlchemy: dburis in order, the first is the default
+    backend: str = ""  # SQLAlchemy's: sqlite, aiosqlite, psycopg or psycopg_async
 
 
-def sqlalchemy_session(src: Path, backends: tuple[str, ...], pg: Any) -> Session:
-    """SQLAlchemy's own ``test/engine``, ``test/ext/asyncio`` (whole) and ``test/orm``,
-    ``test/sql`` (the tests marked ``backend``), on every backend at once, as
-    SQLAlchemy's own CI runs several drivers: the tests marked ``backend`` run on
-    each, the others on the first (SQLite)."""
-    uris = []
-    for backend in backends:
-        if backend == "sqlite":
-            uris.append("sqlite:///:memory:")
-        elif backend == "aiosqlite":
-            uris.append("sqlite+aiosqlite:///:memory:")
-        elif backend == "psycopg":
-            uris.append(pg.url("{db}"))
-        elif backend == "psycopg_async":
-            uris.append(pg.async_url("{db}"))
+def sqlalchemy_session(src: Path, backend: str, pg: Any) -> Session:
+    """SQLAlchemy's own ``test/engine``, ``test/ext/asyncio``, ``test/orm`` and
+    ``test/sql`` on one backend (the only ``--dburi``, so every test class runs on
+    it: with several, SQLAlchemy picks the backend of a class that is not per-backend
+    from a set, and a plain re-run could pick another).
+
+    What runs on each is what SQLAlchemy's own CI runs when it is handed all four
+    at once: the tests that are not per-backend on the default (SQLite) only, those
+    of ``test/ext/asyncio`` on the async drivers; the tests marked ``backend`` on
+    each, except that those marked ``sparse_backend`` / ``sparse_driver_backend``
+    run on one driver per database (pysqlite, psycopg). ``test/orm`` and
+    ``test/sql`` contribute their ``backend`` tests only: the others compile SQL or
+    exercise the ORM in memory, the same on every backend, and take minutes.
+    SQLAlchemy's CI leaves the ``memory_intensive`` and ``mypy`` tests out of a
+    plain run; so does this.
+    """
+    uri = {"sqlite": "sqlite:///:memory:", "aiosqlite": "sqlite+aiosqlite:///:memory:",
+           "psycopg": pg.url("{db}") if pg else "", "psycopg_async": pg.async_url("{db}") if pg
+           else ""}[backend]
+    paths = ["test/engine", "test/ext/asyncio", "test/orm", "test/sql"]
+    if backend == "sqlite":  # the default: test/engine whole
+        marked = ["backend=test/orm,test/sql"]
+    elif backend == "psycopg":  # PostgreSQL's preferred driver; the async tests need another
+        marked = ["backend=test/engine,test/orm,test/sql"]
+        paths.remove("test/ext/asyncio")
+    else:  # the async drivers: test/ext/asyncio whole, and what is not sparse elsewhere
+        marked = ["backend,!sparse_backend,!sparse_driver_backend=test/engine,test/orm,test/sql"]
     args = [
-        # SQLAlchemy's own CI leaves these two out of a plain run as well
         "-m", "not memory_intensive and not mypy",
-        "--seawall-marked-only=backend=test/orm,test/sql",
+        *(f"--seawall-marked-only={spec}" for spec in marked),
         "--strict-markers",
+        f"--dburi={uri}",
     ]
-    for uri in uris:
-        args.append(f"--dburi={uri}")
-    parts = [
-        [f"--ignore={SQLA_CANCELLATION}", "test/engine", "test/ext/asyncio", "test/orm",
-         "test/sql"],
+    parts = [[f"--ignore={SQLA_CANCELLATION}", *paths]]
+    if backend in ("aiosqlite", "psycopg_async"):
         # alone: its sweeps call gc.collect() at every cancellation point, which the
         # modules collected from test/orm and test/sql make ten times slower (measured:
         # 570 s of an 826 s session; 20-40 s on its own)
-        [SQLA_CANCELLATION],
-    ]
+        parts.append([SQLA_CANCELLATION])
     # PYTHONNOUSERSITE: test/conftest.py then leaves ./lib off sys.path, so the
     # suite tests the installed SQLAlchemy (the one seawall runs with), as its nox does
-    return Session("sqlalchemy", "sqlalchemy", src, args, parts, {"PYTHONNOUSERSITE": "1"},
-                   backends)
+    return Session("sqlalchemy", f"sqlalchemy-{backend}", src, args, parts,
+                   {"PYTHONNOUSERSITE": "1"}, backend)
 
 
 def httpx_session(name: str, src: Path) -> Session:
@@ -344,24 +346,6 @@ def expected_for(expected: list[Expected], suite: str, nodeid: str) -> Expected 
 # -- reporting --------------------------------------------------------------------------
 
 
-def backend_of(session: Session, nodeid: str) -> str:
-    """The SQLAlchemy backend a node id ran on (its class is named after the driver);
-    tests that are not per-backend run on the first (default) one."""
-    if not session.backends:
-        return session.label
-    for backend in sorted(session.backends, key=lambda b: -len(SQLA_DRIVER_OF[b])):
-        if f"_{SQLA_DRIVER_OF[backend]}_" in nodeid:
-            return backend
-    return session.backends[0]
-
-
-def counts_by_backend(session: Session, results: dict[str, str]) -> dict[str, Counter[str]]:
-    table: dict[str, Counter[str]] = {}
-    for nodeid, outcome in results.items():
-        table.setdefault(backend_of(session, nodeid), Counter())[outcome] += 1
-    return table
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", action="append", choices=("sqlalchemy", "httpx", "httpx2"),
@@ -400,19 +384,23 @@ def main(argv: list[str] | None = None) -> int:
 
     need_pg = any(suite == "sqlalchemy" for suite, _ in trees) \
         and bool(set(backends) & {"psycopg", "psycopg_async"})
-    regressions: list[tuple[str, str, str, str]] = []  # suite, mode, backend, node id
+    # suite, mode, backend, node id, instrumented outcome (failed or skipped)
+    regressions: list[tuple[str, str, str, str, str]] = []
     intended: set[Expected] = set()  # entries of the list seen failing as intended
     ran: dict[str, set[str]] = {}  # suite -> node ids that ran
     summary: list[str] = []
     total_passed = 0
     with maybe_postgres(need_pg) as pg:
+        sessions: list[Session] = []
         for suite, src in trees:
-            if suite == "sqlalchemy":
-                usable = tuple(b for b in backends
-                               if pg is not None or b not in ("psycopg", "psycopg_async"))
-                session = sqlalchemy_session(src, usable, pg)
-            else:
-                session = httpx_session(suite, src)
+            if suite != "sqlalchemy":
+                sessions.append(httpx_session(suite, src))
+                continue
+            for backend in backends:
+                if pg is None and backend in ("psycopg", "psycopg_async"):
+                    continue
+                sessions.append(sqlalchemy_session(src, backend, pg))
+        for session in sessions:
             instrumented: dict[str, Outcome] = {}
             for mode in modes:
                 out = run_session(session, mode, pg)
@@ -425,34 +413,33 @@ def main(argv: list[str] | None = None) -> int:
                                      f"({mounted}): the plugin did not reach the suite")
                 log(f"{session.label} [{mode}]: {dict(Counter(out.results.values()))} "
                     f"in {out.seconds:.0f} s; mounted {mounted}")
+            # a test skipped instrumented and passing plain lost its coverage: re-run those too
             failed = {n for out in instrumented.values()
-                      for n, o in out.results.items() if o == "failed"}
+                      for n, o in out.results.items() if o in ("failed", "skipped")}
             if opts.full_plain:
                 plain = run_session(session, "off", pg)
             elif failed:
                 plain = run_session(session, "off", pg, only=failed)
             else:
                 plain = Outcome({}, None, 0.0, [])
-            log(f"{session.label} [plain{'' if opts.full_plain else ', re-run of those'}]: "
+            log(f"{session.label} [plain{'' if opts.full_plain else ', re-run of the rest'}]: "
                 f"{dict(Counter(plain.results.values()))} in {plain.seconds:.0f} s")
             for mode, out in instrumented.items():
-                by_backend = counts_by_backend(session, out.results)
-                plain_by_backend = counts_by_backend(session, plain.results)
-                for backend in sorted(by_backend, key=lambda b: (b not in SQLA_BACKENDS, b)):
-                    c = by_backend[backend]
-                    p = plain_by_backend.get(backend, Counter())
-                    total = sum(c.values())
-                    if opts.full_plain:
-                        plain_col = f"{p['passed']}/{sum(p.values())}"
-                    else:  # what passed instrumented is not re-run plain
-                        plain_col = f"{c['passed'] + p['passed']}/{total}*"
-                    summary.append(f"  {session.label:<10} {backend:<14} {mode:<11} "
-                                   f"plain {plain_col:>12}  instrumented {c['passed']:>5}/{total:<5}"
-                                   f"  (failed {c['failed']}, skipped {c['skipped']}, "
-                                   f"xfailed {c['xfailed']})")
+                c = Counter(out.results.values())
+                total = sum(c.values())
+                if opts.full_plain:
+                    p = Counter(plain.results.values())
+                    plain_col = f"{p['passed']}/{sum(p.values())}"
+                else:  # what passed instrumented is not re-run plain
+                    rerun_passed = sum(1 for o in plain.results.values() if o == "passed")
+                    plain_col = f"{c['passed'] + rerun_passed}/{total}*"
+                summary.append(f"  {session.suite:<10} {session.backend or '-':<14} {mode:<11} "
+                               f"plain {plain_col:>12}  instrumented {c['passed']:>5}/{total:<5}"
+                               f"  (failed {c['failed']}, skipped {c['skipped']}, "
+                               f"xfailed {c['xfailed']})")
                 ran.setdefault(session.suite, set()).update(out.results)
                 for nodeid, outcome in out.results.items():
-                    if outcome != "failed":
+                    if outcome not in ("failed", "skipped"):
                         continue
                     if plain.results.get(nodeid) != "passed":
                         continue  # fails plain too: the environment's, not ours
@@ -460,8 +447,8 @@ def main(argv: list[str] | None = None) -> int:
                     if entry is not None:
                         intended.add(entry)
                     else:
-                        regressions.append((session.suite, mode, backend_of(session, nodeid),
-                                            nodeid))
+                        regressions.append((session.suite, mode, session.backend or "-",
+                                            nodeid, outcome))
                 total_passed += sum(1 for o in out.results.values() if o == "passed")
 
     # stale: an entry matching tests that ran, none of which failed as listed; an entry
@@ -483,9 +470,11 @@ def main(argv: list[str] | None = None) -> int:
     for e in unmatched:
         log(f"note: {EXPECTED.name} entry {e.suite}:{e.pattern} matched no test of this run")
     if regressions:
-        log(f"{len(regressions)} test(s) pass plain and fail with seawall mounted:")
-        for suite, mode, backend, nodeid in sorted(regressions):
-            print(f"  {suite}:{nodeid}  [{mode}, {backend}]")
+        log(f"{len(regressions)} test(s) pass plain and fail (or are skipped) with seawall "
+            "mounted:")
+        for suite, mode, backend, nodeid, outcome in sorted(regressions):
+            how = ", skipped" if outcome == "skipped" else ""
+            print(f"  {suite}:{nodeid}  [{mode}, {backend}{how}]")
         log(f"tracebacks are in {BUILD / 'logs'}")
     if stale:
         log(f"{len(stale)} entr(y/ies) of {EXPECTED.name} no longer fail: remove them")

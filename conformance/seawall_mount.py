@@ -38,9 +38,10 @@ how many engines/clients were instrumented and how many calls their points
 saw (so a run that mounted nothing cannot pass for a transparent one).
 ``--seawall-only=PATH`` (one node id a line) deselects every other test:
 the runner's plain re-run of what failed instrumented.
-``--seawall-marked-only=MARK=PATH[,PATH...]`` keeps, under those paths, only
-the tests carrying the marker ``MARK`` (SQLAlchemy's ``backend``: the tests
-that run against the database).
+``--seawall-marked-only=MARK[,!MARK...]=PATH[,PATH...]`` (repeatable) keeps,
+under those paths, only the tests carrying every ``MARK`` and none of the
+``!MARK`` markers (SQLAlchemy's ``backend``: the tests that run against the
+database; ``sparse_driver_backend``: those it runs on one driver per database).
 """
 
 from __future__ import annotations
@@ -72,8 +73,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write each test's outcome (and the mount's counts) as JSON to PATH")
     group.addoption("--seawall-only", default=None, metavar="PATH",
                     help="run only the node ids listed in PATH (one a line)")
-    group.addoption("--seawall-marked-only", default=None, metavar="MARK=PATH[,PATH]",
-                    help="under the given paths, run only the tests marked MARK")
+    group.addoption("--seawall-marked-only", action="append", default=[],
+                    metavar="MARK[,!MARK]=PATH[,PATH]",
+                    help="under the given paths, run only the tests carrying every MARK and "
+                         "none of the !MARKs (repeatable)")
 
 
 class _Mount:
@@ -245,22 +248,32 @@ def pytest_configure(config: pytest.Config) -> None:
         _STATE["mount"] = mount
 
 
-def _marked_only(spec: str) -> tuple[str, tuple[str, ...]]:
-    mark, _, paths = spec.partition("=")
+def _marked_only(spec: str) -> tuple[list[str], list[str], tuple[str, ...]]:
+    marks, _, paths = spec.partition("=")
+    wanted = [m.strip() for m in marks.split(",") if m.strip() and not m.strip().startswith("!")]
+    unwanted = [m.strip()[1:] for m in marks.split(",") if m.strip().startswith("!")]
     prefixes = tuple(p.strip().rstrip("/") + "/" for p in paths.split(",") if p.strip())
-    if not mark or not prefixes:
-        raise pytest.UsageError(f"--seawall-marked-only wants MARK=PATH[,PATH], got {spec!r}")
-    return mark, prefixes
+    if not (wanted or unwanted) or not prefixes:
+        raise pytest.UsageError(
+            f"--seawall-marked-only wants MARK[,!MARK]=PATH[,PATH], got {spec!r}")
+    return wanted, unwanted, prefixes
+
+
+def _kept(item: pytest.Item, specs: list[tuple[list[str], list[str], tuple[str, ...]]]) -> bool:
+    for wanted, unwanted, prefixes in specs:
+        if item.nodeid.startswith(prefixes):
+            marks = {m.name for m in item.iter_markers()}
+            if not all(m in marks for m in wanted) or any(m in marks for m in unwanted):
+                return False
+    return True
 
 
 @pytest.hookimpl(trylast=True)  # after SQLAlchemy's plugin made its per-backend items
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     keep = list(items)
-    spec = config.getoption("--seawall-marked-only")
-    if spec is not None:
-        mark, prefixes = _marked_only(spec)
-        keep = [item for item in keep
-                if not item.nodeid.startswith(prefixes) or item.get_closest_marker(mark)]
+    specs = [_marked_only(spec) for spec in config.getoption("--seawall-marked-only")]
+    if specs:
+        keep = [item for item in keep if _kept(item, specs)]
     only = config.getoption("--seawall-only")
     if only is not None:
         wanted = {line.strip() for line in Path(only).read_text().splitlines() if line.strip()}
