@@ -77,8 +77,9 @@ def sqlalchemy_session(src: Path, backend: str, pg: Any) -> Session:
     from a set, and a plain re-run could pick another).
 
     What runs on each is what SQLAlchemy's own CI runs when it is handed all four
-    at once: the tests that are not per-backend on the default (SQLite) only, those
-    of ``test/ext/asyncio`` on the async drivers; the tests marked ``backend`` on
+    at once: the tests that are not per-backend on the default (SQLite) only, and
+    ``test/ext/asyncio`` on the async drivers (on a sync one its tests skip, or
+    are the few that run on both async drivers anyway); the tests marked ``backend`` on
     each, except that those marked ``sparse_backend`` / ``sparse_driver_backend``
     run on one driver per database (pysqlite, psycopg). ``test/orm`` and
     ``test/sql`` contribute their ``backend`` tests only: the others compile SQL or
@@ -90,11 +91,12 @@ def sqlalchemy_session(src: Path, backend: str, pg: Any) -> Session:
            "psycopg": pg.url("{db}") if pg else "", "psycopg_async": pg.async_url("{db}") if pg
            else ""}[backend]
     paths = ["test/engine", "test/ext/asyncio", "test/orm", "test/sql"]
+    if backend in ("sqlite", "psycopg"):  # test/ext/asyncio's tests need an async driver
+        paths.remove("test/ext/asyncio")
     if backend == "sqlite":  # the default: test/engine whole
         marked = ["backend=test/orm,test/sql"]
-    elif backend == "psycopg":  # PostgreSQL's preferred driver; the async tests need another
+    elif backend == "psycopg":  # PostgreSQL's preferred driver
         marked = ["backend=test/engine,test/orm,test/sql"]
-        paths.remove("test/ext/asyncio")
     else:  # the async drivers: test/ext/asyncio whole, and what is not sparse elsewhere
         marked = ["backend,!sparse_backend,!sparse_driver_backend=test/engine,test/orm,test/sql"]
     args = [
@@ -367,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = opts.suite or ["sqlalchemy", "httpx", "httpx2"]
     started = time.monotonic()
     expected = read_expected()
+    shutil.rmtree(BUILD / "logs", ignore_errors=True)  # this run's logs only
 
     trees: list[tuple[str, Path]] = []
     for suite in wanted:
