@@ -472,12 +472,14 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{len(intended)} entr(y/ies) of {EXPECTED.name} failed as listed")
     for e in unmatched:
         log(f"note: {EXPECTED.name} entry {e.suite}:{e.pattern} matched no test of this run")
-    if regressions:
-        log(f"{len(regressions)} test(s) pass plain and fail (or are skipped) with seawall "
-            "mounted:")
-        for suite, mode, backend, nodeid, outcome in sorted(regressions):
+    grouped: dict[tuple[str, str, str, str], list[str]] = {}
+    for suite, mode, backend, nodeid, outcome in regressions:
+        grouped.setdefault((suite, nodeid, backend, outcome), []).append(mode)
+    if grouped:
+        log(f"{len(grouped)} test(s) pass plain and fail (or are skipped) with seawall mounted:")
+        for (suite, nodeid, backend, outcome), in_modes in sorted(grouped.items()):
             how = ", skipped" if outcome == "skipped" else ""
-            print(f"  {suite}:{nodeid}  [{mode}, {backend}{how}]")
+            print(f"  {suite}:{nodeid}  [{backend}{how}; {', '.join(in_modes)}]")
         log(f"tracebacks are in {BUILD / 'logs'}")
     if stale:
         log(f"{len(stale)} entr(y/ies) of {EXPECTED.name} no longer fail: remove them")
@@ -485,8 +487,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {e.suite}:{e.pattern}")
     log(f"run time {time.monotonic() - started:.0f} s")
     # the closing line CI reads: tests passing instrumented, and the differences that fail us
-    print(f"conformance: {total_passed} passed, {len(regressions) + len(stale)} failed")
-    return 1 if regressions or stale else 0
+    print(f"conformance: {total_passed} passed, {len(grouped) + len(stale)} failed")
+    return 1 if grouped or stale else 0
 
 
 if __name__ == "__main__":
