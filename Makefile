@@ -40,13 +40,13 @@ lint: $(STAMP)
 	cp -rs $(CURDIR)/storage build/typecheck/seawall/storage
 	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --strict --config-file $(CURDIR)/pyproject.toml -p seawall
 
-# SQLAlchemy's and httpx's own test suites, with seawall mounted on every engine and
-# client, against the same suites plain (conformance/README.md)
-conformance: $(CONFORMANCE_STAMP)
-	$(BIN)/python conformance/run.py
-
 protos: $(STAMP)
 	$(BIN)/python -m seawall._protos
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# SQLAlchemy's and httpx's own test suites, with seawall mounted on every engine and
+# client, against the same suites plain (conformance/README.md)
+conformance: $(CONFORMANCE_STAMP)
+	$(BIN)/python conformance/run.py
