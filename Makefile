@@ -4,13 +4,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint protos clean
+.PHONY: demo test bench lint protos clean conformance
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# what the host suites' own tests import beyond the dev extra (trio, trustme, ...)
+CONFORMANCE_STAMP := $(VENV)/.conformance-installed
+
+$(CONFORMANCE_STAMP): $(STAMP) conformance/requirements.txt
+	$(BIN)/python -m pip install --quiet -r conformance/requirements.txt
+	touch $(CONFORMANCE_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/seawall demo
@@ -34,3 +41,8 @@ protos: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# SQLAlchemy's and httpx's own test suites, with seawall mounted on every engine and
+# client, against the same suites plain (conformance/README.md)
+conformance: $(CONFORMANCE_STAMP)
+	$(BIN)/python conformance/run.py
