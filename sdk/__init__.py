@@ -26,6 +26,7 @@ from ._events import (
     add_hook,
     remove_hook,
 )
+from ._otel import otel_metrics
 from ._point import Execution, IntegrationPoint, PointStats, ResultFailure
 from ._policies import Backoff, Bulkhead, CircuitBreaker, Fallback, Retry, RetryBudget, Timeout
 from ._recording import persist_metrics
@@ -61,6 +62,7 @@ __all__ = [
     "SystemClock",
     "Timeout",
     "add_hook",
+    "otel_metrics",
     "persist_metrics",
     "remaining",
     "remove_hook",

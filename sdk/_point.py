@@ -59,6 +59,7 @@ from ._events import (
     log,
 )
 from ._policies import Bulkhead, CircuitBreaker, Fallback, Retry, Timeout
+from ._registry import register as _register
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -208,6 +209,7 @@ class IntegrationPoint:
         self._budget_retries = [0] * 10
         self._budget_total_retries = 0
         self._reset_counters()
+        _register(self)  # for exporters of live state (seawall.otel_metrics' gauges)
 
     # -- public helpers ----------------------------------------------------
 
