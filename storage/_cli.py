@@ -249,7 +249,7 @@ def _watch_frame(client: Any, point: str | None, window: float, target: str, *,
     rows = [term.summary_cells(s) for s in summaries]
     columns = term.WATCH_COLUMNS
     # the two trend columns share what the columns that always show leave
-    base = term.table_width([min(len(r["point"]), 16) for r in rows[:1]]
+    base = term.table_width([min(max(len(r["point"]) for r in rows), 16)]
                             + [max(len(c.header), *(len(r[c.header]) for r in rows))
                                for c in columns if c.priority == 0 and c.header != "point"])
     trend = 60 + term.TREND_VALUE if width is None         else max(8, min(60 + term.TREND_VALUE, (width - base) // 2 - 3))

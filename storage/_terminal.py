@@ -106,16 +106,22 @@ def fit(columns: Sequence[Column], rows: Sequence[dict[str, str]], width: int | 
 
 
 def sparkline(values: Sequence[float]) -> str:
-    """One cell per value, scaled to the largest; a zero (nothing recorded) is a blank."""
-    top = max(values, default=0.0)
-    if top <= 0:
+    """One cell per value, from ``▁`` (the smallest recorded) to ``█`` (the largest).
+
+    A zero (nothing recorded in that step) is a blank; values all alike are ``▄``.
+    """
+    recorded = [v for v in values if v > 0]
+    if not recorded:
         return " " * len(values)
+    low, high = min(recorded), max(recorded)
     out = []
     for v in values:
         if v <= 0:
             out.append(" ")
+        elif high == low:
+            out.append(SPARKS[3])
         else:
-            out.append(SPARKS[min(len(SPARKS) - 1, max(0, math.ceil(v / top * len(SPARKS)) - 1))])
+            out.append(SPARKS[round((v - low) / (high - low) * (len(SPARKS) - 1))])
     return "".join(out)
 
 
