@@ -76,7 +76,7 @@ def add_stats_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--watch", action="store_true",
                         help="refresh in place, with per-minute sparklines of calls/s and p99 "
                              "per point (Ctrl-C stops)")
-    parser.add_argument("--interval", default="2", metavar="SECONDS",
+    parser.add_argument("--interval", default=None, metavar="SECONDS",
                         help="seconds between refreshes of --watch (0.5 to 3600; default: 2)")
     parser.add_argument("--series", action="store_true",
                         help="with --point: charts of calls/s, p50 and p99 over the window, "
@@ -151,10 +151,15 @@ def run_stats(args: argparse.Namespace) -> int:
     if args.point is not None and len(args.point) > NAME_LENGTH:
         raise ConfigurationError(f"--point must be at most {NAME_LENGTH} characters, "
                                  f"got {len(args.point)}")
-    interval = _number("--interval", args.interval, low=0, high=3600)
-    if interval < 0.5:
-        raise ConfigurationError(f"--interval must be >= 0.5 and <= 3600 seconds, "
-                                 f"got {args.interval}")
+    for option, given in (("--interval", args.interval), ("--count", args.count)):
+        if given is not None and not args.watch:
+            raise ConfigurationError(f"{option} only applies to --watch")
+    interval = 2.0
+    if args.interval is not None:
+        interval = _number("--interval", args.interval, low=0, high=3600)
+        if interval < 0.5:
+            raise ConfigurationError(f"--interval must be >= 0.5 and <= 3600 seconds, "
+                                     f"got {args.interval}")
     count = None
     if args.count is not None:
         try:

@@ -234,11 +234,6 @@ def chart_height(lines: int) -> int:
     return max(3, min(12, (lines - 1) // 3 - 3))
 
 
-def breaker_style(state: str) -> str:
-    """A colour for a breaker state."""
-    return {"open": "bold red", "forced_open": "bold red", "half_open": "yellow"}.get(state, "")
-
-
 def render_kwargs(column: Column) -> dict[str, Any]:
     """rich ``add_column`` keywords: cells never wrap (widths were fitted)."""
     return {"justify": column.justify, "no_wrap": True, "overflow": "ellipsis"}

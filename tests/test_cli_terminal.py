@@ -397,6 +397,7 @@ def test_series_peaks_where_the_data_peaks(
     (["--watch", "--interval", "0.1"], "--interval must be >= 0.5 and <= 3600 seconds"),
     (["--watch", "--interval", "soon"], "--interval must be a number"),
     (["--watch", "--count", "0"], "--count must be an integer >= 1"),
+    (["--interval", "5"], "--interval only applies to --watch"),
 ])
 def test_bad_terminal_options_are_usage_errors(
         filled: Filled, capsys: pytest.CaptureFixture[str], args: list[str],
