@@ -296,6 +296,7 @@ class OtelMetrics:
         call_duration = ins.call_duration.record
         attempt_duration = ins.attempt_duration.record
         operation_of = self._operation
+        operations = self._operations
         calls: dict[tuple[Any, ...], int] = {}
         attempts: dict[tuple[Any, ...], int] = {}
         retries: dict[tuple[Any, ...], int] = {}
@@ -305,29 +306,35 @@ class OtelMetrics:
             kind = ev.__class__
             if kind is CallEvent:
                 point, operation, category, tries, duration, _, fallback, rejected = ev
-                exported = operation_of(point, operation)
+                known = operations.get(point)
+                # a known operation (the usual case) is itself: no call
+                exported = operation if known is not None and operation in known \
+                    else operation_of(point, operation)
                 if exported is OTHER and operation != OTHER:
                     folded[point] = folded.get(point, 0) + 1
                 key: tuple[Any, ...] = ("c", point, exported, category, fallback, rejected)
                 calls[key] = calls.get(key, 0) + 1
                 if durations and tries:
-                    dkey = ("cd", point, exported, _call_outcome(category, fallback, rejected))
+                    dkey: tuple[Any, ...] = ("cd", point, exported, category, fallback, rejected)
                     found = attrs.get(dkey)
                     if found is None:
-                        found = attrs[dkey] = {POINT: point, OPERATION: exported,
-                                               OUTCOME: dkey[3]}
+                        found = attrs[dkey] = {
+                            POINT: point, OPERATION: exported,
+                            OUTCOME: _call_outcome(category, fallback, rejected)}
                     call_duration(duration, found)
             elif kind is AttemptEvent:
                 point, operation, _, category, duration, _ = ev
-                exported = operation_of(point, operation)
+                known = operations.get(point)
+                exported = operation if known is not None and operation in known \
+                    else operation_of(point, operation)
                 key = ("a", point, exported, category)
                 attempts[key] = attempts.get(key, 0) + 1
                 if durations:
-                    dkey = ("ad", point, exported, _attempt_outcome(category))
+                    dkey = ("ad", point, exported, category)
                     found = attrs.get(dkey)
                     if found is None:
                         found = attrs[dkey] = {POINT: point, OPERATION: exported,
-                                               OUTCOME: dkey[3]}
+                                               OUTCOME: _attempt_outcome(category)}
                     attempt_duration(duration, found)
             elif kind is RetryEvent:
                 key = ("r", ev.point, operation_of(ev.point, ev.operation), ev.category)
