@@ -30,6 +30,7 @@ from ._events import (
 from ._execution import Execution
 from ._ledger import PointStats
 from ._observer import Observer
+from ._otel import otel_metrics
 from ._point import IntegrationPoint
 from ._policies import Backoff, Bulkhead, CircuitBreaker, Fallback, Retry, RetryBudget, Timeout
 from ._recording import persist_metrics
@@ -66,6 +67,7 @@ __all__ = [
     "SystemClock",
     "Timeout",
     "add_hook",
+    "otel_metrics",
     "persist_metrics",
     "remaining",
     "remove_hook",

@@ -32,13 +32,18 @@ class Permits(Protocol):
 
     :class:`BulkheadRuntime` is the fixed limit of :class:`seawall.Bulkhead`;
     a limit that moves (an adaptive one, following latency) implements the
-    same five members, and the pipeline needs no other change. Each taken
+    same six members, and the pipeline needs no other change. Each taken
     permit is given back exactly once with :meth:`release`.
     """
 
     @property
     def max_concurrent(self) -> int:
         """The current limit (what a :class:`seawall.BulkheadFullError` reports)."""
+        ...
+
+    @property
+    def active(self) -> int:
+        """Permits taken now (the calls in flight; exporters read it as a gauge)."""
         ...
 
     def try_acquire(self) -> bool:
@@ -125,6 +130,7 @@ class BulkheadRuntime:
         self._free: queue.SimpleQueue[None] = queue.SimpleQueue()
         for _ in range(max_concurrent):
             self._free.put(None)
+
     @property
     def active(self) -> int:
         """How many permits are taken (held by callers or handed to waiters)."""

@@ -51,6 +51,7 @@ from ._execution import Execution, add_note
 from ._ledger import Ledger, PointStats
 from ._observer import Observer
 from ._policies import Bulkhead, CircuitBreaker, Fallback, Retry, Timeout
+from ._registry import register as _register
 from ._sync_shell import run as _run
 
 P = ParamSpec("P")
@@ -142,6 +143,7 @@ class IntegrationPoint:
         self._permits = self.permits
         self._budget_next = self._ledger.budget.next
         self._ledger.budget.on_next = self._copy_budget_next
+        _register(self)  # for exporters of live state (seawall.otel_metrics' gauges)
 
     # -- public helpers ----------------------------------------------------
 
