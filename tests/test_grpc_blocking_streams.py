@@ -260,7 +260,7 @@ async def test_many_tasks_retrying_blocked_streams_at_once_aio(
 def test_replay_buffer_hands_a_message_drawn_for_a_retired_view_to_the_next() -> None:
     """A view blocked in the caller's iterator never holds up a new view; what it draws goes to
     the new view, and past ``limit`` no further view starts and nothing more is kept."""
-    from seawall.interceptors._grpc_common import ReplayBuffer
+    from seawall.interceptors._grpc_replay import ReplayBuffer
 
     with Pipe() as pipe:
         pipe.add("a")

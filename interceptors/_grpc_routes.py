@@ -1,0 +1,144 @@
+"""Which policy a gRPC method gets: routes, their resolved rules, and the router.
+
+A target is one point (or :class:`Route`) for every method, or a table from
+method patterns (``"/pkg.Service/Method"``, ``"/pkg.Service/*"``, ``"*"``)
+to points or routes; the most specific pattern wins and unmatched methods
+pass through. Both mountings resolve methods here: the interceptors per
+call (through a bounded cache), the channel wrappers once per multicallable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from seawall import ConfigurationError, Execution, IntegrationPoint
+
+from ._grpc_status import BY_CODE
+
+DEFAULT_REQUEST_BUFFER = 64
+"""How many request-stream messages a route keeps for replay unless it says otherwise."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The policy of one method pattern in a routing table.
+
+    ``point`` is the :class:`seawall.IntegrationPoint` applied. ``idempotent``
+    marks the methods as safe to re-run, which widens retries to
+    ``DEADLINE_EXCEEDED``, ``ABORTED``, ``INTERNAL`` and ``UNKNOWN``.
+    ``request_buffer`` is how many request-stream messages are kept so a
+    failed client- or bidi-streaming call can be replayed (0: never replay).
+    Immutable; safe to share.
+    """
+
+    point: IntegrationPoint
+    idempotent: bool = field(default=False, kw_only=True)
+    request_buffer: int = field(default=DEFAULT_REQUEST_BUFFER, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.point, IntegrationPoint):
+            raise ConfigurationError(f"Route.point must be an IntegrationPoint, got {self.point!r}")
+        if not isinstance(self.idempotent, bool):
+            raise ConfigurationError(f"Route.idempotent must be a bool, got {self.idempotent!r}")
+        if isinstance(self.request_buffer, bool) or not isinstance(self.request_buffer, int) \
+                or self.request_buffer < 0:
+            raise ConfigurationError(
+                f"Route.request_buffer must be an int >= 0, got {self.request_buffer!r}"
+            )
+
+
+_PATTERN = re.compile(r"\*|/[^/*]+/\*|/[^/*]+/[^/*]+")
+
+
+class Rule:
+    """A resolved route: the point, its flags, and the status table to use. Immutable."""
+
+    __slots__ = ("attempts", "buffer", "idempotent", "max_wait", "permits", "point", "retries",
+                 "table")
+
+    def __init__(self, route: Route) -> None:
+        point = route.point
+        self.point = point
+        self.idempotent = route.idempotent
+        self.buffer = route.request_buffer
+        self.table = BY_CODE[route.idempotent]
+        self.permits = point.permits
+        self.max_wait = point.bulkhead.max_wait if point.bulkhead is not None else 0.0
+        self.attempts = point.retry.attempts if point.retry is not None else 1
+        # whether a second attempt can ever happen: streams skip buffering otherwise
+        self.retries = self.attempts > 1
+
+    def execution(self, operation: str, timeout: float | None) -> Execution:
+        """The bookkeeping of one call of ``operation`` whose caller gave ``timeout`` seconds."""
+        point = self.point
+        return point.execution(
+            operation, deadline=None if timeout is None else point.clock.now() + timeout)
+
+
+class Router:
+    """Method name -> :class:`Rule` (``None``: no policy), with a bounded cache. Thread-safe."""
+
+    __slots__ = ("_cache", "_exact", "_fallback", "_services")
+
+    _CACHE_LIMIT = 4096
+
+    def __init__(self, target: Any, *, idempotent: bool, request_buffer: int) -> None:
+        def as_route(value: Any, where: str) -> Route:
+            if isinstance(value, Route):
+                return value
+            if isinstance(value, IntegrationPoint):
+                return Route(value, idempotent=idempotent, request_buffer=request_buffer)
+            raise ConfigurationError(
+                f"{where} must be an IntegrationPoint or a Route, got {value!r}"
+            )
+
+        self._exact: dict[str, Rule] = {}
+        self._services: dict[str, Rule] = {}
+        self._fallback: Rule | None = None
+        self._cache: dict[str | bytes, Rule | None] = {}
+        if isinstance(target, (IntegrationPoint, Route)):
+            self._fallback = Rule(as_route(target, "target"))
+            return
+        if not isinstance(target, Mapping) or not target:
+            raise ConfigurationError(
+                "target must be an IntegrationPoint, a Route, or a non-empty mapping of method "
+                f"patterns ('/pkg.Service/Method', '/pkg.Service/*', '*') to them, got {target!r}"
+            )
+        for pattern, value in target.items():
+            if not isinstance(pattern, str) or not _PATTERN.fullmatch(pattern):
+                raise ConfigurationError(
+                    f"route pattern must be '/pkg.Service/Method', '/pkg.Service/*' or '*', "
+                    f"got {pattern!r}"
+                )
+            rule = Rule(as_route(value, f"route {pattern!r}"))
+            if pattern == "*":
+                self._fallback = rule
+            elif pattern.endswith("/*"):
+                self._services[pattern[:-1]] = rule
+            else:
+                self._exact[pattern] = rule
+
+    def lookup(self, method: str | bytes) -> Rule | None:
+        """The rule for ``method`` (``str`` in sync gRPC, ``bytes`` in aio)."""
+        try:
+            return self._cache[method]
+        except KeyError:
+            pass
+        name = operation_name(method)
+        rule = self._exact.get(name)
+        if rule is None:
+            cut = name.rfind("/")
+            rule = self._services.get(name[:cut + 1]) if cut > 0 else None
+            if rule is None:
+                rule = self._fallback
+        if len(self._cache) < self._CACHE_LIMIT:
+            self._cache[method] = rule
+        return rule
+
+
+def operation_name(method: str | bytes) -> str:
+    """The event ``operation`` for a method: its full name, ``/pkg.Service/Method``."""
+    return method.decode("utf-8", "replace") if isinstance(method, bytes) else method

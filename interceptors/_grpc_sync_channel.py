@@ -1,0 +1,233 @@
+"""Mounting on a sync channel without gRPC's interceptor machinery: ``resilient_channel``.
+
+A ``grpc.Channel`` whose multicallables run the routed policy directly
+around the inner channel's own multicallables, built once per stub method
+(no ``grpc.intercept_channel``, no call details rebuilt per call, no route
+lookup per call; methods without a route get the inner multicallable
+itself). The shells are the interceptor's (blocking unary, ``.future()``,
+response streams), so both mountings behave alike; only the host's shape
+differs: here an attempt is the inner multicallable's ``__call__``,
+``with_call`` or ``future``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from ._grpc_replay import replayable
+from ._grpc_routes import Router, Rule, operation_name
+from ._grpc_status import with_attempt
+from ._grpc_sync_future import RetryingFuture
+from ._grpc_sync_streams import ResponseStream
+from ._grpc_sync_unary import PAIR, VALUE, Send, Shape, blocking
+
+if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc itself does not
+    _UUCallable = grpc.UnaryUnaryMultiCallable[Any, Any]
+    _USCallable = grpc.UnaryStreamMultiCallable[Any, Any]
+    _SUCallable = grpc.StreamUnaryMultiCallable[Any, Any]
+    _SSCallable = grpc.StreamStreamMultiCallable[Any, Any]
+else:
+    _UUCallable = grpc.UnaryUnaryMultiCallable
+    _USCallable = grpc.UnaryStreamMultiCallable
+    _SUCallable = grpc.StreamUnaryMultiCallable
+    _SSCallable = grpc.StreamStreamMultiCallable
+
+
+def _sender(fn: Callable[..., Any], metadata: Any, credentials: Any, wait_for_ready: Any,
+            compression: Any) -> Send:
+    """One attempt through the inner multicallable ``fn`` (``__call__`` or ``future``)."""
+    def send(request: Any, timeout: float | None, attempt: int) -> Any:
+        return fn(request, timeout, metadata if attempt == 1 else with_attempt(metadata, attempt),
+                  credentials, wait_for_ready, compression)
+    return send
+
+
+def _blocking_sender(fn: Callable[..., Any], metadata: Any, credentials: Any,
+                     wait_for_ready: Any, compression: Any) -> Send:
+    """Like :func:`_sender` for a blocking ``fn``: a failed attempt comes back as its error."""
+    def send(request: Any, timeout: float | None, attempt: int) -> Any:
+        try:
+            return fn(request, timeout,
+                      metadata if attempt == 1 else with_attempt(metadata, attempt),
+                      credentials, wait_for_ready, compression)
+        except grpc.RpcError as err:
+            return err
+    return send
+
+
+def _finish(out: Any) -> Any:
+    """What a blocking call gives its caller: the answer, or the failure raised."""
+    if isinstance(out, grpc.RpcError):
+        raise out
+    return out
+
+
+class _Wrapped:
+    __slots__ = ("_inner", "_operation", "_rule")
+
+    def __init__(self, rule: Rule, inner: Any, method: str) -> None:
+        self._rule = rule
+        self._inner = inner
+        self._operation = operation_name(method)
+
+    def _blocking(self, fn: Callable[..., Any], shape: Shape, request: Any, timeout: Any,
+                  metadata: Any, credentials: Any, wait_for_ready: Any, compression: Any,
+                  streaming: bool) -> Any:
+        rule = self._rule
+        buffer, request = replayable(rule, request) if streaming else (None, request)
+        send = _blocking_sender(fn, metadata, credentials, wait_for_ready, compression)
+        return _finish(blocking(rule, rule.execution(self._operation, timeout), send, request,
+                                buffer, shape))
+
+    def _future(self, request: Any, timeout: Any, metadata: Any, credentials: Any,
+                wait_for_ready: Any, compression: Any, streaming: bool) -> Any:
+        rule = self._rule
+        buffer, request = replayable(rule, request) if streaming else (None, request)
+        send = _sender(self._inner.future, metadata, credentials, wait_for_ready, compression)
+        return RetryingFuture(rule, rule.execution(self._operation, timeout), send, request,
+                              buffer).start()
+
+    def _stream(self, request: Any, timeout: Any, metadata: Any, credentials: Any,
+                wait_for_ready: Any, compression: Any, streaming: bool) -> Any:
+        rule = self._rule
+        buffer, request = replayable(rule, request) if streaming else (None, request)
+        send = _sender(self._inner, metadata, credentials, wait_for_ready, compression)
+        return ResponseStream(rule, rule.execution(self._operation, timeout), send, request,
+                              buffer).start()
+
+
+class _UnaryUnary(_Wrapped, _UUCallable):
+    __slots__ = ()
+
+    def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None,
+                 credentials: Any = None, wait_for_ready: bool | None = None,
+                 compression: Any = None) -> Any:
+        # the hot path of the whole wrapper: one call, no helper frames in between
+        rule = self._rule
+        send = _blocking_sender(self._inner, metadata, credentials, wait_for_ready, compression)
+        return _finish(blocking(rule, rule.execution(self._operation, timeout), send, request,
+                                None, VALUE))
+
+    def with_call(self, request: Any, timeout: float | None = None, metadata: Any = None,
+                  credentials: Any = None, wait_for_ready: bool | None = None,
+                  compression: Any = None) -> Any:
+        return self._blocking(self._inner.with_call, PAIR, request, timeout, metadata,
+                              credentials, wait_for_ready, compression, False)
+
+    def future(self, request: Any, timeout: float | None = None, metadata: Any = None,
+               credentials: Any = None, wait_for_ready: bool | None = None,
+               compression: Any = None) -> Any:
+        return self._future(request, timeout, metadata, credentials, wait_for_ready,
+                            compression, False)
+
+
+class _UnaryStream(_Wrapped, _USCallable):
+    __slots__ = ()
+
+    def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None,
+                 credentials: Any = None, wait_for_ready: bool | None = None,
+                 compression: Any = None) -> Any:
+        return self._stream(request, timeout, metadata, credentials, wait_for_ready,
+                            compression, False)
+
+
+class _StreamUnary(_Wrapped, _SUCallable):
+    __slots__ = ()
+
+    def __call__(self, request_iterator: Any, timeout: float | None = None,
+                 metadata: Any = None, credentials: Any = None,
+                 wait_for_ready: bool | None = None, compression: Any = None) -> Any:
+        return self._blocking(self._inner, VALUE, request_iterator, timeout, metadata,
+                              credentials, wait_for_ready, compression, True)
+
+    def with_call(self, request_iterator: Any, timeout: float | None = None,
+                  metadata: Any = None, credentials: Any = None,
+                  wait_for_ready: bool | None = None, compression: Any = None) -> Any:
+        return self._blocking(self._inner.with_call, PAIR, request_iterator, timeout, metadata,
+                              credentials, wait_for_ready, compression, True)
+
+    def future(self, request_iterator: Any, timeout: float | None = None,
+               metadata: Any = None, credentials: Any = None,
+               wait_for_ready: bool | None = None, compression: Any = None) -> Any:
+        return self._future(request_iterator, timeout, metadata, credentials, wait_for_ready,
+                            compression, True)
+
+
+class _StreamStream(_Wrapped, _SSCallable):
+    __slots__ = ()
+
+    def __call__(self, request_iterator: Any, timeout: float | None = None,
+                 metadata: Any = None, credentials: Any = None,
+                 wait_for_ready: bool | None = None, compression: Any = None) -> Any:
+        return self._stream(request_iterator, timeout, metadata, credentials, wait_for_ready,
+                            compression, True)
+
+
+def _registered(flag: bool | None) -> dict[str, Any]:
+    # generated stubs (grpcio >= 1.63) pass _registered_method=True; a channel that predates
+    # it takes no such argument, so it is forwarded only when set
+    return {"_registered_method": flag} if flag else {}
+
+
+class ResilientChannel(grpc.Channel):
+    """A ``grpc.Channel`` that applies a routed seawall policy to every call (see
+    :func:`seawall.interceptors.grpc.resilient_channel`).
+
+    Connectivity (``subscribe``/``unsubscribe``), ``close()`` and the context
+    manager act on the wrapped channel. Thread-safe, like the channel it wraps.
+    """
+
+    def __init__(self, channel: grpc.Channel, router: Router) -> None:
+        self._channel = channel
+        self._lookup = router.lookup
+
+    def subscribe(self, callback: Callable[[grpc.ChannelConnectivity], None],
+                  try_to_connect: bool = False) -> None:
+        self._channel.subscribe(callback, try_to_connect=try_to_connect)
+
+    def unsubscribe(self, callback: Callable[[grpc.ChannelConnectivity], None]) -> None:
+        self._channel.unsubscribe(callback)
+
+    def unary_unary(self, method: str, request_serializer: Any = None,
+                    response_deserializer: Any = None,
+                    _registered_method: bool | None = False) -> Any:
+        inner = self._channel.unary_unary(method, request_serializer, response_deserializer,
+                                          **_registered(_registered_method))
+        rule = self._lookup(method)
+        return inner if rule is None else _UnaryUnary(rule, inner, method)
+
+    def unary_stream(self, method: str, request_serializer: Any = None,
+                     response_deserializer: Any = None,
+                     _registered_method: bool | None = False) -> Any:
+        inner = self._channel.unary_stream(method, request_serializer, response_deserializer,
+                                           **_registered(_registered_method))
+        rule = self._lookup(method)
+        return inner if rule is None else _UnaryStream(rule, inner, method)
+
+    def stream_unary(self, method: str, request_serializer: Any = None,
+                     response_deserializer: Any = None,
+                     _registered_method: bool | None = False) -> Any:
+        inner = self._channel.stream_unary(method, request_serializer, response_deserializer,
+                                           **_registered(_registered_method))
+        rule = self._lookup(method)
+        return inner if rule is None else _StreamUnary(rule, inner, method)
+
+    def stream_stream(self, method: str, request_serializer: Any = None,
+                      response_deserializer: Any = None,
+                      _registered_method: bool | None = False) -> Any:
+        inner = self._channel.stream_stream(method, request_serializer, response_deserializer,
+                                            **_registered(_registered_method))
+        rule = self._lookup(method)
+        return inner if rule is None else _StreamStream(rule, inner, method)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> ResilientChannel:
+        return self
+
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        self._channel.close()
