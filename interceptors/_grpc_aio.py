@@ -17,7 +17,7 @@ import grpc
 import grpc.aio
 
 from ._grpc_aio_streams import StreamCall, StreamStreamCall, UnaryStreamCall
-from ._grpc_aio_unary import AioSend, single, unary
+from ._grpc_aio_unary import single, unary
 from ._grpc_replay import NoReplay, replayable
 from ._grpc_routes import Router, Rule, operation_name
 from ._grpc_status import ATTEMPT_HEADER
@@ -34,17 +34,17 @@ else:
     _SS = grpc.aio.StreamStreamClientInterceptor
 
 
-def _sender(continuation: Any, d: Any) -> AioSend:
-    """One attempt through ``continuation``: the caller's details, rebuilt when they change."""
-    async def send(request: Any, timeout: float | None, attempt: int) -> Any:
-        if attempt == 1 and timeout == d.timeout:
-            return await continuation(d, request)
-        metadata = d.metadata
-        if attempt > 1:  # a fresh Metadata: the caller's object must not grow per retry
-            metadata = grpc.aio.Metadata(*tuple(metadata or ()), (ATTEMPT_HEADER, str(attempt)))
-        return await continuation(grpc.aio.ClientCallDetails(
-            d.method, timeout, metadata, d.credentials, d.wait_for_ready), request)
-    return send
+async def _send(args: tuple[Any, Any], request: Any, timeout: float | None,
+                attempt: int) -> Any:
+    """One attempt through the continuation: the caller's details, rebuilt when they change."""
+    continuation, d = args
+    if attempt == 1 and timeout == d.timeout:
+        return await continuation(d, request)
+    metadata = d.metadata
+    if attempt > 1:  # a fresh Metadata: the caller's object must not grow per retry
+        metadata = grpc.aio.Metadata(*tuple(metadata or ()), (ATTEMPT_HEADER, str(attempt)))
+    return await continuation(grpc.aio.ClientCallDetails(
+        d.method, timeout, metadata, d.credentials, d.wait_for_ready), request)
 
 
 def _is_write_api(request_iterator: Any) -> bool:
@@ -55,10 +55,10 @@ def _is_write_api(request_iterator: Any) -> bool:
 async def _stream(kind: type[StreamCall], rule: Rule, continuation: Any, details: Any,
                   request: Any, buffer: Any) -> Any:
     ex = rule.execution(operation_name(details.method), details.timeout)
-    stream = kind(rule, ex, _sender(continuation, details), request, buffer)
-    refusal = await stream.start()
-    if refusal is not None:
-        raise refusal
+    stream = kind(rule, ex, _send, (continuation, details), request, buffer)
+    refused = await stream.start()
+    if refused is not None:
+        raise refused
     return stream
 
 
@@ -77,7 +77,7 @@ class AioUnaryUnary(_Base, _UU):
             return await continuation(client_call_details, request)
         ex = rule.execution(operation_name(client_call_details.method),
                             client_call_details.timeout)
-        return await unary(rule, ex, _sender(continuation, client_call_details), request, None,
+        return await unary(rule, ex, _send, (continuation, client_call_details), request, None,
                            False)
 
 
@@ -91,11 +91,11 @@ class AioStreamUnary(_Base, _SU):
             return await continuation(client_call_details, request_iterator)
         ex = rule.execution(operation_name(client_call_details.method),
                             client_call_details.timeout)
-        send = _sender(continuation, client_call_details)
+        args = (continuation, client_call_details)
         if not rule.retries or _is_write_api(request_iterator):
-            return await single(rule, ex, send, request_iterator)
+            return await single(rule, ex, _send, args, request_iterator)
         buffer, first = replayable(rule, request_iterator)
-        return await unary(rule, ex, send, first, buffer, True)
+        return await unary(rule, ex, _send, args, first, buffer, True)
 
 
 class AioUnaryStream(_Base, _US):

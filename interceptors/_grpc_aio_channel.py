@@ -26,7 +26,7 @@ from seawall import DeadlineExceeded, Execution, RejectedError
 
 from ._grpc_aio_status import DoneCall, Status
 from ._grpc_aio_streams import StreamStreamCall, UnaryStreamCall
-from ._grpc_aio_unary import AioSend, refused, single, unary
+from ._grpc_aio_unary import refused, single, unary
 from ._grpc_commit import end_failure, refuse
 from ._grpc_replay import NoReplay, replayable
 from ._grpc_routes import Router, Rule, operation_name
@@ -59,15 +59,14 @@ def _cancelled_call() -> DoneCall:
                     asyncio.CancelledError())
 
 
-def _sender(fn: Callable[..., Any], metadata: Any, credentials: Any, wait_for_ready: Any,
-            compression: Any) -> AioSend:
-    """One attempt through the inner multicallable ``fn``."""
-    async def send(request: Any, timeout: float | None, attempt: int) -> Any:
-        return fn(request, timeout=timeout,
-                  metadata=metadata if attempt == 1 else with_attempt(metadata, attempt),
-                  credentials=credentials, wait_for_ready=wait_for_ready,
-                  compression=compression)
-    return send
+async def _send(args: tuple[Any, ...], request: Any, timeout: float | None,
+                attempt: int) -> Any:
+    """One attempt through the inner multicallable; ``args`` is (it, metadata, credentials,
+    wait_for_ready, compression), the caller's arguments."""
+    fn, metadata, credentials, wait_for_ready, compression = args
+    return fn(request, timeout=timeout,
+              metadata=metadata if attempt == 1 else with_attempt(metadata, attempt),
+              credentials=credentials, wait_for_ready=wait_for_ready, compression=compression)
 
 
 class UnaryCall(_UUCall, _SUCall):
@@ -80,25 +79,22 @@ class UnaryCall(_UUCall, _SUCall):
     itself; otherwise, or on a failure, a driver task decides. Loop-bound.
     """
 
-    def __init__(self, rule: Rule, ex: Execution, send: AioSend, request: Any,
-                 writes: bool = False) -> None:
+    # the state every call starts in, as class attributes: a call sets only what differs
+    _writes = False  # call.write()-style: requests go to the attempt itself
+    _current: Any = None  # attempt 1, until a driver takes over
+    _driver: asyncio.Task[Any] | None = None
+    _final: Any = None
+    _awaited = False  # an await is waiting on attempt 1
+    _cancelled = False
+    _callbacks: tuple[Callable[[Any], None], ...] = ()
+
+    def __init__(self, rule: Rule, ex: Execution, args: tuple[Any, ...], request: Any) -> None:
         self._rule = rule
         self._ex = ex
-        self._send = send
+        self._args = args
         self._request = request
-        self._writes = writes  # call.write()-style: requests go to the attempt itself
-        self._current: Any = None  # attempt 1, until a driver takes over
-        self._driver: asyncio.Task[Any] | None = None
-        self._final: Any = None
-        self._awaited = False  # an await is waiting on attempt 1
-        self._cancelled = False
-        self._callbacks: list[Callable[[Any], None]] = []
 
     # -- how the call is answered -------------------------------------------------
-
-    def _first(self, call: Any) -> None:
-        self._current = call
-        call.add_done_callback(self._first_done)
 
     def _first_done(self, call: Any) -> None:
         permits = self._rule.permits
@@ -108,7 +104,8 @@ class UnaryCall(_UUCall, _SUCall):
             self._take_over(call)  # nobody waits on it: decide now
 
     def _take_over(self, first: Any) -> None:
-        self._drive(unary(self._rule, self._ex, self._send, self._request, None, True, first))
+        self._drive(unary(self._rule, self._ex, _send, self._args, self._request, None, True,
+                          first))
 
     def _drive(self, work: Coroutine[Any, Any, Any]) -> None:
         self._driver = asyncio.get_running_loop().create_task(work)
@@ -123,7 +120,7 @@ class UnaryCall(_UUCall, _SUCall):
 
     def _settle(self, final: Any) -> None:
         self._final = final
-        callbacks, self._callbacks = self._callbacks, []
+        callbacks, self._callbacks = self._callbacks, ()
         for callback in callbacks:
             self._notify(final, callback)
 
@@ -172,9 +169,11 @@ class UnaryCall(_UUCall, _SUCall):
             else:
                 self._awaited = False
                 if self._final is None and self._driver is None \
-                        and not self._rule.point.classifier.result_rules:
+                        and not self._rule.result_rules:
                     self._ex.success()
-                    self._settle(call)
+                    self._final = call
+                    if self._callbacks:
+                        self._settle(call)
                     return response
             self._awaited = False
             if self._final is None and self._driver is None:
@@ -220,7 +219,7 @@ class UnaryCall(_UUCall, _SUCall):
     def add_done_callback(self, callback: Callable[[Any], None]) -> None:
         final = self._final
         if final is None:
-            self._callbacks.append(callback)
+            self._callbacks = (*self._callbacks, callback)
         else:
             self._notify(final, callback)
 
@@ -275,14 +274,17 @@ class _UnaryUnary(_Wrapped, _UUCallable):
     def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None,
                  credentials: Any = None, wait_for_ready: bool | None = None,
                  compression: Any = None) -> Any:
+        # the wrapper's hot path: every step is written out here
         rule = self._rule
-        ex = rule.execution(self._operation, timeout)
+        point = rule.point
+        ex = point.execution(self._operation,
+                             deadline=None if timeout is None else point.clock.now() + timeout)
         inner = self._inner
-        call = UnaryCall(rule, ex, _sender(inner, metadata, credentials, wait_for_ready,
-                                           compression), request)
+        args = (inner, metadata, credentials, wait_for_ready, compression)
+        call = UnaryCall(rule, ex, args, request)
         permits = rule.permits
         if permits is not None and not permits.try_acquire():
-            call._drive(unary(rule, ex, call._send, request, None, True))  # wait, or refuse
+            call._drive(unary(rule, ex, _send, args, request, None, True))  # wait, or refuse
             return call
         try:
             attempt_timeout = ex.begin()
@@ -305,7 +307,8 @@ class _UnaryUnary(_Wrapped, _UUCallable):
             ex.failure(c)
             end_failure(ex, c, exc)
             raise
-        call._first(first)
+        call._current = first
+        first.add_done_callback(call._first_done)
         return call
 
 
@@ -317,13 +320,14 @@ class _StreamUnary(_Wrapped, _SUCallable):
                  wait_for_ready: bool | None = None, compression: Any = None) -> Any:
         rule = self._rule
         ex = rule.execution(self._operation, timeout)
-        send = _sender(self._inner, metadata, credentials, wait_for_ready, compression)
-        call = UnaryCall(rule, ex, send, request_iterator, writes=request_iterator is None)
+        args = (self._inner, metadata, credentials, wait_for_ready, compression)
+        call = UnaryCall(rule, ex, args, request_iterator)
         if request_iterator is None or not rule.retries:
-            call._drive(single(rule, ex, send, request_iterator))
+            call._writes = request_iterator is None
+            call._drive(single(rule, ex, _send, args, request_iterator))
         else:
             buffer, first = replayable(rule, request_iterator)
-            call._drive(unary(rule, ex, send, first, buffer, True))
+            call._drive(unary(rule, ex, _send, args, first, buffer, True))
         return call
 
 
@@ -334,9 +338,9 @@ class _UnaryStream(_Wrapped, _USCallable):
                  credentials: Any = None, wait_for_ready: bool | None = None,
                  compression: Any = None) -> Any:
         rule = self._rule
-        send = _sender(self._inner, metadata, credentials, wait_for_ready, compression)
-        stream = UnaryStreamCall(rule, rule.execution(self._operation, timeout), send, request,
-                                 None)
+        args = (self._inner, metadata, credentials, wait_for_ready, compression)
+        stream = UnaryStreamCall(rule, rule.execution(self._operation, timeout), _send, args,
+                                 request, None)
         stream.start_soon()
         return stream
 
@@ -348,13 +352,13 @@ class _StreamStream(_Wrapped, _SSCallable):
                  metadata: Any = None, credentials: Any = None,
                  wait_for_ready: bool | None = None, compression: Any = None) -> Any:
         rule = self._rule
-        send = _sender(self._inner, metadata, credentials, wait_for_ready, compression)
+        args = (self._inner, metadata, credentials, wait_for_ready, compression)
         if request_iterator is None:  # call.write()-style: failures before a reply are final
             buffer, first = NoReplay(), None
         else:
             buffer, first = replayable(rule, request_iterator)
-        stream = StreamStreamCall(rule, rule.execution(self._operation, timeout), send, first,
-                                  buffer)
+        stream = StreamStreamCall(rule, rule.execution(self._operation, timeout), _send, args,
+                                  first, buffer)
         stream.start_soon()
         return stream
 

@@ -50,11 +50,12 @@ _CANCELLED_STATUS = Status(grpc.StatusCode.CANCELLED, grpc.aio.Metadata(), grpc.
 class StreamCall:
     """Delegates to the current attempt; retries until the first message is delivered."""
 
-    def __init__(self, rule: Rule, ex: Execution, send: AioSend, request: Any,
+    def __init__(self, rule: Rule, ex: Execution, send: AioSend, args: Any, request: Any,
                  buffer: Any) -> None:
         self._rule = rule
         self._ex = ex
         self._send = send
+        self._args = args
         self._request = request
         self._buffer = buffer
         self._pending: asyncio.Task[Any] | None = None  # the wrapper's launch of attempt 1
@@ -110,7 +111,7 @@ class StreamCall:
         permits = self._rule.permits
         wire, limit = stream_limits(ex, timeout)
         try:
-            call = await self._send(self._request, wire, ex.attempts)
+            call = await self._send(self._args, self._request, wire, ex.attempts)
         except BaseException:
             if permits is not None:
                 permits.release()

@@ -3,7 +3,8 @@
 Both aio mountings run these coroutines: the interceptors inside grpc.aio's
 interceptor task, the channel wrapper inside the caller's own ``await``
 (or a task of its own when nobody awaits). An attempt is ``await
-send(request, timeout, attempt)``, which returns the started call. The
+send(args, request, timeout, attempt)``, which returns the started call
+(``args``: the mounting's per-call data, as in ``_grpc_sync_unary.Send``). The
 loop returns the call-like object that answers the caller: the last
 attempt's call, or a :class:`DoneCall` (a fallback's value, the server's
 real status, a refusal, a final failure carrying a note of the attempts).
@@ -37,8 +38,8 @@ from ._grpc_routes import Rule
 
 _OK = grpc.StatusCode.OK
 
-AioSend = Callable[[Any, "float | None", int], Awaitable[Any]]
-"""``await send(request, timeout, attempt)``: start one attempt, returning its grpc.aio call."""
+AioSend = Callable[[Any, Any, "float | None", int], Awaitable[Any]]
+"""``await send(args, request, timeout, attempt)``: start one attempt, returning its call."""
 
 
 async def admit(rule: Rule, ex: Execution) -> float | None:
@@ -56,8 +57,8 @@ async def admit(rule: Rule, ex: Execution) -> float | None:
     return timeout
 
 
-async def unary(rule: Rule, ex: Execution, send: AioSend, request: Any, buffer: Any,
-                wrap: bool, first: Any = None) -> Any:
+async def unary(rule: Rule, ex: Execution, send: AioSend, args: Any, request: Any,
+                buffer: Any, wrap: bool, first: Any = None) -> Any:
     """The retry loop of a unary-response call; returns what answers the caller.
 
     ``wrap``: a fallback's value comes back as a :class:`DoneCall` (else as
@@ -83,7 +84,7 @@ async def unary(rule: Rule, ex: Execution, send: AioSend, request: Any, buffer: 
         replaced = False
         try:
             if owned:
-                call = await send(request, timeout, ex.attempts)
+                call = await send(args, request, timeout, ex.attempts)
             if buffer is None:
                 code = await call.code()
             else:
@@ -107,7 +108,7 @@ async def unary(rule: Rule, ex: Execution, send: AioSend, request: Any, buffer: 
             call = DoneCall(await call if code is _OK else None, status)
         if code is _OK:
             point = rule.point
-            if point.classifier.result_rules:
+            if rule.result_rules:
                 response = await call
                 rc = point.classify_result(response)
                 if rc is not None:
@@ -170,7 +171,7 @@ async def _failed(ex: Execution, c: Classification, outcome: tuple[Any, Any], *,
     return call
 
 
-async def single(rule: Rule, ex: Execution, send: AioSend, request: Any) -> Any:
+async def single(rule: Rule, ex: Execution, send: AioSend, args: Any, request: Any) -> Any:
     """One attempt, accounted when it ends; returns its call at once (``call.write()``-style
     request streams cannot be replayed, and the caller writes to the attempt itself)."""
     try:
@@ -179,7 +180,7 @@ async def single(rule: Rule, ex: Execution, send: AioSend, request: Any) -> Any:
         return await refused(ex, refusal, True)
     permits = rule.permits
     try:
-        call = await send(request, timeout, 1)
+        call = await send(args, request, timeout, 1)
     except BaseException:
         if permits is not None:
             permits.release()

@@ -56,8 +56,8 @@ _PATTERN = re.compile(r"\*|/[^/*]+/\*|/[^/*]+/[^/*]+")
 class Rule:
     """A resolved route: the point, its flags, and the status table to use. Immutable."""
 
-    __slots__ = ("attempts", "buffer", "idempotent", "max_wait", "permits", "point", "retries",
-                 "table")
+    __slots__ = ("attempts", "buffer", "idempotent", "max_wait", "permits", "point",
+                 "result_rules", "retries", "table")
 
     def __init__(self, route: Route) -> None:
         point = route.point
@@ -70,6 +70,8 @@ class Rule:
         self.attempts = point.retry.attempts if point.retry is not None else 1
         # whether a second attempt can ever happen: streams skip buffering otherwise
         self.retries = self.attempts > 1
+        # whether a successful response must be shown to the point's result rules
+        self.result_rules = bool(point.classifier.result_rules)
 
     def execution(self, operation: str, timeout: float | None) -> Execution:
         """The bookkeeping of one call of ``operation`` whose caller gave ``timeout`` seconds."""

@@ -20,7 +20,7 @@ from ._grpc_routes import Router, Rule, operation_name
 from ._grpc_status import with_attempt
 from ._grpc_sync_future import RetryingFuture
 from ._grpc_sync_streams import ResponseStream
-from ._grpc_sync_unary import OUTCOME, Send, blocking
+from ._grpc_sync_unary import OUTCOME, blocking
 
 if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc itself does not
     _UnaryUnary = grpc.UnaryUnaryClientInterceptor[Any, Any]
@@ -43,18 +43,19 @@ class _Details(
     """Call details rebuilt for one attempt (the one helper every shape uses)."""
 
 
-def _sender(continuation: Any, d: grpc.ClientCallDetails) -> Send:
-    """One attempt through ``continuation``: the caller's details, rebuilt when they change."""
-    def send(request: Any, timeout: float | None, attempt: int) -> Any:
-        if attempt == 1 and timeout == d.timeout:
-            return continuation(d, request)
-        return continuation(_Details(
-            d.method, timeout,
-            d.metadata if attempt == 1 else with_attempt(d.metadata, attempt),
-            getattr(d, "credentials", None), getattr(d, "wait_for_ready", None),
-            getattr(d, "compression", None),
-        ), request)
-    return send
+def _send(args: tuple[Any, grpc.ClientCallDetails], request: Any, timeout: float | None,
+          attempt: int) -> Any:
+    """One attempt through the continuation: the caller's details, rebuilt when they change."""
+    continuation, d = args
+    if attempt == 1 and timeout == d.timeout:
+        return continuation(d, request)
+    return continuation(_Details(
+        d.method, timeout,
+        d.metadata if attempt == 1 else with_attempt(d.metadata, attempt),
+        getattr(d, "credentials", None), getattr(d, "wait_for_ready", None),
+        getattr(d, "compression", None),
+    ), request)
+
 
 
 _FUTURE_PATH: dict[types.CodeType, bool] = {}
@@ -82,16 +83,15 @@ def _is_future_path(continuation: Any) -> bool:
 def _unary_response(rule: Rule, continuation: Any, details: Any, request: Any,
                     buffer: Any) -> Any:
     ex = rule.execution(operation_name(details.method), details.timeout)
-    send = _sender(continuation, details)
     if _is_future_path(continuation):
-        return RetryingFuture(rule, ex, send, request, buffer).start()
-    return blocking(rule, ex, send, request, buffer, OUTCOME)
+        return RetryingFuture(rule, ex, _send, (continuation, details), request, buffer).start()
+    return blocking(rule, ex, _send, (continuation, details), request, buffer, OUTCOME)
 
 
 def _stream_response(rule: Rule, continuation: Any, details: Any, request: Any,
                      buffer: Any) -> Any:
     ex = rule.execution(operation_name(details.method), details.timeout)
-    return ResponseStream(rule, ex, _sender(continuation, details), request, buffer).start()
+    return ResponseStream(rule, ex, _send, (continuation, details), request, buffer).start()
 
 
 class ClientInterceptor(_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream):

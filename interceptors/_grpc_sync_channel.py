@@ -22,7 +22,7 @@ from ._grpc_routes import Router, Rule, operation_name
 from ._grpc_status import with_attempt
 from ._grpc_sync_future import RetryingFuture
 from ._grpc_sync_streams import ResponseStream
-from ._grpc_sync_unary import PAIR, VALUE, Send, Shape, blocking
+from ._grpc_sync_unary import PAIR, VALUE, Shape, blocking
 
 if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc itself does not
     _UUCallable = grpc.UnaryUnaryMultiCallable[Any, Any]
@@ -36,26 +36,25 @@ else:
     _SSCallable = grpc.StreamStreamMultiCallable
 
 
-def _sender(fn: Callable[..., Any], metadata: Any, credentials: Any, wait_for_ready: Any,
-            compression: Any) -> Send:
-    """One attempt through the inner multicallable ``fn`` (``__call__`` or ``future``)."""
-    def send(request: Any, timeout: float | None, attempt: int) -> Any:
+# ``args`` of an attempt here: (the inner multicallable's method, metadata, credentials,
+# wait_for_ready, compression), the caller's arguments
+
+def _send(args: tuple[Any, ...], request: Any, timeout: float | None, attempt: int) -> Any:
+    """One attempt through the inner multicallable (``__call__`` or ``future``)."""
+    fn, metadata, credentials, wait_for_ready, compression = args
+    return fn(request, timeout, metadata if attempt == 1 else with_attempt(metadata, attempt),
+              credentials, wait_for_ready, compression)
+
+
+def _send_blocking(args: tuple[Any, ...], request: Any, timeout: float | None,
+                   attempt: int) -> Any:
+    """Like :func:`_send` for a blocking call: a failed attempt comes back as its error."""
+    fn, metadata, credentials, wait_for_ready, compression = args
+    try:
         return fn(request, timeout, metadata if attempt == 1 else with_attempt(metadata, attempt),
                   credentials, wait_for_ready, compression)
-    return send
-
-
-def _blocking_sender(fn: Callable[..., Any], metadata: Any, credentials: Any,
-                     wait_for_ready: Any, compression: Any) -> Send:
-    """Like :func:`_sender` for a blocking ``fn``: a failed attempt comes back as its error."""
-    def send(request: Any, timeout: float | None, attempt: int) -> Any:
-        try:
-            return fn(request, timeout,
-                      metadata if attempt == 1 else with_attempt(metadata, attempt),
-                      credentials, wait_for_ready, compression)
-        except grpc.RpcError as err:
-            return err
-    return send
+    except grpc.RpcError as err:
+        return err
 
 
 def _finish(out: Any) -> Any:
@@ -78,25 +77,25 @@ class _Wrapped:
                   streaming: bool) -> Any:
         rule = self._rule
         buffer, request = replayable(rule, request) if streaming else (None, request)
-        send = _blocking_sender(fn, metadata, credentials, wait_for_ready, compression)
-        return _finish(blocking(rule, rule.execution(self._operation, timeout), send, request,
-                                buffer, shape))
+        return _finish(blocking(rule, rule.execution(self._operation, timeout), _send_blocking,
+                                (fn, metadata, credentials, wait_for_ready, compression),
+                                request, buffer, shape))
 
     def _future(self, request: Any, timeout: Any, metadata: Any, credentials: Any,
                 wait_for_ready: Any, compression: Any, streaming: bool) -> Any:
         rule = self._rule
         buffer, request = replayable(rule, request) if streaming else (None, request)
-        send = _sender(self._inner.future, metadata, credentials, wait_for_ready, compression)
-        return RetryingFuture(rule, rule.execution(self._operation, timeout), send, request,
-                              buffer).start()
+        args = (self._inner.future, metadata, credentials, wait_for_ready, compression)
+        return RetryingFuture(rule, rule.execution(self._operation, timeout), _send, args,
+                              request, buffer).start()
 
     def _stream(self, request: Any, timeout: Any, metadata: Any, credentials: Any,
                 wait_for_ready: Any, compression: Any, streaming: bool) -> Any:
         rule = self._rule
         buffer, request = replayable(rule, request) if streaming else (None, request)
-        send = _sender(self._inner, metadata, credentials, wait_for_ready, compression)
-        return ResponseStream(rule, rule.execution(self._operation, timeout), send, request,
-                              buffer).start()
+        args = (self._inner, metadata, credentials, wait_for_ready, compression)
+        return ResponseStream(rule, rule.execution(self._operation, timeout), _send, args,
+                              request, buffer).start()
 
 
 class _UnaryUnary(_Wrapped, _UUCallable):
@@ -105,11 +104,17 @@ class _UnaryUnary(_Wrapped, _UUCallable):
     def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None,
                  credentials: Any = None, wait_for_ready: bool | None = None,
                  compression: Any = None) -> Any:
-        # the hot path of the whole wrapper: one call, no helper frames in between
+        # the wrapper's hot path: the helpers of the other shapes are written out here
         rule = self._rule
-        send = _blocking_sender(self._inner, metadata, credentials, wait_for_ready, compression)
-        return _finish(blocking(rule, rule.execution(self._operation, timeout), send, request,
-                                None, VALUE))
+        point = rule.point
+        ex = point.execution(self._operation,
+                             deadline=None if timeout is None else point.clock.now() + timeout)
+        out = blocking(rule, ex, _send_blocking,
+                       (self._inner, metadata, credentials, wait_for_ready, compression),
+                       request, None, VALUE)
+        if isinstance(out, grpc.RpcError):
+            raise out
+        return out
 
     def with_call(self, request: Any, timeout: float | None = None, metadata: Any = None,
                   credentials: Any = None, wait_for_ready: bool | None = None,

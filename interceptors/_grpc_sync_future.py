@@ -53,11 +53,12 @@ class RetryingFuture(grpc.Call, _Future):
     attempt in flight (or the pending retry) and counts a cancellation.
     """
 
-    def __init__(self, rule: Rule, ex: Execution, send: Send, request: Any,
+    def __init__(self, rule: Rule, ex: Execution, send: Send, args: Any, request: Any,
                  buffer: ReplayBuffer | None) -> None:
         self._rule = rule
         self._ex = ex
         self._send_attempt = send
+        self._args = args
         self._request = request
         self._buffer = buffer
         self._cond = threading.Condition()
@@ -112,7 +113,7 @@ class RetryingFuture(grpc.Call, _Future):
         ex = self._ex
         permits = self._rule.permits
         try:
-            fut = self._send_attempt(self._request, timeout, ex.attempts)
+            fut = self._send_attempt(self._args, self._request, timeout, ex.attempts)
         except Exception as exc:
             if permits is not None:
                 permits.release()

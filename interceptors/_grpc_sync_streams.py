@@ -109,11 +109,12 @@ class ResponseStream(grpc.Call, _Future):
     ``trailing_metadata()`` wait for the call to settle, retrying the same way.
     """
 
-    def __init__(self, rule: Rule, ex: Execution, send: Send, request: Any,
+    def __init__(self, rule: Rule, ex: Execution, send: Send, args: Any, request: Any,
                  buffer: ReplayBuffer | None) -> None:
         self._rule = rule
         self._ex = ex
         self._send = send
+        self._args = args
         self._request = request
         self._buffer = buffer
         self._observe = threading.Lock()   # one observer decides a failure at a time
@@ -148,7 +149,7 @@ class ResponseStream(grpc.Call, _Future):
             return refusal
         wire, limit = stream_limits(ex, timeout)
         try:
-            fut = self._send(self._request, wire, ex.attempts)
+            fut = self._send(self._args, self._request, wire, ex.attempts)
         except BaseException:
             if permits is not None:
                 permits.release()

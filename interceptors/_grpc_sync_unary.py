@@ -2,8 +2,9 @@
 
 One loop serves both mountings and both request shapes (a message, or a
 replayable request stream). What differs is how one attempt is sent and
-what it hands back, so the loop takes a ``send(request, timeout, attempt)``
-and a :class:`Shape`: behind ``grpc.intercept_channel`` an attempt returns
+what it hands back, so the loop takes a ``send(args, request, timeout,
+attempt)`` (``args``: what the mounting keeps of this call) and a
+:class:`Shape`: behind ``grpc.intercept_channel`` an attempt returns
 gRPC's outcome object; through the channel wrapper it returns the response
 (``__call__``) or ``(response, call)`` (``with_call``). A failed attempt is
 always its ``grpc.RpcError``, returned rather than raised. The loop retries
@@ -38,9 +39,12 @@ else:
 _OK = grpc.StatusCode.OK
 _CANCELLED = grpc.StatusCode.CANCELLED
 
-Send = Callable[[Any, "float | None", int], Any]
-"""``send(request, timeout, attempt)``: one attempt (``timeout`` in seconds, ``None``:
-unbounded; ``attempt`` 1-based), returning what the host hands back for it."""
+Send = Callable[[Any, Any, "float | None", int], Any]
+"""``send(args, request, timeout, attempt)``: one attempt (``timeout`` in seconds, ``None``:
+unbounded; ``attempt`` 1-based), returning what the host hands back for it. ``args`` is
+the mounting's own per-call data (gRPC's continuation and call details, or the inner
+multicallable and the caller's arguments), handed through untouched: a tuple built per
+call costs a fraction of a closure, on the path every call takes."""
 
 
 class Done(Finished, grpc.Call, _Future):
@@ -145,7 +149,7 @@ def classify_outcome(rule: Rule, out: Any, shape: Shape = OUTCOME,
     return point.classify_exception(err), err
 
 
-def blocking(rule: Rule, ex: Execution, send: Send, request: Any,
+def blocking(rule: Rule, ex: Execution, send: Send, args: Any, request: Any,
              buffer: ReplayBuffer | None, shape: Shape) -> Any:
     """Run a blocking unary-response call to its end, retrying in this thread.
 
@@ -160,7 +164,8 @@ def blocking(rule: Rule, ex: Execution, send: Send, request: Any,
     while True:
         try:
             timeout = ex.begin()
-            if permits is not None and not permits.acquire(rule.max_wait):
+            if permits is not None and not permits.try_acquire() \
+                    and not permits.acquire(rule.max_wait):
                 raise ex.bulkhead_rejected()
         except (RejectedError, DeadlineExceeded) as refusal:
             if last is not None:
@@ -169,7 +174,7 @@ def blocking(rule: Rule, ex: Execution, send: Send, request: Any,
             fb, err = refuse(ex, refusal)
             return err if fb is None else shape.answer(resolve_fallback(fb, refusal))
         try:
-            out = send(request, timeout, ex.attempts)
+            out = send(args, request, timeout, ex.attempts)
         except Exception as exc:  # sending raised (an inner interceptor, a bad request): final
             final = rule.point.classify_exception(exc).with_retry(False)
             ex.failure(final)
@@ -183,7 +188,7 @@ def blocking(rule: Rule, ex: Execution, send: Send, request: Any,
                 permits.release()
         # telling success by type spares code(), which takes the call's lock while gRPC's
         # thread may hold it
-        if not isinstance(out, grpc.RpcError) and not rule.point.classifier.result_rules:
+        if not isinstance(out, grpc.RpcError) and not rule.result_rules:
             ex.success()
             return out
         c, err = classify_outcome(rule, out, shape)
