@@ -69,22 +69,26 @@ async def _send(args: tuple[Any, ...], request: Any, timeout: float | None,
               credentials=credentials, wait_for_ready=wait_for_ready, compression=compression)
 
 
+_RUNNING, _AWAITED, _DRIVEN, _SETTLED = range(4)
+
+
 class UnaryCall(_UUCall, _SUCall):
     """What the wrapper returns for a unary-response call: one call over every attempt.
 
-    It answers from attempt 1 while that runs (started by the multicallable),
-    else from a driver task running the shared retry loop, and from
-    ``_final`` (the call-like that answers) once that is known. Whoever first
-    sees attempt 1 end takes over: the caller's ``await`` settles a success
-    itself; otherwise, or on a failure, a driver task decides. Loop-bound.
+    Its state: ``_RUNNING``, attempt 1 (started by the multicallable) is in
+    flight and nobody waits on it; ``_AWAITED``, an ``await`` waits on it and
+    settles a success itself; ``_DRIVEN``, a driver task runs the shared retry
+    loop (after a failure, when nobody waited, for a bulkhead wait, a client
+    stream); ``_SETTLED``, ``_final`` (the call-like that answers) is known.
+    Whoever first sees attempt 1 end moves it on. Loop-bound.
     """
 
     # the state every call starts in, as class attributes: a call sets only what differs
+    _state = _RUNNING
     _writes = False  # call.write()-style: requests go to the attempt itself
-    _current: Any = None  # attempt 1, until a driver takes over
+    _current: Any = None  # attempt 1
     _driver: asyncio.Task[Any] | None = None
     _final: Any = None
-    _awaited = False  # an await is waiting on attempt 1
     _cancelled = False
     _callbacks: tuple[Callable[[Any], None], ...] = ()
 
@@ -100,7 +104,7 @@ class UnaryCall(_UUCall, _SUCall):
         permits = self._rule.permits
         if permits is not None:
             permits.release()
-        if not self._awaited and self._driver is None and self._final is None:
+        if self._state is _RUNNING:
             self._take_over(call)  # nobody waits on it: decide now
 
     def _take_over(self, first: Any) -> None:
@@ -108,6 +112,7 @@ class UnaryCall(_UUCall, _SUCall):
                           first))
 
     def _drive(self, work: Coroutine[Any, Any, Any]) -> None:
+        self._state = _DRIVEN
         self._driver = asyncio.get_running_loop().create_task(work)
         self._driver.add_done_callback(self._driven)
 
@@ -119,6 +124,7 @@ class UnaryCall(_UUCall, _SUCall):
         self._settle(task.result() if exc is None else DoneCall(None, None, exc))
 
     def _settle(self, final: Any) -> None:
+        self._state = _SETTLED
         self._final = final
         callbacks, self._callbacks = self._callbacks, ()
         for callback in callbacks:
@@ -133,12 +139,12 @@ class UnaryCall(_UUCall, _SUCall):
     async def _outcome(self) -> Any:
         """The call-like that answers (waits for the call to settle; a reader's own
         cancellation leaves the call running)."""
-        if self._final is None and self._driver is None:
+        if self._state is _RUNNING or self._state is _AWAITED:
             call = self._current
             await call.code()  # attempt 1's end (never raises for an RPC failure)
-            if self._final is None and self._driver is None:
-                self._take_over(call)
-        if self._final is not None:
+            if self._state is _RUNNING or self._state is _AWAITED:
+                self._take_over(call)  # an await still to resume finds the driver
+        if self._state is _SETTLED:
             return self._final
         driver = self._driver
         assert driver is not None
@@ -150,51 +156,47 @@ class UnaryCall(_UUCall, _SUCall):
             return _cancelled_call()
 
     def __await__(self) -> Any:
-        call = self._current
-        if call is not None and self._final is None and self._driver is None \
-                and not self._awaited:
+        if self._state is _RUNNING:
             # the common case, settled here without a task: the caller awaits attempt 1
-            self._awaited = True
+            self._state = _AWAITED
+            call = self._current
             try:
                 response = yield from call.__await__()
             except _AioRpcError:
-                pass  # retried, or the final failure: the retry loop decides
+                if self._state is _AWAITED:
+                    self._take_over(call)  # retried, or the final failure: the loop decides
             except asyncio.CancelledError:
-                self._awaited = False
-                if self._final is None and self._driver is None:  # the caller was cancelled
+                if self._state is _AWAITED:  # the caller was cancelled, so is the attempt
                     self._cancelled = True
                     self._ex.cancelled()
                     self._settle(call)
                 raise
             else:
-                self._awaited = False
-                if self._final is None and self._driver is None \
-                        and not self._rule.result_rules:
-                    self._ex.success()
-                    self._final = call
-                    if self._callbacks:
+                if self._state is _AWAITED:
+                    if not self._rule.result_rules:
+                        self._ex.success()
                         self._settle(call)
-                    return response
-            self._awaited = False
-            if self._final is None and self._driver is None:
-                self._take_over(call)
-        final = self._final
-        if final is None:
+                        return response
+                    self._take_over(call)
+        if self._state is _SETTLED:
+            final = self._final
+        elif self._state is _DRIVEN:  # cancelling this await cancels the call, as in grpc.aio
             driver = self._driver
-            if driver is not None:  # cancelling this await cancels the call, as in grpc.aio
-                final = yield from driver.__await__()
-            else:  # another await is settling attempt 1
-                final = yield from self._outcome().__await__()
+            assert driver is not None
+            final = yield from driver.__await__()
+        else:  # another await is settling attempt 1
+            final = yield from self._outcome().__await__()
         return (yield from final.__await__())
 
     # -- grpc.aio.Call ----------------------------------------------------------------
 
     def cancel(self) -> bool:
-        final = self._final
-        if final is not None:
-            return bool(final.cancel())
-        driver = self._driver
-        if driver is not None:
+        state = self._state
+        if state is _SETTLED:
+            return bool(self._final.cancel())
+        if state is _DRIVEN:
+            driver = self._driver
+            assert driver is not None
             if driver.done():
                 return False
             self._cancelled = True
@@ -213,15 +215,13 @@ class UnaryCall(_UUCall, _SUCall):
         return self._cancelled or (final is not None and bool(final.cancelled()))
 
     def done(self) -> bool:
-        final = self._final
-        return final is not None and bool(final.done())
+        return self._state is _SETTLED and bool(self._final.done())
 
     def add_done_callback(self, callback: Callable[[Any], None]) -> None:
-        final = self._final
-        if final is None:
-            self._callbacks = (*self._callbacks, callback)
+        if self._state is _SETTLED:
+            self._notify(self._final, callback)
         else:
-            self._notify(final, callback)
+            self._callbacks = (*self._callbacks, callback)
 
     def time_remaining(self) -> float | None:
         return self._ex.remaining()
@@ -297,9 +297,13 @@ class _UnaryUnary(_Wrapped, _UUCallable):
                 call._drive(refused(ex, refusal, True))
             return call
         try:
-            first = inner(request, timeout=attempt_timeout, metadata=metadata,
-                          credentials=credentials, wait_for_ready=wait_for_ready,
-                          compression=compression)
+            if metadata is None and credentials is None and wait_for_ready is None \
+                    and compression is None:  # 2.8k instructions fewer than passing them all
+                first = inner(request, timeout=attempt_timeout)
+            else:
+                first = inner(request, timeout=attempt_timeout, metadata=metadata,
+                              credentials=credentials, wait_for_ready=wait_for_ready,
+                              compression=compression)
         except Exception as exc:  # a bad request, a closed channel: raised here, as grpc.aio does
             if permits is not None:
                 permits.release()
