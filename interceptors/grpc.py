@@ -54,7 +54,8 @@ shells ``_grpc_sync_unary``, ``_grpc_sync_future``, ``_grpc_sync_streams``
 (waiting helpers in ``_grpc_sync_wait``) and the aio shells
 ``_grpc_aio_status``, ``_grpc_aio_unary``, ``_grpc_aio_streams``; the
 mountings ``_grpc_sync`` / ``_grpc_aio`` (interceptors) and
-``_grpc_sync_channel`` / ``_grpc_aio_channel`` (channel wrappers). Sync
+``_grpc_sync_channel`` / ``_grpc_aio_channel`` (channel wrappers; the aio wrapper's
+unary call in ``_grpc_aio_call``). Sync
 and aio are written apart, not generated one from the other: gRPC gives
 them different shapes (a blocking call, a future and an iterator in sync;
 an awaitable call object in aio), so only the rules are shared.
