@@ -5,31 +5,25 @@ starts attempt 1 at once, in the caller's ``stub.M(req)``, and settles a
 success in the caller's own ``await``; a task is made only when needed (a
 failed attempt: the shared retry loop of ``_grpc_aio_unary`` runs in it;
 nobody waiting when attempt 1 ends; a bulkhead wait; a client stream).
+aio only: the sync wrapper needs no call object of its own (a blocking
+call returns the response; ``.future()`` is ``_grpc_sync_future``'s).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import grpc.aio
-from grpc.aio import _base_call
 
 from seawall import Execution
 
-from ._grpc_aio_status import DoneCall, Status
+from ._grpc_aio_status import DoneCall, Status, SUCall, UUCall
 from ._grpc_aio_unary import unary
 from ._grpc_routes import Rule
 from ._grpc_status import with_attempt
-
-if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc itself does not
-    _UUCall = _base_call.UnaryUnaryCall[Any, Any]
-    _SUCall = _base_call.StreamUnaryCall[Any, Any]
-else:
-    _UUCall = _base_call.UnaryUnaryCall
-    _SUCall = _base_call.StreamUnaryCall
 
 _AioRpcError = grpc.aio.AioRpcError
 _API_STYLE_ERROR = "The iterator and read/write APIs may not be mixed on a single RPC."
@@ -56,7 +50,7 @@ async def send(args: tuple[Any, ...], request: Any, timeout: float | None,
 _RUNNING, _AWAITED, _DRIVEN, _SETTLED = range(4)
 
 
-class UnaryCall(_UUCall, _SUCall):
+class UnaryCall(UUCall, SUCall):
     """What the wrapper returns for a unary-response call: one call over every attempt.
 
     Its state: ``_RUNNING``, attempt 1 (started by the multicallable) is in

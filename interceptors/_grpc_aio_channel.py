@@ -6,7 +6,8 @@ the inner channel's own multicallables, built once per stub method
 responses come back as :class:`._grpc_aio_call.UnaryCall` (attempt 1
 started at once, no task per call); response streams as the shared
 stream calls, launched in a task. Every rule is the interceptors' own: the
-same coroutines decide, so both mountings behave alike.
+same coroutines decide, so both mountings behave alike. The routing of stub
+methods is shared with the sync wrapper (``_grpc_routes.RoutedChannel``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ._grpc_aio_streams import StreamStreamCall, UnaryStreamCall
 from ._grpc_aio_unary import refused, single, unary
 from ._grpc_commit import end_failure, refuse
 from ._grpc_replay import NoReplay, replayable
-from ._grpc_routes import Router, Rule, operation_name
+from ._grpc_routes import RoutedChannel, Router, Wrapped
 
 if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc itself does not
     _UUCallable = grpc.aio.UnaryUnaryMultiCallable[Any, Any]
@@ -38,16 +39,7 @@ else:
     _SSCallable = grpc.aio.StreamStreamMultiCallable
 
 
-class _Wrapped:
-    __slots__ = ("_inner", "_operation", "_rule")
-
-    def __init__(self, rule: Rule, inner: Any, method: str) -> None:
-        self._rule = rule
-        self._inner = inner
-        self._operation = operation_name(method)
-
-
-class _UnaryUnary(_Wrapped, _UUCallable):
+class _UnaryUnary(Wrapped, _UUCallable):
     __slots__ = ()
 
     def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None,
@@ -95,7 +87,7 @@ class _UnaryUnary(_Wrapped, _UUCallable):
         return call
 
 
-class _StreamUnary(_Wrapped, _SUCallable):
+class _StreamUnary(Wrapped, _SUCallable):
     __slots__ = ()
 
     def __call__(self, request_iterator: Any = None, timeout: float | None = None,
@@ -114,7 +106,7 @@ class _StreamUnary(_Wrapped, _SUCallable):
         return call
 
 
-class _UnaryStream(_Wrapped, _USCallable):
+class _UnaryStream(Wrapped, _USCallable):
     __slots__ = ()
 
     def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None,
@@ -128,7 +120,7 @@ class _UnaryStream(_Wrapped, _USCallable):
         return stream
 
 
-class _StreamStream(_Wrapped, _SSCallable):
+class _StreamStream(Wrapped, _SSCallable):
     __slots__ = ()
 
     def __call__(self, request_iterator: Any = None, timeout: float | None = None,
@@ -146,13 +138,7 @@ class _StreamStream(_Wrapped, _SSCallable):
         return stream
 
 
-def _registered(flag: bool | None) -> dict[str, Any]:
-    # generated stubs (grpcio >= 1.63) pass _registered_method=True; a channel that predates
-    # it takes no such argument, so it is forwarded only when set
-    return {"_registered_method": flag} if flag else {}
-
-
-class AioResilientChannel(grpc.aio.Channel):
+class AioResilientChannel(RoutedChannel, grpc.aio.Channel):
     """A ``grpc.aio.Channel`` that applies a routed seawall policy to every call (see
     :func:`seawall.interceptors.grpc.aio_resilient_channel`).
 
@@ -161,9 +147,13 @@ class AioResilientChannel(grpc.aio.Channel):
     channel. Bound to the wrapped channel's event loop.
     """
 
+    _unary_unary = _UnaryUnary
+    _unary_stream = _UnaryStream
+    _stream_unary = _StreamUnary
+    _stream_stream = _StreamStream
+
     def __init__(self, channel: grpc.aio.Channel, router: Router) -> None:
-        self._channel = channel
-        self._lookup = router.lookup
+        super().__init__(channel, router)
 
     async def __aenter__(self) -> AioResilientChannel:
         return self
@@ -175,42 +165,11 @@ class AioResilientChannel(grpc.aio.Channel):
         await self._channel.close(grace)
 
     def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
-        return self._channel.get_state(try_to_connect)
+        state: grpc.ChannelConnectivity = self._channel.get_state(try_to_connect)
+        return state
 
     async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
         await self._channel.wait_for_state_change(last_observed_state)
 
     async def channel_ready(self) -> None:
         await self._channel.channel_ready()
-
-    def unary_unary(self, method: str, request_serializer: Any = None,
-                    response_deserializer: Any = None,
-                    _registered_method: bool | None = False) -> Any:
-        inner = self._channel.unary_unary(method, request_serializer, response_deserializer,
-                                          **_registered(_registered_method))
-        rule = self._lookup(method)
-        return inner if rule is None else _UnaryUnary(rule, inner, method)
-
-    def unary_stream(self, method: str, request_serializer: Any = None,
-                     response_deserializer: Any = None,
-                     _registered_method: bool | None = False) -> Any:
-        inner = self._channel.unary_stream(method, request_serializer, response_deserializer,
-                                           **_registered(_registered_method))
-        rule = self._lookup(method)
-        return inner if rule is None else _UnaryStream(rule, inner, method)
-
-    def stream_unary(self, method: str, request_serializer: Any = None,
-                     response_deserializer: Any = None,
-                     _registered_method: bool | None = False) -> Any:
-        inner = self._channel.stream_unary(method, request_serializer, response_deserializer,
-                                           **_registered(_registered_method))
-        rule = self._lookup(method)
-        return inner if rule is None else _StreamUnary(rule, inner, method)
-
-    def stream_stream(self, method: str, request_serializer: Any = None,
-                      response_deserializer: Any = None,
-                      _registered_method: bool | None = False) -> Any:
-        inner = self._channel.stream_stream(method, request_serializer, response_deserializer,
-                                            **_registered(_registered_method))
-        rule = self._lookup(method)
-        return inner if rule is None else _StreamStream(rule, inner, method)

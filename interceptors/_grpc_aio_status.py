@@ -32,11 +32,15 @@ _AioRpcError = grpc.aio.AioRpcError
 _EOF: Any = getattr(grpc.aio, "EOF")  # noqa: B009 (missing from grpc-stubs)
 
 if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc itself does not
-    _UUCall = _base_call.UnaryUnaryCall[Any, Any]
-    _SUCall = _base_call.StreamUnaryCall[Any, Any]
+    UUCall = _base_call.UnaryUnaryCall[Any, Any]
+    SUCall = _base_call.StreamUnaryCall[Any, Any]
+    USCall = _base_call.UnaryStreamCall[Any, Any]
+    SSCall = _base_call.StreamStreamCall[Any, Any]
 else:
-    _UUCall = _base_call.UnaryUnaryCall
-    _SUCall = _base_call.StreamUnaryCall
+    UUCall = _base_call.UnaryUnaryCall
+    SUCall = _base_call.StreamUnaryCall
+    USCall = _base_call.UnaryStreamCall
+    SSCall = _base_call.StreamStreamCall
 
 
 class Status(NamedTuple):
@@ -160,7 +164,7 @@ async def value_of(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-class DoneCall(_UUCall, _SUCall):
+class DoneCall(UUCall, SUCall):
     """A finished call: a fallback's value, an attempt answered with its real ``status``, or a
     failure (``failing``: a refusal, a final error carrying a note of the attempts).
 

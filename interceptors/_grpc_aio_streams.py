@@ -9,6 +9,10 @@ deadline is the call's own). Both aio mountings use it: behind the
 interceptors the first attempt is launched before the call is handed to
 grpc.aio; the channel wrapper launches it in a task and every reader waits
 for that launch first.
+
+Sync and aio: the twin of ``_grpc_sync_streams``, written apart (see
+there why); the shared decisions are ``_grpc_commit.stream_retry`` and
+``stream_limits``.
 """
 
 from __future__ import annotations
@@ -16,19 +20,28 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import grpc.aio
-from grpc.aio import _base_call
 
 from seawall import DeadlineExceeded, Execution, RejectedError
 
-from ._grpc_aio_status import DoneCall, Status, classify, once, read_status, settle, status_now
+from ._grpc_aio_status import (
+    DoneCall,
+    SSCall,
+    Status,
+    USCall,
+    classify,
+    once,
+    read_status,
+    settle,
+    status_now,
+)
 from ._grpc_aio_unary import AioSend, admit
-from ._grpc_commit import end_failure, stream_limits
+from ._grpc_commit import end_failure, stream_limits, stream_retry
 from ._grpc_refusals import as_rpc_error
-from ._grpc_replay import close_draw, replay_view
+from ._grpc_replay import close_draw
 from ._grpc_routes import Rule
 
 _OK = grpc.StatusCode.OK
@@ -36,12 +49,6 @@ _DEADLINE_EXCEEDED = grpc.StatusCode.DEADLINE_EXCEEDED
 _AioRpcError = grpc.aio.AioRpcError
 _EOF: Any = getattr(grpc.aio, "EOF")  # noqa: B009 (missing from grpc-stubs)
 
-if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc itself does not
-    _USCall = _base_call.UnaryStreamCall[Any, Any]
-    _SSCall = _base_call.StreamStreamCall[Any, Any]
-else:
-    _USCall = _base_call.UnaryStreamCall
-    _SSCall = _base_call.StreamStreamCall
 
 _CANCELLED_STATUS = Status(grpc.StatusCode.CANCELLED, grpc.aio.Metadata(), grpc.aio.Metadata(),
                            "Locally cancelled by application!", "")
@@ -191,13 +198,9 @@ class StreamCall:
                 self._close(success=True)
                 return False
             c, _err = classify(self._rule, status)
-            if self._delivered:
-                c = c.with_retry(False)
-            else:
-                c, view = replay_view(self._rule, ex, c, self._buffer)
-                if view is not None:
-                    self._request = view
-            delay = ex.failure(c)
+            delay, view = stream_retry(self._rule, ex, c, self._delivered, self._buffer)
+            if view is not None:
+                self._request = view
             if delay is None:
                 if self._close():
                     end_failure(ex, c, None)
@@ -348,9 +351,9 @@ def _cancel_requested() -> bool:
     return bool(cancelling()) if cancelling is not None else False
 
 
-class UnaryStreamCall(StreamCall, _USCall):
+class UnaryStreamCall(StreamCall, USCall):
     """A server-streaming call over every attempt."""
 
 
-class StreamStreamCall(StreamCall, _SSCall):
+class StreamStreamCall(StreamCall, SSCall):
     """A bidi-streaming call over every attempt."""

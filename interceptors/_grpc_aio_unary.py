@@ -9,6 +9,10 @@ loop returns the call-like object that answers the caller: the last
 attempt's call, or a :class:`DoneCall` (a fallback's value, the server's
 real status, a refusal, a final failure carrying a note of the attempts).
 Cancelling the waiting task cancels the attempt in flight on the wire too.
+
+Sync and aio: the twin of ``_grpc_sync_unary`` (blocking calls) and
+``_grpc_sync_future``, written apart for the shapes gRPC gives each; the
+shared rules are in ``_grpc_commit``, ``_grpc_replay`` and ``_grpc_status``.
 """
 
 from __future__ import annotations

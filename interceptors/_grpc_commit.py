@@ -24,6 +24,8 @@ from seawall._classify import Category
 from seawall._point import _add_note
 
 from ._grpc_refusals import as_rpc_error
+from ._grpc_replay import replay_view
+from ._grpc_routes import Rule
 
 add_note = _add_note
 """``exc.add_note(note)``, kept where Python 3.11 would put it on 3.10 as well."""
@@ -62,6 +64,20 @@ def end_failure(ex: Execution, c: Classification, error: BaseException | None) -
     if fb is None and error is not None and (ex.attempts > 1 or ex.stop_reason):
         add_note(error, ex.describe(c))
     return fb
+
+
+def stream_retry(rule: Rule, ex: Execution, c: Classification, delivered: bool,
+                 buffer: Any) -> tuple[float | None, Any]:
+    """Account for a failed response-stream attempt: ``(delay before the retry, or None when
+    the failure is final; the request view the retry sends, or None to send the same)``.
+
+    Once a message was delivered to the caller the call is committed: a
+    retry would repeat or skip messages, so the failure is final.
+    """
+    if delivered:
+        return ex.failure(c.with_retry(False)), None
+    c, view = replay_view(rule, ex, c, buffer)
+    return ex.failure(c), view
 
 
 def stream_limits(ex: Execution, timeout: float | None) -> tuple[float | None, float | None]:

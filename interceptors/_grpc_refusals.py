@@ -26,10 +26,10 @@ from seawall import (
 
 from ._grpc_status import REJECTED_TRAILER
 
-if TYPE_CHECKING:
-    _Future = grpc.Future[Any]
+if TYPE_CHECKING:  # grpc-stubs makes it generic; grpc itself does not
+    Future = grpc.Future[Any]
 else:
-    _Future = grpc.Future
+    Future = grpc.Future
 
 
 class Finished:
@@ -90,17 +90,22 @@ class _Refusal:
         return f"{type(self).__name__}({self._status.name}, {self._message!r})"
 
 
-class _SyncRefusal(Finished, _Refusal, grpc.RpcError, grpc.Call, _Future):
-    """A finished, failed sync call: ``except grpc.RpcError``, ``code()``, a done ``Future``
-    whose ``result()`` raises it, and a response iterator whose first ``next()`` raises it."""
+class FailedCall(Finished, grpc.RpcError, grpc.Call, Future):
+    """A finished, failed sync call that is its own error: ``except grpc.RpcError``, a done
+    ``Future`` whose ``result()`` raises it, a response iterator whose first ``next()``
+    raises it. Subclasses say ``code()`` and ``details()``."""
 
-    def initial_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNKNOWN
+
+    def details(self) -> str:
+        return ""
+
+    def initial_metadata(self) -> Any:
         return ()
 
-    # grpc-stubs types this differently on grpc.Call and grpc.RpcError (grpc's own
-    # _InactiveRpcError has the same clash); we follow grpc.Call, as gRPC does at runtime
-    def trailing_metadata(self) -> tuple[tuple[str, str | bytes], ...]:  # type: ignore[override]
-        return ((REJECTED_TRAILER, self._reason),)
+    def trailing_metadata(self) -> Any:
+        return ()
 
     def result(self, timeout: float | None = None) -> Any:
         raise self
@@ -116,6 +121,15 @@ class _SyncRefusal(Finished, _Refusal, grpc.RpcError, grpc.Call, _Future):
 
     def __next__(self) -> Any:
         raise self
+
+
+class _SyncRefusal(_Refusal, FailedCall):
+    """A refused sync call: a :class:`FailedCall` whose trailing metadata says why."""
+
+    # grpc-stubs types this differently on grpc.Call and grpc.RpcError (grpc's own
+    # _InactiveRpcError has the same clash); we follow grpc.Call, as gRPC does at runtime
+    def trailing_metadata(self) -> tuple[tuple[str, str | bytes], ...]:  # type: ignore[override]
+        return ((REJECTED_TRAILER, self._reason),)
 
 
 class _AioRefusal(_Refusal, grpc.aio.AioRpcError):

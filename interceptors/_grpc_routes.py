@@ -144,3 +144,73 @@ class Router:
 def operation_name(method: str | bytes) -> str:
     """The event ``operation`` for a method: its full name, ``/pkg.Service/Method``."""
     return method.decode("utf-8", "replace") if isinstance(method, bytes) else method
+
+
+# ---------------------------------------------------------------------------
+# the channel wrappers' routing, sync and aio alike
+
+
+class Wrapped:
+    """A stub method's multicallable in a channel wrapper: the method's rule, the wrapped
+    channel's own multicallable, and the event operation. Built once per stub method."""
+
+    __slots__ = ("_inner", "_operation", "_rule")
+
+    def __init__(self, rule: Rule, inner: Any, method: str) -> None:
+        self._rule = rule
+        self._inner = inner
+        self._operation = operation_name(method)
+
+
+class RoutedChannel:
+    """What both channel wrappers share: each multicallable the stubs ask for is the wrapped
+    channel's own, wrapped in the shape's class when its method has a route.
+
+    Subclasses name their four classes (``_unary_unary`` ... ``_stream_stream``)
+    and add the host channel's own methods.
+    """
+
+    _unary_unary: type[Wrapped]
+    _unary_stream: type[Wrapped]
+    _stream_unary: type[Wrapped]
+    _stream_stream: type[Wrapped]
+
+    def __init__(self, channel: Any, router: Router) -> None:
+        self._channel = channel
+        self._lookup = router.lookup
+
+    def _wrap(self, make: Any, shape: type[Wrapped], method: str, request_serializer: Any,
+              response_deserializer: Any, registered: bool | None) -> Any:
+        # generated stubs (grpcio >= 1.63) pass _registered_method=True; a channel that
+        # predates it takes no such argument, so it is forwarded only when set
+        if registered:
+            inner = make(method, request_serializer, response_deserializer,
+                         _registered_method=registered)
+        else:
+            inner = make(method, request_serializer, response_deserializer)
+        rule = self._lookup(method)
+        return inner if rule is None else shape(rule, inner, method)
+
+    def unary_unary(self, method: str, request_serializer: Any = None,
+                    response_deserializer: Any = None,
+                    _registered_method: bool | None = False) -> Any:
+        return self._wrap(self._channel.unary_unary, self._unary_unary, method,
+                          request_serializer, response_deserializer, _registered_method)
+
+    def unary_stream(self, method: str, request_serializer: Any = None,
+                     response_deserializer: Any = None,
+                     _registered_method: bool | None = False) -> Any:
+        return self._wrap(self._channel.unary_stream, self._unary_stream, method,
+                          request_serializer, response_deserializer, _registered_method)
+
+    def stream_unary(self, method: str, request_serializer: Any = None,
+                     response_deserializer: Any = None,
+                     _registered_method: bool | None = False) -> Any:
+        return self._wrap(self._channel.stream_unary, self._stream_unary, method,
+                          request_serializer, response_deserializer, _registered_method)
+
+    def stream_stream(self, method: str, request_serializer: Any = None,
+                      response_deserializer: Any = None,
+                      _registered_method: bool | None = False) -> Any:
+        return self._wrap(self._channel.stream_stream, self._stream_stream, method,
+                          request_serializer, response_deserializer, _registered_method)

@@ -4,7 +4,9 @@ The interceptor only adapts gRPC's continuation contract to the shared
 shells (blocking unary, ``.future()``, response streams): each attempt is
 ``continuation(details, request)`` with the call details rebuilt by one
 helper. The channel wrapper (``_grpc_sync_channel``) drives the same shells
-without gRPC's interceptor machinery.
+without gRPC's interceptor machinery. Its aio twin, ``_grpc_aio``, is
+written apart: grpc.aio's interceptor classes, continuation and call
+details have other shapes.
 """
 
 from __future__ import annotations

@@ -7,7 +7,10 @@ lookup per call; methods without a route get the inner multicallable
 itself). The shells are the interceptor's (blocking unary, ``.future()``,
 response streams), so both mountings behave alike; only the host's shape
 differs: here an attempt is the inner multicallable's ``__call__``,
-``with_call`` or ``future``.
+``with_call`` or ``future``. The routing of stub methods is shared with
+the aio wrapper (``_grpc_routes.RoutedChannel``); the rest is written apart
+from ``_grpc_aio_channel``: the two channel classes and their
+multicallables have different shapes.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from ._grpc_replay import replayable
-from ._grpc_routes import Router, Rule, operation_name
+from ._grpc_routes import RoutedChannel, Router, Wrapped
 from ._grpc_status import with_attempt
 from ._grpc_sync_future import RetryingFuture
 from ._grpc_sync_streams import ResponseStream
@@ -64,13 +67,10 @@ def _finish(out: Any) -> Any:
     return out
 
 
-class _Wrapped:
-    __slots__ = ("_inner", "_operation", "_rule")
+class _Shapes(Wrapped):
+    """The sync shells driven through the inner multicallable, one helper per shell."""
 
-    def __init__(self, rule: Rule, inner: Any, method: str) -> None:
-        self._rule = rule
-        self._inner = inner
-        self._operation = operation_name(method)
+    __slots__ = ()
 
     def _blocking(self, fn: Callable[..., Any], shape: Shape, request: Any, timeout: Any,
                   metadata: Any, credentials: Any, wait_for_ready: Any, compression: Any,
@@ -98,7 +98,7 @@ class _Wrapped:
                               request, buffer).start()
 
 
-class _UnaryUnary(_Wrapped, _UUCallable):
+class _UnaryUnary(_Shapes, _UUCallable):
     __slots__ = ()
 
     def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None,
@@ -129,7 +129,7 @@ class _UnaryUnary(_Wrapped, _UUCallable):
                             compression, False)
 
 
-class _UnaryStream(_Wrapped, _USCallable):
+class _UnaryStream(_Shapes, _USCallable):
     __slots__ = ()
 
     def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None,
@@ -139,7 +139,7 @@ class _UnaryStream(_Wrapped, _USCallable):
                             compression, False)
 
 
-class _StreamUnary(_Wrapped, _SUCallable):
+class _StreamUnary(_Shapes, _SUCallable):
     __slots__ = ()
 
     def __call__(self, request_iterator: Any, timeout: float | None = None,
@@ -161,7 +161,7 @@ class _StreamUnary(_Wrapped, _SUCallable):
                             compression, True)
 
 
-class _StreamStream(_Wrapped, _SSCallable):
+class _StreamStream(_Shapes, _SSCallable):
     __slots__ = ()
 
     def __call__(self, request_iterator: Any, timeout: float | None = None,
@@ -171,13 +171,7 @@ class _StreamStream(_Wrapped, _SSCallable):
                             compression, True)
 
 
-def _registered(flag: bool | None) -> dict[str, Any]:
-    # generated stubs (grpcio >= 1.63) pass _registered_method=True; a channel that predates
-    # it takes no such argument, so it is forwarded only when set
-    return {"_registered_method": flag} if flag else {}
-
-
-class ResilientChannel(grpc.Channel):
+class ResilientChannel(RoutedChannel, grpc.Channel):
     """A ``grpc.Channel`` that applies a routed seawall policy to every call (see
     :func:`seawall.interceptors.grpc.resilient_channel`).
 
@@ -185,9 +179,13 @@ class ResilientChannel(grpc.Channel):
     manager act on the wrapped channel. Thread-safe, like the channel it wraps.
     """
 
+    _unary_unary = _UnaryUnary
+    _unary_stream = _UnaryStream
+    _stream_unary = _StreamUnary
+    _stream_stream = _StreamStream
+
     def __init__(self, channel: grpc.Channel, router: Router) -> None:
-        self._channel = channel
-        self._lookup = router.lookup
+        super().__init__(channel, router)
 
     def subscribe(self, callback: Callable[[grpc.ChannelConnectivity], None],
                   try_to_connect: bool = False) -> None:
@@ -195,38 +193,6 @@ class ResilientChannel(grpc.Channel):
 
     def unsubscribe(self, callback: Callable[[grpc.ChannelConnectivity], None]) -> None:
         self._channel.unsubscribe(callback)
-
-    def unary_unary(self, method: str, request_serializer: Any = None,
-                    response_deserializer: Any = None,
-                    _registered_method: bool | None = False) -> Any:
-        inner = self._channel.unary_unary(method, request_serializer, response_deserializer,
-                                          **_registered(_registered_method))
-        rule = self._lookup(method)
-        return inner if rule is None else _UnaryUnary(rule, inner, method)
-
-    def unary_stream(self, method: str, request_serializer: Any = None,
-                     response_deserializer: Any = None,
-                     _registered_method: bool | None = False) -> Any:
-        inner = self._channel.unary_stream(method, request_serializer, response_deserializer,
-                                           **_registered(_registered_method))
-        rule = self._lookup(method)
-        return inner if rule is None else _UnaryStream(rule, inner, method)
-
-    def stream_unary(self, method: str, request_serializer: Any = None,
-                     response_deserializer: Any = None,
-                     _registered_method: bool | None = False) -> Any:
-        inner = self._channel.stream_unary(method, request_serializer, response_deserializer,
-                                           **_registered(_registered_method))
-        rule = self._lookup(method)
-        return inner if rule is None else _StreamUnary(rule, inner, method)
-
-    def stream_stream(self, method: str, request_serializer: Any = None,
-                      response_deserializer: Any = None,
-                      _registered_method: bool | None = False) -> Any:
-        inner = self._channel.stream_stream(method, request_serializer, response_deserializer,
-                                            **_registered(_registered_method))
-        rule = self._lookup(method)
-        return inner if rule is None else _StreamStream(rule, inner, method)
 
     def close(self) -> None:
         self._channel.close()

@@ -5,6 +5,9 @@ wait for a bulkhead permit) run on short-lived threads. Both mountings use
 it: ``send`` starts one attempt as gRPC's own ``.future()`` and returns
 that future (behind ``grpc.intercept_channel`` the continuation does; the
 channel wrapper calls the inner channel's multicallable).
+
+Sync only: grpc.aio has no future separate from its call object (the aio
+unary shell, ``_grpc_aio_unary``, is awaited instead).
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ import math
 import threading
 import types
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
 from seawall import Classification, DeadlineExceeded, Execution, RejectedError
 
 from ._grpc_commit import end_failure, refuse, resolve_fallback
+from ._grpc_refusals import Future
 from ._grpc_replay import ReplayBuffer, replay_view
 from ._grpc_routes import Rule
 from ._grpc_sync_unary import (
@@ -34,18 +38,13 @@ from ._grpc_sync_unary import (
 )
 from ._grpc_sync_wait import sleep
 
-if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc itself does not
-    _Future = grpc.Future[Any]
-else:
-    _Future = grpc.Future
-
 _CANCELLED = grpc.StatusCode.CANCELLED
 _log = logging.getLogger("seawall")
 
 _IDLE, _RUNNING, _DECIDING, _WAITING, _SETTLED = range(5)
 
 
-class RetryingFuture(grpc.Call, _Future):
+class RetryingFuture(grpc.Call, Future):
     """What ``.future()`` returns: one future over every attempt of the call.
 
     Never blocks the caller: attempts are started from gRPC's done-callbacks

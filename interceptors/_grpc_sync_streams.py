@@ -7,6 +7,13 @@ that first phase: the shared timer thread ends an attempt that delivered
 nothing in time, and the wire deadline is the call's own. Both mountings
 use it; ``send`` starts one attempt and returns gRPC's response iterator
 (the continuation's, or the inner channel's multicallable's).
+
+Sync and aio: its twin is ``_grpc_aio_streams``, written apart, not
+generated: sync gRPC hands back an iterator that is also a ``grpc.Call``
+and a ``grpc.Future`` and is drained from threads (locks, a timer thread),
+grpc.aio an async call object on one loop (a loop timer, an asyncio lock).
+The decisions they share are ``_grpc_commit.stream_retry`` and
+``stream_limits``.
 """
 
 from __future__ import annotations
@@ -16,23 +23,18 @@ import threading
 import types
 import weakref
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
 from seawall import DeadlineExceeded, Execution, RejectedError
 
-from ._grpc_commit import add_note, end_failure, stream_limits
-from ._grpc_refusals import Finished, as_rpc_error
-from ._grpc_replay import ReplayBuffer, replay_view
+from ._grpc_commit import add_note, end_failure, stream_limits, stream_retry
+from ._grpc_refusals import FailedCall, Future, as_rpc_error
+from ._grpc_replay import ReplayBuffer
 from ._grpc_routes import Rule
 from ._grpc_sync_unary import Send, classify_outcome
 from ._grpc_sync_wait import TIMERS, Timer, sleep
-
-if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc itself does not
-    _Future = grpc.Future[Any]
-else:
-    _Future = grpc.Future
 
 _OK = grpc.StatusCode.OK
 _DEADLINE_EXCEEDED = grpc.StatusCode.DEADLINE_EXCEEDED
@@ -44,7 +46,7 @@ def _expire_first(owner: weakref.ref[ResponseStream], call: Any) -> None:
         stream._expire(call)
 
 
-class FirstMessageTimeout(Finished, grpc.RpcError, grpc.Call, _Future):
+class FirstMessageTimeout(FailedCall):
     """A response-streaming attempt that sent no message within ``Timeout.attempt``.
 
     seawall ended the attempt (gRPC's deadline on the wire is the call's
@@ -71,24 +73,6 @@ class FirstMessageTimeout(Finished, grpc.RpcError, grpc.Call, _Future):
     def initial_metadata(self) -> Any:
         return self._initial
 
-    def trailing_metadata(self) -> Any:
-        return ()
-
-    def result(self, timeout: float | None = None) -> Any:
-        raise self
-
-    def exception(self, timeout: float | None = None) -> Exception | None:
-        return self
-
-    def traceback(self, timeout: float | None = None) -> Any:
-        return self.__traceback__
-
-    def __iter__(self) -> Iterator[Any]:
-        return self
-
-    def __next__(self) -> Any:
-        raise self
-
 
 def _release_when_done(permits: Any, fut: Any, owner: weakref.ref[ResponseStream]) -> None:
     def done(f: Any) -> None:
@@ -100,7 +84,7 @@ def _release_when_done(permits: Any, fut: Any, owner: weakref.ref[ResponseStream
     fut.add_done_callback(done)
 
 
-class ResponseStream(grpc.Call, _Future):
+class ResponseStream(grpc.Call, Future):
     """What a server-streaming or bidi call returns: an iterator over every attempt.
 
     A failure before the first message reached the caller is retried (and,
@@ -210,13 +194,9 @@ class ResponseStream(grpc.Call, _Future):
             if c is None:  # finished OK after all (a result rule did not object)
                 self._close(success=True)
                 return False
-            if self._delivered:
-                c = c.with_retry(False)
-            else:
-                c, view = replay_view(self._rule, ex, c, self._buffer)
-                if view is not None:
-                    self._request = view
-            delay = ex.failure(c)
+            delay, view = stream_retry(self._rule, ex, c, self._delivered, self._buffer)
+            if view is not None:
+                self._request = view
             if delay is None:
                 if self._close():
                     end_failure(ex, c, err)

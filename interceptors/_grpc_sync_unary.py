@@ -13,28 +13,29 @@ in the caller's thread; the waits between attempts are the point's clock's.
 Also here: the finished-call objects every sync shell answers with (a
 fallback's value, a cancellation, an attempt that raised) and how a
 finished attempt is classified.
+
+Sync and aio: its twin is ``_grpc_aio_unary``, written apart rather than
+generated, because gRPC gives the two different shapes (here a blocking
+call or an outcome object, there an awaitable call object whose status is
+read asynchronously); what they share, the commit and ending rules, is in
+``_grpc_commit``, ``_grpc_replay`` and ``_grpc_status``.
 """
 
 from __future__ import annotations
 
 import types
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import grpc
 
 from seawall import Classification, DeadlineExceeded, Execution, RejectedError, ResultFailure
 
 from ._grpc_commit import end_failure, refuse, resolve_fallback
-from ._grpc_refusals import Finished
+from ._grpc_refusals import Finished, Future
 from ._grpc_replay import ReplayBuffer, replay_view
 from ._grpc_routes import Rule
 from ._grpc_status import classify_status
-
-if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc itself does not
-    _Future = grpc.Future[Any]
-else:
-    _Future = grpc.Future
 
 _OK = grpc.StatusCode.OK
 _CANCELLED = grpc.StatusCode.CANCELLED
@@ -47,7 +48,7 @@ multicallable and the caller's arguments), handed through untouched: a tuple bui
 call costs a fraction of a closure, on the path every call takes."""
 
 
-class Done(Finished, grpc.Call, _Future):
+class Done(Finished, grpc.Call, Future):
     """A finished, successful call carrying a value (a fallback's answer)."""
 
     def __init__(self, value: Any) -> None:
