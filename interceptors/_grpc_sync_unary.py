@@ -45,7 +45,8 @@ Send = Callable[[Any, Any, "float | None", int], Any]
 unbounded; ``attempt`` 1-based), returning what the host hands back for it. ``args`` is
 the mounting's own per-call data (gRPC's continuation and call details, or the inner
 multicallable and the caller's arguments), handed through untouched: a tuple built per
-call costs a fraction of a closure, on the path every call takes."""
+call, where a closure per call cost ~2.4k more CPU instructions (callgrind, bench/grpc.py
+--instructions measures the whole call)."""
 
 
 class Done(Finished, grpc.Call, Future):
