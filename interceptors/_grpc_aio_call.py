@@ -82,7 +82,7 @@ class UnaryCall(UUCall, SUCall):
         permits = self._rule.permits
         if permits is not None:
             permits.release()
-        if self._state is _RUNNING:
+        if self._state == _RUNNING:
             self._take_over(call)  # nobody waits on it: decide now
 
     def _take_over(self, first: Any) -> None:
@@ -117,12 +117,12 @@ class UnaryCall(UUCall, SUCall):
     async def _outcome(self) -> Any:
         """The call-like that answers (waits for the call to settle; a reader's own
         cancellation leaves the call running)."""
-        if self._state is _RUNNING or self._state is _AWAITED:
+        if self._state == _RUNNING or self._state == _AWAITED:
             call = self._current
             await call.code()  # attempt 1's end (never raises for an RPC failure)
-            if self._state is _RUNNING or self._state is _AWAITED:
+            if self._state == _RUNNING or self._state == _AWAITED:
                 self._take_over(call)  # an await still to resume finds the driver
-        if self._state is _SETTLED:
+        if self._state == _SETTLED:
             return self._final
         driver = self._driver
         assert driver is not None
@@ -134,31 +134,31 @@ class UnaryCall(UUCall, SUCall):
             return _cancelled_call()
 
     def __await__(self) -> Any:
-        if self._state is _RUNNING:
+        if self._state == _RUNNING:
             # the common case, settled here without a task: the caller awaits attempt 1
             self._state = _AWAITED
             call = self._current
             try:
                 response = yield from call.__await__()
             except _AioRpcError:
-                if self._state is _AWAITED:
+                if self._state == _AWAITED:
                     self._take_over(call)  # retried, or the final failure: the loop decides
             except asyncio.CancelledError:
-                if self._state is _AWAITED:  # the caller was cancelled, so is the attempt
+                if self._state == _AWAITED:  # the caller was cancelled, so is the attempt
                     self._cancelled = True
                     self._ex.cancelled()
                     self._settle(call)
                 raise
             else:
-                if self._state is _AWAITED:
+                if self._state == _AWAITED:
                     if not self._rule.result_rules:
                         self._ex.success()
                         self._settle(call)
                         return response
                     self._take_over(call)
-        if self._state is _SETTLED:
+        if self._state == _SETTLED:
             final = self._final
-        elif self._state is _DRIVEN:  # cancelling this await cancels the call, as in grpc.aio
+        elif self._state == _DRIVEN:  # cancelling this await cancels the call, as in grpc.aio
             driver = self._driver
             assert driver is not None
             final = yield from driver.__await__()
@@ -170,9 +170,9 @@ class UnaryCall(UUCall, SUCall):
 
     def cancel(self) -> bool:
         state = self._state
-        if state is _SETTLED:
+        if state == _SETTLED:
             return bool(self._final.cancel())
-        if state is _DRIVEN:
+        if state == _DRIVEN:
             driver = self._driver
             assert driver is not None
             if driver.done():
@@ -193,10 +193,10 @@ class UnaryCall(UUCall, SUCall):
         return self._cancelled or (final is not None and bool(final.cancelled()))
 
     def done(self) -> bool:
-        return self._state is _SETTLED and bool(self._final.done())
+        return self._state == _SETTLED and bool(self._final.done())
 
     def add_done_callback(self, callback: Callable[[Any], None]) -> None:
-        if self._state is _SETTLED:
+        if self._state == _SETTLED:
             self._notify(self._final, callback)
         else:
             self._callbacks = (*self._callbacks, callback)
