@@ -1,10 +1,12 @@
-"""Call a grpc.aio service through seawall's aio client interceptors.
+"""Call a grpc.aio service through seawall's aio channel wrapper.
 
 A ``shop.Pricing`` service on 127.0.0.1 (grpc.aio server, raw bytes, no
 generated code) stalls for two seconds on the first try of every fourth
 request. The attempt timeout (0.2 s) cuts the stalled try and the retry
 answers; a caller that cancels its own call is not counted as a failure;
 and while the service is down the fallback answers from a cache.
+(``sw_grpc.aio_client_interceptors`` passed as the channel's
+``interceptors=`` applies the same policy, at grpc.aio's interceptor cost.)
 
 Run: python examples/grpc_aio.py
 """
@@ -49,10 +51,9 @@ async def main() -> None:
         "GetPrice": grpc.unary_unary_rpc_method_handler(get_price)}),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    interceptors = sw_grpc.aio_client_interceptors(pricing, idempotent=True)
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}",
-                                             interceptors=interceptors) as channel:
+        async with sw_grpc.aio_resilient_channel(grpc.aio.insecure_channel(f"127.0.0.1:{port}"),
+                                                 pricing, idempotent=True) as channel:
             get = channel.unary_unary("/shop.Pricing/GetPrice")
             loop = asyncio.get_running_loop()
             t0 = loop.time()

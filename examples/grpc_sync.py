@@ -1,11 +1,12 @@
-"""Call a gRPC service through seawall's client interceptors (sync channel).
+"""Call a gRPC service through seawall's channel wrapper (sync channel).
 
 A small ``shop.Inventory`` service on 127.0.0.1 (no generated code: raw
 bytes through grpc's generic handlers) fails ``GetStock`` twice before it
 answers, asks for a 200 ms pause on ``Reserve`` with
 ``grpc-retry-pushback-ms``, and has a ``Report`` method that is down. The
-channel is intercepted once; a routing table marks ``GetStock`` as safe to
-re-run.
+channel is wrapped once (``sw_grpc.client_interceptors`` with
+``grpc.intercept_channel`` applies the same policy, at gRPC's interceptor
+cost); a routing table marks ``GetStock`` as safe to re-run.
 
 Run: python examples/grpc_sync.py
 """
@@ -70,8 +71,7 @@ def main() -> None:
         "/shop.Inventory/GetStock": sw_grpc.Route(inventory, idempotent=True),  # a read: safe to re-run
         "/shop.Inventory/*": inventory,
     }
-    channel = grpc.intercept_channel(grpc.insecure_channel(target),
-                                     *sw_grpc.client_interceptors(routes))
+    channel = sw_grpc.resilient_channel(grpc.insecure_channel(target), routes)
     try:
         def method(name: str) -> grpc.UnaryUnaryMultiCallable:
             return channel.unary_unary(f"/shop.Inventory/{name}")

@@ -1,4 +1,4 @@
-"""seawall for gRPC: client interceptors for sync channels and grpc.aio, all four call shapes.
+"""seawall for gRPC: sync channels and grpc.aio, all four call shapes, two ways to mount.
 
 ::
 
@@ -7,15 +7,23 @@
     from seawall.interceptors import grpc as sw_grpc
 
     payments = seawall.IntegrationPoint("payments", retry=seawall.Retry(attempts=3))
+
+    # the channel wrappers: the policy around the channel's own calls (the cheap way)
+    channel = sw_grpc.resilient_channel(grpc.insecure_channel(target), payments)
+    achannel = sw_grpc.aio_resilient_channel(grpc.aio.insecure_channel(target), payments)
+
+    # or gRPC's interceptor machinery, e.g. to sit in a chain with other interceptors
     channel = grpc.intercept_channel(grpc.insecure_channel(target),
                                      *sw_grpc.client_interceptors(payments))
     achannel = grpc.aio.insecure_channel(target,
                                          interceptors=sw_grpc.aio_client_interceptors(payments))
 
-``target`` is one point (or :class:`Route`) for every method, or a routing
-table from method patterns (``"/pkg.Service/Method"``, ``"/pkg.Service/*"``,
-``"*"``; the most specific wins) to points or routes. Methods that match no
-pattern pass through untouched.
+Both mountings apply the same rules (they run the same shells; the tests
+run every case over both). ``target`` is one point (or :class:`Route`)
+for every method, or a routing table from method patterns
+(``"/pkg.Service/Method"``, ``"/pkg.Service/*"``, ``"*"``; the most
+specific wins) to points or routes. Methods that match no pattern pass
+through untouched.
 
 What each call gets: the caller's ``timeout=`` is the total budget, each
 attempt of a unary-response call gets ``min(Timeout.attempt, remaining)``
@@ -37,6 +45,20 @@ while it fits the route's ``request_buffer`` (messages kept for replay),
 otherwise its first failure is final; request iterators may block as long
 as they like, a failed attempt is decided without waiting for them.
 Fallbacks answer unary-response calls only.
+
+The modules behind this one, one concept each: ``_grpc_status`` (the
+status table), ``_grpc_routes`` (routing), ``_grpc_refusals`` (refusals
+that are gRPC errors), ``_grpc_replay`` (request-stream replay),
+``_grpc_commit`` (when a call may still be retried, how it ends); the sync
+shells ``_grpc_sync_unary``, ``_grpc_sync_future``, ``_grpc_sync_streams``
+(waiting helpers in ``_grpc_sync_wait``) and the aio shells
+``_grpc_aio_status``, ``_grpc_aio_unary``, ``_grpc_aio_streams``; the
+mountings ``_grpc_sync`` / ``_grpc_aio`` (interceptors) and
+``_grpc_sync_channel`` / ``_grpc_aio_channel`` (channel wrappers; the aio wrapper's
+unary call in ``_grpc_aio_call``). Sync
+and aio are written apart, not generated one from the other: gRPC gives
+them different shapes (a blocking call, a future and an iterator in sync;
+an awaitable call object in aio), so only the rules are shared.
 """
 
 from __future__ import annotations
@@ -44,28 +66,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Union, cast
 
+import grpc
 import grpc.aio
 
 from seawall import IntegrationPoint
 
 from ._grpc_aio import AioStreamStream, AioStreamUnary, AioUnaryStream, AioUnaryUnary
-from ._grpc_common import (
-    ATTEMPT_HEADER,
-    DEFAULT_REQUEST_BUFFER,
-    PUSHBACK_TRAILER,
-    REJECTED_TRAILER,
-    STATUS_TABLE,
+from ._grpc_aio_channel import AioResilientChannel
+from ._grpc_refusals import (
     AioBulkheadFullRpcError,
     AioCircuitOpenRpcError,
     AioDeadlineExceededRpcError,
     BulkheadFullRpcError,
     CircuitOpenRpcError,
     DeadlineExceededRpcError,
-    Route,
-    Router,
+)
+from ._grpc_routes import DEFAULT_REQUEST_BUFFER, Route, Router
+from ._grpc_status import (
+    ATTEMPT_HEADER,
+    PUSHBACK_TRAILER,
+    REJECTED_TRAILER,
+    STATUS_TABLE,
     classify_status,
 )
 from ._grpc_sync import ClientInterceptor
+from ._grpc_sync_channel import ResilientChannel
 
 Target = Union[IntegrationPoint, Route, Mapping[str, Union[IntegrationPoint, Route]]]  # noqa: UP007 (a runtime alias on 3.10)
 """One point or route for every method, or a table of method patterns to points or routes."""
@@ -78,7 +103,7 @@ def client_interceptors(target: Target, *, idempotent: bool = False,
     ``idempotent`` and ``request_buffer`` are the defaults for bare points
     (a :class:`Route` carries its own). One list may be used for any number
     of channels; it is thread-safe, and the state it touches lives in the
-    points.
+    points. :func:`resilient_channel` applies the same policy for less.
     """
     return [ClientInterceptor(Router(target, idempotent=idempotent,
                                      request_buffer=request_buffer))]
@@ -103,6 +128,36 @@ def aio_client_interceptors(target: Target, *, idempotent: bool = False,
     return cast("list[grpc.aio.ClientInterceptor]", interceptors)
 
 
+def resilient_channel(channel: grpc.Channel, target: Target, *, idempotent: bool = False,
+                      request_buffer: int = DEFAULT_REQUEST_BUFFER) -> grpc.Channel:
+    """``channel`` with ``target``'s policy on every call, without gRPC's interceptor machinery.
+
+    A ``grpc.Channel`` to build stubs on: each stub method's multicallable
+    runs the policy directly around ``channel``'s own, with every behaviour
+    of :func:`client_interceptors` (the same options) at about the plain
+    channel's cost. ``channel`` may be any ``grpc.Channel``, an intercepted
+    one included; ``close()``, ``subscribe``/``unsubscribe`` and the context
+    manager act on it. Thread-safe.
+    """
+    return ResilientChannel(channel, Router(target, idempotent=idempotent,
+                                            request_buffer=request_buffer))
+
+
+def aio_resilient_channel(channel: grpc.aio.Channel, target: Target, *,
+                          idempotent: bool = False,
+                          request_buffer: int = DEFAULT_REQUEST_BUFFER) -> grpc.aio.Channel:
+    """The grpc.aio twin of :func:`resilient_channel`: a ``grpc.aio.Channel`` around ``channel``.
+
+    Every behaviour of :func:`aio_client_interceptors` (the same options),
+    without grpc.aio's interceptor task per call: a unary-unary call starts
+    at once and a success is settled in the caller's ``await``. ``close()``,
+    ``async with``, ``get_state``, ``wait_for_state_change`` and
+    ``channel_ready`` act on ``channel``. Use it on ``channel``'s event loop.
+    """
+    return AioResilientChannel(channel, Router(target, idempotent=idempotent,
+                                               request_buffer=request_buffer))
+
+
 __all__ = [
     "ATTEMPT_HEADER",
     "AioBulkheadFullRpcError",
@@ -118,6 +173,8 @@ __all__ = [
     "STATUS_TABLE",
     "Target",
     "aio_client_interceptors",
+    "aio_resilient_channel",
     "classify_status",
     "client_interceptors",
+    "resilient_channel",
 ]

@@ -1,4 +1,5 @@
-"""grpc.aio interceptors against a real grpc.aio.server on 127.0.0.1 with injected faults."""
+"""grpc.aio, both mountings (interceptors, channel wrapper), against a real grpc.aio.server on
+127.0.0.1 with injected faults."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import seawall
 from seawall.interceptors import grpc as sw_grpc
 from seawall.testing import FakeClock
+from tests.grpc_support.mounts import aio_channel
 from tests.grpc_support.servers import Backend, free_port, pb2, pb2_grpc
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
@@ -34,13 +36,13 @@ def point(name: str = "echo", *, attempts: int = 3, clock: Any = None,
 
 
 @pytest.fixture
-async def connect() -> AsyncIterator[Any]:
-    """connect(target, point_or_table, **options) -> a stub over an intercepted aio channel."""
+async def connect(mounting: str) -> AsyncIterator[Any]:
+    """connect(target, point_or_table, **options) -> a stub over an aio channel with seawall
+    mounted."""
     channels: list[grpc.aio.Channel] = []
 
     def make(target: str, routes: Any, **options: Any) -> Any:
-        channel = grpc.aio.insecure_channel(
-            target, interceptors=sw_grpc.aio_client_interceptors(routes, **options))
+        channel = aio_channel(target, routes, mounting, **options)
         channels.append(channel)
         return pb2_grpc.EchoStub(channel)
 

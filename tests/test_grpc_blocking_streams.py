@@ -23,6 +23,7 @@ import pytest
 import seawall
 from seawall.interceptors import grpc as sw_grpc
 from tests.grpc_support.interop import AsyncPipe, Pipe
+from tests.grpc_support.mounts import MOUNTINGS, aio_channel, sync_channel
 from tests.grpc_support.servers import Backend, pb2, pb2_grpc
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
@@ -44,13 +45,12 @@ def req(key: str, text: str) -> Any:
 
 @pytest.fixture
 def sync_stub(sync_target: str) -> Iterator[Any]:
-    """connect(routes) -> an Echo stub over an intercepted sync channel (``None``: plain)."""
+    """make(routes, mounting) -> an Echo stub over a sync channel with seawall mounted
+    (``routes`` ``None``: plain)."""
     channels: list[grpc.Channel] = []
 
-    def make(routes: Any) -> Any:
-        channel = grpc.insecure_channel(sync_target)
-        if routes is not None:
-            channel = grpc.intercept_channel(channel, *sw_grpc.client_interceptors(routes))
+    def make(routes: Any, mounting: str) -> Any:
+        channel = sync_channel(sync_target, routes, mounting)
         channels.append(channel)
         return pb2_grpc.EchoStub(channel)
 
@@ -74,10 +74,11 @@ def in_thread(fn: Any) -> tuple[threading.Thread, list[Any]]:
     return thread, out
 
 
-ROUTES = [
-    pytest.param(None, UNAVAILABLE, id="plain"),
-    pytest.param("point", UNAVAILABLE, id="point-unavailable"),
-    pytest.param("idempotent", DEADLINE_EXCEEDED, id="idempotent-deadline"),
+# (routes, the failing code, the mounting); a plain channel needs no mounting
+ROUTES = [pytest.param(None, UNAVAILABLE, "", id="plain")] + [
+    pytest.param(kind, code, mounting, id=f"{kind}-{mounting}")
+    for kind, code in (("point", UNAVAILABLE), ("idempotent", DEADLINE_EXCEEDED))
+    for mounting in MOUNTINGS
 ]
 
 
@@ -93,15 +94,15 @@ def routes_for(kind: str | None) -> Any:
 # sync
 
 
-@pytest.mark.parametrize(("kind", "code"), ROUTES)
+@pytest.mark.parametrize(("kind", "code", "mounting"), ROUTES)
 @pytest.mark.parametrize("path", ["blocking", "future"])
 def test_client_stream_failing_while_the_iterator_blocks_ends_at_once_sync(
         sync_stub: Any, backend: Backend, kind: str | None, code: grpc.StatusCode,
-        path: str) -> None:
+        mounting: str, path: str) -> None:
     """The server fails every attempt after one message, the iterator waits for more: the
     caller gets the status after the retries, not never (blocking call and ``.future()``)."""
     backend.plan("k", fail=9, read=1, code=code)
-    stub = sync_stub(routes_for(kind))
+    stub = sync_stub(routes_for(kind), mounting)
     with Pipe() as pipe:
         pipe.add(req("k", "a"))
         if path == "blocking":
@@ -116,13 +117,14 @@ def test_client_stream_failing_while_the_iterator_blocks_ends_at_once_sync(
     assert all(a.received == ["a"] for a in attempts)  # each retry replayed the kept message
 
 
-@pytest.mark.parametrize(("kind", "code"), ROUTES)
+@pytest.mark.parametrize(("kind", "code", "mounting"), ROUTES)
 def test_bidi_failing_while_the_iterator_blocks_ends_at_once_sync(
-        sync_stub: Any, backend: Backend, kind: str | None, code: grpc.StatusCode) -> None:
+        sync_stub: Any, backend: Backend, kind: str | None, code: grpc.StatusCode,
+        mounting: str) -> None:
     """A bidi call fails on its first message while the iterator waits for a reply: the
     reader gets the status after the retries."""
     backend.plan("k", fail=9, code=code)
-    stub = sync_stub(routes_for(kind))
+    stub = sync_stub(routes_for(kind), mounting)
     with Pipe() as pipe:
         pipe.add(req("k", "a"))
         responses = stub.Bidi(pipe)
@@ -134,11 +136,11 @@ def test_bidi_failing_while_the_iterator_blocks_ends_at_once_sync(
 
 
 def test_message_drawn_for_a_failed_attempt_goes_to_the_retry_sync(
-        sync_stub: Any, backend: Backend) -> None:
+        sync_stub: Any, backend: Backend, mounting: str) -> None:
     """Ping-pong: attempt 1 fails on "a" while gRPC waits in the iterator for the next message;
     the retry replays "a", and "b", handed over later, reaches the retry too."""
     backend.plan("k", fail=1)
-    stub = sync_stub(point())
+    stub = sync_stub(point(), mounting)
     with Pipe() as pipe:
         pipe.add(req("k", "a"))
         responses = stub.Bidi(pipe)
@@ -156,10 +158,10 @@ def test_message_drawn_for_a_failed_attempt_goes_to_the_retry_sync(
 
 
 def test_many_threads_retrying_blocked_streams_at_once_sync(
-        sync_stub: Any, backend: Backend) -> None:
+        sync_stub: Any, backend: Backend, mounting: str) -> None:
     """16 threads, each a client stream that fails twice while its iterator waits: all end."""
     p = point(bulkhead=seawall.Bulkhead(max_concurrent=64, max_wait=5))
-    stub = sync_stub(p)
+    stub = sync_stub(p, mounting)
     pipes, threads = [], []
     for n in range(16):
         backend.plan(f"k{n}", fail=2, read=1)
@@ -183,11 +185,11 @@ def test_many_threads_retrying_blocked_streams_at_once_sync(
 
 @pytest.fixture
 async def aio_stub(sync_target: str) -> AsyncIterator[Any]:
+    """The grpc.aio twin of ``sync_stub``."""
     channels: list[grpc.aio.Channel] = []
 
-    def make(routes: Any) -> Any:
-        interceptors = None if routes is None else sw_grpc.aio_client_interceptors(routes)
-        channel = grpc.aio.insecure_channel(sync_target, interceptors=interceptors)
+    def make(routes: Any, mounting: str) -> Any:
+        channel = aio_channel(sync_target, routes, mounting)
         channels.append(channel)
         return pb2_grpc.EchoStub(channel)
 
@@ -196,13 +198,14 @@ async def aio_stub(sync_target: str) -> AsyncIterator[Any]:
         await channel.close()
 
 
-@pytest.mark.parametrize(("kind", "code"), ROUTES)
+@pytest.mark.parametrize(("kind", "code", "mounting"), ROUTES)
 async def test_client_stream_failing_while_the_iterator_blocks_ends_at_once_aio(
-        aio_stub: Any, backend: Backend, kind: str | None, code: grpc.StatusCode) -> None:
+        aio_stub: Any, backend: Backend, kind: str | None, code: grpc.StatusCode,
+        mounting: str) -> None:
     """grpc.aio: the retries of a client stream whose iterator waits on a queue send the kept
     message at once; the caller gets the server's status, not its own deadline."""
     backend.plan("k", fail=9, read=1, code=code)
-    stub = aio_stub(routes_for(kind))
+    stub = aio_stub(routes_for(kind), mounting)
     pipe = AsyncPipe()
     pipe.add(req("k", "a"))
     started = time.monotonic()
@@ -217,13 +220,13 @@ async def test_client_stream_failing_while_the_iterator_blocks_ends_at_once_aio(
 
 
 async def test_message_drawn_for_a_failed_attempt_goes_to_the_retry_aio(
-        aio_stub: Any, backend: Backend) -> None:
+        aio_stub: Any, backend: Backend, mounting: str) -> None:
     """grpc.aio ping-pong: "b", handed over while the failed attempt was waiting for it, is
     sent by the retry."""
     backend.plan("k", fail=1)
     pipe = AsyncPipe()
     pipe.add(req("k", "a"))
-    call = aio_stub(point()).Bidi(pipe)
+    call = aio_stub(point(), mounting).Bidi(pipe)
     first = await asyncio.wait_for(call.read(), BOUND)
     assert (first.text, first.attempt) == ("a", 2)
     pipe.add(req("k", "b"))
@@ -235,10 +238,10 @@ async def test_message_drawn_for_a_failed_attempt_goes_to_the_retry_aio(
 
 
 async def test_many_tasks_retrying_blocked_streams_at_once_aio(
-        aio_stub: Any, backend: Backend) -> None:
+        aio_stub: Any, backend: Backend, mounting: str) -> None:
     """32 tasks, each a client stream that fails twice while its iterator waits: all end."""
     p = point(bulkhead=seawall.Bulkhead(max_concurrent=64, max_wait=5))
-    stub = aio_stub(p)
+    stub = aio_stub(p, mounting)
     pipes = []
     for n in range(32):
         backend.plan(f"k{n}", fail=2, read=1)
@@ -260,7 +263,7 @@ async def test_many_tasks_retrying_blocked_streams_at_once_aio(
 def test_replay_buffer_hands_a_message_drawn_for_a_retired_view_to_the_next() -> None:
     """A view blocked in the caller's iterator never holds up a new view; what it draws goes to
     the new view, and past ``limit`` no further view starts and nothing more is kept."""
-    from seawall.interceptors._grpc_common import ReplayBuffer
+    from seawall.interceptors._grpc_replay import ReplayBuffer
 
     with Pipe() as pipe:
         pipe.add("a")

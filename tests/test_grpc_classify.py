@@ -9,7 +9,7 @@ import pytest
 import seawall
 from seawall import Category
 from seawall.interceptors import grpc as sw_grpc
-from seawall.interceptors._grpc_common import Router
+from seawall.interceptors._grpc_routes import Router
 
 S = grpc.StatusCode
 

@@ -2,11 +2,12 @@
 
 Written from gRPC's interop test descriptions (doc/interop-test-descriptions.md
 in grpc/grpc) against our own TestService-shaped server
-(tests/grpc_support/interop.py). Every case runs through each mounting: a
-plain channel, one point, a routing table and an idempotent route (the
-points with and without a breaker), sync and grpc.aio, and asserts what the
-descriptions say a plain channel shows: codes, details, metadata, message
-counts and sizes, cancellation. Streaming requests come from iterators that
+(tests/grpc_support/interop.py). Every case runs through a plain channel and
+through each routing (one point, a routing table and an idempotent route;
+the points with and without a breaker), each mounted both ways (gRPC's
+interceptors and seawall's channel wrapper), sync and grpc.aio, and asserts
+what the descriptions say a plain channel shows: codes, details, metadata,
+message counts and sizes, cancellation. Streaming requests come from iterators that
 block until the test feeds them, as real clients' do.
 
 The points are those of a transparent mount: ``Retry(attempts=3)``,
@@ -40,13 +41,17 @@ from tests.grpc_support.interop import (
     start_interop_server,
     zeros,
 )
+from tests.grpc_support.mounts import MOUNTINGS
+from tests.grpc_support.mounts import aio_channel as mounted_aio_channel
+from tests.grpc_support.mounts import sync_channel as mounted_sync_channel
 from tests.grpc_support.servers import free_port
 
 OK = grpc.StatusCode.OK
 CANCELLED = grpc.StatusCode.CANCELLED
 
-MOUNTS = ["plain", "point", "point+breaker", "table", "table+breaker", "idempotent",
-          "idempotent+breaker"]
+ROUTINGS = ["point", "point+breaker", "table", "table+breaker", "idempotent", "idempotent+breaker"]
+# "plain", or "<routing>/<mounting>": each routing through the interceptors and the channel wrapper
+MOUNTS = ["plain"] + [f"{routing}/{how}" for how in MOUNTINGS for routing in ROUTINGS]
 
 
 def _point(name: str, breaker: bool) -> seawall.IntegrationPoint:
@@ -61,7 +66,7 @@ def _point(name: str, breaker: bool) -> seawall.IntegrationPoint:
 
 def routes_for(mount: str) -> Any:
     """What seawall is mounted with (``None``: a plain channel)."""
-    kind, _, extra = mount.partition("+")
+    kind, _, extra = mount.partition("/")[0].partition("+")
     breaker = extra == "breaker"
     if kind == "plain":
         return None
@@ -78,18 +83,11 @@ def routes_for(mount: str) -> Any:
 
 
 def sync_channel(target: str, mount: str) -> grpc.Channel:
-    channel = grpc.insecure_channel(target)
-    routes = routes_for(mount)
-    if routes is None:
-        return channel
-    return grpc.intercept_channel(channel, *sw_grpc.client_interceptors(routes))
+    return mounted_sync_channel(target, routes_for(mount), mount.partition("/")[2])
 
 
-def aio_channel(target: str, mount: str, interceptors: Any = None) -> grpc.aio.Channel:
-    routes = routes_for(mount)
-    if routes is not None:
-        interceptors = sw_grpc.aio_client_interceptors(routes)
-    return grpc.aio.insecure_channel(target, interceptors=interceptors)
+def aio_channel(target: str, mount: str) -> grpc.aio.Channel:
+    return mounted_aio_channel(target, routes_for(mount), mount.partition("/")[2])
 
 
 class Stubs(NamedTuple):
@@ -363,14 +361,14 @@ async def _cancel_at_begin(stub: Any, style: str) -> tuple[bool, Any]:
 async def test_cancel_after_begin_aio(aio_stubs: Stubs, mount: str, style: str,
                                       interop: tuple[int, InteropServicer]) -> None:
     """cancel_after_begin, grpc.aio: CANCELLED; ``cancelled()`` right after ``cancel()`` is
-    what grpc.aio's own InterceptedCall says behind any interceptor (False), True on a plain
-    channel."""
+    True on a plain channel and through the channel wrapper, and what grpc.aio's own
+    InterceptedCall says behind any interceptor (False) through the interceptors."""
     at_once, call = await _cancel_at_begin(aio_stubs.test, style)
     assert await call.code() is CANCELLED
     with pytest.raises(asyncio.CancelledError):
         await call
     assert call.cancelled()
-    if mount == "plain":
+    if mount == "plain" or mount.endswith("/wrapper"):
         assert at_once is True
         return
     async with grpc.aio.insecure_channel(f"127.0.0.1:{interop[0]}",

@@ -22,6 +22,7 @@ from seawall.interceptors import grpc as sw_grpc
 from tests.grpc_support.interop import AsyncPipe, InteropServicer, Pipe, start_interop_server
 from tests.grpc_support.interop import pb2 as ipb2
 from tests.grpc_support.interop import pb2_grpc as ipb2_grpc
+from tests.grpc_support.mounts import aio_channel, sync_channel
 from tests.grpc_support.servers import Backend, pb2, pb2_grpc
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
@@ -52,13 +53,12 @@ def interop() -> Iterator[tuple[int, InteropServicer]]:
 
 
 @pytest.fixture
-def sync_stub(interop: tuple[int, InteropServicer]) -> Iterator[Any]:
-    """make(routes) -> a TestService stub over an intercepted sync channel."""
+def sync_stub(interop: tuple[int, InteropServicer], mounting: str) -> Iterator[Any]:
+    """make(routes) -> a TestService stub over a sync channel with seawall mounted."""
     channels: list[grpc.Channel] = []
 
     def make(routes: Any) -> Any:
-        channel = grpc.intercept_channel(grpc.insecure_channel(f"127.0.0.1:{interop[0]}"),
-                                         *sw_grpc.client_interceptors(routes))
+        channel = sync_channel(f"127.0.0.1:{interop[0]}", routes, mounting)
         channels.append(channel)
         return ipb2_grpc.TestServiceStub(channel)
 
@@ -69,12 +69,12 @@ def sync_stub(interop: tuple[int, InteropServicer]) -> Iterator[Any]:
 
 
 @pytest.fixture
-async def aio_stub(interop: tuple[int, InteropServicer]) -> AsyncIterator[Any]:
+async def aio_stub(interop: tuple[int, InteropServicer], mounting: str) -> AsyncIterator[Any]:
+    """The grpc.aio twin of ``sync_stub``."""
     channels: list[grpc.aio.Channel] = []
 
     def make(routes: Any) -> Any:
-        channel = grpc.aio.insecure_channel(
-            f"127.0.0.1:{interop[0]}", interceptors=sw_grpc.aio_client_interceptors(routes))
+        channel = aio_channel(f"127.0.0.1:{interop[0]}", routes, mounting)
         channels.append(channel)
         return ipb2_grpc.TestServiceStub(channel)
 
@@ -224,12 +224,12 @@ async def test_call_deadline_still_ends_a_long_stream_aio(aio_stub: Any, limits:
 
 
 @pytest.fixture
-def echo_sync(sync_target: str) -> Iterator[Any]:
+def echo_sync(sync_target: str, mounting: str) -> Iterator[Any]:
+    """make(routes) -> an Echo stub over a sync channel with seawall mounted."""
     channels: list[grpc.Channel] = []
 
     def make(routes: Any) -> Any:
-        channel = grpc.intercept_channel(grpc.insecure_channel(sync_target),
-                                         *sw_grpc.client_interceptors(routes))
+        channel = sync_channel(sync_target, routes, mounting)
         channels.append(channel)
         return pb2_grpc.EchoStub(channel)
 
@@ -239,12 +239,12 @@ def echo_sync(sync_target: str) -> Iterator[Any]:
 
 
 @pytest.fixture
-async def echo_aio(sync_target: str) -> AsyncIterator[Any]:
+async def echo_aio(sync_target: str, mounting: str) -> AsyncIterator[Any]:
+    """The grpc.aio twin of ``echo_sync``."""
     channels: list[grpc.aio.Channel] = []
 
     def make(routes: Any) -> Any:
-        channel = grpc.aio.insecure_channel(
-            sync_target, interceptors=sw_grpc.aio_client_interceptors(routes))
+        channel = aio_channel(sync_target, routes, mounting)
         channels.append(channel)
         return pb2_grpc.EchoStub(channel)
 

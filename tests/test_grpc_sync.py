@@ -1,4 +1,5 @@
-"""gRPC sync interceptors against a real grpc.server on 127.0.0.1 with injected faults."""
+"""gRPC sync, both mountings (interceptors, channel wrapper), against a real grpc.server on
+127.0.0.1 with injected faults."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 import seawall
 from seawall.interceptors import grpc as sw_grpc
 from seawall.testing import FakeClock
+from tests.grpc_support.mounts import sync_channel
 from tests.grpc_support.servers import Backend, free_port, pb2, pb2_grpc, start_sync_server
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
@@ -33,13 +35,12 @@ def point(name: str = "echo", *, attempts: int = 3, clock: Any = None,
 
 
 @pytest.fixture
-def connect() -> Iterator[Any]:
-    """connect(target, point_or_table, **options) -> a stub over an intercepted channel."""
+def connect(mounting: str) -> Iterator[Any]:
+    """connect(target, point_or_table, **options) -> a stub over a channel with seawall mounted."""
     channels: list[grpc.Channel] = []
 
     def make(target: str, routes: Any, **options: Any) -> Any:
-        channel = grpc.intercept_channel(grpc.insecure_channel(target),
-                                         *sw_grpc.client_interceptors(routes, **options))
+        channel = sync_channel(target, routes, mounting, **options)
         channels.append(channel)
         return pb2_grpc.EchoStub(channel)
 

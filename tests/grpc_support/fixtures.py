@@ -10,7 +10,14 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from .mounts import MOUNTINGS
 from .servers import Backend, start_aio_server, start_sync_server
+
+
+@pytest.fixture(params=MOUNTINGS)
+def mounting(request: pytest.FixtureRequest) -> str:
+    """How seawall is mounted: ``interceptors`` or ``wrapper`` (each test runs over both)."""
+    return str(request.param)
 
 
 @pytest.fixture
