@@ -21,8 +21,8 @@ import grpc.aio
 from grpc.aio import _base_call
 
 from seawall import Classification
+from seawall._execution import add_note
 
-from ._grpc_commit import add_note
 from ._grpc_routes import Rule
 from ._grpc_status import classify_status
 

@@ -21,14 +21,11 @@ from seawall import (
     RejectedError,
 )
 from seawall._classify import Category
-from seawall._point import _add_note
+from seawall._execution import add_note
 
 from ._grpc_refusals import as_rpc_error
 from ._grpc_replay import replay_view
 from ._grpc_routes import Rule
-
-add_note = _add_note
-"""``exc.add_note(note)``, kept where Python 3.11 would put it on 3.10 as well."""
 
 
 def fallback_for(point: IntegrationPoint, category: Category | None,

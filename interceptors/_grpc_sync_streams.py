@@ -28,8 +28,9 @@ from typing import Any
 import grpc
 
 from seawall import DeadlineExceeded, Execution, RejectedError
+from seawall._execution import add_note
 
-from ._grpc_commit import add_note, end_failure, stream_limits, stream_retry
+from ._grpc_commit import end_failure, stream_limits, stream_retry
 from ._grpc_refusals import FailedCall, Future, as_rpc_error
 from ._grpc_replay import ReplayBuffer
 from ._grpc_routes import Rule

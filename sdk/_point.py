@@ -155,13 +155,6 @@ class IntegrationPoint:
         """The breaker's state, or ``None`` without a breaker."""
         return self.circuit.state if self.circuit is not None else None
 
-    @property
-    def permits(self) -> BulkheadRuntime | None:
-        """The bulkhead's runtime (``None`` without a bulkhead), for integrations that take
-        permits themselves: ``try_acquire()``, ``acquire(timeout)``, ``await
-        acquire_async(timeout)``, ``release()``. Shared by every thread and event loop."""
-        return self._permits
-
     def add_hook(self, hook: Callable[[Any], None]) -> None:
         """Receive this point's events (see :func:`seawall.add_hook`)."""
         self.hooks.add(hook)
