@@ -7,13 +7,9 @@ server is a real one on 127.0.0.1, reached over real sockets.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import socket
 import ssl
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +24,7 @@ from seawall._cli import main
 from seawall.storage import Store, WebServer, serve_http
 from seawall.storage._dashboard_api import MAX_LANES, auto_step, dashboard
 from seawall.storage._http import ASSETS
-from tests.web_support import certificate, vector
+from tests.web_support import banner, certificate, seawall_serve, stop, vector
 
 ROOT = Path(__file__).resolve().parent.parent
 END = 1_700_000_040.0  # a minute boundary (epoch seconds)
@@ -438,27 +434,16 @@ def test_ipv6_loopback_is_loopback(store: Store) -> None:
 def test_serve_http_prints_the_dashboard_and_stops_on_sigterm(tmp_path: Path) -> None:
     """``seawall serve --http`` prints where the dashboard is, serves it, exits 0 on SIGTERM."""
     url = f"sqlite:///{tmp_path / 'metrics.db'}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "seawall", "serve", "--store", url, "--create",
-         "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with seawall_serve("--store", url, "--create", "--listen", "127.0.0.1:0",
+                       "--http", "127.0.0.1:0") as proc:
+        banner(proc, " on 127.0.0.1:")
         assert proc.stdout is not None
-        proc.stdout.readline()
         line = proc.stdout.readline()
         assert "dashboard at http://127.0.0.1:" in line, line
         page = line.split("dashboard at ", 1)[1].split(",")[0]
         assert httpx.get(page, timeout=10).status_code == 200
         assert httpx.get(page + "metrics", timeout=10).status_code == 200
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
+        stop(proc)
 
 
 def test_serve_http_on_a_public_address_without_a_token_fails_in_one_line(

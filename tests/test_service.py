@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from seawall.storage import MetricsClient, MetricsServer, MetricsServiceError, S
 from seawall.storage._gen import metrics_pb2 as pb
 from seawall.storage._gen import metrics_pb2_grpc as pb_grpc
 from seawall.storage._schema import CALLS, FAILED, FAILURES, H0, LATENCY_SUM, SUCCESSES, WIDTH
+from tests.web_support import certificate as make_certificate
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -239,16 +238,7 @@ def test_bad_serve_options_are_refused_with_a_message(store: Store, kwargs: dict
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60)
-    return cert, key
+    return make_certificate(tmp_path)
 
 
 def test_tls_with_a_token(store: Store, certificate: tuple[Path, Path]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ import pytest
 from seawall._cli import main
 from seawall.storage import MetricsServer, Store, serve
 from seawall.storage._schema import CALLS, H0, LATENCY_SUM, SUCCESSES, WIDTH
+from tests.web_support import banner, seawall_serve, stop
+from tests.web_support import certificate as make_certificate
 
 ROOT = Path(__file__).resolve().parent.parent
 JSON_KEYS = {"point", "calls", "successes", "failures", "retries", "rejected", "p50_ms", "p95_ms",
@@ -136,25 +137,10 @@ def test_serve_runs_until_sigterm(tmp_path: Path) -> None:
     """``seawall serve`` serves the store, answers ``seawall stats``, and stops cleanly on SIGTERM."""
     store_url = f"sqlite:///{tmp_path / 'metrics.db'}"
     Store(store_url).ensure_schema()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "seawall", "serve", "--store", store_url, "--listen",
-         "127.0.0.1:0"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        banner = proc.stdout.readline()
-        assert " on 127.0.0.1:" in banner, proc.stderr.read() if proc.stderr else banner
-        address = banner.split(" on ", 1)[1].split()[0]
+    with seawall_serve("--store", store_url, "--listen", "127.0.0.1:0") as proc:
+        address = banner(proc, " on 127.0.0.1:").split(" on ", 1)[1].split()[0]
         assert main(["stats", "--target", address, "--json"]) == 0
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
+        stop(proc)
 
 
 # -- what a team running it trips over --------------------------------------------
@@ -196,24 +182,10 @@ def test_serve_of_a_missing_store_names_the_file_and_the_flag(
 def test_serve_create_starts_an_empty_store(tmp_path: Path) -> None:
     """``--create`` makes the file and serves it."""
     path = tmp_path / "new.db"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "seawall", "serve", "--store", str(path), "--create", "--listen",
-         "127.0.0.1:0"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        banner = proc.stdout.readline()
-        assert " on 127.0.0.1:" in banner, proc.stderr.read() if proc.stderr else banner
+    with seawall_serve("--store", str(path), "--create", "--listen", "127.0.0.1:0") as proc:
+        banner(proc, " on 127.0.0.1:")
         assert path.exists()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
+        stop(proc)
 
 
 def test_a_store_this_user_cannot_write_is_served_read_only(server: MetricsServer) -> None:
@@ -237,29 +209,15 @@ def test_a_store_this_user_cannot_write_is_served_read_only(server: MetricsServe
         copy.chmod(0o444)
         folder.chmod(0o555)
         before = sorted(p.name for p in folder.iterdir())
-        proc = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "seawall", "serve", "--store", str(copy),
-             "--listen", "127.0.0.1:0"], cwd=folder, env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            assert proc.stdout is not None
-            banner = proc.stdout.readline()
-            assert "(read-only) on 127.0.0.1:" in banner, (
-                proc.stderr.read() if proc.stderr else banner)
-            address = banner.split(" on ", 1)[1].split()[0]
+        with seawall_serve("--store", str(copy), "--listen", "127.0.0.1:0", cwd=folder,
+                           prefix=prefix) as proc:
+            line = banner(proc, "(read-only) on 127.0.0.1:")
+            address = line.split(" on ", 1)[1].split()[0]
             from seawall.storage import MetricsClient
 
             with MetricsClient(address) as client:
                 assert client.summary("archived")[0].calls == 3
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=20) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
+            stop(proc)
         assert sorted(p.name for p in folder.iterdir()) == before  # nothing written
     finally:
         folder.chmod(0o755)
@@ -302,18 +260,7 @@ def test_a_service_that_is_not_seawall_is_named_as_such(
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    import shutil
-
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60)
-    return cert, key
+    return make_certificate(tmp_path)
 
 
 def test_plaintext_against_tls_and_tls_against_plaintext_say_what_to_check(

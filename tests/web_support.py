@@ -1,10 +1,14 @@
-"""Helpers of the HTTP-side tests (dashboard API, /metrics): aggregate vectors, a certificate."""
+"""Helpers of the service-side tests: aggregate vectors, a certificate, ``seawall serve`` in a subprocess."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -71,3 +75,44 @@ def certificate(folder: Path) -> tuple[Path, Path]:
          "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True, timeout=60)
     return cert, key
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def seawall_serve(*args: str, cwd: Path = ROOT,
+                  prefix: Sequence[str] = ()) -> Iterator[subprocess.Popen[str]]:
+    """``python -m seawall serve ARGS`` in a fresh interpreter, its pipes as text.
+
+    ``prefix`` goes before the interpreter (``setpriv ...`` to drop root). On the
+    way out a process still running is killed and both pipes are closed; a test
+    that means to check a clean stop calls :func:`stop` itself.
+    """
+    proc = subprocess.Popen(
+        [*prefix, sys.executable, "-m", "seawall", "serve", *args], cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def banner(proc: subprocess.Popen[str], expected: str) -> str:
+    """The first line ``serve`` prints, checked to contain ``expected`` (stderr shown if not)."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert expected in line, proc.stderr.read() if proc.stderr and not line else line
+    return line
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, then the process must exit 0 within 20 s."""
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
