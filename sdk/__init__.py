@@ -13,6 +13,7 @@ from ._errors import (
     CircuitOpenError,
     ConfigurationError,
     DeadlineExceeded,
+    RateLimitedError,
     RejectedError,
     ResultFailure,
     SeawallError,
@@ -32,7 +33,16 @@ from ._ledger import PointStats
 from ._observer import Observer
 from ._otel import otel_metrics
 from ._point import IntegrationPoint
-from ._policies import Backoff, Bulkhead, CircuitBreaker, Fallback, Retry, RetryBudget, Timeout
+from ._policies import (
+    Backoff,
+    Bulkhead,
+    CircuitBreaker,
+    Fallback,
+    RateLimit,
+    Retry,
+    RetryBudget,
+    Timeout,
+)
 from ._recording import persist_metrics
 
 __all__ = [
@@ -57,6 +67,8 @@ __all__ = [
     "IntegrationPoint",
     "Observer",
     "PointStats",
+    "RateLimit",
+    "RateLimitedError",
     "RejectedError",
     "RejectionEvent",
     "ResultFailure",

@@ -60,6 +60,10 @@ class PointStats(NamedTuple):
     which are also counted under their failure or rejection. ``timeouts``
     counts attempts in the ``timeout`` category, including sync attempts
     that returned after their deadline (see :class:`seawall.Timeout`).
+    ``paused_waits`` counts attempts that waited for a server's pause to end
+    (server pacing), ``rate_limit_waits`` attempts that waited for a token
+    of the :class:`seawall.RateLimit`; refusals of either are under
+    ``rejections["paused"]`` and ``rejections["rate_limit"]``.
     """
 
     calls: int
@@ -73,9 +77,11 @@ class PointStats(NamedTuple):
     failures_by_category: dict[str, int]
     rejections: dict[str, int]
     timeouts: int = 0
+    paused_waits: int = 0
+    rate_limit_waits: int = 0
 
 
-REJECTION_REASONS = ("breaker", "bulkhead", "budget", "deadline")
+REJECTION_REASONS = ("breaker", "bulkhead", "budget", "deadline", "rate_limit", "paused")
 
 
 class Ledger:
@@ -88,7 +94,7 @@ class Ledger:
     __slots__ = (
         "_attempts", "_base_calls", "_base_ok", "_by_category", "_calls", "_cancelled",
         "_failures", "_fallbacks", "_ok", "_rejected", "_rejections", "_retries", "_step",
-        "_successes", "_timeouts", "budget", "circuit", "hooks", "lock", "name", "never_slow", "now",
+        "_successes", "_timeouts", "_waits", "budget", "circuit", "hooks", "lock", "name", "never_slow", "now",
         "slow",
     )
 
@@ -234,6 +240,14 @@ class Ledger:
         if hooks:
             emit(hooks, RejectionEvent(self.name, operation, reason, _wall()))
 
+    def waited(self, paused: float, rate_limited: float) -> None:
+        """An admitted attempt will start after a server's pause and/or a rate-limit token (seconds)."""
+        with self.lock:
+            if paused > 0.0:
+                self._waits[0] += 1
+            if rate_limited > 0.0:
+                self._waits[1] += 1
+
     def refused_call(self, operation: str, fallback: bool) -> None:
         """A new call refused by the breaker, counted at once (the decorator's outage path).
 
@@ -314,6 +328,7 @@ class Ledger:
                 retries=self._retries, fallbacks=self._fallbacks, cancelled=self._cancelled,
                 failures_by_category=dict(self._by_category),
                 rejections=dict(self._rejections), timeouts=self._timeouts,
+                paused_waits=self._waits[0], rate_limit_waits=self._waits[1],
             )
 
     def reset(self) -> None:
@@ -326,3 +341,4 @@ class Ledger:
             self._by_category: dict[str, int] = {c.value: 0 for c in Category
                                                  if c is not Category.CANCELLED}
             self._rejections: dict[str, int] = dict.fromkeys(REJECTION_REASONS, 0)
+            self._waits = [0, 0]  # paused, rate limited

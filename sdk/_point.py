@@ -7,6 +7,8 @@ it from the point's policies::
     total deadline         _execution.py    Timeout.total, the caller's and any enclosing one
     retry (+ budget)       _execution.py    Retry, Backoff; RetryBudget in _budget.py
     circuit breaker        _breaker.py      admits each attempt; judges its outcome
+    server pacing          _pacing.py       a server's Retry-After / pushback pauses every caller
+    rate limit             _rate_limit.py   RateLimit: a token per attempt, waited for by the shell
     bulkhead               _bulkhead.py     a permit per attempt, waited for by the shell
     attempt timeout        _execution.py    Timeout.attempt, handed to the attempt
     the call               the shells       _async_shell.py (arun), _sync_shell.py (run)
@@ -50,7 +52,9 @@ from ._events import HookSet
 from ._execution import Execution, add_note
 from ._ledger import Ledger, PointStats
 from ._observer import Observer
-from ._policies import Bulkhead, CircuitBreaker, Fallback, Retry, Timeout
+from ._pacing import Pacing
+from ._policies import Bulkhead, CircuitBreaker, Fallback, RateLimit, Retry, Timeout
+from ._rate_limit import TokenBucket
 from ._registry import register as _register
 from ._sync_shell import run as _run
 
@@ -83,6 +87,8 @@ class IntegrationPoint:
         classifier: Classifier | None = None,
         clock: Clock | None = None,
         rand: Callable[[], float] | None = None,
+        rate_limit: RateLimit | None = None,
+        server_pacing: bool = True,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"IntegrationPoint.name must be a non-empty string, got {name!r}")
@@ -90,11 +96,16 @@ class IntegrationPoint:
             ("retry", retry, Retry), ("breaker", breaker, CircuitBreaker),
             ("bulkhead", bulkhead, Bulkhead), ("timeout", timeout, Timeout),
             ("fallback", fallback, Fallback), ("classifier", classifier, Classifier),
+            ("rate_limit", rate_limit, RateLimit),
         ):
             if value is not None and not isinstance(value, kind):
                 raise ConfigurationError(
                     f"IntegrationPoint.{field} must be a {kind.__name__} or None, got {value!r}"
                 )
+        if not isinstance(server_pacing, bool):
+            raise ConfigurationError(
+                f"IntegrationPoint.server_pacing must be True or False, got {server_pacing!r}"
+            )
         self.name = name
         self.retry = retry
         self.breaker = breaker
@@ -120,6 +131,17 @@ class IntegrationPoint:
             BreakerRuntime(breaker, self._on_transition) if breaker is not None else None
         )
         """The breaker's runtime (state, ``force_open()``, ``reset()``...), ``None`` without one."""
+        self.rate_limit = rate_limit
+        self.pacing: Pacing | None = (
+            Pacing(retry.max_server_delay if retry is not None else 30.0) if server_pacing else None
+        )
+        """Server pacing's pause (``until``, ``remaining(now)``, ``resume()``); ``None`` when off."""
+        self._pacing = self.pacing
+        self.bucket: TokenBucket | None = (
+            TokenBucket(rate_limit, self._now()) if rate_limit is not None else None
+        )
+        """The rate limit's token bucket, shared by threads and event loops; ``None`` without one."""
+        self._bucket = self.bucket
         self.permits: Permits | None = (
             BulkheadRuntime(bulkhead.max_concurrent) if bulkhead is not None else None
         )

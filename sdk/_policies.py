@@ -360,3 +360,33 @@ class Fallback:
                 f"Fallback.on must hold categories ({[c.value for c in Category]}), got {self.on!r}"
             ) from None
         object.__setattr__(self, "on", on)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimit:
+    """At most ``rate`` attempts per second, in bursts of up to ``burst``: a token bucket.
+
+    The bucket holds ``burst`` tokens (``None``: ``max(1, ceil(rate))``, one
+    second's worth) and refills at ``rate`` tokens per second; each attempt
+    (first call, retry or hedge) takes one. An attempt that finds the bucket
+    empty waits for its token, in arrival order, up to ``max_wait`` seconds
+    (and never past the call's deadline); beyond that it is refused with
+    :class:`seawall.RateLimitedError`, whose ``retry_after`` says when a token
+    will be free. One bucket per point, shared by every thread and event loop.
+    """
+
+    rate: float
+    burst: int | None = None
+    max_wait: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rate, bool) or not isinstance(self.rate, (int, float)) \
+                or not (0 < self.rate < math.inf):
+            raise ConfigurationError(
+                f"RateLimit.rate must be a finite number > 0 (attempts per second), got {self.rate!r}"
+            )
+        if self.burst is None:
+            object.__setattr__(self, "burst", max(1, math.ceil(self.rate)))
+        else:
+            _check_int("RateLimit", "burst", self.burst, 1)
+        _check_seconds("RateLimit", "max_wait", self.max_wait)
