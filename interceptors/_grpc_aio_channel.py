@@ -55,8 +55,11 @@ class _UnaryUnary(Wrapped, _UUCallable):
         args = (inner, metadata, credentials, wait_for_ready, compression)
         call = UnaryCall(rule, ex, args, request)
         permits = rule.permits
-        if permits is not None and not permits.try_acquire():
-            call._drive(unary(rule, ex, send, args, request, None, True))  # wait, or refuse
+        pacing = point.pacing
+        # a server's pause, a rate limit, a full bulkhead: the general path waits, or refuses
+        if (pacing is not None and pacing.until > ex.start) or point.bucket is not None or \
+                (permits is not None and not permits.try_acquire()):
+            call._drive(unary(rule, ex, send, args, request, None, True))
             return call
         try:
             attempt_timeout = ex.begin()
