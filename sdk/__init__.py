@@ -34,6 +34,7 @@ from ._observer import Observer
 from ._otel import otel_metrics
 from ._point import IntegrationPoint
 from ._policies import (
+    AdaptiveBulkhead,
     Backoff,
     Bulkhead,
     CircuitBreaker,
@@ -46,6 +47,7 @@ from ._policies import (
 from ._recording import persist_metrics
 
 __all__ = [
+    "AdaptiveBulkhead",
     "AttemptEvent",
     "Backoff",
     "BreakerState",

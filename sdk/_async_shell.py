@@ -159,6 +159,8 @@ async def arun(
                         raise
                     if not got:
                         raise ex.bulkhead_rejected()
+                    if self._max_wait > 0.0:  # it may have queued: its latency counts from now
+                        ex.attempt_start = now()
             except (RejectedError, DeadlineExceeded) as rejection:  # refused, or no time left
                 if last is not None:
                     ex.stop_reason = f"retry refused: {rejection}"

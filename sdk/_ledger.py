@@ -64,6 +64,9 @@ class PointStats(NamedTuple):
     (server pacing), ``rate_limit_waits`` attempts that waited for a token
     of the :class:`seawall.RateLimit`; refusals of either are under
     ``rejections["paused"]`` and ``rejections["rate_limit"]``.
+    ``concurrency_limit`` is the bulkhead's limit when the snapshot was taken
+    (an :class:`seawall.AdaptiveBulkhead`'s moves: its learned limit, which a
+    latency probe halves for two windows now and then), ``None`` without one.
     """
 
     calls: int
@@ -79,6 +82,7 @@ class PointStats(NamedTuple):
     timeouts: int = 0
     paused_waits: int = 0
     rate_limit_waits: int = 0
+    concurrency_limit: int | None = None
 
 
 REJECTION_REASONS = ("breaker", "bulkhead", "budget", "deadline", "rate_limit", "paused")
@@ -94,8 +98,8 @@ class Ledger:
     __slots__ = (
         "_attempts", "_base_calls", "_base_ok", "_by_category", "_calls", "_cancelled",
         "_failures", "_fallbacks", "_ok", "_rejected", "_rejections", "_retries", "_step",
-        "_successes", "_timeouts", "_waits", "budget", "circuit", "hooks", "lock", "name", "never_slow", "now",
-        "slow",
+        "_successes", "_timeouts", "_waits", "budget", "circuit", "hooks", "lock", "name",
+        "never_slow", "now", "sampler", "slow",
     )
 
     def __init__(self, name: str, now: Callable[[], float], hooks: HookSet,
@@ -114,6 +118,8 @@ class Ledger:
         self._step = self._ok.step
         self._calls = 0
         self.budget = BudgetRuntime(budget, self.total_calls)
+        # told (now, latency) of each success and timed-out attempt: an adaptive limit's input
+        self.sampler: Callable[[float, float], None] | None = None
         self.reset()
 
     # -- the success path ------------------------------------------------------
@@ -123,6 +129,9 @@ class Ledger:
         self._step()
         if started >= self.budget.next:
             self.budget.tick(started)
+        if self.sampler is not None:
+            t = self.now()
+            self.sampler(t, t - started)
         hooks = self.hooks.hooks or GLOBAL_HOOKS.hooks
         if ticket >= 0:
             circuit = self.circuit
@@ -147,7 +156,7 @@ class Ledger:
             circuit = self.circuit
             if circuit is not None and not (circuit.clean and self.never_slow):
                 return False
-        if self.hooks.hooks or GLOBAL_HOOKS.hooks:
+        if self.hooks.hooks or GLOBAL_HOOKS.hooks or self.sampler is not None:
             return False
         self._step()
         if started >= self.budget.next:
@@ -173,6 +182,8 @@ class Ledger:
         """A call succeeded at attempt number ``attempts`` (> 1), which began at ``attempt_start``."""
         now = self.now()
         duration = now - attempt_start
+        if self.sampler is not None:
+            self.sampler(now, duration)
         if self.circuit is not None:
             self.circuit.record(ticket, now, False, duration >= self.slow)
         with self.lock:
@@ -193,6 +204,8 @@ class Ledger:
         Its value was returned (it cannot be taken back); the breaker counts a
         slow call, the counters and the attempt's event a ``timeout``.
         """
+        if self.sampler is not None:
+            self.sampler(now, now - attempt_start)
         circuit = self.circuit
         if circuit is not None and ticket >= 0:
             circuit.record(ticket, now, False, True)
@@ -214,6 +227,8 @@ class Ledger:
     def attempt_failed(self, operation: str, attempt: int, duration: float, now: float,
                        c: Classification, ticket: int) -> None:
         """Attempt number ``attempt`` failed as ``c`` after ``duration`` seconds."""
+        if self.sampler is not None and c.category is Category.TIMEOUT:
+            self.sampler(now, duration)
         if self.circuit is not None:
             self.circuit.record(ticket, now, c.breaker, c.breaker and duration >= self.slow)
         with self.lock:

@@ -133,6 +133,9 @@ class _Instruments:
         meter.create_observable_up_down_counter(
             "seawall.bulkhead.in_flight", callbacks=[self._in_flight], unit="{call}",
             description="Calls holding (or handed) a bulkhead permit")
+        meter.create_observable_gauge(
+            "seawall.bulkhead.limit", callbacks=[self._limits], unit="{call}",
+            description="The bulkhead's concurrency limit (an adaptive one moves)")
 
     def _breakers(self, _options: CallbackOptions) -> Iterable[Observation]:
         handle = self.active
@@ -162,6 +165,20 @@ class _Instruments:
             permits = point.permits
             if permits is not None:
                 total[point.name] = total.get(point.name, 0) + int(permits.active)
+        return [Observation(v, {POINT: name}) for name, v in sorted(total.items())]
+
+
+    def _limits(self, _options: CallbackOptions) -> Iterable[Observation]:
+        handle = self.active
+        if handle is None:
+            return []
+        from opentelemetry.metrics import Observation
+
+        total: dict[str, int] = {}
+        for point in live_points():
+            limit = point.stats().concurrency_limit if point.permits is not None else None
+            if limit is not None:
+                total[point.name] = total.get(point.name, 0) + limit
         return [Observation(v, {POINT: name}) for name, v in sorted(total.items())]
 
 
@@ -425,7 +442,8 @@ def otel_metrics(meter_provider: MeterProvider | None = None, *, max_operations:
     histograms ``seawall.call.duration`` and ``seawall.attempt.duration``
     in seconds (advised boundaries :data:`DURATION_BOUNDARIES`, 100 µs to
     60 s); the gauge ``seawall.breaker.state`` (0 closed, 1 half-open, 2
-    open); the up-down gauge ``seawall.bulkhead.in_flight``; the counter
+    open); the up-down gauge ``seawall.bulkhead.in_flight`` and the gauge
+    ``seawall.bulkhead.limit``; the counter
     ``seawall.otel.folded_calls``. Attributes: ``seawall.point``,
     ``seawall.operation``, and where they apply ``seawall.outcome``
     (``success``, ``failure``, ``rejected``, ``cancelled``, ``fallback``),

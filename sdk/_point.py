@@ -10,6 +10,7 @@ it from the point's policies::
     server pacing          _pacing.py       a server's Retry-After / pushback pauses every caller
     rate limit             _rate_limit.py   RateLimit: a token per attempt, waited for by the shell
     bulkhead               _bulkhead.py     a permit per attempt, waited for by the shell
+                           _adaptive.py     AdaptiveBulkhead: the same permits, a limit that moves
     attempt timeout        _execution.py    Timeout.attempt, handed to the attempt
     the call               the shells       _async_shell.py (arun), _sync_shell.py (run)
 
@@ -35,6 +36,7 @@ import random
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, overload
 
+from ._adaptive import AdaptiveRuntime
 from ._async_shell import arun as _arun
 from ._breaker import REJECTED, BreakerRuntime, BreakerState
 from ._bulkhead import BulkheadRuntime, Permits
@@ -53,7 +55,15 @@ from ._execution import Execution, add_note
 from ._ledger import Ledger, PointStats
 from ._observer import Observer
 from ._pacing import Pacing
-from ._policies import Bulkhead, CircuitBreaker, Fallback, RateLimit, Retry, Timeout
+from ._policies import (
+    AdaptiveBulkhead,
+    Bulkhead,
+    CircuitBreaker,
+    Fallback,
+    RateLimit,
+    Retry,
+    Timeout,
+)
 from ._rate_limit import TokenBucket
 from ._registry import register as _register
 from ._sync_shell import run as _run
@@ -81,7 +91,7 @@ class IntegrationPoint:
         *,
         retry: Retry | None = None,
         breaker: CircuitBreaker | None = None,
-        bulkhead: Bulkhead | None = None,
+        bulkhead: Bulkhead | AdaptiveBulkhead | None = None,
         timeout: Timeout | None = None,
         fallback: Fallback | None = None,
         classifier: Classifier | None = None,
@@ -94,7 +104,7 @@ class IntegrationPoint:
             raise ConfigurationError(f"IntegrationPoint.name must be a non-empty string, got {name!r}")
         for field, value, kind in (
             ("retry", retry, Retry), ("breaker", breaker, CircuitBreaker),
-            ("bulkhead", bulkhead, Bulkhead), ("timeout", timeout, Timeout),
+            ("timeout", timeout, Timeout),
             ("fallback", fallback, Fallback), ("classifier", classifier, Classifier),
             ("rate_limit", rate_limit, RateLimit),
         ):
@@ -102,6 +112,11 @@ class IntegrationPoint:
                 raise ConfigurationError(
                     f"IntegrationPoint.{field} must be a {kind.__name__} or None, got {value!r}"
                 )
+        if bulkhead is not None and not isinstance(bulkhead, (Bulkhead, AdaptiveBulkhead)):
+            raise ConfigurationError(
+                f"IntegrationPoint.bulkhead must be a Bulkhead, an AdaptiveBulkhead or None, "
+                f"got {bulkhead!r}"
+            )
         if not isinstance(server_pacing, bool):
             raise ConfigurationError(
                 f"IntegrationPoint.server_pacing must be True or False, got {server_pacing!r}"
@@ -142,9 +157,11 @@ class IntegrationPoint:
         )
         """The rate limit's token bucket, shared by threads and event loops; ``None`` without one."""
         self._bucket = self.bucket
-        self.permits: Permits | None = (
-            BulkheadRuntime(bulkhead.max_concurrent) if bulkhead is not None else None
-        )
+        self.permits: Permits | None = None
+        if isinstance(bulkhead, AdaptiveBulkhead):
+            self.permits = AdaptiveRuntime(bulkhead, self._now())
+        elif bulkhead is not None:
+            self.permits = BulkheadRuntime(bulkhead.max_concurrent)
         """The bulkhead's permits, shared by threads and event loops; ``None`` without one.
 
         ``try_acquire()``, ``acquire(timeout)``, ``await acquire_async(timeout)``
@@ -160,6 +177,8 @@ class IntegrationPoint:
         self._ledger = Ledger(name, self._now, self.hooks, self.circuit,
                               breaker.slow_call_duration if breaker is not None else None,
                               retry.budget if retry is not None else None)
+        if isinstance(self.permits, AdaptiveRuntime):
+            self._ledger.sampler = self.permits.sample  # the limit learns from each outcome
         self._observer: Observer | None = None
         # compatibility names (see the end of the class)
         self._permits = self.permits
@@ -187,7 +206,12 @@ class IntegrationPoint:
 
     def stats(self) -> PointStats:
         """A consistent snapshot of this point's counters."""
-        return self._ledger.stats()
+        stats = self._ledger.stats()
+        permits = self.permits
+        if permits is not None:
+            limit = permits.limit if isinstance(permits, AdaptiveRuntime) else permits.max_concurrent
+            stats = stats._replace(concurrency_limit=limit)
+        return stats
 
     def reset_stats(self) -> None:
         """Zero the in-memory counters (breaker and budget state are untouched)."""

@@ -390,3 +390,50 @@ class RateLimit:
         else:
             _check_int("RateLimit", "burst", self.burst, 1)
         _check_seconds("RateLimit", "max_wait", self.max_wait)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdaptiveBulkhead:
+    """A concurrency limit that follows the dependency's latency, between ``minimum`` and ``maximum``.
+
+    Used as ``IntegrationPoint(bulkhead=AdaptiveBulkhead(...))``: like
+    :class:`Bulkhead`, each attempt holds a permit, callers beyond the limit
+    wait up to ``max_wait`` seconds (first come, first served) and then get
+    :class:`seawall.BulkheadFullError`; one limit is shared by threads and
+    event loops. The limit starts at ``initial`` and moves with every window
+    of attempt latencies, after Netflix's Gradient2 (the formula and its
+    constants are in ``seawall._adaptive``): it shrinks when latency rises
+    above ``tolerance`` times the lowest latency seen (the dependency is
+    queueing), and grows while it does not. ``smoothing`` (0, 1] is the
+    share of each new estimate taken at once. Read the current limit from
+    ``point.stats().concurrency_limit`` or ``point.permits.max_concurrent``.
+    """
+
+    initial: int = 16
+    minimum: int = 1
+    maximum: int = 256
+    max_wait: float = 0.0
+    tolerance: float = 1.1
+    smoothing: float = 0.2
+
+    def __post_init__(self) -> None:
+        owner = "AdaptiveBulkhead"
+        _check_int(owner, "minimum", self.minimum, 1)
+        _check_int(owner, "maximum", self.maximum, 1)
+        _check_int(owner, "initial", self.initial, 1)
+        if self.maximum < self.minimum:
+            raise ConfigurationError(
+                f"{owner}.maximum must be >= minimum ({self.minimum!r}), got {self.maximum!r}"
+            )
+        if not (self.minimum <= self.initial <= self.maximum):
+            raise ConfigurationError(
+                f"{owner}.initial must be within [minimum, maximum] = "
+                f"[{self.minimum!r}, {self.maximum!r}], got {self.initial!r}"
+            )
+        _check_seconds(owner, "max_wait", self.max_wait)
+        if isinstance(self.tolerance, bool) or not isinstance(self.tolerance, (int, float)) \
+                or not (1.0 <= self.tolerance < math.inf):
+            raise ConfigurationError(
+                f"{owner}.tolerance must be a finite number >= 1, got {self.tolerance!r}"
+            )
+        _check_rate(owner, "smoothing", self.smoothing)

@@ -260,6 +260,12 @@ def test_threads_and_tasks_share_one_bucket_in_real_time() -> None:
 # -- against a real server ------------------------------------------------------------
 
 
+
+class _Server(http.server.ThreadingHTTPServer):
+    # socketserver's backlog of 5 drops SYNs when 8 callers connect at once; a dropped SYN
+    # is resent after 1 s, and that late first request would look like a paced one
+    request_queue_size = 64
+
 class _Counting(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # header and body are two writes: no 40 ms delayed ACK
@@ -279,7 +285,7 @@ class _Counting(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def counting_server() -> Any:
-    server: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Counting)
+    server: Any = _Server(("127.0.0.1", 0), _Counting)
     server.daemon_threads = True
     server.lock = threading.Lock()
     server.arrivals = []
