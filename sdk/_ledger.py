@@ -67,6 +67,8 @@ class PointStats(NamedTuple):
     ``concurrency_limit`` is the bulkhead's limit when the snapshot was taken
     (an :class:`seawall.AdaptiveBulkhead`'s moves: its learned limit, which a
     latency probe halves for two windows now and then), ``None`` without one.
+    ``hedges`` counts the extra attempts a :class:`seawall.Hedge` started,
+    ``hedges_won`` the calls whose answer came from one of them.
     """
 
     calls: int
@@ -83,6 +85,8 @@ class PointStats(NamedTuple):
     paused_waits: int = 0
     rate_limit_waits: int = 0
     concurrency_limit: int | None = None
+    hedges: int = 0
+    hedges_won: int = 0
 
 
 REJECTION_REASONS = ("breaker", "bulkhead", "budget", "deadline", "rate_limit", "paused")
@@ -96,10 +100,31 @@ class Ledger:
     """
 
     __slots__ = (
-        "_attempts", "_base_calls", "_base_ok", "_by_category", "_calls", "_cancelled",
-        "_failures", "_fallbacks", "_ok", "_rejected", "_rejections", "_retries", "_step",
-        "_successes", "_timeouts", "_waits", "budget", "circuit", "hooks", "lock", "name",
-        "never_slow", "now", "sampler", "slow",
+        "_attempts",
+        "_base_calls",
+        "_base_ok",
+        "_by_category",
+        "_calls",
+        "_cancelled",
+        "_extra",
+        "_failures",
+        "_fallbacks",
+        "_ok",
+        "_rejected",
+        "_rejections",
+        "_retries",
+        "_step",
+        "_successes",
+        "_timeouts",
+        "budget",
+        "circuit",
+        "hooks",
+        "lock",
+        "name",
+        "never_slow",
+        "now",
+        "sampler",
+        "slow",
     )
 
     def __init__(self, name: str, now: Callable[[], float], hooks: HookSet,
@@ -259,9 +284,14 @@ class Ledger:
         """An admitted attempt will start after a server's pause and/or a rate-limit token (seconds)."""
         with self.lock:
             if paused > 0.0:
-                self._waits[0] += 1
+                self._extra[0] += 1
             if rate_limited > 0.0:
-                self._waits[1] += 1
+                self._extra[1] += 1
+
+    def hedged(self, won: bool = False) -> None:
+        """A hedge was sent (``won``: a call's answer came from a hedge)."""
+        with self.lock:
+            self._extra[3 if won else 2] += 1
 
     def refused_call(self, operation: str, fallback: bool) -> None:
         """A new call refused by the breaker, counted at once (the decorator's outage path).
@@ -343,7 +373,8 @@ class Ledger:
                 retries=self._retries, fallbacks=self._fallbacks, cancelled=self._cancelled,
                 failures_by_category=dict(self._by_category),
                 rejections=dict(self._rejections), timeouts=self._timeouts,
-                paused_waits=self._waits[0], rate_limit_waits=self._waits[1],
+                paused_waits=self._extra[0], rate_limit_waits=self._extra[1],
+                hedges=self._extra[2], hedges_won=self._extra[3],
             )
 
     def reset(self) -> None:
@@ -356,4 +387,4 @@ class Ledger:
             self._by_category: dict[str, int] = {c.value: 0 for c in Category
                                                  if c is not Category.CANCELLED}
             self._rejections: dict[str, int] = dict.fromkeys(REJECTION_REASONS, 0)
-            self._waits = [0, 0]  # paused, rate limited
+            self._extra = [0, 0, 0, 0]  # paused, rate limited, hedges sent, hedges won

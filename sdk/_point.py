@@ -6,6 +6,8 @@ it from the point's policies::
     fallback               _fallback.py     the answer when the call fails or is refused
     total deadline         _execution.py    Timeout.total, the caller's and any enclosing one
     retry (+ budget)       _execution.py    Retry, Backoff; RetryBudget in _budget.py
+      or hedge             _hedge.py        Hedge (async calls): parallel attempts, each one
+                                            admitted by every step below, on the same budget
     circuit breaker        _breaker.py      admits each attempt; judges its outcome
     server pacing          _pacing.py       a server's Retry-After / pushback pauses every caller
     rate limit             _rate_limit.py   RateLimit: a token per attempt, waited for by the shell
@@ -52,6 +54,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError
 from ._events import HookSet
 from ._execution import Execution, add_note
+from ._hedge import ahedged, sync_refusal
 from ._ledger import Ledger, PointStats
 from ._observer import Observer
 from ._pacing import Pacing
@@ -60,6 +63,7 @@ from ._policies import (
     Bulkhead,
     CircuitBreaker,
     Fallback,
+    Hedge,
     RateLimit,
     Retry,
     Timeout,
@@ -99,6 +103,7 @@ class IntegrationPoint:
         rand: Callable[[], float] | None = None,
         rate_limit: RateLimit | None = None,
         server_pacing: bool = True,
+        hedge: Hedge | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"IntegrationPoint.name must be a non-empty string, got {name!r}")
@@ -106,7 +111,7 @@ class IntegrationPoint:
             ("retry", retry, Retry), ("breaker", breaker, CircuitBreaker),
             ("timeout", timeout, Timeout),
             ("fallback", fallback, Fallback), ("classifier", classifier, Classifier),
-            ("rate_limit", rate_limit, RateLimit),
+            ("rate_limit", rate_limit, RateLimit), ("hedge", hedge, Hedge),
         ):
             if value is not None and not isinstance(value, kind):
                 raise ConfigurationError(
@@ -147,6 +152,8 @@ class IntegrationPoint:
         )
         """The breaker's runtime (state, ``force_open()``, ``reset()``...), ``None`` without one."""
         self.rate_limit = rate_limit
+        self.hedge = hedge
+        """The :class:`seawall.Hedge` of async calls (``acall``, decorated ``async def``), or ``None``."""
         self.pacing: Pacing | None = (
             Pacing(retry.max_server_delay if retry is not None else 30.0) if server_pacing else None
         )
@@ -258,6 +265,14 @@ class IntegrationPoint:
         """Decorate ``fn`` (``def`` or ``async def``); signature and metadata are kept."""
         operation = getattr(fn, "__qualname__", None) or repr(fn)
         if inspect.iscoroutinefunction(fn):
+            if self.hedge is not None:
+                hedged = ahedged
+
+                @functools.wraps(fn)
+                async def hedged_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                    return await hedged(self, lambda _t: fn(*args, **kwargs), operation)
+
+                return hedged_wrapper
             arun = self.arun
 
             @functools.wraps(fn)
@@ -265,6 +280,8 @@ class IntegrationPoint:
                 return await arun(lambda _t: fn(*args, **kwargs), operation)
 
             return async_wrapper
+        if self.hedge is not None:
+            raise sync_refusal(self, f"{operation}()")
         run = self.run
 
         @functools.wraps(fn)
@@ -274,11 +291,16 @@ class IntegrationPoint:
         return wrapper
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Call ``fn(*args, **kwargs)`` through the pipeline (sync)."""
+        """Call ``fn(*args, **kwargs)`` through the pipeline (sync; not with a hedge)."""
+        if self.hedge is not None:
+            raise sync_refusal(self, "call()")
         return self.run(lambda _t: fn(*args, **kwargs), getattr(fn, "__qualname__", "call"))
 
     async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Await ``fn(*args, **kwargs)`` through the pipeline (async)."""
+        """Await ``fn(*args, **kwargs)`` through the pipeline (async; hedged with a hedge)."""
+        if self.hedge is not None:
+            return await ahedged(self, lambda _t: fn(*args, **kwargs),
+                                 getattr(fn, "__qualname__", "acall"))
         return await self.arun(lambda _t: fn(*args, **kwargs), getattr(fn, "__qualname__", "acall"))
 
     # -- the public entry of integrations ------------------------------------------

@@ -437,3 +437,48 @@ class AdaptiveBulkhead:
                 f"{owner}.tolerance must be a finite number >= 1, got {self.tolerance!r}"
             )
         _check_rate(owner, "smoothing", self.smoothing)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hedge:
+    """Send another attempt when the first has not answered within ``delay`` seconds.
+
+    After gRFC A6's hedging policy and Polly's hedging strategy: if no
+    attempt has answered ``delay`` seconds after the last one started, one
+    more starts, up to ``max_extra`` extra attempts (1 to 10); the first
+    answer that is not a failure wins and every other attempt is cancelled.
+    A failure whose category is in ``on`` (by default: any failure the
+    classifier marks retryable) starts the next hedge at once; any other
+    failure ends the call. Hedges are withdrawn from the retry budget (no
+    hedge when it is spent), each one is an attempt for the breaker, the
+    bulkhead and the rate limit (taken without waiting: a hedge that cannot
+    start at once is not sent), a server's delay hint (``Retry-After``,
+    pushback) stops further hedges, and the total deadline bounds them all.
+    With a hedge, a call makes at most ``1 + max_extra`` attempts (a
+    :class:`Retry` lends its budget, not its attempts). Only for idempotent
+    work: the dependency may see every attempt. Async only (decorated
+    ``async def`` functions and :meth:`IntegrationPoint.acall`, under
+    asyncio); decorating a ``def`` or calling :meth:`IntegrationPoint.call`
+    through a hedged point raises :class:`seawall.ConfigurationError`.
+    """
+
+    delay: float
+    max_extra: int = 1
+    on: Collection[Category | str] | None = None
+
+    def __post_init__(self) -> None:
+        _check_seconds("Hedge", "delay", self.delay)
+        _check_int("Hedge", "max_extra", self.max_extra, 1)
+        if self.max_extra > 10:
+            raise ConfigurationError(f"Hedge.max_extra must be <= 10, got {self.max_extra!r}")
+        if self.on is not None:
+            try:
+                if isinstance(self.on, (str, bytes)):
+                    raise TypeError
+                on = frozenset(Category(c) for c in self.on)
+            except (ValueError, TypeError):
+                raise ConfigurationError(
+                    f"Hedge.on must hold categories ({[c.value for c in Category]}) or be None, "
+                    f"got {self.on!r}"
+                ) from None
+            object.__setattr__(self, "on", on)
