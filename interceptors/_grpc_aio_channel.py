@@ -20,6 +20,7 @@ import grpc.aio
 from seawall import DeadlineExceeded, RejectedError
 
 from ._grpc_aio_call import UnaryCall, send
+from ._grpc_aio_hedge import hedged_unary, hedges
 from ._grpc_aio_status import DoneCall
 from ._grpc_aio_streams import StreamStreamCall, UnaryStreamCall
 from ._grpc_aio_unary import refused, single, unary
@@ -54,6 +55,9 @@ class _UnaryUnary(Wrapped, _UUCallable):
         inner = self._inner
         args = (inner, metadata, credentials, wait_for_ready, compression)
         call = UnaryCall(rule, ex, args, request)
+        if point.hedge is not None and hedges(rule):  # parallel attempts: a driver task
+            call._drive(hedged_unary(rule, self._operation, timeout, send, args, request, True))
+            return call
         permits = rule.permits
         pacing = point.pacing
         # a server's pause, a rate limit, a full bulkhead: the general path waits, or refuses

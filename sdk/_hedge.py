@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._breaker import REJECTED
-from ._classify import Classification
+from ._classify import Classification, ExceptionRule, ResultRule
 from ._clock import async_library
 from ._deadline import DEADLINE
 from ._errors import ConfigurationError, DeadlineExceeded, RejectedError
@@ -86,7 +86,10 @@ class _Hedging:
     """The state of one hedged call (not shared)."""
 
     def __init__(self, point: IntegrationPoint, attempt: Callable[[float | None], Awaitable[Any]],
-                 operation: str, ex: Execution) -> None:
+                 operation: str, ex: Execution, classify_exception: ExceptionRule | None,
+                 classify_result: ResultRule | None) -> None:
+        self.classify_exception = classify_exception
+        self.classify_result = classify_result
         assert point.hedge is not None
         self.point = point
         self.hedge = point.hedge
@@ -157,10 +160,12 @@ class _Hedging:
                 failure: Exception | None = None
                 if exc is None:
                     result = task.result()
-                    c = point.classify_result(result) if point._result_rules else None
+                    c = None
+                    if self.classify_result is not None or point._result_rules:
+                        c = point.classify_result(result, self.classify_result)
                 elif isinstance(exc, Exception):
                     failure = exc
-                    c = point.classify_exception(exc)
+                    c = point.classify_exception(exc, self.classify_exception)
                 else:  # a BaseException from the work: not ours to swallow
                     raise exc
                 ex.attempt_start, ex._ticket = tr.start, tr.ticket  # the attempt told of now
@@ -216,9 +221,18 @@ async def ahedged(
     attempt: Callable[[float | None], Awaitable[T]],
     operation: str,
     deadline: float | None = None,
+    classify_exception: ExceptionRule | None = None,
+    classify_result: ResultRule | None = None,
     discard: Callable[[T], Awaitable[None] | None] | None = None,
 ) -> T:
-    """Run ``attempt`` through ``point``'s pipeline with its :class:`seawall.Hedge` (see the module doc)."""
+    """Run ``await attempt(timeout)`` with ``point``'s :class:`seawall.Hedge` (see the module doc).
+
+    ``IntegrationPoint.ahedged``: the arguments mean what they mean for
+    ``arun``. When every attempt failed, a failed result is returned as it
+    is and an exception re-raised; refusals raise their error (or the
+    fallback answers). Each call of ``attempt`` is one attempt, in the order
+    they start (number them to tell the dependency: ``seawall-attempt``).
+    """
     if async_library() != "asyncio":
         raise ConfigurationError(f"{point.name}: Hedge runs its attempts as asyncio tasks",
                                  point=point.name, operation=operation)
@@ -245,7 +259,7 @@ async def ahedged(
     except (RejectedError, DeadlineExceeded) as rejection:
         return await afinish_rejection(point, ex, rejection)  # type: ignore[no-any-return]
     ex.attempt_start = point._now()
-    run = _Hedging(point, attempt, operation, ex)
+    run = _Hedging(point, attempt, operation, ex, classify_exception, classify_result)
     run.launch(timeout)
     try:
         won, result = await run.watch(discard)

@@ -307,6 +307,10 @@ class IntegrationPoint:
 
     run = _run
     arun = _arun
+    ahedged = ahedged
+    """``await point.ahedged(attempt, operation, deadline=None, classify_exception=None,
+    classify_result=None, discard=None)``: ``arun`` with the point's :class:`seawall.Hedge`
+    (asyncio; only for idempotent work). See :func:`seawall._hedge.ahedged`."""
 
     def execution(self, operation: str, *, deadline: float | None = None) -> Execution:
         """Start the bookkeeping of one logical call (for integrations that drive attempts).
