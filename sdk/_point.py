@@ -55,6 +55,7 @@ from ._errors import ConfigurationError
 from ._events import HookSet
 from ._execution import Execution, add_note
 from ._hedge import ahedged, sync_refusal
+from ._hedge_futures import hedge_futures
 from ._ledger import Ledger, PointStats
 from ._observer import Observer
 from ._pacing import Pacing
@@ -311,6 +312,10 @@ class IntegrationPoint:
     """``await point.ahedged(attempt, operation, deadline=None, classify_exception=None,
     classify_result=None, discard=None)``: ``arun`` with the point's :class:`seawall.Hedge`
     (asyncio; only for idempotent work). See :func:`seawall._hedge.ahedged`."""
+    hedge_futures = hedge_futures
+    """``point.hedge_futures(ex, start, judge) -> (future, classification | None)``: the
+    point's :class:`seawall.Hedge` in the calling thread over attempts that are futures
+    (sync gRPC ``.future()``). See :func:`seawall._hedge_futures.hedge_futures`."""
 
     def execution(self, operation: str, *, deadline: float | None = None) -> Execution:
         """Start the bookkeeping of one logical call (for integrations that drive attempts).

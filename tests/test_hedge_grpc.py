@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import grpc
@@ -10,8 +11,8 @@ import pytest
 
 import seawall
 from seawall.interceptors import grpc as sw_grpc
-from tests.grpc_support.fixtures import aio_target, backend, mounting  # noqa: F401
-from tests.grpc_support.mounts import aio_channel
+from tests.grpc_support.fixtures import aio_target, backend, mounting, sync_target  # noqa: F401
+from tests.grpc_support.mounts import aio_channel, sync_channel
 from tests.grpc_support.servers import Backend, pb2, pb2_grpc
 
 
@@ -80,3 +81,57 @@ async def test_unavailable_starts_the_hedge_at_once(
     reply = await stub.Unary(pb2.EchoRequest(key="k", text="hi"), timeout=10)
     assert reply.attempt == 2 and time.monotonic() - t0 < 5.0
     await channel.close()
+
+
+# -- sync: the channel wrapper's blocking calls, attempts as futures ---------------------
+
+
+def test_a_stalled_sync_rpc_is_hedged_through_the_wrapper(
+        sync_target: str, backend: Backend) -> None:  # noqa: F811
+    """resilient_channel: attempt 2 answers a stalled attempt 1, which is cancelled."""
+    backend.plan("k", delay=5.0, delay_attempts=1)
+    p = hedged_point()
+    threads_before = threading.active_count()
+    channel = sync_channel(sync_target, sw_grpc.Route(p, idempotent=True), "wrapper")
+    stub = pb2_grpc.EchoStub(channel)
+    t0 = time.monotonic()
+    reply = stub.Unary(pb2.EchoRequest(key="k", text="hi"), timeout=10)
+    assert (reply.text, reply.attempt) == ("hi", 2)
+    assert time.monotonic() - t0 < 3.0
+    assert backend.headers("k") == [None, "2"]
+    assert backend.cancelled.wait(5)
+    stats = p.stats()
+    assert (stats.successes, stats.hedges, stats.hedges_won) == (1, 1, 1)
+    assert threading.active_count() <= threads_before + 4  # gRPC's own, none per attempt
+    channel.close()
+
+
+def test_a_sync_hedged_failure_raises_the_last_status(
+        sync_target: str, backend: Backend) -> None:  # noqa: F811
+    """Every attempt UNAVAILABLE: the caller gets the status, after 1 + max_extra attempts."""
+    backend.plan("k", fail=10, code=grpc.StatusCode.UNAVAILABLE)
+    p = seawall.IntegrationPoint("echo", hedge=seawall.Hedge(delay=5.0, max_extra=2))
+    channel = sync_channel(sync_target, sw_grpc.Route(p, idempotent=True), "wrapper")
+    stub = pb2_grpc.EchoStub(channel)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Unary(pb2.EchoRequest(key="k", text="hi"), timeout=10)
+    assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert backend.headers("k") == [None, "2", "3"]
+    stats = p.stats()
+    assert (stats.failures, stats.attempts, stats.hedges) == (1, 3, 2)
+    channel.close()
+
+
+def test_a_sync_refusal_is_a_grpc_error(sync_target: str, backend: Backend) -> None:  # noqa: F811
+    """A hedged call the breaker refuses raises its gRPC twin, touching no server."""
+    p = seawall.IntegrationPoint("echo", hedge=seawall.Hedge(delay=0.1),
+                                 breaker=seawall.CircuitBreaker())
+    assert p.circuit is not None
+    p.circuit.force_open()
+    channel = sync_channel(sync_target, sw_grpc.Route(p, idempotent=True), "wrapper")
+    stub = pb2_grpc.EchoStub(channel)
+    with pytest.raises(seawall.CircuitOpenError) as info:
+        stub.Unary(pb2.EchoRequest(key="k", text="hi"), timeout=10)
+    assert isinstance(info.value, grpc.RpcError)
+    assert backend.attempts("k") == []
+    channel.close()
