@@ -216,7 +216,7 @@ class Execution:
             raise self._refuse(now, total, paused >= token,
                                f"the wait of {total:.3f} s would pass the deadline")
         if total > 0.0:
-            point._ledger.waited(paused, token)
+            point._ledger.waited(self.operation, paused, token)
         return total
 
     def _refuse(self, now: float, after: float, paused: bool, why: str) -> RateLimitedError:

@@ -132,7 +132,7 @@ class _Hedging:
             self.open = False
             return
         self.sent += 1
-        ledger.hedged()
+        ledger.hedged(self.operation, ex.attempts)
         self.launch(timeout)
         if self.sent >= self.hedge.max_extra:
             self.open = False
@@ -172,7 +172,7 @@ class _Hedging:
                 if c is None:
                     ex.success()
                     if tr.number > 1:
-                        ledger.hedged(won=True)
+                        ledger.hedged(operation, tr.number, won=True)
                     await self.cancel_all(discard)
                     return True, result
                 now = point._now()

@@ -101,7 +101,7 @@ class _FutureHedging(_Hedging):
             if c is None:
                 ex.success()
                 if tr.number > 1:
-                    ledger.hedged(won=True)
+                    ledger.hedged(ex.operation, tr.number, won=True)
                 self.cancel_futures()
                 return future, None
             now = point._now()

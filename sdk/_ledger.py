@@ -32,9 +32,11 @@ from ._events import (
     AttemptEvent,
     BreakerTransition,
     CallEvent,
+    HedgeEvent,
     HookSet,
     RejectionEvent,
     RetryEvent,
+    WaitEvent,
     emit,
     log,
 )
@@ -280,18 +282,28 @@ class Ledger:
         if hooks:
             emit(hooks, RejectionEvent(self.name, operation, reason, _wall()))
 
-    def waited(self, paused: float, rate_limited: float) -> None:
+    def waited(self, operation: str, paused: float, rate_limited: float) -> None:
         """An admitted attempt will start after a server's pause and/or a rate-limit token (seconds)."""
         with self.lock:
             if paused > 0.0:
                 self._extra[0] += 1
             if rate_limited > 0.0:
                 self._extra[1] += 1
+        hooks = self.hooks.hooks + GLOBAL_HOOKS.hooks
+        if hooks:
+            wall = _wall()
+            if paused > 0.0:
+                emit(hooks, WaitEvent(self.name, operation, "paused", paused, wall))
+            if rate_limited > 0.0:
+                emit(hooks, WaitEvent(self.name, operation, "rate_limit", rate_limited, wall))
 
-    def hedged(self, won: bool = False) -> None:
-        """A hedge was sent (``won``: a call's answer came from a hedge)."""
+    def hedged(self, operation: str, attempt: int, won: bool = False) -> None:
+        """A hedge started attempt number ``attempt`` (``won``: that attempt answered the call)."""
         with self.lock:
             self._extra[3 if won else 2] += 1
+        hooks = self.hooks.hooks + GLOBAL_HOOKS.hooks
+        if hooks:
+            emit(hooks, HedgeEvent(self.name, operation, attempt, won, _wall()))
 
     def refused_call(self, operation: str, fallback: bool) -> None:
         """A new call refused by the breaker, counted at once (the decorator's outage path).

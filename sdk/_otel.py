@@ -32,8 +32,10 @@ from ._errors import ConfigurationError
 from ._events import (
     AttemptEvent,
     CallEvent,
+    HedgeEvent,
     RejectionEvent,
     RetryEvent,
+    WaitEvent,
     add_hook,
     remove_hook,
 )
@@ -115,6 +117,12 @@ class _Instruments:
         self.rejections = meter.create_counter(
             "seawall.rejections", unit="{rejection}",
             description="Calls and retries refused locally, by reason")
+        self.hedges = meter.create_counter(
+            "seawall.hedges", unit="{attempt}",
+            description="Hedges started (outcome sent) and calls a hedge answered (outcome won)")
+        self.waits = meter.create_counter(
+            "seawall.waits", unit="{attempt}",
+            description="Attempts that waited before starting, by reason (paused, rate_limit)")
         self.call_duration = meter.create_histogram(
             "seawall.call.duration", unit="s",
             description="Duration of calls that reached the dependency, every attempt and "
@@ -316,6 +324,7 @@ class OtelMetrics:
         attempts: dict[tuple[Any, ...], int] = {}
         retries: dict[tuple[Any, ...], int] = {}
         rejections: dict[tuple[Any, ...], int] = {}
+        extras: dict[tuple[Any, ...], int] = {}  # hedges and waits
         folded: dict[str, int] = {}
         for ev in events:
             kind = ev.__class__
@@ -357,6 +366,11 @@ class OtelMetrics:
             elif kind is RejectionEvent:
                 key = ("j", ev.point, operation_of(ev.point, ev.operation), ev.reason)
                 rejections[key] = rejections.get(key, 0) + 1
+            elif kind is HedgeEvent or kind is WaitEvent:
+                what = ("won" if ev.won else "sent") if kind is HedgeEvent else ev.reason
+                key = ("h" if kind is HedgeEvent else "w", ev.point,
+                       operation_of(ev.point, ev.operation), what)
+                extras[key] = extras.get(key, 0) + 1
         # one add per series per drain: the SDK's cost no longer grows with the calls
         for key, count in calls.items():
             ins.calls.add(count, attrs.get(key) or self._call_attrs(key))
@@ -373,6 +387,12 @@ class OtelMetrics:
             if found is None:
                 found = attrs[key] = {POINT: key[1], OPERATION: key[2], REASON: key[3]}
             ins.rejections.add(count, found)
+        for key, count in extras.items():
+            found = attrs.get(key)
+            if found is None:
+                label = OUTCOME if key[0] == "h" else REASON
+                found = attrs[key] = {POINT: key[1], OPERATION: key[2], label: key[3]}
+            (ins.hedges if key[0] == "h" else ins.waits).add(count, found)
         for point, count in folded.items():
             self._folded[point] = self._folded.get(point, 0) + count
             ins.folded.add(count, {POINT: point})
@@ -438,7 +458,9 @@ def otel_metrics(meter_provider: MeterProvider | None = None, *, max_operations:
     OpenTelemetry and nothing listens to the events.
 
     Instruments (meter ``seawall``): counters ``seawall.calls``,
-    ``seawall.attempts``, ``seawall.retries``, ``seawall.rejections``;
+    ``seawall.attempts``, ``seawall.retries``, ``seawall.rejections``,
+    ``seawall.hedges`` (``outcome`` sent / won), ``seawall.waits`` (``reason``
+    paused / rate_limit);
     histograms ``seawall.call.duration`` and ``seawall.attempt.duration``
     in seconds (advised boundaries :data:`DURATION_BOUNDARIES`, 100 µs to
     60 s); the gauge ``seawall.breaker.state`` (0 closed, 1 half-open, 2

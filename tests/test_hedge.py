@@ -287,3 +287,27 @@ async def test_against_a_real_server_the_hedge_beats_a_stalled_request() -> None
         assert elapsed < 2.0
         assert server.wait_for_requests(2)
         assert p.stats().hedges_won == 1
+
+
+# -- events and metrics ---------------------------------------------------------------
+
+
+async def test_hedges_are_told_to_hooks_and_to_opentelemetry() -> None:
+    """A HedgeEvent when a hedge starts and when it wins; seawall.hedges counts both."""
+    from tests.otel_support import read, sdk_provider, total
+
+    p = IntegrationPoint("otel-hedge", hedge=Hedge(delay=0.02))
+    seen: list[Any] = []
+    p.add_hook(seen.append)
+    with sdk_provider() as (provider, reader):
+        handle = seawall.otel_metrics(provider)
+        try:
+            assert await p.acall(Script((5.0, "slow"), (0.0, "fast"))) == "fast"
+            handle.flush()
+            points = read(reader)
+        finally:
+            handle.close()
+    hedge_events = [e for e in seen if isinstance(e, seawall.HedgeEvent)]
+    assert [(e.attempt, e.won) for e in hedge_events] == [(2, False), (2, True)]
+    assert total(points, "seawall.hedges", point="otel-hedge", outcome="sent") == 1
+    assert total(points, "seawall.hedges", point="otel-hedge", outcome="won") == 1

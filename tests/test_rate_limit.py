@@ -311,3 +311,26 @@ def test_100_http_calls_at_50_per_second_take_at_least_1_8_s(counting_server: An
     assert len(arrivals) == 100
     assert arrivals[-1] - arrivals[0] >= 1.8  # the server saw the spacing too
     assert p.stats().rate_limit_waits >= 90
+
+
+def test_waits_are_told_to_hooks_and_to_opentelemetry() -> None:
+    """A WaitEvent per wait for a token; seawall.waits counts them by reason."""
+    from tests.otel_support import read, sdk_provider, total
+
+    clock = FakeClock()
+    p = IntegrationPoint("otel-rate", rate_limit=RateLimit(rate=10, burst=1, max_wait=1.0),
+                         clock=clock)
+    seen: list[Any] = []
+    p.add_hook(seen.append)
+    with sdk_provider() as (provider, reader):
+        handle = seawall.otel_metrics(provider)
+        try:
+            for _ in range(3):
+                p.call(lambda: None)
+            handle.flush()
+            points = read(reader)
+        finally:
+            handle.close()
+    waits = [e for e in seen if isinstance(e, seawall.WaitEvent)]
+    assert [(e.reason, round(e.delay, 3)) for e in waits] == [("rate_limit", 0.1)] * 2
+    assert total(points, "seawall.waits", point="otel-rate", reason="rate_limit") == 2
