@@ -68,7 +68,6 @@ number of threads, or tasks of one event loop.
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -86,11 +85,8 @@ from seawall import (
     IntegrationPoint,
     RejectedError,
 )
-from seawall._breaker import CLOSED, REJECTED
 from seawall._classify import PERMANENT
-from seawall._deadline import DEADLINE
-from seawall._events import GLOBAL_HOOKS
-from seawall._point import _add_note
+from seawall._execution import add_note
 
 from ._sqlalchemy_classify import (
     DISCONNECT,
@@ -222,7 +218,8 @@ class _Instrumentation:
         self.dialect = dialect
         self.dialect_name: str = dialect.name
         self.is_async = bool(getattr(dialect, "is_async", False))
-        self.first: float | None = point._first_timeout
+        self.observer = point.observer()
+        self.first: float | None = self.observer.first_timeout
         self.timeouts = timeouts_for(dialect, self.first)
         self.always_apply = self.timeouts.always_apply
         self.watch_savepoints = self.timeouts.watches_savepoints
@@ -236,7 +233,7 @@ class _Instrumentation:
         # turn the wrappers off: one left in place (wrapped in turn by someone else)
         # then only passes calls on
         self.stoppers: list[Callable[[], None]] = []
-        self.permits = point._permits
+        self.permits = point.permits
         # pool records of checked-out connections holding a bulkhead permit; set
         # add / remove / pop are atomic, so no lock is needed on the checkout path
         self.holders: set[Any] = set()
@@ -262,7 +259,7 @@ class _Instrumentation:
         unknown = getattr(exc, _COMMIT_UNKNOWN, None)
         if c is not None and unknown is not None:
             if c.retry and isinstance(unknown, str):
-                _add_note(exc, unknown)
+                add_note(exc, unknown)
                 setattr(exc, _COMMIT_UNKNOWN, True)  # noted once
             return _no_retry(c)
         return c
@@ -378,7 +375,7 @@ class _Instrumentation:
         last: tuple[Classification, Exception] | None = None
         while True:
             if in_unit:
-                ex._adopt_first(ex.start, REJECTED)
+                ex.adopt(ex.start)  # the unit holds the breaker's ticket
                 timeout = ex.remaining()
             else:
                 try:
@@ -387,7 +384,7 @@ class _Instrumentation:
                     if last is not None:  # a retry was refused: the caller sees the real failure
                         ex.stop_reason = f"retry refused: {refused}"
                         ex.end_failure(last[0])
-                        _add_note(last[1], ex.describe(last[0]))
+                        ex.annotate(last[1], last[0])
                         raise last[1] from None
                     ex.end_rejected(refused)
                     raise
@@ -402,8 +399,7 @@ class _Instrumentation:
                 delay = ex.failure(_no_retry(c) if in_unit else c)
                 if delay is None:
                     ex.end_failure(c)
-                    if ex.attempts > 1 or ex.stop_reason:
-                        _add_note(exc, ex.describe(c))
+                    ex.annotate(exc, c)
                     raise
                 last = (c, exc)
                 if delay > 0:
@@ -431,7 +427,8 @@ class _Instrumentation:
         self.holders.add(record)
 
     def _wait_for_permit(self, permits: Any) -> None:
-        wait = self.point._max_wait
+        bulkhead = self.point.bulkhead
+        wait = bulkhead.max_wait if bulkhead is not None else 0.0
         if self.is_async:
             got = _await_in_greenlet(permits.acquire_async(wait))
         else:
@@ -471,30 +468,24 @@ class _Instrumentation:
         Every name the hot path needs is bound here, once: a statement costs
         a few attribute reads and two clock reads at most.
         """
-        point = self.point
-        now = point._now
-        circuit = point.circuit
-        # with no slow-call threshold no success is slow, and one more success leaves a
-        # window of successes only as it is: the breaker then needs no word of it
-        skip_clean = circuit is not None and point._slow == math.inf
-        record_success = point.record_success
-        # a success with no breaker ticket and no event hook only counts (as record_success
-        # would, without its call): one counter step, and a budget mark at bucket boundaries
-        count_ok = point._fast_ok.__next__
-        point_hooks = point.hooks
-        global_hooks = GLOBAL_HOOKS
-        budget_tick = point._budget_tick
+        observer = self.observer
+        start_work = observer.start
+        admit = observer.admit
+        counted = observer.counted
+        succeeded = observer.succeeded
+        cancelled = observer.cancelled
+        no_ticket = observer.NO_TICKET
         first = self.first
         ops = self._ops
         name = self._name
         apply_timeout = self._apply_timeout
+        failed = self._failed
         timeouts = self.timeouts
         enforces = timeouts.enforces
         # the timeout value in the connection's state that already enforces the usual budget
         steady = timeouts.steady_ms
         steady_known = enforces and steady is not None
         in_unit_now = _IN_UNIT.get
-        deadline_now = DEADLINE.get
         labelled = _labelled
 
         def observed(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
@@ -506,29 +497,19 @@ class _Instrumentation:
             if found is None:
                 found = name(statement)
             op, rollback_to = found  # the user's label replaces op where op is used: labelled()
-            started = now()
-            timeout = first
-            outer = deadline_now()
-            if outer is not None and outer[1] is now:
-                left = outer[0] - started
-                if timeout is None or left < timeout:
-                    if left <= 0.0:
-                        if not in_unit_now():
-                            self._run_late(labelled(op, context), original, cursor, statement,
-                                           parameters, context)
-                            return
-                        left = 0.0
-                    timeout = left
-            # inside a run_transaction unit (asked only when it matters) the unit holds the
-            # breaker's ticket: its statements are recorded with none, and never refused
-            if circuit is None:
-                ticket = REJECTED
-            elif circuit.state is CLOSED:
-                ticket = circuit.generation
-            elif in_unit_now():
-                ticket = REJECTED
-            else:
-                ticket = point.admit(labelled(op, context))  # raises CircuitOpenError, counted
+            started, timeout, ticket = start_work()
+            if timeout is not first and timeout is not None and timeout <= 0.0:
+                # an enclosing seawall deadline has passed
+                if not in_unit_now():
+                    self._run_late(labelled(op, context), original, cursor, statement,
+                                   parameters, context)
+                    return
+                timeout = 0.0
+            if ticket is None:
+                # the breaker must judge (not closed); inside a run_transaction unit (asked
+                # only when it matters) the unit holds the breaker's ticket: its statements
+                # are recorded with none, and never refused
+                ticket = no_ticket if in_unit_now() else admit(labelled(op, context))
             if timeout is first and steady_known and not rollback_to:
                 # the common case, without a call: is the usual budget already in force?
                 try:
@@ -548,24 +529,19 @@ class _Instrumentation:
                 original(cursor, statement, parameters, context)
             except Exception as exc:
                 if ticket >= 0 and in_unit_now():
-                    ticket = REJECTED
-                self._failed(exc, labelled(op, context), started, ticket, cursor, statement,
-                             parameters, context)
+                    ticket = no_ticket
+                failed(exc, labelled(op, context), started, ticket, cursor, statement,
+                       parameters, context)
                 raise
             except BaseException:  # cancelled: not a failure
-                if ticket >= 0 and not in_unit_now():
-                    point.release(ticket)
-                point._record_cancel(labelled(op, context), started)
+                if ticket >= 0 and in_unit_now():
+                    ticket = no_ticket
+                cancelled(labelled(op, context), started, ticket)
                 raise
-            if ticket >= 0 and ((skip_clean and circuit.clean)  # type: ignore[union-attr]
-                                or in_unit_now()):
-                ticket = REJECTED
-            if ticket < 0 and not (point_hooks.hooks or global_hooks.hooks):
-                count_ok()
-                if started >= point._budget_next:
-                    budget_tick(started)
-            else:
-                record_success(labelled(op, context), started, ticket)
+            if not counted(started, ticket):  # the breaker or a hook must hear of it
+                if ticket >= 0 and in_unit_now():
+                    ticket = no_ticket
+                succeeded(labelled(op, context), started, ticket)
         live = True
 
         def stop() -> None:  # uninstrumented: a wrapper still called only passes calls on
@@ -589,8 +565,9 @@ class _Instrumentation:
         try:
             original(cursor, statement, parameters, context)
         except Exception as exc:
-            self._failed(exc, op, ex.attempt_start, ex._ticket, cursor, statement, parameters,
-                         context)
+            c = self._classified(exc, cursor, statement, parameters, context)
+            ex.failure(_no_retry(c))  # a statement is never replayed on its own
+            ex.end_failure(c)
             raise
         except BaseException:
             ex.cancelled()
@@ -635,6 +612,13 @@ class _Instrumentation:
     def _failed(self, exc: Exception, op: str, started: float, ticket: int, cursor: Any,
                 statement: str, parameters: Any, context: Any) -> None:
         """Classify and record a statement's failure (the caller then re-raises ``exc``)."""
+        c = self._classified(exc, cursor, statement, parameters, context)
+        # a statement is never replayed on its own: recorded as a failure with no retry
+        self.observer.failed(op, started, c, ticket)
+
+    def _classified(self, exc: Exception, cursor: Any, statement: str, parameters: Any,
+                    context: Any) -> Classification:
+        """The classification of a statement's failure ``exc`` (never raises)."""
         try:
             if self.always_apply and self._interrupted(context):
                 # our own statement timeout stopped it: say so where the classifier looks
@@ -644,8 +628,7 @@ class _Instrumentation:
         except Exception:  # never mask the statement's own failure
             log.exception("seawall: classifying a failed statement raised")
             c = PERMANENT
-        # a statement is never replayed on its own: recorded as a failure with no retry
-        self.point.record_failure(op, started, c, ticket)
+        return c
 
     def _as_raised(self, exc: Exception, cursor: Any, statement: str, parameters: Any,
                    context: Any) -> BaseException:
