@@ -104,7 +104,8 @@ def test_the_scan_covers_the_integrations_and_storage() -> None:
     """Every integration and storage module is read (and no generated protobuf module)."""
     scanned = {p.relative_to(ROOT).as_posix() for p in scanned_files()}
     for expected in ("interceptors/httpx.py", "interceptors/httpx2.py",
-                     "interceptors/sqlalchemy.py", "interceptors/_grpc_commit.py",
+                     "interceptors/sqlalchemy.py", "interceptors/_sqlalchemy_statements.py",
+                     "interceptors/_sqlalchemy_connections.py", "interceptors/_grpc_commit.py",
                      "interceptors/_grpc_sync.py", "interceptors/_grpc_aio.py",
                      "storage/_recorder.py"):
         assert expected in scanned, expected
