@@ -1,9 +1,10 @@
-"""Attaching seawall to one engine: the dialect's methods wrapped, the pool's events listened to.
+"""Attaching seawall to one engine (:func:`instrument`) and removing it (:func:`uninstrument`).
 
-:class:`Instrumentation` is what :func:`seawall.interceptors.sqlalchemy.instrument`
-makes per engine: the settings its hooks share (the point, the dialect's
-statement-timeout strategy, the DBAPI's error class), the connection
-hooks (``_sqlalchemy_connections``) and the statement hooks
+The dialect's methods are wrapped and the pool's events listened to.
+:class:`Instrumentation` is what :func:`instrument` makes per engine: the
+settings its hooks share (the point, the dialect's statement-timeout
+strategy from :func:`timeouts_for`, the DBAPI's error class), the
+connection hooks (``_sqlalchemy_connections``) and the statement hooks
 (``_sqlalchemy_statements``), and the bookkeeping that removes them again.
 It is kept in the engine's and the dialect's ``__dict__``.
 
@@ -28,8 +29,9 @@ number of threads, or tasks of one event loop.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -37,13 +39,12 @@ from sqlalchemy.engine import Engine
 from seawall import ConfigurationError, IntegrationPoint
 
 from ._sqlalchemy_connections import Connections
-from ._sqlalchemy_state import to_ms
+from ._sqlalchemy_sqlite import SQLiteTimeouts
+from ._sqlalchemy_state import ENGINE_ATTR, sync_engine
 from ._sqlalchemy_statements import Statements
-from ._sqlalchemy_timeouts import dbapi_of, timeouts_for
+from ._sqlalchemy_timeouts import MySQLTimeouts, NoTimeouts, PostgresTimeouts, dbapi_of, to_ms
 
-#: The attribute (in the engine's and the dialect's ``__dict__``) holding the Instrumentation.
-STATE_ATTR = "_seawall_instrumentation"
-
+E = TypeVar("E", bound=Any)
 
 class Instrumentation:
     """The hooks of one engine and the state they share.
@@ -79,7 +80,7 @@ class Instrumentation:
     def attach(self) -> None:
         """Wrap the dialect's methods and listen to the pool's events this policy needs."""
         dialect = self.dialect
-        if dialect.__dict__.get(STATE_ATTR) is not None:
+        if dialect.__dict__.get(ENGINE_ATTR) is not None:
             raise ConfigurationError(
                 f"the dialect of {self.engine!r} is already instrumented (an engine made with "
                 "execution_options() shares its dialect with the engine it came from)"
@@ -113,7 +114,7 @@ class Instrumentation:
         for name, fn in wrappers.items():
             setattr(dialect, name, fn)  # an instance attribute: found before the class's method
             self.wrapped.append((name, fn))
-        dialect.__dict__[STATE_ATTR] = self
+        dialect.__dict__[ENGINE_ATTR] = self
 
     def detach_all(self) -> None:
         """Remove the listeners and the wrappers, switch the strategy off, give permits back."""
@@ -128,28 +129,64 @@ class Instrumentation:
             if dialect_dict.get(name) is fn:
                 del dialect_dict[name]
         self.wrapped.clear()
-        dialect_dict.pop(STATE_ATTR, None)
+        dialect_dict.pop(ENGINE_ATTR, None)
         self.connections.release_all()
 
 
-def sync_engine(engine: Any) -> Engine:
-    """The :class:`~sqlalchemy.engine.Engine` of ``engine`` (an ``AsyncEngine``'s ``sync_engine``)."""
-    target = getattr(engine, "sync_engine", engine)
-    if not isinstance(target, Engine):
-        raise ConfigurationError(
-            f"expected a sqlalchemy Engine or AsyncEngine, got {type(engine).__name__}"
-        )
-    return target
+def timeouts_for(dialect: Any, first: float | None = None) -> NoTimeouts:
+    """The statement-timeout strategy of an engine's dialect (``first``: the usual budget, s)."""
+    name = dialect.name
+    if name == "postgresql":
+        return PostgresTimeouts(getattr(dialect, "driver", None), first)
+    if name in ("mysql", "mariadb"):
+        return MySQLTimeouts(first) if name == "mysql" else NoTimeouts()
+    if name == "sqlite":
+        # pysqlite's DBAPI is sqlite3.dbapi2, whose Connection is sqlite3's
+        return SQLiteTimeouts(chains=getattr(dbapi_of(dialect), "Connection", None)
+                              is sqlite3.Connection)
+    return NoTimeouts()
 
 
-def instrumentation_of(engine: Any) -> Instrumentation:
-    """The :class:`Instrumentation` of ``engine`` (or of the engine it was copied from)."""
-    target: Any = sync_engine(engine)
-    while target is not None:
-        state = target.__dict__.get(STATE_ATTR)
-        if state is not None:
-            return state  # type: ignore[no-any-return]
-        target = target.__dict__.get("_proxied")  # engine.execution_options(...) copies
-    raise ConfigurationError(
-        f"{engine!r} is not instrumented: call seawall.interceptors.sqlalchemy.instrument(engine, point)"
-    )
+@overload
+def instrument(engine: Engine, point: IntegrationPoint, *, pool_liveness: bool = True) -> Engine: ...
+
+
+@overload
+def instrument(engine: E, point: IntegrationPoint, *, pool_liveness: bool = True) -> E: ...
+
+
+def instrument(engine: Any, point: IntegrationPoint, *, pool_liveness: bool = True) -> Any:
+    """Apply ``point``'s policy to every connect, checkout and statement of ``engine``.
+
+    ``engine`` is a sync :class:`~sqlalchemy.engine.Engine` or an
+    :class:`~sqlalchemy.ext.asyncio.AsyncEngine` (hooks go on its
+    ``sync_engine``); the same object is returned, usable exactly as
+    before. ``pool_liveness`` (default on) checks each pooled connection's
+    socket at checkout, without a round trip, and replaces one the server
+    closed; turn it off if you use ``LISTEN`` on pooled connections, and
+    prefer ``pool_pre_ping=True`` for drivers whose socket is not
+    reachable (asyncpg): a connection whose socket cannot be found is
+    trusted, never declared dead. Raises :class:`seawall.ConfigurationError`
+    if the engine is already instrumented.
+    """
+    if not isinstance(point, IntegrationPoint):
+        raise ConfigurationError(f"instrument() needs an IntegrationPoint, got {point!r}")
+    target = sync_engine(engine)
+    if target.__dict__.get(ENGINE_ATTR) is not None:
+        raise ConfigurationError(f"{engine!r} is already instrumented; uninstrument() it first")
+    state = Instrumentation(target, point, pool_liveness)
+    state.attach()
+    target.__dict__[ENGINE_ATTR] = state
+    return engine
+
+
+def uninstrument(engine: Any) -> None:
+    """Remove every hook :func:`instrument` attached (idempotent).
+
+    Connections opened while instrumented keep their session statement
+    timeout until they are closed; call ``engine.dispose()`` to drop them.
+    """
+    target = sync_engine(engine)
+    state = target.__dict__.pop(ENGINE_ATTR, None)
+    if state is not None:
+        state.detach_all()

@@ -20,7 +20,8 @@ import time
 import weakref
 from typing import Any
 
-from ._sqlalchemy_state import ConnState, NoTimeouts
+from ._sqlalchemy_state import ConnState
+from ._sqlalchemy_timeouts import NoTimeouts
 
 log = logging.getLogger("seawall.sqlalchemy")
 

@@ -1,17 +1,22 @@
-"""What seawall knows of one DBAPI connection, and the shape of a statement-timeout strategy.
+"""Where seawall keeps what it knows: per DBAPI connection, and per instrumented engine.
 
-:class:`ConnState` is kept on SQLAlchemy's pool record as an attribute,
-never in ``Connection.info``, which is the application's. Each dialect's
-strategy (``_sqlalchemy_timeouts`` for PostgreSQL and MySQL,
-``_sqlalchemy_sqlite`` for SQLite) is a :class:`NoTimeouts` that reads
-and updates that state; :class:`NoTimeouts` itself is the strategy of a
-dialect whose server-side timeout seawall does not know how to set.
+* Per connection, a :class:`ConnState` (the statement timeout in force,
+  the liveness poll) kept on SQLAlchemy's pool record as an attribute,
+  never in ``Connection.info``, which is the application's.
+* Per engine, its ``Instrumentation`` (``_sqlalchemy_hooks``), kept in the
+  engine's ``__dict__`` and found again by :func:`instrumentation_of`.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Engine
+
+from seawall import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._sqlalchemy_hooks import Instrumentation
 
 #: ``ConnState.timeout`` after a ``ROLLBACK TO SAVEPOINT``: the value in force is unknown
 UNKNOWN = -1
@@ -73,54 +78,28 @@ def set_state(holder: Any, dbapi: Any, session_ms: int | None) -> None:
         pass
 
 
-def to_ms(seconds: float) -> int:
-    """Whole milliseconds, rounded up, never 0 (0 means "no timeout" to the databases)."""
-    return max(1, math.ceil(seconds * 1000.0))
+#: The attribute (in the engine's and the dialect's ``__dict__``) holding the Instrumentation.
+ENGINE_ATTR = "_seawall_instrumentation"
 
 
+def sync_engine(engine: Any) -> Engine:
+    """The :class:`~sqlalchemy.engine.Engine` of ``engine`` (an ``AsyncEngine``'s ``sync_engine``)."""
+    target = getattr(engine, "sync_engine", engine)
+    if not isinstance(target, Engine):
+        raise ConfigurationError(
+            f"expected a sqlalchemy Engine or AsyncEngine, got {type(engine).__name__}"
+        )
+    return target
 
-class NoTimeouts:
-    """Dialects without a server-side statement timeout we know how to set."""
 
-    #: the database enforces timeouts this strategy hands it (else :meth:`apply` does nothing)
-    enforces = False
-    #: ``ConnState.timeout`` (and ``session_ms`` when known) once the policy's usual
-    #: budget is in force and a statement with that budget needs nothing done; ``None``
-    #: when every statement must go through :meth:`apply`
-    steady_ms: int | None = None
-    #: call :meth:`apply` for every statement, even without a timeout (to reset one)
-    always_apply = False
-    #: :meth:`savepoint_rolled_back` must hear of every ``ROLLBACK TO SAVEPOINT``
-    watches_savepoints = False
-
-    def connect_params(self, cargs: Any, cparams: dict[str, Any],
-                       attempt_ms: int | None) -> int | None:
-        """Add the session default to the driver's connect parameters; return what was set.
-
-        ``cparams`` is this connect's own copy; settings the user gave are merged
-        with, never replaced.
-        """
-        return None
-
-    def apply(self, context: Any, fairy: Any, st: ConnState, timeout: float | None) -> None:
-        """Make the database enforce ``timeout`` seconds on the statement of ``context``.
-
-        ``fairy`` is the pool's proxied connection (``context._dbapi_connection``)
-        and ``st`` what seawall knows of its DBAPI connection.
-        """
-
-    @staticmethod
-    def savepoint_rolled_back(st: ConnState) -> None:
-        """A ``ROLLBACK TO SAVEPOINT`` ran on the connection ``st`` describes."""
-
-    @staticmethod
-    def interrupted(st: ConnState) -> bool:
-        """Did our own timeout interrupt the statement that just failed on ``st``'s connection?
-
-        Asked only of a failed statement; ``True`` at most once per interruption.
-        """
-        return False
-
-    def close(self) -> None:
-        """The engine was uninstrumented: leave nothing behind that still acts."""
-
+def instrumentation_of(engine: Any) -> Instrumentation:
+    """The :class:`Instrumentation` of ``engine`` (or of the engine it was copied from)."""
+    target: Any = sync_engine(engine)
+    while target is not None:
+        state = target.__dict__.get(ENGINE_ATTR)
+        if state is not None:
+            return state  # type: ignore[no-any-return]
+        target = target.__dict__.get("_proxied")  # engine.execution_options(...) copies
+    raise ConfigurationError(
+        f"{engine!r} is not instrumented: call seawall.interceptors.sqlalchemy.instrument(engine, point)"
+    )

@@ -76,6 +76,7 @@ def operation_of(statement: str) -> str:
 
 _ROLLBACK_TO = re.compile(r"\s*ROLLBACK\s+(?:WORK\s+|TRANSACTION\s+)?TO\b", re.I)
 
+
 def labelled(op: str, context: Any) -> str:
     """The operation of a statement: the user's ``seawall_operation`` label, else ``op``."""
     label: str | None = context.execution_options.get(OPERATION_OPTION)

@@ -22,21 +22,72 @@ on the server when it runs out:
   re-issued only when the budget changes by more than 10 %.
 * SQLite: a progress handler (``_sqlalchemy_sqlite``).
 
-Each strategy is a :class:`NoTimeouts` working on the connection's
-:class:`ConnState` (``_sqlalchemy_state``); :func:`timeouts_for` picks
-the one of an engine's dialect.
+Each strategy is a :class:`NoTimeouts` (itself the strategy of a dialect
+whose server-side timeout seawall does not know how to set) working on
+the connection's :class:`ConnState` (``_sqlalchemy_state``);
+``_sqlalchemy_hooks.timeouts_for`` picks the one of an engine's dialect.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import sqlite3
 import weakref
 from typing import Any
 
-from ._sqlalchemy_sqlite import SQLiteTimeouts
-from ._sqlalchemy_state import UNKNOWN, ConnState, NoTimeouts, to_ms
+from ._sqlalchemy_state import UNKNOWN, ConnState
+
+
+def to_ms(seconds: float) -> int:
+    """Whole milliseconds, rounded up, never 0 (0 means "no timeout" to the databases)."""
+    return max(1, math.ceil(seconds * 1000.0))
+
+
+
+class NoTimeouts:
+    """Dialects without a server-side statement timeout we know how to set."""
+
+    #: the database enforces timeouts this strategy hands it (else :meth:`apply` does nothing)
+    enforces = False
+    #: ``ConnState.timeout`` (and ``session_ms`` when known) once the policy's usual
+    #: budget is in force and a statement with that budget needs nothing done; ``None``
+    #: when every statement must go through :meth:`apply`
+    steady_ms: int | None = None
+    #: call :meth:`apply` for every statement, even without a timeout (to reset one)
+    always_apply = False
+    #: :meth:`savepoint_rolled_back` must hear of every ``ROLLBACK TO SAVEPOINT``
+    watches_savepoints = False
+
+    def connect_params(self, cargs: Any, cparams: dict[str, Any],
+                       attempt_ms: int | None) -> int | None:
+        """Add the session default to the driver's connect parameters; return what was set.
+
+        ``cparams`` is this connect's own copy; settings the user gave are merged
+        with, never replaced.
+        """
+        return None
+
+    def apply(self, context: Any, fairy: Any, st: ConnState, timeout: float | None) -> None:
+        """Make the database enforce ``timeout`` seconds on the statement of ``context``.
+
+        ``fairy`` is the pool's proxied connection (``context._dbapi_connection``)
+        and ``st`` what seawall knows of its DBAPI connection.
+        """
+
+    @staticmethod
+    def savepoint_rolled_back(st: ConnState) -> None:
+        """A ``ROLLBACK TO SAVEPOINT`` ran on the connection ``st`` describes."""
+
+    @staticmethod
+    def interrupted(st: ConnState) -> bool:
+        """Did our own timeout interrupt the statement that just failed on ``st``'s connection?
+
+        Asked only of a failed statement; ``True`` at most once per interruption.
+        """
+        return False
+
+    def close(self) -> None:
+        """The engine was uninstrumented: leave nothing behind that still acts."""
 
 
 def _close_enough(current: int, needed: int) -> bool:
@@ -269,20 +320,6 @@ def dbapi_of(dialect: Any) -> Any:
         return dialect.loaded_dbapi
     except Exception:  # no DBAPI loaded (mock engines), or a dialect without the attribute
         return None
-
-
-def timeouts_for(dialect: Any, first: float | None = None) -> NoTimeouts:
-    """The statement-timeout strategy of an engine's dialect (``first``: the usual budget, s)."""
-    name = dialect.name
-    if name == "postgresql":
-        return PostgresTimeouts(getattr(dialect, "driver", None), first)
-    if name in ("mysql", "mariadb"):
-        return MySQLTimeouts(first) if name == "mysql" else NoTimeouts()
-    if name == "sqlite":
-        # pysqlite's DBAPI is sqlite3.dbapi2, whose Connection is sqlite3's
-        return SQLiteTimeouts(chains=getattr(dbapi_of(dialect), "Connection", None)
-                              is sqlite3.Connection)
-    return NoTimeouts()
 
 
 def connect_timeout_param(dialect: Any, cargs: Any, cparams: dict[str, Any],

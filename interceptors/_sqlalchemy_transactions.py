@@ -1,4 +1,4 @@
-"""Units of work replayed whole: what ``run_transaction`` / ``arun_transaction`` run per attempt.
+"""Units of work replayed whole: :func:`run_transaction` and :func:`arun_transaction`.
 
 A statement is never replayed on its own (see ``sqlalchemy.py``): a unit
 is. Each attempt checks out a connection, begins a transaction, runs the
@@ -20,10 +20,11 @@ from typing import Any, TypeVar
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
-from seawall import Classification, IntegrationPoint
+from seawall import Classification
 from seawall._execution import add_note
 
 from ._sqlalchemy_classify import classify, no_retry, sqlstate
+from ._sqlalchemy_state import instrumentation_of
 
 T = TypeVar("T")
 
@@ -75,9 +76,23 @@ def commit_failed(exc: BaseException, point: str, operation: str) -> None:
             pass
 
 
-def run_unit(point: IntegrationPoint, dialect_name: str, engine: Any,
-             work: Callable[[Connection], T], operation: str, isolation_level: str | None) -> T:
-    """``run_transaction``'s body: ``work`` in one transaction per attempt, through ``point.run``."""
+def run_transaction(engine: Any, work: Callable[[Connection], T], *,
+                    operation: str = "transaction", isolation_level: str | None = None) -> T:
+    """Run ``work(connection)`` in one transaction; replay the whole unit on transient failures.
+
+    Each attempt checks out a connection, begins a transaction
+    (``isolation_level``, e.g. ``"SERIALIZABLE"``, when given), calls
+    ``work`` and commits. A disconnect, serialization failure, deadlock,
+    lock not available or SQLite busy rolls the attempt back and runs
+    ``work`` again on a fresh connection, with the point's backoff, budget,
+    breaker and deadline; the unit is one call named ``operation``. A
+    COMMIT whose outcome is unknown (the connection died during it) is not
+    replayed. ``work`` must not commit itself and must have no side effects
+    outside the database (it may run more than once). The statement timeout
+    of each statement is what is left of the attempt's budget.
+    """
+    state = instrumentation_of(engine)
+    point = state.point
 
     def attempt(_timeout: float | None) -> T:
         token = IN_UNIT.set(True)
@@ -113,7 +128,8 @@ def run_unit(point: IntegrationPoint, dialect_name: str, engine: Any,
         finally:
             IN_UNIT.reset(token)
 
-    return point.run(attempt, operation=operation, classify_exception=unit_rule(dialect_name))
+    return point.run(attempt, operation=operation,
+                     classify_exception=unit_rule(state.dialect_name))
 
 
 def still_current(conn: Any, trans: Any) -> bool:
@@ -122,10 +138,18 @@ def still_current(conn: Any, trans: Any) -> bool:
     return sync is not None and sync.get_transaction() is trans.sync_transaction
 
 
-async def arun_unit(point: IntegrationPoint, dialect_name: str, engine: Any,
-                    work: Callable[[Any], Awaitable[T]], operation: str,
-                    isolation_level: str | None) -> T:
-    """``arun_transaction``'s body; the database enforces the budget (no client-side cancel)."""
+async def arun_transaction(engine: Any, work: Callable[[Any], Awaitable[T]], *,
+                           operation: str = "transaction",
+                           isolation_level: str | None = None) -> T:
+    """The :class:`~sqlalchemy.ext.asyncio.AsyncEngine` twin of :func:`run_transaction`.
+
+    ``work`` is ``async def work(conn: AsyncConnection)``. The database
+    enforces the attempt's budget (statement timeout), so the attempt is not
+    cancelled client-side: cancelling a running asyncio statement costs a
+    reconnect. Cancelling the caller cancels the unit and is not a failure.
+    """
+    state = instrumentation_of(engine)
+    point = state.point
 
     async def attempt(_timeout: float | None) -> T:
         token = IN_UNIT.set(True)
@@ -160,4 +184,5 @@ async def arun_unit(point: IntegrationPoint, dialect_name: str, engine: Any,
             IN_UNIT.reset(token)
 
     return await point.arun(attempt, operation=operation,
-                            classify_exception=unit_rule(dialect_name), enforce_timeout=False)
+                            classify_exception=unit_rule(state.dialect_name),
+                            enforce_timeout=False)
