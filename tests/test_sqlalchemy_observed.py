@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
 import seawall
 from seawall.interceptors import sqlalchemy as sw_sa
@@ -155,9 +155,10 @@ def test_a_statement_inside_a_unit_is_never_refused_by_the_breaker(engine: sa.En
     circuit = point.circuit
 
     def work(conn: sa.Connection) -> int:
-        first = conn.exec_driver_sql(READ).scalar_one()
+        first: int = conn.exec_driver_sql(READ).scalar_one()
         circuit.force_open()
-        return int(first + conn.exec_driver_sql(READ).scalar_one())  # the unit's ticket holds
+        second: int = conn.exec_driver_sql(READ).scalar_one()  # the unit holds the ticket
+        return first + second
 
     assert sw_sa.run_transaction(engine, work, operation="read twice") == 0
     with pytest.raises(seawall.CircuitOpenError):
