@@ -81,7 +81,10 @@ class Connections:
         self._dbapi_error = inst.dbapi_error
         self.holders: set[Any] = set()
 
+    # -- connect ----------------------------------------------------------------------
+
     def connect_rule(self, exc: BaseException) -> Classification | None:
+        """A connect's exception rule: a DBAPI error no table knows is a disconnect (retried)."""
         if isinstance(exc, self._dbapi_error):
             found = classify_dbapi(exc, self.dialect_name)
             return found if found is not None else DISCONNECT  # no SQL ran: safe to retry
@@ -94,6 +97,7 @@ class Connections:
             self.point.clock.sleep(delay)
 
     def wrap_connect(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        """What the dialect's ``connect`` becomes (only passes calls on once uninstrumented)."""
         live = True
 
         def connect(*cargs: Any, **cparams: Any) -> Any:

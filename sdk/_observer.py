@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class Observer:
     """What an integration needs to observe work on a point (``point.observer()``).
 
-    Every attribute is a plain value or a bound callable, so a hot hook
+    Every attribute is a plain value or a callable bound once, so a hot hook
     binds the ones it uses once. Thread-safe; one per point.
 
     * ``now() -> float``: the point's clock (monotonic seconds); take
