@@ -294,7 +294,7 @@ class Recorder:
         for ev in events:
             kind = ev.__class__
             if kind is CallEvent:
-                point, operation, category, _, duration, stamp, fallback, rejected = ev
+                point, operation, category, _, duration, stamp, fallback, rejected, injected = ev
                 key = (point, operation, int(stamp // 60))
                 vec = get(key)
                 if vec is None:
