@@ -11,9 +11,10 @@ The shells wrap the attempt callable with :meth:`ChaosRuntime.wrap` /
 :meth:`ChaosRuntime.awrap` before their loop, so the injection runs inside
 the attempt's deadline and its fault is classified, retried, counted by
 the breaker and answered by the fallback like a real one. Integrations that
-drive attempts themselves (gRPC) call :meth:`ChaosRuntime.draw` per
-attempt, wait :attr:`Injection.latency` through the point's clock, and
-mark the attempt with ``execution.injected = True`` (see docs/chaos.md).
+drive attempts themselves (gRPC) call :meth:`ChaosRuntime.inject` per
+attempt (a draw that marks the execution's attempt as injected), wait
+:attr:`Injection.latency` through the point's clock and answer with their
+own shape of the fault or result (see docs/chaos.md).
 
 Safety: off unless a point is given ``chaos=``; ``SEAWALL_CHAOS=off`` (or
 ``0``, ``false``, ``no``) in the environment turns every injection off,
@@ -135,6 +136,19 @@ class ChaosRuntime:
         if not latency and fault is None and not has_result:
             return None
         return Injection(latency, fault, has_result, policy.result if has_result else None)
+
+    def inject(self, execution: Execution) -> Injection | None:
+        """:meth:`draw` for one attempt of ``execution``, marking it (``execution.injected``).
+
+        What an integration that drives attempts itself calls after
+        ``execution.begin()``: it then waits ``latency`` through the point's
+        clock and answers with its own shape of ``fault`` or ``result`` (the
+        gRPC interceptors: a failed call with a status), so the attempt's
+        outcome is counted as injected.
+        """
+        injection = self.draw()
+        execution.injected = injection is not None
+        return injection
 
     def wrap(self, point: IntegrationPoint, attempt: Callable[[float | None], T],
              execution: Execution,
