@@ -106,10 +106,10 @@ HTTPX_DOC = '''"""The sync httpx transport, :class:`ResilientTransport`: generat
 Generated from ``_httpx_async.py`` by ``python sdk/_unasync.py``: the
 transport is written once, in the async module, and this one is derived
 from it (``await`` dropped, the async names given their sync twins, the
-lines marked for the sync side swapped in). Read and change the async module,
-then regenerate. What differs: this transport blocks the calling thread,
-and it cannot interrupt an attempt, so a response that arrives after the
-attempt's deadline is returned and counted as an overrun.
+lines marked for the sync side swapped in). Read and change the async
+module, then regenerate. What differs: this transport blocks the calling
+thread, and it cannot interrupt an attempt, so a response that arrives
+after the attempt's deadline is returned and counted as an overrun.
 """
 '''
 
