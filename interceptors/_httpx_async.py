@@ -5,9 +5,9 @@ file by ``python sdk/_unasync.py``, the way the core's sync shell is
 generated from its async one: ``async``/``await`` go, the async names get
 their sync twins (the table in ``sdk/_unasync.py``), a line marked
 ``# async only`` goes, a ``# sync: <code>`` comment becomes that code.
-So change this file, regenerate,
-and commit both; what differs between the two transports is in this file
-line by line, and in the generator's table.
+So change this file, regenerate, and commit both; what differs between
+the two transports is in this file line by line, and in the generator's
+table (the attempt timeout, below, is the one difference in behaviour).
 
 What a request goes through, in order: the router picks its point and
 operation (:meth:`AsyncResilientTransport.handle_async_request`); a
