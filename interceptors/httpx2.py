@@ -528,6 +528,51 @@ class ResilientTransport(httpx2.BaseTransport):
 
 # -- async ------------------------------------------------------------------------
 
+class _AsyncBytes(httpx2.ByteStream):
+    """A bytes body whose async iteration is an iterator object, not an async generator.
+
+    httpx2's own bytes body iterates through an async generator. An attempt whose write
+    times out leaves it suspended; when a retry drops that attempt's error, the
+    generator is collected mid-run, and trio warns about it (``ResourceWarning``), which
+    plain httpx2, raising at once, never shows. The same bytes, sent the same way.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.data = data
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _OneChunk(self.data)
+
+
+class _OneChunk:
+    """The one chunk of an :class:`_AsyncBytes` body, as an async iterator."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes | None) -> None:
+        self.data = data
+
+    def __aiter__(self) -> _OneChunk:
+        return self
+
+    async def __anext__(self) -> bytes:
+        data = self.data
+        if data is None:
+            raise StopAsyncIteration
+        self.data = None
+        return data
+
+
+def _bytes_body(request: httpx2.Request, body: Any) -> Any:
+    """The body an async attempt sends: non-empty bytes as :class:`_AsyncBytes`."""
+    try:
+        content = request.content
+    except httpx2.RequestNotRead:  # a ByteStream handed to Request(stream=...) unread
+        return body
+    return _AsyncBytes(content) if content else body
+
+
 class _AsyncPrefixedStream(httpx2.AsyncByteStream):
     """A body whose first chunks were read by the transport; the rest still streams."""
 
@@ -737,6 +782,8 @@ class AsyncResilientTransport(httpx2.AsyncBaseTransport):
         body = request.stream
         replayable = type(body) is _BYTES or is_replayable(body)
         try:
+            if type(body) is _BYTES:
+                request.stream = _bytes_body(request, body)
             if not replayable or point.fallback is not None:
                 return await _arun_watched(point, operation, options, request, replayable, send)
             # the common case: the result is always the last attempt's response, and
@@ -750,6 +797,7 @@ class AsyncResilientTransport(httpx2.AsyncBaseTransport):
                 options.results[resendable], _adiscard, False)
             return response
         finally:
+            request.stream = body
             if original is _ABSENT:
                 request.extensions.pop("timeout", None)
             else:
