@@ -36,6 +36,7 @@ from seawall import ConfigurationError, IntegrationPoint
 from ._httpx2_body import (
     DRAIN_LIMIT,
     OnceStream,
+    async_bytes_body,  # async only
     body_deadline_error,
     declared_length,
     is_replayable,
@@ -303,6 +304,8 @@ class AsyncResilientTransport(httpx2.AsyncBaseTransport):
         body = request.stream
         replayable = type(body) is _BYTES or is_replayable(body)
         try:
+            if type(body) is _BYTES:  # async only
+                request.stream = async_bytes_body(request, body)
             if not replayable or point.fallback is not None:
                 return await _arun_watched(point, operation, options, request, replayable, send)
             # the common case: the result is always the last attempt's response, and
@@ -316,6 +319,7 @@ class AsyncResilientTransport(httpx2.AsyncBaseTransport):
                 options.results[resendable], _adiscard, _ENFORCE_TIMEOUT)
             return response
         finally:
+            request.stream = body  # async only
             if original is ABSENT:
                 request.extensions.pop("timeout", None)
             else:

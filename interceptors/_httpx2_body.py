@@ -3,10 +3,11 @@
 
 Whether a request body can be sent again (:func:`is_replayable`), the
 wrapper that tells whether an unreplayable one started to go out
-(:class:`OnceStream`), and what decides reading a response body inside the
-attempt (the ``read_body`` option, the ``seawall.read_body`` extension, the
-declared length). Reading and draining bodies is I/O: each transport does
-it (``_httpx2_async.py``, and the sync module generated from it).
+(:class:`OnceStream`), the bytes body the async transport sends instead of
+httpx2's own (:func:`async_bytes_body`), and what decides reading a response
+body inside the attempt (the ``read_body`` option, the ``seawall.read_body``
+extension, the declared length). Reading and draining bodies is I/O: each
+transport does it (``_httpx2_async.py``, and the sync module generated from it).
 """
 
 from __future__ import annotations
@@ -99,3 +100,48 @@ class OnceStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
         aclose = getattr(self.stream, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+class AsyncBytes(httpx2.ByteStream):
+    """A bytes body whose async iteration is an iterator object, not an async generator.
+
+    httpx2's own bytes body iterates through an async generator. An attempt whose write
+    times out leaves it suspended; when a retry drops that attempt's error, the
+    generator is collected mid-run, and trio warns about it (``ResourceWarning``), which
+    plain httpx2, raising at once, never shows. The same bytes, sent the same way.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.data = data
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _OneChunk(self.data)
+
+
+class _OneChunk:
+    """The one chunk of an :class:`AsyncBytes` body, as an async iterator."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes | None) -> None:
+        self.data = data
+
+    def __aiter__(self) -> _OneChunk:
+        return self
+
+    async def __anext__(self) -> bytes:
+        data = self.data
+        if data is None:
+            raise StopAsyncIteration
+        self.data = None
+        return data
+
+
+def async_bytes_body(request: httpx2.Request, body: Any) -> Any:
+    """The body an async attempt sends: non-empty bytes as :class:`AsyncBytes`."""
+    try:
+        content = request.content
+    except httpx2.RequestNotRead:  # a ByteStream handed to Request(stream=...) unread
+        return body
+    return AsyncBytes(content) if content else body

@@ -35,6 +35,7 @@ from seawall import ConfigurationError, IntegrationPoint
 from ._httpx_body import (
     DRAIN_LIMIT,
     OnceStream,
+    async_bytes_body,  # async only
     body_deadline_error,
     declared_length,
     is_replayable,
@@ -302,6 +303,8 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         body = request.stream
         replayable = type(body) is _BYTES or is_replayable(body)
         try:
+            if type(body) is _BYTES:  # async only
+                request.stream = async_bytes_body(request, body)
             if not replayable or point.fallback is not None:
                 return await _arun_watched(point, operation, options, request, replayable, send)
             # the common case: the result is always the last attempt's response, and
@@ -315,6 +318,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
                 options.results[resendable], _adiscard, _ENFORCE_TIMEOUT)
             return response
         finally:
+            request.stream = body  # async only
             if original is ABSENT:
                 request.extensions.pop("timeout", None)
             else:
