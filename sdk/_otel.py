@@ -18,7 +18,6 @@ made before it collected.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import threading
@@ -38,6 +37,7 @@ from ._events import (
     remove_hook,
 )
 from ._registry import live_points
+from ._tally import Tally
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
@@ -194,7 +194,7 @@ class OtelMetrics:
         self._instruments = instruments
         self._lock = threading.Lock()  # the drain: its caches and totals
         self._pending: list[Any] = []
-        self._overflow = itertools.count()  # next() is atomic: no lock on the hot path
+        self._overflow = Tally()  # stepped without a lock on the hot path
         self._operations: dict[str, set[str]] = {}
         self._folded: dict[str, int] = {}
         self._attrs: dict[tuple[Any, ...], Any] = {}
@@ -217,7 +217,7 @@ class OtelMetrics:
         append = pending.append
         size = pending.__len__
         cap = self.max_pending
-        overflow = self._overflow.__next__
+        overflow = self._overflow.step
 
         def export(event: Any) -> None:
             """seawall.otel_metrics: queue one event for OpenTelemetry."""
@@ -244,8 +244,7 @@ class OtelMetrics:
     @property
     def dropped(self) -> int:
         """Events lost because ``max_pending`` events were already waiting for the drain."""
-        # itertools.count exposes its next value only through repr
-        return int(repr(self._overflow)[6:-1])
+        return self._overflow.value()
 
     # -- recording --------------------------------------------------------------
 
