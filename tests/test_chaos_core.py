@@ -349,3 +349,24 @@ async def test_many_tasks_share_one_sequence() -> None:
     stats = point.stats()
     assert stats.calls == 400
     assert stats.injected_failures == expected_faults(12, 400)
+
+
+def test_trio_shell_injects_inside_the_attempt_deadline() -> None:
+    """Under trio, injected latency past the attempt timeout fails as a timeout; faults retry."""
+    import trio
+
+    clock = FakeClock()
+    slow = chaotic(Chaos(latency_rate=1.0, latency=2.0), clock=clock,
+                   timeout=Timeout(attempt=0.5), retry=Retry(attempts=2, budget=None))
+    down = chaotic(Chaos(fault_rate=1.0, fault=ConnectionError), retry=Retry(attempts=3,
+                                                                             budget=None))
+
+    async def main() -> None:
+        with pytest.raises(DeadlineExceeded):
+            await slow.acall(aok)
+        with pytest.raises(ConnectionError):
+            await down.acall(aok)
+
+    trio.run(main)
+    assert slow.stats().injected_attempts == 2 and clock.sleeps.count(0.5) == 2
+    assert down.stats().attempts == 3 and down.stats().injected_failures == 1
