@@ -92,6 +92,7 @@ from seawall._deadline import DEADLINE
 from seawall._events import GLOBAL_HOOKS
 from seawall._point import _add_note
 
+from ._sqlalchemy_chaos import InjectedDisconnect, injected_disconnect
 from ._sqlalchemy_classify import (
     DISCONNECT,
     STATEMENT_TIMEOUT_MARK,
@@ -118,8 +119,10 @@ except ImportError:  # pragma: no cover - greenlet missing
 
 __all__ = [
     "OPERATION_OPTION",
+    "InjectedDisconnect",
     "arun_transaction",
     "classify",
+    "injected_disconnect",
     "instrument",
     "run_transaction",
     "uninstrument",

@@ -32,7 +32,16 @@ from ._ledger import PointStats
 from ._observer import Observer
 from ._otel import otel_metrics
 from ._point import IntegrationPoint
-from ._policies import Backoff, Bulkhead, CircuitBreaker, Fallback, Retry, RetryBudget, Timeout
+from ._policies import (
+    Backoff,
+    Bulkhead,
+    Chaos,
+    CircuitBreaker,
+    Fallback,
+    Retry,
+    RetryBudget,
+    Timeout,
+)
 from ._recording import persist_metrics
 
 __all__ = [
@@ -44,6 +53,7 @@ __all__ = [
     "BulkheadFullError",
     "CallEvent",
     "Category",
+    "Chaos",
     "CircuitBreaker",
     "CircuitOpenError",
     "Classification",
