@@ -4,6 +4,8 @@ Describe each integration point once with its policy, then apply it to a
 gRPC channel, an httpx client, a SQLAlchemy engine or any function.
 """
 
+from . import presets as presets  # seawall.presets.http_api(...)
+from . import testing as testing  # seawall.testing.instant()
 from ._breaker import BreakerState
 from ._classify import Category, Classification, Classifier
 from ._clock import Clock, SystemClock
