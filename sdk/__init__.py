@@ -9,6 +9,7 @@ from . import testing as testing  # seawall.testing.instant()
 from ._breaker import BreakerState
 from ._classify import Category, Classification, Classifier
 from ._clock import Clock, SystemClock
+from ._config import load_points
 from ._deadline import remaining
 from ._errors import (
     BulkheadFullError,
@@ -69,6 +70,7 @@ __all__ = [
     "SystemClock",
     "Timeout",
     "add_hook",
+    "load_points",
     "otel_metrics",
     "persist_metrics",
     "remaining",
