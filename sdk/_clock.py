@@ -187,6 +187,18 @@ class SystemClock:
         else:
             view.skip(seconds)
 
+    @staticmethod
+    def wait(event: threading.Event, seconds: float) -> bool:
+        """Wait up to ``seconds`` for ``event`` (a real wait a cancellation may end early).
+
+        True when the event was set. Inside ``instant()`` the wait is skipped, as a sleep is.
+        """
+        view = _instant()
+        if view is None:
+            return event.wait(seconds)
+        view.skip(seconds)
+        return event.is_set()
+
     async def asleep(self, seconds: float) -> None:
         view = _instant()
         if view is not None:

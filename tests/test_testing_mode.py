@@ -23,7 +23,7 @@ import seawall
 from seawall import Backoff, Bulkhead, CircuitBreaker, IntegrationPoint, Retry, Timeout
 from seawall.testing import FakeClock, attempts, instant
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "tests.grpc_support.fixtures"]
 
 
 def flaky_point(name: str = "svc", clock: Any = None, *, n: int = 4, wait: float = 5.0,
@@ -414,6 +414,31 @@ def test_attempts_is_per_thread() -> None:
     done.set()
     t.join(timeout=10)
     assert results == {"capped": 1, "free": 4}
+
+
+# -- integrations -------------------------------------------------------------------------
+
+def test_grpc_sync_unary_and_stream_retries_skip_their_waits(
+        mounting: str, sync_target: str, backend: Any) -> None:
+    """A real gRPC server failing twice: unary and server-stream retries wait 5 s each, skipped."""
+    from tests.grpc_support.mounts import sync_channel
+    from tests.grpc_support.servers import pb2, pb2_grpc
+
+    p = flaky_point("echo")
+    backend.plan("u", fail=2)
+    backend.plan("s", fail=2)
+    channel = sync_channel(sync_target, p, mounting)
+    try:
+        stub = pb2_grpc.EchoStub(channel)
+        started = time.monotonic()
+        with instant() as view:
+            assert stub.Unary(pb2.EchoRequest(key="u", text="hi")).text
+            replies = list(stub.ServerStream(pb2.EchoRequest(key="s", text="s", count=2)))
+        assert time.monotonic() - started < 5.0
+    finally:
+        channel.close()
+    assert [r.text for r in replies] == ["s-0", "s-1"]
+    assert view.skipped == [5.0] * 4
 
 
 # -- the pytest plugin --------------------------------------------------------------------
