@@ -524,3 +524,35 @@ def test_the_testing_doc_runs(tmp_path: Path) -> None:
         done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
                               text=True, timeout=120)
         assert done.returncode == 0, f"block {i} failed:\n{block}\n{done.stderr}"
+
+
+def test_plugin_instant_reaches_async_tests(pytester: pytest.Pytester) -> None:
+    """Under pytest-asyncio (function and session loops), an async test is inside instant()."""
+    pytester.makeini("[pytest]\nasyncio_mode = auto\n"
+                     "asyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(test_async='''
+import time
+import pytest
+import seawall
+
+point = seawall.IntegrationPoint(
+    "llm", retry=seawall.Retry(attempts=3, backoff=seawall.Backoff.constant(5.0), budget=None))
+
+async def down():
+    raise ConnectionError("down")
+
+async def check(view):
+    started = time.monotonic()
+    with pytest.raises(ConnectionError):
+        await point.acall(down)
+    assert time.monotonic() - started < 2.0
+    assert view.skipped == [5.0, 5.0]
+
+async def test_function_loop(seawall_instant):
+    await check(seawall_instant)
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_session_loop(seawall_instant):
+    await check(seawall_instant)
+''')
+    pytester.runpytest().assert_outcomes(passed=2)
