@@ -54,7 +54,8 @@ class TouchedPoints:
     :class:`TouchedPoint` s (in no particular order), index by point name
     (``points["payments"].stats.retries``), ``names()``. Points made
     before the test count only what the test did; points made inside it,
-    everything. Two live points with one name: indexing by it is an error.
+    everything. Only live points are seen (a point already garbage
+    collected is gone); two live points with one name: indexing by it is an error.
     """
 
     def __init__(self) -> None:
