@@ -20,6 +20,7 @@ between the breaker and the bulkhead; see ARCHITECTURE.md.
 from __future__ import annotations
 
 import sys
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from ._breaker import CLOSED, REJECTED, BreakerState
@@ -29,6 +30,9 @@ from ._errors import BulkheadFullError, CircuitOpenError, DeadlineExceeded, Reje
 
 if TYPE_CHECKING:
     from ._point import IntegrationPoint
+
+ATTEMPT_CAP: ContextVar[int | None] = ContextVar("seawall_attempt_cap", default=None)
+"""``seawall.testing.attempts(n)``: at most ``n`` attempts per call in this context (``None``: the policy's)."""
 
 
 def first_limit(point: IntegrationPoint, t0: float,
@@ -209,7 +213,8 @@ class Execution:
         retry = point.retry
         if retry is None or not c.retry:
             return None
-        if self.attempts >= retry.attempts:
+        cap = ATTEMPT_CAP.get()
+        if self.attempts >= retry.attempts or (cap is not None and self.attempts >= cap):
             self.stop_reason = "attempts exhausted"
             return None
         if c.delay is not None:

@@ -55,6 +55,7 @@ from ._observer import Observer
 from ._policies import Bulkhead, Chaos, CircuitBreaker, Fallback, Retry, Timeout
 from ._registry import register as _register
 from ._sync_shell import run as _run
+from ._validation import check_point as _check_point
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -155,6 +156,7 @@ class IntegrationPoint:
         self._budget_next = self._ledger.budget.next
         self._ledger.budget.on_next = self._copy_budget_next
         _register(self)  # for exporters of live state (seawall.otel_metrics' gauges)
+        _check_point(name, retry, breaker, timeout)  # options that contradict each other
 
     # -- public helpers ----------------------------------------------------
 
