@@ -57,12 +57,14 @@ hook, observed through ``point.observer()``), ``_sqlalchemy_transactions``
 (:func:`run_transaction`, :func:`arun_transaction`: units of work replayed
 whole), ``_sqlalchemy_timeouts`` and ``_sqlalchemy_sqlite`` (statement
 timeouts per dialect), ``_sqlalchemy_state`` (what is kept per connection
-and per engine), ``_sqlalchemy_classify`` (SQLSTATEs and driver codes).
+and per engine), ``_sqlalchemy_classify`` (SQLSTATEs and driver codes),
+``_sqlalchemy_chaos`` (:func:`injected_disconnect`, for ``seawall.Chaos``).
 The hooks may be used by any number of threads, or tasks of one event loop.
 """
 
 from __future__ import annotations
 
+from ._sqlalchemy_chaos import InjectedDisconnect, injected_disconnect
 from ._sqlalchemy_classify import classify
 from ._sqlalchemy_hooks import instrument, uninstrument
 from ._sqlalchemy_statements import OPERATION_OPTION
@@ -71,8 +73,10 @@ from ._sqlalchemy_transactions import arun_transaction, run_transaction
 
 __all__ = [
     "OPERATION_OPTION",
+    "InjectedDisconnect",
     "arun_transaction",
     "classify",
+    "injected_disconnect",
     "instrument",
     "run_transaction",
     "uninstrument",

@@ -2,7 +2,7 @@
 
 ``interceptors/sqlalchemy.py`` defines nothing; each ``_sqlalchemy_*.py``
 holds one concept (hooks, connections, statements, transactions, the
-timeouts per dialect, the state kept, classification) and says so in its
+timeouts per dialect, the state kept, classification, fault injection) and says so in its
 docstring. The behaviour is tested by the other test_sqlalchemy*.py files.
 """
 
@@ -17,14 +17,16 @@ HERE = Path(sw_sa.__file__).resolve().parent
 
 PUBLIC = [
     "OPERATION_OPTION",
+    "InjectedDisconnect",
     "arun_transaction",
     "classify",
+    "injected_disconnect",
     "instrument",
     "run_transaction",
     "uninstrument",
 ]
 
-MODULES = ["classify", "connections", "hooks", "sqlite", "state", "statements", "timeouts",
+MODULES = ["chaos", "classify", "connections", "hooks", "sqlite", "state", "statements", "timeouts",
            "transactions"]
 
 
