@@ -272,6 +272,17 @@ class Execution:
         if self.attempts > 1 or self.stop_reason:
             add_note(error, self.describe(c))
 
+    def adopt(self, start: float, ticket: int = REJECTED) -> None:
+        """Take work begun at ``start`` without :meth:`begin` as this call's first attempt.
+
+        For an integration that admitted the work itself: ``ticket`` from
+        ``point.observer().admit(...)``, or the default (no ticket) for work
+        no breaker judges, such as a connect inside a retried unit of work.
+        Then report the outcome as after :meth:`begin` (:meth:`success`,
+        :meth:`failure`, :meth:`cancelled`, :meth:`end_failure`).
+        """
+        self._adopt_first(start, ticket)
+
 
 if sys.version_info >= (3, 11):
     def add_note(exc: BaseException, note: str) -> None:
