@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import itertools
 import random
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, overload
@@ -49,7 +48,7 @@ from ._classify import (
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError
 from ._events import HookSet
-from ._execution import Execution, add_note
+from ._execution import Execution
 from ._ledger import Ledger, PointStats
 from ._observer import Observer
 from ._policies import Bulkhead, Chaos, CircuitBreaker, Fallback, Retry, Timeout
@@ -151,10 +150,6 @@ class IntegrationPoint:
 
         Off unless the point is given a :class:`seawall.Chaos`; see docs/chaos.md.
         """
-        # compatibility names (see the end of the class)
-        self._permits = self.permits
-        self._budget_next = self._ledger.budget.next
-        self._ledger.budget.on_next = self._copy_budget_next
         _register(self)  # for exporters of live state (seawall.otel_metrics' gauges)
         _check_point(name, retry, breaker, timeout)  # options that contradict each other
 
@@ -287,32 +282,3 @@ class IntegrationPoint:
     def release(self, ticket: int) -> None:
         """``observer().release(ticket)``."""
         self.observer().release(ticket)
-
-    # -- compatibility names -----------------------------------------------------
-    # interceptors/sqlalchemy.py and _grpc_common.py still read these private
-    # names; their migration to the public entry removes the last readers (see
-    # the allowlist in tests/test_core_private_names.py), and then these go.
-
-    @property
-    def _slow(self) -> float:
-        return self._ledger.slow
-
-    @property
-    def _fast_ok(self) -> itertools.count[int]:
-        return self._ledger._ok._count
-
-    def _copy_budget_next(self, boundary: float) -> None:
-        # _budget_next is read on every SQL statement: a plain attribute, not a property
-        # (a property costs that hook as much as the rest of its counting)
-        self._budget_next = boundary
-
-    @property
-    def _budget_tick(self) -> Callable[[float], None]:
-        return self._ledger.budget.tick
-
-    def _record_cancel(self, operation: str, started: float) -> None:
-        self._ledger.cancelled(operation, started, REJECTED)
-
-
-# interceptors/_grpc_common.py and sqlalchemy.py import this; Execution.annotate replaces it
-_add_note = add_note
