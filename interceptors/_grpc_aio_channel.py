@@ -24,6 +24,7 @@ from ._grpc_aio_hedge import hedged_unary, hedges
 from ._grpc_aio_status import DoneCall
 from ._grpc_aio_streams import StreamStreamCall, UnaryStreamCall
 from ._grpc_aio_unary import refused, single, unary
+from ._grpc_chaos import aio_chaos_send
 from ._grpc_commit import end_failure, refuse
 from ._grpc_replay import NoReplay, replayable
 from ._grpc_routes import RoutedChannel, Router, Wrapped
@@ -59,6 +60,10 @@ class _UnaryUnary(Wrapped, _UUCallable):
             call._drive(hedged_unary(rule, self._operation, timeout, send, args, request, True))
             return call
         permits = rule.permits
+        if point.chaos is not None:  # fault injection: every attempt through the loop
+            call._drive(unary(rule, ex, aio_chaos_send(rule, ex, send), args, request, None,
+                              True))
+            return call
         pacing = point.pacing
         # a server's pause, a rate limit, a full bulkhead: the general path waits, or refuses
         if (pacing is not None and pacing.until > ex.start) or point.bucket is not None or \
@@ -105,12 +110,13 @@ class _StreamUnary(Wrapped, _SUCallable):
         ex = rule.execution(self._operation, timeout)
         args = (self._inner, metadata, credentials, wait_for_ready, compression)
         call = UnaryCall(rule, ex, args, request_iterator)
+        chaotic = aio_chaos_send(rule, ex, send)
         if request_iterator is None or not rule.retries:
             call._writes = request_iterator is None
-            call._drive(single(rule, ex, send, args, request_iterator))
+            call._drive(single(rule, ex, chaotic, args, request_iterator))
         else:
             buffer, first = replayable(rule, request_iterator)
-            call._drive(unary(rule, ex, send, args, first, buffer, True))
+            call._drive(unary(rule, ex, chaotic, args, first, buffer, True))
         return call
 
 
@@ -122,8 +128,8 @@ class _UnaryStream(Wrapped, _USCallable):
                  compression: Any = None) -> Any:
         rule = self._rule
         args = (self._inner, metadata, credentials, wait_for_ready, compression)
-        stream = UnaryStreamCall(rule, rule.execution(self._operation, timeout), send, args,
-                                 request, None)
+        ex = rule.execution(self._operation, timeout)
+        stream = UnaryStreamCall(rule, ex, aio_chaos_send(rule, ex, send), args, request, None)
         stream.start_soon()
         return stream
 
@@ -140,8 +146,8 @@ class _StreamStream(Wrapped, _SSCallable):
             buffer, first = NoReplay(), None
         else:
             buffer, first = replayable(rule, request_iterator)
-        stream = StreamStreamCall(rule, rule.execution(self._operation, timeout), send, args,
-                                  first, buffer)
+        ex = rule.execution(self._operation, timeout)
+        stream = StreamStreamCall(rule, ex, aio_chaos_send(rule, ex, send), args, first, buffer)
         stream.start_soon()
         return stream
 

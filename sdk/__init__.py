@@ -4,9 +4,12 @@ Describe each integration point once with its policy, then apply it to a
 gRPC channel, an httpx client, a SQLAlchemy engine or any function.
 """
 
+from . import presets as presets  # seawall.presets.http_api(...)
+from . import testing as testing  # seawall.testing.instant()
 from ._breaker import BreakerState
 from ._classify import Category, Classification, Classifier
 from ._clock import Clock, SystemClock
+from ._config import load_points
 from ._deadline import remaining
 from ._errors import (
     BulkheadFullError,
@@ -39,6 +42,7 @@ from ._policies import (
     AdaptiveBulkhead,
     Backoff,
     Bulkhead,
+    Chaos,
     CircuitBreaker,
     Fallback,
     Hedge,
@@ -59,6 +63,7 @@ __all__ = [
     "BulkheadFullError",
     "CallEvent",
     "Category",
+    "Chaos",
     "CircuitBreaker",
     "CircuitOpenError",
     "Classification",
@@ -87,6 +92,7 @@ __all__ = [
     "Timeout",
     "WaitEvent",
     "add_hook",
+    "load_points",
     "otel_metrics",
     "persist_metrics",
     "remaining",

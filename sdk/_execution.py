@@ -23,6 +23,7 @@ calls ``begin()``, and an attempt that would have to wait is refused.
 from __future__ import annotations
 
 import sys
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from ._breaker import CLOSED, REJECTED, BreakerState
@@ -38,6 +39,9 @@ from ._errors import (
 
 if TYPE_CHECKING:
     from ._point import IntegrationPoint
+
+ATTEMPT_CAP: ContextVar[int | None] = ContextVar("seawall_attempt_cap", default=None)
+"""``seawall.testing.attempts(n)``: at most ``n`` attempts per call in this context (``None``: the policy's)."""
 
 
 def first_limit(point: IntegrationPoint, t0: float,
@@ -108,12 +112,14 @@ class Execution:
     ``wait`` (seconds the current attempt waits before it starts: a server's
     pause, a rate-limit token),
     ``start`` and ``deadline`` (of the call), ``stop_reason`` (why retries
-    stopped early, ``""`` otherwise).
+    stopped early, ``""`` otherwise), ``injected`` (true when fault injection,
+    :class:`seawall.Chaos`, shaped the current attempt: its outcome is then
+    counted apart from real ones; an integration that injects sets it).
     """
 
     __slots__ = (
         "_ticket", "_token", "attempt_deadline", "attempt_start", "attempts", "deadline",
-        "last_delay", "operation", "point", "start", "stop_reason", "wait",
+        "injected", "last_delay", "operation", "point", "start", "stop_reason", "wait",
     )
 
     def __init__(self, point: IntegrationPoint, operation: str, deadline: float | None = None,
@@ -135,6 +141,7 @@ class Execution:
         self.attempt_deadline: float | None = None
         self.last_delay = 0.0
         self.stop_reason = ""
+        self.injected = False
         self._ticket = REJECTED  # the breaker's ticket of the current attempt
         self._token = False  # the current attempt holds a rate-limit token not yet used
         self.wait = 0.0
@@ -257,11 +264,11 @@ class Execution:
     def success(self) -> None:
         """The current attempt succeeded; the call ends with success."""
         ledger = self.point._ledger
-        if self.attempts == 1:  # the common case takes the lock-free path
+        if self.attempts == 1 and not self.injected:  # the common case: the lock-free path
             ledger.succeeded(self.operation, self.attempt_start, self._ticket)
         else:
             ledger.succeeded_after(self.operation, self.start, self.attempt_start,
-                                   self.attempts, self._ticket)
+                                   self.attempts, self._ticket, self.injected)
 
     def overran(self, now: float) -> None:
         """The current attempt succeeded at ``now``, after its deadline (a sync shell's overrun).
@@ -270,7 +277,7 @@ class Execution:
         slow call (see :class:`seawall.Timeout`).
         """
         self.point._ledger.overran(self.operation, self.start, self.attempt_start,
-                                   self.attempts, now, self._ticket)
+                                   self.attempts, now, self._ticket, self.injected)
 
     def failure(self, c: Classification) -> float | None:
         """The current attempt failed as ``c``: the delay before the next attempt, or ``None`` to stop."""
@@ -278,14 +285,15 @@ class Execution:
         ledger = point._ledger
         now = point._now()
         ledger.attempt_failed(self.operation, self.attempts, now - self.attempt_start, now, c,
-                              self._ticket)
+                              self._ticket, self.injected)
         self._ticket = REJECTED  # recorded: a later cancel has no trial permit to give back
         if c.delay is not None and point._pacing is not None:
             point._pacing.note(now, c.delay)  # every caller of the point holds off, not only this one
         retry = point.retry
         if retry is None or not c.retry:
             return None
-        if self.attempts >= retry.attempts:
+        cap = ATTEMPT_CAP.get()
+        if self.attempts >= retry.attempts or (cap is not None and self.attempts >= cap):
             self.stop_reason = "attempts exhausted"
             return None
         if c.delay is not None:
@@ -312,7 +320,7 @@ class Execution:
         """The call ends in failure ``c`` (answered by the fallback when ``fallback``)."""
         point = self.point
         point._ledger.ended_failure(self.operation, c.category, self.attempts,
-                                    point._now() - self.start, fallback)
+                                    point._now() - self.start, fallback, self.injected)
 
     def end_rejected(self, rejection: RejectedError | DeadlineExceeded, *,
                      fallback: bool = False) -> None:
@@ -342,6 +350,17 @@ class Execution:
         """
         if self.attempts > 1 or self.stop_reason:
             add_note(error, self.describe(c))
+
+    def adopt(self, start: float, ticket: int = REJECTED) -> None:
+        """Take work begun at ``start`` without :meth:`begin` as this call's first attempt.
+
+        For an integration that admitted the work itself: ``ticket`` from
+        ``point.observer().admit(...)``, or the default (no ticket) for work
+        no breaker judges, such as a connect inside a retried unit of work.
+        Then report the outcome as after :meth:`begin` (:meth:`success`,
+        :meth:`failure`, :meth:`cancelled`, :meth:`end_failure`).
+        """
+        self._adopt_first(start, ticket)
 
 
 if sys.version_info >= (3, 11):

@@ -18,7 +18,6 @@ made before it collected.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import threading
@@ -40,6 +39,7 @@ from ._events import (
     remove_hook,
 )
 from ._registry import live_points
+from ._tally import Tally
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
@@ -72,6 +72,9 @@ OPERATION = "seawall.operation"
 OUTCOME = "seawall.outcome"
 CATEGORY = "seawall.category"
 REASON = "seawall.reason"
+INJECTED = "seawall.injected"
+"""Set (``True``) on the call and attempt series of outcomes made by fault injection
+(:class:`seawall.Chaos`), absent on real ones: a rehearsal never pollutes real error rates."""
 
 _CANCELLED = Category.CANCELLED
 _GLOBAL = object()  # the key of the global meter provider in _handles
@@ -216,7 +219,7 @@ class OtelMetrics:
         self._instruments = instruments
         self._lock = threading.Lock()  # the drain: its caches and totals
         self._pending: list[Any] = []
-        self._overflow = itertools.count()  # next() is atomic: no lock on the hot path
+        self._overflow = Tally()  # stepped without a lock on the hot path
         self._operations: dict[str, set[str]] = {}
         self._folded: dict[str, int] = {}
         self._attrs: dict[tuple[Any, ...], Any] = {}
@@ -239,7 +242,7 @@ class OtelMetrics:
         append = pending.append
         size = pending.__len__
         cap = self.max_pending
-        overflow = self._overflow.__next__
+        overflow = self._overflow.step
 
         def export(event: Any) -> None:
             """seawall.otel_metrics: queue one event for OpenTelemetry."""
@@ -266,8 +269,7 @@ class OtelMetrics:
     @property
     def dropped(self) -> int:
         """Events lost because ``max_pending`` events were already waiting for the drain."""
-        # itertools.count exposes its next value only through repr
-        return int(repr(self._overflow)[6:-1])
+        return self._overflow.value()
 
     # -- recording --------------------------------------------------------------
 
@@ -329,36 +331,42 @@ class OtelMetrics:
         for ev in events:
             kind = ev.__class__
             if kind is CallEvent:
-                point, operation, category, tries, duration, _, fallback, rejected = ev
+                point, operation, category, tries, duration, _, fallback, rejected, injected = ev
                 known = operations.get(point)
                 # a known operation (the usual case) is itself: no call
                 exported = operation if known is not None and operation in known \
                     else operation_of(point, operation)
                 if exported is OTHER and operation != OTHER:
                     folded[point] = folded.get(point, 0) + 1
-                key: tuple[Any, ...] = ("c", point, exported, category, fallback, rejected)
+                key: tuple[Any, ...] = ("c", point, exported, category, fallback, rejected,
+                                        injected)
                 calls[key] = calls.get(key, 0) + 1
                 if durations and tries:
-                    dkey: tuple[Any, ...] = ("cd", point, exported, category, fallback, rejected)
+                    dkey: tuple[Any, ...] = ("cd", point, exported, category, fallback, rejected,
+                                             injected)
                     found = attrs.get(dkey)
                     if found is None:
                         found = attrs[dkey] = {
                             POINT: point, OPERATION: exported,
                             OUTCOME: _call_outcome(category, fallback, rejected)}
+                        if injected:
+                            found[INJECTED] = True
                     call_duration(duration, found)
             elif kind is AttemptEvent:
-                point, operation, _, category, duration, _ = ev
+                point, operation, _, category, duration, _, injected = ev
                 known = operations.get(point)
                 exported = operation if known is not None and operation in known \
                     else operation_of(point, operation)
-                key = ("a", point, exported, category)
+                key = ("a", point, exported, category, injected)
                 attempts[key] = attempts.get(key, 0) + 1
                 if durations:
-                    dkey = ("ad", point, exported, category)
+                    dkey = ("ad", point, exported, category, injected)
                     found = attrs.get(dkey)
                     if found is None:
                         found = attrs[dkey] = {POINT: point, OPERATION: exported,
                                                OUTCOME: _attempt_outcome(category)}
+                        if injected:
+                            found[INJECTED] = True
                     attempt_duration(duration, found)
             elif kind is RetryEvent:
                 key = ("r", ev.point, operation_of(ev.point, ev.operation), ev.category)
@@ -397,10 +405,12 @@ class OtelMetrics:
             self._folded[point] = self._folded.get(point, 0) + count
             ins.folded.add(count, {POINT: point})
 
-    def _call_attrs(self, key: tuple[Any, ...]) -> dict[str, str]:
-        _, point, operation, category, fallback, rejected = key
-        found = {POINT: point, OPERATION: operation,
-                 OUTCOME: _call_outcome(category, fallback, rejected)}
+    def _call_attrs(self, key: tuple[Any, ...]) -> dict[str, Any]:
+        _, point, operation, category, fallback, rejected, injected = key
+        found: dict[str, Any] = {POINT: point, OPERATION: operation,
+                                 OUTCOME: _call_outcome(category, fallback, rejected)}
+        if injected:
+            found[INJECTED] = True
         if category is not None and category is not _CANCELLED:
             found[CATEGORY] = category.value
         if rejected is not None:
@@ -408,9 +418,12 @@ class OtelMetrics:
         self._attrs[key] = found
         return found
 
-    def _attempt_attrs(self, key: tuple[Any, ...]) -> dict[str, str]:
-        _, point, operation, category = key
-        found = {POINT: point, OPERATION: operation, OUTCOME: _attempt_outcome(category)}
+    def _attempt_attrs(self, key: tuple[Any, ...]) -> dict[str, Any]:
+        _, point, operation, category, injected = key
+        found: dict[str, Any] = {POINT: point, OPERATION: operation,
+                                 OUTCOME: _attempt_outcome(category)}
+        if injected:
+            found[INJECTED] = True
         if category is not None and category is not _CANCELLED:
             found[CATEGORY] = category.value
         self._attrs[key] = found

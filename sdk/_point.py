@@ -14,6 +14,7 @@ it from the point's policies::
     bulkhead               _bulkhead.py     a permit per attempt, waited for by the shell
                            _adaptive.py     AdaptiveBulkhead: the same permits, a limit that moves
     attempt timeout        _execution.py    Timeout.attempt, handed to the attempt
+    fault injection        _chaos.py        Chaos (off unless given): wraps the attempt
     the call               the shells       _async_shell.py (arun), _sync_shell.py (run)
 
 Each policy is a frozen value (``_policies.py``); its runtime state (the
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import itertools
 import random
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, overload
@@ -42,6 +42,7 @@ from ._adaptive import AdaptiveRuntime
 from ._async_shell import arun as _arun
 from ._breaker import REJECTED, BreakerRuntime, BreakerState
 from ._bulkhead import BulkheadRuntime, Permits
+from ._chaos import ChaosRuntime
 from ._classify import (
     Classification,
     Classifier,
@@ -53,7 +54,7 @@ from ._classify import (
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError
 from ._events import HookSet
-from ._execution import Execution, add_note
+from ._execution import Execution
 from ._hedge import ahedged, sync_refusal
 from ._hedge_futures import hedge_futures
 from ._ledger import Ledger, PointStats
@@ -62,6 +63,7 @@ from ._pacing import Pacing
 from ._policies import (
     AdaptiveBulkhead,
     Bulkhead,
+    Chaos,
     CircuitBreaker,
     Fallback,
     Hedge,
@@ -72,6 +74,7 @@ from ._policies import (
 from ._rate_limit import TokenBucket
 from ._registry import register as _register
 from ._sync_shell import run as _run
+from ._validation import check_point as _check_point
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -85,7 +88,9 @@ class IntegrationPoint:
     turns it off. ``classifier`` rules are asked before the integration's
     own (or, for plain functions, before the defaults: timeouts and network
     errors transient, everything else permanent). ``clock`` replaces the
-    monotonic clock and sleeps (tests); ``rand`` the jitter source.
+    monotonic clock and sleeps (tests); ``rand`` the jitter source;
+    ``chaos`` injects faults, results and latency (rehearsals; see
+    :class:`seawall.Chaos`), off unless given.
 
     One point may be shared by any number of threads and event loops.
     """
@@ -102,6 +107,7 @@ class IntegrationPoint:
         classifier: Classifier | None = None,
         clock: Clock | None = None,
         rand: Callable[[], float] | None = None,
+        chaos: Chaos | None = None,
         rate_limit: RateLimit | None = None,
         server_pacing: bool = True,
         hedge: Hedge | None = None,
@@ -112,6 +118,7 @@ class IntegrationPoint:
             ("retry", retry, Retry), ("breaker", breaker, CircuitBreaker),
             ("timeout", timeout, Timeout),
             ("fallback", fallback, Fallback), ("classifier", classifier, Classifier),
+            ("chaos", chaos, Chaos),
             ("rate_limit", rate_limit, RateLimit), ("hedge", hedge, Hedge),
         ):
             if value is not None and not isinstance(value, kind):
@@ -166,17 +173,18 @@ class IntegrationPoint:
         """The rate limit's token bucket, shared by threads and event loops; ``None`` without one."""
         self._bucket = self.bucket
         self.permits: Permits | None = None
+        """The bulkhead's permits, shared by threads and event loops; ``None`` without one.
+
+        ``try_acquire()``, ``acquire(timeout)``, ``await acquire_async(timeout)``
+        and ``release()`` (see :class:`~seawall._bulkhead.BulkheadRuntime`; an
+        :class:`~seawall._adaptive.AdaptiveRuntime` for an adaptive bulkhead),
+        for integrations that hold a permit across work of their own (a pooled
+        connection); a refusal is counted through an :class:`Execution`.
+        """
         if isinstance(bulkhead, AdaptiveBulkhead):
             self.permits = AdaptiveRuntime(bulkhead, self._now())
         elif bulkhead is not None:
             self.permits = BulkheadRuntime(bulkhead.max_concurrent)
-        """The bulkhead's permits, shared by threads and event loops; ``None`` without one.
-
-        ``try_acquire()``, ``acquire(timeout)``, ``await acquire_async(timeout)``
-        and ``release()`` (see :class:`~seawall._bulkhead.BulkheadRuntime`), for
-        integrations that hold a permit across work of their own (a pooled
-        connection); a refusal is counted through an :class:`Execution`.
-        """
         self._max_wait = bulkhead.max_wait if bulkhead is not None else 0.0
         self._attempt_timeout = timeout.attempt if timeout is not None else None
         self._first_timeout: float | None = None  # the first attempt's limit: min(attempt, total)
@@ -188,11 +196,13 @@ class IntegrationPoint:
         if isinstance(self.permits, AdaptiveRuntime):
             self._ledger.sampler = self.permits.sample  # the limit learns from each outcome
         self._observer: Observer | None = None
-        # compatibility names (see the end of the class)
-        self._permits = self.permits
-        self._budget_next = self._ledger.budget.next
-        self._ledger.budget.on_next = self._copy_budget_next
+        self.chaos: ChaosRuntime | None = ChaosRuntime(chaos) if chaos is not None else None
+        """Fault injection (``enable()``, ``disable()``, ``draw()``), ``None`` without ``chaos=``.
+
+        Off unless the point is given a :class:`seawall.Chaos`; see docs/chaos.md.
+        """
         _register(self)  # for exporters of live state (seawall.otel_metrics' gauges)
+        _check_point(name, retry, breaker, timeout)  # options that contradict each other
 
     # -- public helpers ----------------------------------------------------
 
@@ -351,32 +361,3 @@ class IntegrationPoint:
     def release(self, ticket: int) -> None:
         """``observer().release(ticket)``."""
         self.observer().release(ticket)
-
-    # -- compatibility names -----------------------------------------------------
-    # interceptors/sqlalchemy.py and _grpc_common.py still read these private
-    # names; their migration to the public entry removes the last readers (see
-    # the allowlist in tests/test_core_private_names.py), and then these go.
-
-    @property
-    def _slow(self) -> float:
-        return self._ledger.slow
-
-    @property
-    def _fast_ok(self) -> itertools.count[int]:
-        return self._ledger._ok._count
-
-    def _copy_budget_next(self, boundary: float) -> None:
-        # _budget_next is read on every SQL statement: a plain attribute, not a property
-        # (a property costs that hook as much as the rest of its counting)
-        self._budget_next = boundary
-
-    @property
-    def _budget_tick(self) -> Callable[[float], None]:
-        return self._ledger.budget.tick
-
-    def _record_cancel(self, operation: str, started: float) -> None:
-        self._ledger.cancelled(operation, started, REJECTED)
-
-
-# interceptors/_grpc_common.py and sqlalchemy.py import this; Execution.annotate replaces it
-_add_note = add_note

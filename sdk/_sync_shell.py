@@ -43,6 +43,7 @@ def run(
     classify_result: ResultRule | None = None,
     discard: Callable[[T], None] | None = None,
     enforce_timeout: bool = True,
+    chaos_result: Callable[[Any], T] | None = None,
 ) -> T:
     """Run ``attempt(timeout)`` through the whole pipeline, with retries, and return its value.
 
@@ -66,6 +67,11 @@ def run(
     :class:`seawall.Timeout`). Cancelling the caller (asyncio or trio) is
     never counted as a failure. Arguments may be passed positionally.
     Safe from any number of threads and tasks at once.
+
+    Fault injection (the point's :class:`seawall.Chaos`, off unless given)
+    wraps ``attempt`` innermost, inside its deadline; ``chaos_result``
+    turns an injected ``Chaos.result`` into what this attempt returns (an
+    integration's own shape: an HTTP response for a status code, say).
     """
     now = self._now
     t0 = now()
@@ -89,11 +95,12 @@ def run(
     else:
         limit, timeout = first_limit(self, t0, deadline)
     permits = self.permits
+    chaos = self.chaos
     # the call's Execution: made only once the first attempt fails or cannot start at once
     ex: Execution | None = None
     pacing = self._pacing  # a server's pause in force, or no free token: the general path
     bucket = self._bucket
-    admitted = (timeout is None or timeout > 0.0) and \
+    admitted = chaos is None and (timeout is None or timeout > 0.0) and \
         (pacing is None or pacing.until <= t0) and (bucket is None or bucket.try_take(t0))
     if admitted and permits is not None and not permits.try_acquire():
         admitted = False
@@ -102,6 +109,8 @@ def run(
         if circuit is not None:
             circuit.release(ticket)  # the loop admits it again, and waits or refuses
         ex = Execution(self, operation, deadline, t0)
+        if chaos is not None:  # the innermost step: inside the attempt's deadline
+            attempt = chaos.wrap(self, attempt, ex, chaos_result)
     # the last failure: its classification, and its exception or its failed result
     last: tuple[Classification, Exception | None, Any] | None = None
     failure: Exception | None

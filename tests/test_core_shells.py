@@ -135,3 +135,63 @@ def test_run_takes_its_arguments_by_position() -> None:
     value = point.run(lambda _t: next(results), "op", None, None, rule, discarded.append)
     assert value == "good" and discarded == ["bad"]
     assert point.stats().retries == 1
+
+
+# -- the httpx transport: the same generator, another pair -----------------------------------
+
+def test_the_committed_httpx_sync_transport_matches_the_async_one() -> None:
+    """interceptors/_httpx_sync.py is what _unasync writes from _httpx_async.py (a pair of PAIRS)."""
+    pair = _unasync.HTTPX
+    assert pair in _unasync.PAIRS and _unasync.SHELL in _unasync.PAIRS
+    assert _unasync.is_current(pair)
+    text = pair.path(pair.target).read_text(encoding="utf-8")
+    assert text.startswith("# Generated from interceptors/_httpx_async.py by ")
+
+
+def test_a_stale_httpx_sync_transport_is_detected(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """An edit to the async transport that was not carried over fails --check; writing fixes it."""
+    pair = _unasync.HTTPX
+    for name in (pair.source, pair.target):
+        shutil.copy(pair.path(name), tmp_path / name)
+    with (tmp_path / pair.source).open("a", encoding="utf-8") as f:
+        f.write("\n# a change\n")
+    monkeypatch.setattr(_unasync, "INTERCEPTORS", tmp_path)
+    assert [p.target for p in _unasync.stale()] == [pair.target]
+    assert _unasync.main(["--check"]) == 1
+    assert _unasync.main([]) == 0
+    assert _unasync.check()
+    assert (tmp_path / pair.target).read_text(encoding="utf-8").endswith("# a change\n")
+
+
+def test_a_passage_the_source_lost_stops_the_generator(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prose passage of the table that no longer occurs is an error, never silently skipped."""
+    pair = _unasync.HTTPX
+    text = pair.path(pair.source).read_text(encoding="utf-8")
+    old = pair.passages[0][0]
+    (tmp_path / pair.source).write_text(text.replace(old, "reworded"), encoding="utf-8")
+    shutil.copy(pair.path(pair.target), tmp_path / pair.target)
+    monkeypatch.setattr(_unasync, "INTERCEPTORS", tmp_path)
+    with pytest.raises(_unasync.GenerationError, match="occurs 0 times"):
+        _unasync.expected(pair)
+    assert _unasync.main([]) == 2
+
+
+def test_the_httpx_sync_transport_has_no_async_left() -> None:
+    """No coroutine, await, async name or marker reaches the generated sync transport."""
+    pair = _unasync.HTTPX
+    text = pair.path(pair.target).read_text(encoding="utf-8")
+    assert "# async only" not in text and "# sync:" not in text
+    names = set()
+    for node in ast.walk(ast.parse(text)):
+        assert not isinstance(node, (ast.AsyncFunctionDef, ast.Await, ast.AsyncWith,
+                                     ast.AsyncFor)), ast.dump(node)
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            names.add(node.attr)
+        elif isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+            names.add(node.name)
+    assert names & set(pair.renames) == set()
+    assert {"ResilientTransport", "handle_request", "_discard", "SyncByteStream"} <= names

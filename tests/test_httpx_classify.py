@@ -39,8 +39,15 @@ def sw(package: str) -> Any:
 
 
 @pytest.fixture
-def policy(package: str) -> Any:
-    return importlib.import_module(f"seawall.interceptors._{package}_policy")
+def body(package: str) -> Any:
+    """The bodies module for that package (what can be sent again)."""
+    return importlib.import_module(f"seawall.interceptors._{package}_body")
+
+
+@pytest.fixture
+def options(package: str) -> Any:
+    """The options module for that package (the attempt's timeout extension)."""
+    return importlib.import_module(f"seawall.interceptors._{package}_options")
 
 
 def public_exceptions(package: str) -> list[str]:
@@ -239,26 +246,26 @@ def test_parse_retry_after(hx: Any, sw: Any, value: str | None, seconds: float |
 
 # -- request bodies and timeouts ----------------------------------------------------------------
 
-def test_replayable_bodies(hx: Any, policy: Any) -> None:
+def test_replayable_bodies(hx: Any, body: Any) -> None:
     """Bytes, JSON, forms and seekable files can be resent; generators and pipes cannot."""
     def stream(**kw: Any) -> Any:
         return hx.Request("POST", "http://api.test/", **kw).stream
 
-    assert policy.is_replayable(stream(content=b"x"))
-    assert policy.is_replayable(stream(json={"a": 1}))
-    assert policy.is_replayable(stream(data={"a": "1"}))
-    assert policy.is_replayable(stream(files={"f": io.BytesIO(b"data")}))
-    assert not policy.is_replayable(stream(content=(c for c in [b"a"])))
+    assert body.is_replayable(stream(content=b"x"))
+    assert body.is_replayable(stream(json={"a": 1}))
+    assert body.is_replayable(stream(data={"a": "1"}))
+    assert body.is_replayable(stream(files={"f": io.BytesIO(b"data")}))
+    assert not body.is_replayable(stream(content=(c for c in [b"a"])))
     r, w = os.pipe()
     with os.fdopen(r, "rb") as pipe, os.fdopen(w, "wb"):
-        assert not policy.is_replayable(stream(files={"f": pipe}))
+        assert not body.is_replayable(stream(files={"f": pipe}))
 
 
-def test_narrowed_timeout_keeps_shorter_phases(policy: Any) -> None:
+def test_narrowed_timeout_keeps_shorter_phases(options: Any) -> None:
     """Each phase becomes min(its own, the attempt's); unset phases get the attempt's."""
     current = {"connect": 0.5, "read": 10.0, "write": None, "pool": 3.0}
-    assert policy.narrowed_timeout(current, 2.0) == {"connect": 0.5, "read": 2.0, "write": 2.0, "pool": 2.0}
-    assert policy.narrowed_timeout(None, 1.0) == dict.fromkeys(("connect", "read", "write", "pool"), 1.0)
+    assert options.narrowed_timeout(current, 2.0) == {"connect": 0.5, "read": 2.0, "write": 2.0, "pool": 2.0}
+    assert options.narrowed_timeout(None, 1.0) == dict.fromkeys(("connect", "read", "write", "pool"), 1.0)
 
 
 # -- routes -----------------------------------------------------------------------------
