@@ -82,7 +82,8 @@ class _FutureHedging(_Hedging):
                     wait = self.next_at - self.point._now()
                     if wait <= 0.0:
                         return None
-                    self.cond.wait(wait)
+                    if not self.cond.wait(wait) and not self.finished:
+                        return None  # the delay passed (timed by real time, as asyncio's)
                 else:
                     self.cond.wait()
 

@@ -311,3 +311,32 @@ async def test_hedges_are_told_to_hooks_and_to_opentelemetry() -> None:
     assert [(e.attempt, e.won) for e in hedge_events] == [(2, False), (2, True)]
     assert total(points, "seawall.hedges", point="otel-hedge", outcome="sent") == 1
     assert total(points, "seawall.hedges", point="otel-hedge", outcome="won") == 1
+
+
+# -- attempts that are futures, watched from the calling thread ---------------------------
+
+
+def test_futures_are_hedged_in_the_calling_thread() -> None:
+    """hedge_futures: attempt 1 never ends, attempt 2 does; 1 is cancelled, no thread made."""
+    from concurrent.futures import Future
+
+    from seawall.testing import FakeClock
+
+    p = IntegrationPoint("api", hedge=Hedge(delay=0.02), clock=FakeClock())
+    futures: list[Future[str]] = []
+
+    def start(timeout: float | None, number: int) -> Future[str]:
+        f: Future[str] = Future()
+        if number == 2:
+            f.set_result("second")
+        futures.append(f)
+        return f
+
+    threads = threading.active_count()
+    ex = p.execution("op")
+    winner, c = p.hedge_futures(ex, start, lambda f: None)
+    assert (winner.result(), c) == ("second", None)
+    assert futures[0].cancelled()
+    assert threading.active_count() == threads
+    stats = p.stats()
+    assert (stats.successes, stats.hedges, stats.hedges_won) == (1, 1, 1)
