@@ -11,9 +11,10 @@ import pytest
 
 import seawall
 from seawall.interceptors import grpc as sw_grpc
-from tests.grpc_support.fixtures import aio_target, backend, mounting, sync_target  # noqa: F401
 from tests.grpc_support.mounts import aio_channel, sync_channel
 from tests.grpc_support.servers import Backend, pb2, pb2_grpc
+
+pytest_plugins = ["tests.grpc_support.fixtures"]
 
 
 def hedged_point() -> seawall.IntegrationPoint:
@@ -21,7 +22,7 @@ def hedged_point() -> seawall.IntegrationPoint:
 
 
 async def test_a_stalled_rpc_is_hedged_and_cancelled(
-        aio_target: str, backend: Backend, mounting: str) -> None:  # noqa: F811
+        aio_target: str, backend: Backend, mounting: str) -> None:
     """The first attempt stalls 5 s: attempt 2 answers, attempt 1 is cancelled on the wire."""
     backend.plan("k", delay=5.0, delay_attempts=1)
     p = hedged_point()
@@ -43,7 +44,7 @@ async def test_a_stalled_rpc_is_hedged_and_cancelled(
 
 
 async def test_routes_not_marked_idempotent_are_never_hedged(
-        aio_target: str, backend: Backend, mounting: str) -> None:  # noqa: F811
+        aio_target: str, backend: Backend, mounting: str) -> None:
     """Without idempotent=True the slow call runs alone."""
     backend.plan("k", delay=0.5, delay_attempts=1)
     p = hedged_point()
@@ -57,7 +58,7 @@ async def test_routes_not_marked_idempotent_are_never_hedged(
 
 
 async def test_a_fatal_status_ends_a_hedged_call(
-        aio_target: str, backend: Backend, mounting: str) -> None:  # noqa: F811
+        aio_target: str, backend: Backend, mounting: str) -> None:
     """INVALID_ARGUMENT is not retryable: the caller gets it, no hedge follows."""
     backend.plan("k", fail=5, code=grpc.StatusCode.INVALID_ARGUMENT)
     p = hedged_point()
@@ -71,7 +72,7 @@ async def test_a_fatal_status_ends_a_hedged_call(
 
 
 async def test_unavailable_starts_the_hedge_at_once(
-        aio_target: str, backend: Backend, mounting: str) -> None:  # noqa: F811
+        aio_target: str, backend: Backend, mounting: str) -> None:
     """A retryable status sends the next attempt without waiting for the delay."""
     backend.plan("k", fail=1, code=grpc.StatusCode.UNAVAILABLE)
     p = seawall.IntegrationPoint("echo", hedge=seawall.Hedge(delay=30.0))
@@ -87,7 +88,7 @@ async def test_unavailable_starts_the_hedge_at_once(
 
 
 def test_a_stalled_sync_rpc_is_hedged_through_the_wrapper(
-        sync_target: str, backend: Backend) -> None:  # noqa: F811
+        sync_target: str, backend: Backend) -> None:
     """resilient_channel: attempt 2 answers a stalled attempt 1, which is cancelled."""
     backend.plan("k", delay=5.0, delay_attempts=1)
     p = hedged_point()
@@ -107,7 +108,7 @@ def test_a_stalled_sync_rpc_is_hedged_through_the_wrapper(
 
 
 def test_a_sync_hedged_failure_raises_the_last_status(
-        sync_target: str, backend: Backend) -> None:  # noqa: F811
+        sync_target: str, backend: Backend) -> None:
     """Every attempt UNAVAILABLE: the caller gets the status, after 1 + max_extra attempts."""
     backend.plan("k", fail=10, code=grpc.StatusCode.UNAVAILABLE)
     p = seawall.IntegrationPoint("echo", hedge=seawall.Hedge(delay=5.0, max_extra=2))
@@ -122,7 +123,7 @@ def test_a_sync_hedged_failure_raises_the_last_status(
     channel.close()
 
 
-def test_a_sync_refusal_is_a_grpc_error(sync_target: str, backend: Backend) -> None:  # noqa: F811
+def test_a_sync_refusal_is_a_grpc_error(sync_target: str, backend: Backend) -> None:
     """A hedged call the breaker refuses raises its gRPC twin, touching no server."""
     p = seawall.IntegrationPoint("echo", hedge=seawall.Hedge(delay=0.1),
                                  breaker=seawall.CircuitBreaker())

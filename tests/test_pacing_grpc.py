@@ -12,9 +12,10 @@ import grpc
 import pytest
 
 import seawall
-from tests.grpc_support.fixtures import aio_target, mounting, sync_target  # noqa: F401
 from tests.grpc_support.mounts import aio_channel, sync_channel
 from tests.grpc_support.servers import Backend, pb2, pb2_grpc
+
+pytest_plugins = ["tests.grpc_support.fixtures"]
 
 
 class TimedBackend(Backend):
@@ -63,8 +64,8 @@ def check_quiet_second(backend: TimedBackend, point: seawall.IntegrationPoint) -
     assert any(a >= end for a in backend.arrivals)  # and the callers came back
 
 
-def test_one_pushback_pauses_8_threads(sync_target: str, backend: TimedBackend,  # noqa: F811
-                                       mounting: str) -> None:  # noqa: F811
+def test_one_pushback_pauses_8_threads(sync_target: str, backend: TimedBackend,
+                                       mounting: str) -> None:
     """8 threads on a sync channel: after a 1000 ms pushback the server hears nothing for 1 s."""
     p = point()
     channel = sync_channel(sync_target, p, mounting)
@@ -100,8 +101,8 @@ def test_one_pushback_pauses_8_threads(sync_target: str, backend: TimedBackend, 
     assert p.stats().paused_waits >= 1
 
 
-async def test_one_pushback_pauses_8_aio_tasks(aio_target: str, backend: TimedBackend,  # noqa: F811
-                                              mounting: str) -> None:  # noqa: F811
+async def test_one_pushback_pauses_8_aio_tasks(aio_target: str, backend: TimedBackend,
+                                              mounting: str) -> None:
     """8 tasks on a grpc.aio channel: the same quiet second."""
     p = point()
     channel = aio_channel(aio_target, p, mounting)
@@ -130,7 +131,7 @@ async def test_one_pushback_pauses_8_aio_tasks(aio_target: str, backend: TimedBa
 
 
 def test_a_refused_grpc_call_is_rate_limited_and_resource_exhausted(
-        sync_target: str, backend: TimedBackend, mounting: str) -> None:  # noqa: F811
+        sync_target: str, backend: TimedBackend, mounting: str) -> None:
     """Over the rate limit, a gRPC call fails RESOURCE_EXHAUSTED as a seawall.RateLimitedError."""
     p = seawall.IntegrationPoint("echo", rate_limit=seawall.RateLimit(rate=0.01, burst=1))
     channel = sync_channel(sync_target, p, mounting)
