@@ -20,6 +20,7 @@ import grpc.aio
 from seawall import DeadlineExceeded, RejectedError
 
 from ._grpc_aio_call import UnaryCall, send
+from ._grpc_aio_hedge import hedged_unary, hedges
 from ._grpc_aio_status import DoneCall
 from ._grpc_aio_streams import StreamStreamCall, UnaryStreamCall
 from ._grpc_aio_unary import refused, single, unary
@@ -55,13 +56,19 @@ class _UnaryUnary(Wrapped, _UUCallable):
         inner = self._inner
         args = (inner, metadata, credentials, wait_for_ready, compression)
         call = UnaryCall(rule, ex, args, request)
+        if point.hedge is not None and hedges(rule):  # parallel attempts: a driver task
+            call._drive(hedged_unary(rule, self._operation, timeout, send, args, request, True))
+            return call
         permits = rule.permits
         if point.chaos is not None:  # fault injection: every attempt through the loop
             call._drive(unary(rule, ex, aio_chaos_send(rule, ex, send), args, request, None,
                               True))
             return call
-        if permits is not None and not permits.try_acquire():
-            call._drive(unary(rule, ex, send, args, request, None, True))  # wait, or refuse
+        pacing = point.pacing
+        # a server's pause, a rate limit, a full bulkhead: the general path waits, or refuses
+        if (pacing is not None and pacing.until > ex.start) or point.bucket is not None or \
+                (permits is not None and not permits.try_acquire()):
+            call._drive(unary(rule, ex, send, args, request, None, True))
             return call
         try:
             attempt_timeout = ex.begin()

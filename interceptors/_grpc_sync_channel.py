@@ -25,6 +25,7 @@ from ._grpc_replay import replayable
 from ._grpc_routes import RoutedChannel, Router, Wrapped
 from ._grpc_status import with_attempt
 from ._grpc_sync_future import RetryingFuture
+from ._grpc_sync_hedge import hedged_blocking, hedges
 from ._grpc_sync_streams import ResponseStream
 from ._grpc_sync_unary import PAIR, VALUE, Shape, blocking
 
@@ -111,6 +112,9 @@ class _UnaryUnary(_Shapes, _UUCallable):
         # the wrapper's hot path: the other shapes' helper written out, one frame fewer
         rule = self._rule
         point = rule.point
+        if point.hedge is not None and hedges(rule):  # parallel attempts, as futures
+            return hedged_blocking(rule, self._operation, timeout, self._inner, request,
+                                   metadata, credentials, wait_for_ready, compression)
         ex = point.execution(self._operation,
                              deadline=None if timeout is None else point.clock.now() + timeout)
         out = blocking(rule, ex, _send_blocking if point.chaos is None
