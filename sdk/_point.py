@@ -51,7 +51,7 @@ from ._classify import (
     default_exception_classification,
     retry_on,
 )
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import SYSTEM_CLOCK, Clock, SystemClock
 from ._errors import ConfigurationError
 from ._events import HookSet
 from ._execution import Execution
@@ -342,6 +342,16 @@ class IntegrationPoint:
         if observer is None:
             observer = self._observer = Observer(self)
         return observer
+
+    def _reclock(self) -> None:
+        """The system clock was armed for ``seawall.testing.instant()`` (``_clock._skew``): re-bind."""
+        if type(self.clock) is not SystemClock:
+            return
+        now = self.clock.now
+        self._now = now
+        self._ledger.now = now
+        if self._observer is not None:
+            self._observer.reclock(now)
 
     # the observer's functions under the names integrations used before observer()
 
