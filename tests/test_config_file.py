@@ -292,3 +292,18 @@ def test_doc_example_runs(index: int, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, f"example {index} failed:\n{BLOCKS[index]}\n{done.stderr}"
+
+
+TOML_BLOCKS = re.findall(r"^```toml\n(.*?)^```", (ROOT / "docs" / "config.md").read_text(
+    encoding="utf-8"), re.S | re.M)
+
+
+@pytest.mark.parametrize("index", range(len(TOML_BLOCKS)))
+def test_doc_toml_loads_and_matches_the_example(index: int) -> None:
+    """Each TOML block of docs/config.md loads, and says what examples/resilience.toml says."""
+    shown = points_from_toml(TOML_BLOCKS[index], "docs/config.md")
+    example = seawall.load_points(EXAMPLE)
+    for name, point in shown.items():
+        kept = example[name]
+        for field in ("retry", "breaker", "bulkhead", "timeout", "rate_limit", "hedge"):
+            assert getattr(point, field) == getattr(kept, field), (name, field)
