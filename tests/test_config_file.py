@@ -113,8 +113,9 @@ async def test_the_example_search_point_takes_async_calls() -> None:
     assert search.stats().successes == 1
 
 
-def test_the_example_rehearsal_injects_once_enabled() -> None:
+def test_the_example_rehearsal_injects_once_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
     """recommendations: untouched while chaos is off; enabled, faults meet retry and fallback."""
+    monkeypatch.delenv("SEAWALL_CHAOS", raising=False)  # the safety switch would win
     rec = seawall.load_points(EXAMPLE)["recommendations"]
     assert rec.chaos is not None
     with instant():

@@ -165,8 +165,9 @@ def test_a_fault_named_by_class_factory_or_table() -> None:
     assert points["d"].chaos.policy.fault is socket.timeout
 
 
-def test_an_injected_fault_from_the_file_meets_the_retry() -> None:
+def test_an_injected_fault_from_the_file_meets_the_retry(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every attempt injected: the retry makes its attempts, the caller sees the fault."""
+    monkeypatch.delenv("SEAWALL_CHAOS", raising=False)  # the safety switch would win
     p = load('[p]\nretry = { attempts = 3, budget = false }\n'
              '[p.chaos]\nfault_rate = 1.0\nfault = { class = "ConnectionError", message = "x" }\n'
              "seed = 1\n")["p"]
