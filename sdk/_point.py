@@ -202,7 +202,8 @@ class IntegrationPoint:
         Off unless the point is given a :class:`seawall.Chaos`; see docs/chaos.md.
         """
         _register(self)  # for exporters of live state (seawall.otel_metrics' gauges)
-        _check_point(name, retry, breaker, timeout)  # options that contradict each other
+        _check_point(name, retry, breaker, timeout,  # options that contradict each other
+                     hedge=hedge, rate_limit=rate_limit)
 
     # -- public helpers ----------------------------------------------------
 
