@@ -70,11 +70,28 @@ class UnaryCall(UUCall, SUCall):
     _cancelled = False
     _callbacks: tuple[Callable[[Any], None], ...] = ()
 
-    def __init__(self, rule: Rule, ex: Execution, args: tuple[Any, ...], request: Any) -> None:
+    def __init__(self, rule: Rule, ex: Execution | None, args: tuple[Any, ...], request: Any,
+                 source: Any = None, deadline: float | None = None,
+                 first: tuple[float, int, float | None] | None = None) -> None:
         self._rule = rule
         self._ex = ex
         self._args = args
         self._request = request
+        # without ``ex``: attempt 1 was admitted by ``point.admit_first`` (``first``) for the
+        # multicallable ``source``; the Execution is made only if that attempt fails
+        self._source = source
+        self._deadline = deadline
+        self._first = first
+
+    def execution(self) -> Execution:
+        """The call's Execution, taking over attempt 1 when it was admitted without one."""
+        ex = self._ex
+        if ex is None:
+            first = self._first
+            assert first is not None
+            ex = self._ex = self._rule.point.execution(
+                self._source._operation, deadline=self._deadline, first=(first[0], first[1]))
+        return ex
 
     # -- how the call is answered -------------------------------------------------
 
@@ -86,8 +103,8 @@ class UnaryCall(UUCall, SUCall):
             self._take_over(call)  # nobody waits on it: decide now
 
     def _take_over(self, first: Any) -> None:
-        self._drive(unary(self._rule, self._ex, send, self._args, self._request, None, True,
-                          first))
+        self._drive(unary(self._rule, self.execution(), send, self._args, self._request, None,
+                          True, first))
 
     def _drive(self, work: Coroutine[Any, Any, Any]) -> None:
         self._state = _DRIVEN
@@ -146,14 +163,23 @@ class UnaryCall(UUCall, SUCall):
             except asyncio.CancelledError:
                 if self._state == _AWAITED:  # the caller was cancelled, so is the attempt
                     self._cancelled = True
-                    self._ex.cancelled()
+                    self.execution().cancelled()
                     self._settle(call)
                 raise
             else:
                 if self._state == _AWAITED:
                     if not self._rule.result_rules:
-                        self._ex.success()
-                        self._settle(call)
+                        ex = self._ex
+                        if ex is None:  # the common case: one lock-free count
+                            first = self._first
+                            source = self._source
+                            source._succeeded(source._operation, first[0], first[1])
+                        else:
+                            ex.success()
+                        self._state = _SETTLED
+                        self._final = call
+                        if self._callbacks:
+                            self._settle(call)
                         return response
                     self._take_over(call)
         if self._state == _SETTLED:
@@ -183,7 +209,7 @@ class UnaryCall(UUCall, SUCall):
         if call.done():
             return False  # it ended; whoever waits on it settles the call
         self._cancelled = True
-        self._ex.cancelled()
+        self.execution().cancelled()
         self._settle(call)
         call.cancel()
         return True
@@ -202,7 +228,7 @@ class UnaryCall(UUCall, SUCall):
             self._callbacks = (*self._callbacks, callback)
 
     def time_remaining(self) -> float | None:
-        return self._ex.remaining()
+        return self.execution().remaining()
 
     async def initial_metadata(self) -> Any:
         return await (await self._outcome()).initial_metadata()

@@ -25,7 +25,7 @@ from ._grpc_aio_streams import StreamStreamCall, UnaryStreamCall
 from ._grpc_aio_unary import refused, single, unary
 from ._grpc_commit import end_failure, refuse
 from ._grpc_replay import NoReplay, replayable
-from ._grpc_routes import RoutedChannel, Router, Wrapped
+from ._grpc_routes import RoutedChannel, Router, Rule, Wrapped
 
 if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc itself does not
     _UUCallable = grpc.aio.UnaryUnaryMultiCallable[Any, Any]
@@ -40,19 +40,59 @@ else:
 
 
 class _UnaryUnary(Wrapped, _UUCallable):
-    __slots__ = ()
+    # what the hot path reads, bound once per stub method (UnaryCall reads the last two)
+    __slots__ = ("_admit", "_now", "_succeeded")
+
+    def __init__(self, rule: Rule, inner: Any, method: str) -> None:
+        super().__init__(rule, inner, method)
+        point = rule.point
+        self._admit = point.admit_first
+        self._now = point.clock.now
+        self._succeeded = point.observer().succeeded
 
     def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None,
                  credentials: Any = None, wait_for_ready: bool | None = None,
                  compression: Any = None) -> Any:
-        # the wrapper's hot path, every step written out: each helper frame is ~1-2 % of its
-        # own cost (bench/grpc.py --instructions)
-        rule = self._rule
-        point = rule.point
-        ex = point.execution(self._operation,
-                             deadline=None if timeout is None else point.clock.now() + timeout)
+        # the wrapper's hot path, every step written out (each helper frame is ~1-2 % of its
+        # own cost, bench/grpc.py --instructions): attempt 1 admitted inline, no Execution
+        # unless it fails or nobody awaits it (the core's admit_first, as its own shells do)
+        deadline = None if timeout is None else self._now() + timeout
+        first = self._admit(deadline)
         inner = self._inner
         args = (inner, metadata, credentials, wait_for_ready, compression)
+        if first is None:  # the breaker refuses, no time left, no free permit: the loop decides
+            return self._general(args, request, deadline)
+        call = UnaryCall(self._rule, None, args, request, self, deadline, first)
+        try:
+            if metadata is None and credentials is None and wait_for_ready is None \
+                    and compression is None:  # -2.8k instructions a call (callgrind)
+                attempt = inner(request, timeout=first[2])
+            else:
+                attempt = inner(request, timeout=first[2], metadata=metadata,
+                                credentials=credentials, wait_for_ready=wait_for_ready,
+                                compression=compression)
+        except BaseException as exc:  # a bad request, a closed channel: raised here, as grpc.aio does
+            permits = self._rule.permits
+            if permits is not None:
+                permits.release()
+            ex = call.execution()
+            if not isinstance(exc, Exception):
+                ex.cancelled()
+                raise
+            c = self._rule.point.classify_exception(exc).with_retry(False)
+            ex.failure(c)
+            end_failure(ex, c, exc)
+            raise
+        call._current = attempt
+        attempt.add_done_callback(call._first_done)
+        return call
+
+    def _general(self, args: tuple[Any, ...], request: Any, deadline: float | None) -> Any:
+        """A call whose attempt 1 could not start at once (the breaker refused, no time was
+        left, no permit was free): admitted again through an Execution, which waits or
+        refuses."""
+        rule = self._rule
+        ex = rule.point.execution(self._operation, deadline=deadline)
         call = UnaryCall(rule, ex, args, request)
         permits = rule.permits
         if permits is not None and not permits.try_acquire():
@@ -68,14 +108,11 @@ class _UnaryUnary(Wrapped, _UUCallable):
             else:  # a fallback may be async: answered in a task
                 call._drive(refused(ex, refusal, True))
             return call
+        inner, metadata, credentials, wait_for_ready, compression = args
         try:
-            if metadata is None and credentials is None and wait_for_ready is None \
-                    and compression is None:  # -2.8k instructions a call (callgrind)
-                first = inner(request, timeout=attempt_timeout)
-            else:
-                first = inner(request, timeout=attempt_timeout, metadata=metadata,
-                              credentials=credentials, wait_for_ready=wait_for_ready,
-                              compression=compression)
+            attempt = inner(request, timeout=attempt_timeout, metadata=metadata,
+                            credentials=credentials, wait_for_ready=wait_for_ready,
+                            compression=compression)
         except Exception as exc:  # a bad request, a closed channel: raised here, as grpc.aio does
             if permits is not None:
                 permits.release()
@@ -83,8 +120,8 @@ class _UnaryUnary(Wrapped, _UUCallable):
             ex.failure(c)
             end_failure(ex, c, exc)
             raise
-        call._current = first
-        first.add_done_callback(call._first_done)
+        call._current = attempt
+        attempt.add_done_callback(call._first_done)
         return call
 
 

@@ -280,3 +280,42 @@ else:
             except AttributeError:
                 return
         notes.append(note)
+
+
+def admit_first(point: IntegrationPoint,
+                deadline: float | None = None) -> tuple[float, int, float | None] | None:
+    """Admit a call's first attempt inline, as the shells do: ``(start, ticket, timeout)``.
+
+    ``IntegrationPoint.admit_first``: the fast path of integrations that
+    drive attempts themselves, without an :class:`Execution` unless the
+    first attempt fails. It asks the breaker (``ticket``: its ticket, or
+    ``NO_TICKET`` without one), works out the attempt's ``timeout`` (as
+    :meth:`Execution.begin` would: the attempt and total timeouts, the
+    caller's absolute ``deadline``, an enclosing seawall deadline) and takes
+    a free bulkhead permit, which the caller gives back when the attempt
+    ends. Then exactly one of: ``point.observer().succeeded(operation,
+    start, ticket)``; ``point.execution(operation, deadline=deadline,
+    first=(start, ticket))`` to report a failure or a cancellation and go on
+    (retry, end) as with any execution. Returns ``None``, having taken and
+    counted nothing, when the attempt cannot start at once (the breaker
+    refuses, no time is left, no permit is free): then take the general path,
+    ``point.execution(operation, deadline=deadline)``, which admits again,
+    waits or refuses, and counts.
+    """
+    now = point._now()
+    circuit = point.circuit
+    ticket = REJECTED
+    if circuit is not None:
+        ticket = circuit.generation if circuit.state is CLOSED else circuit.admit(now)
+        if ticket == REJECTED:
+            return None
+    timeout = point._first_timeout
+    if deadline is not None or DEADLINE.get() is not None:
+        timeout = first_limit(point, now, deadline)[1]
+    permits = point.permits
+    if (timeout is not None and timeout <= 0.0) or \
+            (permits is not None and not permits.try_acquire()):
+        if circuit is not None:
+            circuit.release(ticket)
+        return None
+    return now, ticket, timeout
