@@ -304,17 +304,23 @@ def admit_first(point: IntegrationPoint,
     """
     now = point._now()
     circuit = point.circuit
-    ticket = REJECTED
-    if circuit is not None:
-        ticket = circuit.generation if circuit.state is CLOSED else circuit.admit(now)
+    if circuit is None:
+        ticket = REJECTED
+    elif circuit.state is CLOSED:
+        ticket = circuit.generation
+    else:
+        ticket = circuit.admit(now)
         if ticket == REJECTED:
             return None
-    timeout = point._first_timeout
+    timeout = point._first_timeout  # > 0: Timeout's seconds are positive
     if deadline is not None or DEADLINE.get() is not None:
         timeout = first_limit(point, now, deadline)[1]
+        if timeout is not None and timeout <= 0.0:
+            if circuit is not None:
+                circuit.release(ticket)
+            return None
     permits = point.permits
-    if (timeout is not None and timeout <= 0.0) or \
-            (permits is not None and not permits.try_acquire()):
+    if permits is not None and not permits.try_acquire():
         if circuit is not None:
             circuit.release(ticket)
         return None
