@@ -75,7 +75,7 @@ class _UnaryUnary(Wrapped, _UUCallable):
             permits = self._rule.permits
             if permits is not None:
                 permits.release()
-            ex = call.execution()
+            ex = call._execution()
             if not isinstance(exc, Exception):
                 ex.cancelled()
                 raise

@@ -7,7 +7,9 @@ lookup per call; methods without a route get the inner multicallable
 itself). The shells are the interceptor's (blocking unary, ``.future()``,
 response streams), so both mountings behave alike; only the host's shape
 differs: here an attempt is the inner multicallable's ``__call__``,
-``with_call`` or ``future``. The routing of stub methods is shared with
+``with_call`` or ``future``. A blocking ``stub.M(req)`` admits attempt 1
+inline (``point.admit_first``, as the core's own shells do) and makes an
+:class:`seawall.Execution` only if that attempt fails. The routing of stub methods is shared with
 the aio wrapper (``_grpc_routes.RoutedChannel``); the rest is written apart
 from ``_grpc_aio_channel``: the two channel classes and their
 multicallables have different shapes.
