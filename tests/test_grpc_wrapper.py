@@ -392,3 +392,32 @@ async def test_wrapped_channel_may_carry_interceptors_aio(aio_target: str,
     async with sw_grpc.aio_resilient_channel(inner, point()) as channel:
         assert (await pb2_grpc.EchoStub(channel).Unary(req("k"))).attempt == 3
     assert recording.seen == [None, "2", "3"]
+
+
+def test_sending_on_a_closed_channel_raises_counted_with_the_permit_back_sync(
+        sync_target: str) -> None:
+    """Attempt 1 raising in the inner multicallable (a closed channel): the caller sees gRPC's
+    own error, the call counts one failure, never retried, and the permit is back."""
+    inner = grpc.insecure_channel(sync_target)
+    p = point(bulkhead=seawall.Bulkhead(max_concurrent=2))
+    stub = pb2_grpc.EchoStub(sw_grpc.resilient_channel(inner, p))
+    inner.close()
+    with pytest.raises(ValueError, match="closed channel"):
+        stub.Unary(req("k"))
+    assert p.permits is not None and p.permits.active == 0
+    s = p.stats()
+    assert (s.calls, s.failures, s.attempts, s.retries) == (1, 1, 1, 0)
+
+
+async def test_sending_on_a_closed_channel_raises_counted_with_the_permit_back_aio(
+        aio_target: str) -> None:
+    """The grpc.aio twin: the error is raised by ``stub.M(req)`` itself, as grpc.aio does."""
+    inner = grpc.aio.insecure_channel(aio_target)
+    p = point(bulkhead=seawall.Bulkhead(max_concurrent=2))
+    stub = pb2_grpc.EchoStub(sw_grpc.aio_resilient_channel(inner, p))
+    await inner.close()
+    with pytest.raises(grpc.aio.UsageError, match="closed"):
+        stub.Unary(req("k"))  # raised before any await, as by the plain channel's
+    assert p.permits is not None and p.permits.active == 0
+    s = p.stats()
+    assert (s.calls, s.failures, s.attempts, s.retries) == (1, 1, 1, 0)
