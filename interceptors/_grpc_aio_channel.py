@@ -22,8 +22,8 @@ from seawall import DeadlineExceeded, RejectedError
 from ._grpc_aio_call import UnaryCall, send
 from ._grpc_aio_status import DoneCall
 from ._grpc_aio_streams import StreamStreamCall, UnaryStreamCall
-from ._grpc_aio_unary import refused, single, unary
-from ._grpc_commit import end_failure, refuse
+from ._grpc_aio_unary import refused, send_raised, single, unary
+from ._grpc_commit import refuse
 from ._grpc_replay import NoReplay, replayable
 from ._grpc_routes import RoutedChannel, Router, Rule, Wrapped
 
@@ -40,7 +40,8 @@ else:
 
 
 class _UnaryUnary(Wrapped, _UUCallable):
-    # what the hot path reads, bound once per stub method (UnaryCall reads the last two)
+    # what the hot path reads, bound once per stub method (UnaryCall reads the last two); the
+    # sync wrapper binds the same: the two multicallables differ in every other step
     __slots__ = ("_admit", "_now", "_succeeded")
 
     def __init__(self, rule: Rule, inner: Any, method: str) -> None:
@@ -75,13 +76,10 @@ class _UnaryUnary(Wrapped, _UUCallable):
             permits = self._rule.permits
             if permits is not None:
                 permits.release()
-            ex = call._execution()
             if not isinstance(exc, Exception):
-                ex.cancelled()
+                call._execution().cancelled()
                 raise
-            c = self._rule.point.classify_exception(exc).with_retry(False)
-            ex.failure(c)
-            end_failure(ex, c, exc)
+            send_raised(self._rule, call._execution(), exc)
             raise
         call._current = attempt
         attempt.add_done_callback(call._first_done)
@@ -116,9 +114,7 @@ class _UnaryUnary(Wrapped, _UUCallable):
         except Exception as exc:  # a bad request, a closed channel: raised here, as grpc.aio does
             if permits is not None:
                 permits.release()
-            c = rule.point.classify_exception(exc).with_retry(False)
-            ex.failure(c)
-            end_failure(ex, c, exc)
+            send_raised(rule, ex, exc)
             raise
         call._current = attempt
         attempt.add_done_callback(call._first_done)

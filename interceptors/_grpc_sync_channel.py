@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from ._grpc_commit import end_failure
 from ._grpc_replay import replayable
 from ._grpc_routes import RoutedChannel, Router, Rule, Wrapped
 from ._grpc_status import with_attempt
 from ._grpc_sync_future import RetryingFuture
 from ._grpc_sync_streams import ResponseStream
-from ._grpc_sync_unary import PAIR, VALUE, Shape, blocking
+from ._grpc_sync_unary import PAIR, VALUE, Shape, blocking, send_raised
 
 if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc itself does not
     _UUCallable = grpc.UnaryUnaryMultiCallable[Any, Any]
@@ -143,10 +142,7 @@ class _UnaryUnary(_Shapes, _UUCallable):
                 if not isinstance(exc, Exception):
                     ex.cancelled()
                     raise
-                # sending raised (a bad request, a closed channel): final
-                final = rule.point.classify_exception(exc).with_retry(False)
-                ex.failure(final)
-                end_failure(ex, final, exc)
+                send_raised(rule, ex, exc)  # a bad request, a closed channel: final
                 raise
             if rule.permits is not None:
                 rule.permits.release()

@@ -185,9 +185,7 @@ def blocking(rule: Rule, ex: Execution, send: Send, args: Any, request: Any,
             try:
                 out = send(args, request, timeout, ex.attempts)
             except Exception as exc:  # sending raised (an inner interceptor, a bad request)
-                final = rule.point.classify_exception(exc).with_retry(False)
-                ex.failure(final)
-                end_failure(ex, final, exc)
+                send_raised(rule, ex, exc)
                 raise
             except BaseException:
                 ex.cancelled()
@@ -214,6 +212,14 @@ def blocking(rule: Rule, ex: Execution, send: Send, args: Any, request: Any,
         out = _UNSENT
         if delay > 0:
             rule.point.clock.sleep(delay)
+
+
+def send_raised(rule: Rule, ex: Execution, exc: Exception) -> None:
+    """Account for an attempt whose sending raised ``exc`` (a bad request, a closed channel,
+    an inner interceptor): a final failure, never retried; the caller re-raises ``exc``."""
+    final = rule.point.classify_exception(exc).with_retry(False)
+    ex.failure(final)
+    end_failure(ex, final, exc)
 
 
 def failed(ex: Execution, shape: Shape, c: Classification, out: Any,
