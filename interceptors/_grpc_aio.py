@@ -18,6 +18,7 @@ import grpc.aio
 
 from ._grpc_aio_streams import StreamCall, StreamStreamCall, UnaryStreamCall
 from ._grpc_aio_unary import single, unary
+from ._grpc_chaos import aio_chaos_send
 from ._grpc_replay import NoReplay, replayable
 from ._grpc_routes import Router, Rule, operation_name
 from ._grpc_status import ATTEMPT_HEADER
@@ -55,7 +56,8 @@ def _is_write_api(request_iterator: Any) -> bool:
 async def _stream(kind: type[StreamCall], rule: Rule, continuation: Any, details: Any,
                   request: Any, buffer: Any) -> Any:
     ex = rule.execution(operation_name(details.method), details.timeout)
-    stream = kind(rule, ex, _send, (continuation, details), request, buffer)
+    stream = kind(rule, ex, aio_chaos_send(rule, ex, _send), (continuation, details), request,
+                  buffer)
     refused = await stream.start()
     if refused is not None:
         raise refused
@@ -77,7 +79,8 @@ class AioUnaryUnary(_Base, _UU):
             return await continuation(client_call_details, request)
         ex = rule.execution(operation_name(client_call_details.method),
                             client_call_details.timeout)
-        return await unary(rule, ex, _send, (continuation, client_call_details), request, None,
+        send = _send if rule.point.chaos is None else aio_chaos_send(rule, ex, _send)
+        return await unary(rule, ex, send, (continuation, client_call_details), request, None,
                            False)
 
 
@@ -92,10 +95,11 @@ class AioStreamUnary(_Base, _SU):
         ex = rule.execution(operation_name(client_call_details.method),
                             client_call_details.timeout)
         args = (continuation, client_call_details)
+        send = aio_chaos_send(rule, ex, _send)
         if not rule.retries or _is_write_api(request_iterator):
-            return await single(rule, ex, _send, args, request_iterator)
+            return await single(rule, ex, send, args, request_iterator)
         buffer, first = replayable(rule, request_iterator)
-        return await unary(rule, ex, _send, args, first, buffer, True)
+        return await unary(rule, ex, send, args, first, buffer, True)
 
 
 class AioUnaryStream(_Base, _US):

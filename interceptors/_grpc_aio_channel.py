@@ -23,6 +23,7 @@ from ._grpc_aio_call import UnaryCall, send
 from ._grpc_aio_status import DoneCall
 from ._grpc_aio_streams import StreamStreamCall, UnaryStreamCall
 from ._grpc_aio_unary import refused, send_raised, single, unary
+from ._grpc_chaos import aio_chaos_send
 from ._grpc_commit import refuse
 from ._grpc_replay import NoReplay, replayable
 from ._grpc_routes import RoutedChannel, Router, Rule, Wrapped
@@ -61,7 +62,7 @@ class _UnaryUnary(Wrapped, _UUCallable):
         first = self._admit(deadline)
         inner = self._inner
         args = (inner, metadata, credentials, wait_for_ready, compression)
-        if first is None:  # the breaker refuses, no time left, no free permit: the loop decides
+        if first is None:  # the breaker refuses, no time, no permit, chaos: the loop decides
             return self._general(args, request, deadline)
         call = UnaryCall(self._rule, None, args, request, self, deadline, first)
         try:
@@ -87,12 +88,16 @@ class _UnaryUnary(Wrapped, _UUCallable):
 
     def _general(self, args: tuple[Any, ...], request: Any, deadline: float | None) -> Any:
         """A call whose attempt 1 could not start at once (the breaker refused, no time was
-        left, no permit was free): admitted again through an Execution, which waits or
-        refuses."""
+        left, no permit was free) or whose point injects faults: admitted again through an
+        Execution, which waits or refuses."""
         rule = self._rule
         ex = rule.point.execution(self._operation, deadline=deadline)
         call = UnaryCall(rule, ex, args, request)
         permits = rule.permits
+        if rule.point.chaos is not None:  # fault injection: every attempt through the loop
+            call._drive(unary(rule, ex, aio_chaos_send(rule, ex, send), args, request, None,
+                              True))
+            return call
         if permits is not None and not permits.try_acquire():
             call._drive(unary(rule, ex, send, args, request, None, True))  # wait, or refuse
             return call
@@ -131,12 +136,13 @@ class _StreamUnary(Wrapped, _SUCallable):
         ex = rule.execution(self._operation, timeout)
         args = (self._inner, metadata, credentials, wait_for_ready, compression)
         call = UnaryCall(rule, ex, args, request_iterator)
+        chaotic = aio_chaos_send(rule, ex, send)
         if request_iterator is None or not rule.retries:
             call._writes = request_iterator is None
-            call._drive(single(rule, ex, send, args, request_iterator))
+            call._drive(single(rule, ex, chaotic, args, request_iterator))
         else:
             buffer, first = replayable(rule, request_iterator)
-            call._drive(unary(rule, ex, send, args, first, buffer, True))
+            call._drive(unary(rule, ex, chaotic, args, first, buffer, True))
         return call
 
 
@@ -148,8 +154,8 @@ class _UnaryStream(Wrapped, _USCallable):
                  compression: Any = None) -> Any:
         rule = self._rule
         args = (self._inner, metadata, credentials, wait_for_ready, compression)
-        stream = UnaryStreamCall(rule, rule.execution(self._operation, timeout), send, args,
-                                 request, None)
+        ex = rule.execution(self._operation, timeout)
+        stream = UnaryStreamCall(rule, ex, aio_chaos_send(rule, ex, send), args, request, None)
         stream.start_soon()
         return stream
 
@@ -166,8 +172,8 @@ class _StreamStream(Wrapped, _SSCallable):
             buffer, first = NoReplay(), None
         else:
             buffer, first = replayable(rule, request_iterator)
-        stream = StreamStreamCall(rule, rule.execution(self._operation, timeout), send, args,
-                                  first, buffer)
+        ex = rule.execution(self._operation, timeout)
+        stream = StreamStreamCall(rule, ex, aio_chaos_send(rule, ex, send), args, first, buffer)
         stream.start_soon()
         return stream
 

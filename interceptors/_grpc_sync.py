@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from ._grpc_chaos import chaos_send
 from ._grpc_replay import replayable
 from ._grpc_routes import Router, Rule, operation_name
 from ._grpc_status import with_attempt
@@ -85,15 +86,17 @@ def _is_future_path(continuation: Any) -> bool:
 def _unary_response(rule: Rule, continuation: Any, details: Any, request: Any,
                     buffer: Any) -> Any:
     ex = rule.execution(operation_name(details.method), details.timeout)
+    send = _send if rule.point.chaos is None else chaos_send(rule, ex, _send)
     if _is_future_path(continuation):
-        return RetryingFuture(rule, ex, _send, (continuation, details), request, buffer).start()
-    return blocking(rule, ex, _send, (continuation, details), request, buffer, OUTCOME)
+        return RetryingFuture(rule, ex, send, (continuation, details), request, buffer).start()
+    return blocking(rule, ex, send, (continuation, details), request, buffer, OUTCOME)
 
 
 def _stream_response(rule: Rule, continuation: Any, details: Any, request: Any,
                      buffer: Any) -> Any:
     ex = rule.execution(operation_name(details.method), details.timeout)
-    return ResponseStream(rule, ex, _send, (continuation, details), request, buffer).start()
+    send = _send if rule.point.chaos is None else chaos_send(rule, ex, _send)
+    return ResponseStream(rule, ex, send, (continuation, details), request, buffer).start()
 
 
 class ClientInterceptor(_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from ._grpc_chaos import chaos_send
 from ._grpc_replay import replayable
 from ._grpc_routes import RoutedChannel, Router, Rule, Wrapped
 from ._grpc_status import with_attempt
@@ -79,7 +80,8 @@ class _Shapes(Wrapped):
                   streaming: bool) -> Any:
         rule = self._rule
         buffer, request = replayable(rule, request) if streaming else (None, request)
-        return _finish(blocking(rule, rule.execution(self._operation, timeout), _send_blocking,
+        ex = rule.execution(self._operation, timeout)
+        return _finish(blocking(rule, ex, chaos_send(rule, ex, _send_blocking),
                                 (fn, metadata, credentials, wait_for_ready, compression),
                                 request, buffer, shape))
 
@@ -88,16 +90,18 @@ class _Shapes(Wrapped):
         rule = self._rule
         buffer, request = replayable(rule, request) if streaming else (None, request)
         args = (self._inner.future, metadata, credentials, wait_for_ready, compression)
-        return RetryingFuture(rule, rule.execution(self._operation, timeout), _send, args,
-                              request, buffer).start()
+        ex = rule.execution(self._operation, timeout)
+        return RetryingFuture(rule, ex, chaos_send(rule, ex, _send), args, request,
+                              buffer).start()
 
     def _stream(self, request: Any, timeout: Any, metadata: Any, credentials: Any,
                 wait_for_ready: Any, compression: Any, streaming: bool) -> Any:
         rule = self._rule
         buffer, request = replayable(rule, request) if streaming else (None, request)
         args = (self._inner, metadata, credentials, wait_for_ready, compression)
-        return ResponseStream(rule, rule.execution(self._operation, timeout), _send, args,
-                              request, buffer).start()
+        ex = rule.execution(self._operation, timeout)
+        return ResponseStream(rule, ex, chaos_send(rule, ex, _send), args, request,
+                              buffer).start()
 
 
 class _UnaryUnary(_Shapes, _UUCallable):
@@ -122,9 +126,9 @@ class _UnaryUnary(_Shapes, _UUCallable):
         deadline = None if timeout is None else self._now() + timeout
         first = self._admit(deadline)
         rule = self._rule
-        if first is None:  # the breaker refuses, no time left, no free permit: the loop decides
-            out = blocking(rule, rule.point.execution(self._operation, deadline=deadline),
-                           _send_blocking,
+        if first is None:  # the breaker refuses, no time, no permit, chaos: the loop decides
+            ex = rule.point.execution(self._operation, deadline=deadline)
+            out = blocking(rule, ex, chaos_send(rule, ex, _send_blocking),
                            (self._inner, metadata, credentials, wait_for_ready, compression),
                            request, None, VALUE)
         else:

@@ -43,6 +43,7 @@ from ._httpx2_body import (
     read_limit,
 )
 from ._httpx2_call import Call, checked
+from ._httpx2_chaos import injected_response
 from ._httpx2_classify import (
     IDEMPOTENT_EXTENSION,
     IDEMPOTENT_METHODS,
@@ -178,6 +179,7 @@ class _AsyncCall(Call):
 async def _arun_watched(
     point: IntegrationPoint, operation: str, options: Options, request: httpx2.Request,
     replayable: bool, send: Callable[[float | None], Awaitable[httpx2.Response]],
+    shape: Callable[[Any], httpx2.Response] | None = None,
 ) -> httpx2.Response:
     """Run a request whose body cannot be sent twice, or whose point has a fallback."""
     once = None
@@ -189,7 +191,7 @@ async def _arun_watched(
         result = await point.arun(
             call, operation=operation, classify_exception=call.classify_exception,
             classify_result=call.classify_result, discard=_adiscard,
-            enforce_timeout=_ENFORCE_TIMEOUT)
+            enforce_timeout=_ENFORCE_TIMEOUT, chaos_result=shape)
     finally:
         call.restore()
     if result is not call.last:
@@ -301,13 +303,16 @@ class AsyncResilientTransport(httpx2.AsyncBaseTransport):
         if limit is not None:
             limit = read_limit(limit, request)
         send = partial(_attempt, options, inner, request, original, limit, point)
+        # fault injection (seawall.Chaos): an injected result becomes a response to this request
+        shape = None if point.chaos is None else partial(injected_response, request)
         body = request.stream
         replayable = type(body) is _BYTES or is_replayable(body)
         try:
             if type(body) is _BYTES:  # async only
                 request.stream = async_bytes_body(request, body)
             if not replayable or point.fallback is not None:
-                return await _arun_watched(point, operation, options, request, replayable, send)
+                return await _arun_watched(point, operation, options, request, replayable, send,
+                                           shape)
             # the common case: the result is always the last attempt's response, and
             # whether the request may be sent again cannot change between attempts
             resendable = (request.method in IDEMPOTENT_METHODS
@@ -316,7 +321,7 @@ class AsyncResilientTransport(httpx2.AsyncBaseTransport):
             # arguments by position: the cheapest call of the core's shell
             response: httpx2.Response = await point.arun(
                 send, operation, None, options.exceptions[resendable],
-                options.results[resendable], _adiscard, _ENFORCE_TIMEOUT)
+                options.results[resendable], _adiscard, _ENFORCE_TIMEOUT, shape)
             return response
         finally:
             request.stream = body  # async only

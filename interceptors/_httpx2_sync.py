@@ -30,6 +30,7 @@ from ._httpx2_body import (
     read_limit,
 )
 from ._httpx2_call import Call, checked
+from ._httpx2_chaos import injected_response
 from ._httpx2_classify import (
     IDEMPOTENT_EXTENSION,
     IDEMPOTENT_METHODS,
@@ -163,6 +164,7 @@ class _SyncCall(Call):
 def _run_watched(
     point: IntegrationPoint, operation: str, options: Options, request: httpx2.Request,
     replayable: bool, send: Callable[[float | None], httpx2.Response],
+    shape: Callable[[Any], httpx2.Response] | None = None,
 ) -> httpx2.Response:
     """Run a request whose body cannot be sent twice, or whose point has a fallback."""
     once = None
@@ -174,7 +176,7 @@ def _run_watched(
         result = point.run(
             call, operation=operation, classify_exception=call.classify_exception,
             classify_result=call.classify_result, discard=_discard,
-            enforce_timeout=_ENFORCE_TIMEOUT)
+            enforce_timeout=_ENFORCE_TIMEOUT, chaos_result=shape)
     finally:
         call.restore()
     if result is not call.last:
@@ -283,11 +285,14 @@ class ResilientTransport(httpx2.BaseTransport):
         if limit is not None:
             limit = read_limit(limit, request)
         send = partial(_attempt, options, inner, request, original, limit, point)
+        # fault injection (seawall.Chaos): an injected result becomes a response to this request
+        shape = None if point.chaos is None else partial(injected_response, request)
         body = request.stream
         replayable = type(body) is _BYTES or is_replayable(body)
         try:
             if not replayable or point.fallback is not None:
-                return _run_watched(point, operation, options, request, replayable, send)
+                return _run_watched(point, operation, options, request, replayable, send,
+                                           shape)
             # the common case: the result is always the last attempt's response, and
             # whether the request may be sent again cannot change between attempts
             resendable = (request.method in IDEMPOTENT_METHODS
@@ -296,7 +301,7 @@ class ResilientTransport(httpx2.BaseTransport):
             # arguments by position: the cheapest call of the core's shell
             response: httpx2.Response = point.run(
                 send, operation, None, options.exceptions[resendable],
-                options.results[resendable], _discard, _ENFORCE_TIMEOUT)
+                options.results[resendable], _discard, _ENFORCE_TIMEOUT, shape)
             return response
         finally:
             if original is ABSENT:

@@ -225,3 +225,8 @@ def classify(exc: BaseException, dialect: str | None = None) -> Classification |
     if dialect in ("mysql", "mariadb") and _mysql_code(exc) is not None:
         return classify_dbapi(exc, dialect)
     return None
+
+
+def no_retry(c: Classification) -> Classification:
+    """``c``, never retried: a statement (or an unknown COMMIT) is not replayed on its own."""
+    return c.with_retry(False) if c.retry else c

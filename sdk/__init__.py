@@ -4,9 +4,12 @@ Describe each integration point once with its policy, then apply it to a
 gRPC channel, an httpx client, a SQLAlchemy engine or any function.
 """
 
+from . import presets as presets  # seawall.presets.http_api(...)
+from . import testing as testing  # seawall.testing.instant()
 from ._breaker import BreakerState
 from ._classify import Category, Classification, Classifier
 from ._clock import Clock, SystemClock
+from ._config import load_points
 from ._deadline import remaining
 from ._errors import (
     BulkheadFullError,
@@ -32,7 +35,16 @@ from ._ledger import PointStats
 from ._observer import Observer
 from ._otel import otel_metrics
 from ._point import IntegrationPoint
-from ._policies import Backoff, Bulkhead, CircuitBreaker, Fallback, Retry, RetryBudget, Timeout
+from ._policies import (
+    Backoff,
+    Bulkhead,
+    Chaos,
+    CircuitBreaker,
+    Fallback,
+    Retry,
+    RetryBudget,
+    Timeout,
+)
 from ._recording import persist_metrics
 
 __all__ = [
@@ -44,6 +56,7 @@ __all__ = [
     "BulkheadFullError",
     "CallEvent",
     "Category",
+    "Chaos",
     "CircuitBreaker",
     "CircuitOpenError",
     "Classification",
@@ -67,6 +80,7 @@ __all__ = [
     "SystemClock",
     "Timeout",
     "add_hook",
+    "load_points",
     "otel_metrics",
     "persist_metrics",
     "remaining",

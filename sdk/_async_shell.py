@@ -32,14 +32,13 @@ fails or must wait; its success costs the ledger one lock-free step.
 from __future__ import annotations
 
 import asyncio  # async only
-import time  # async only
 from collections.abc import Awaitable, Callable  # sync: from collections.abc import Callable
 from functools import partial  # async only
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._breaker import CLOSED, REJECTED
 from ._classify import Classification, ExceptionRule, ResultRule
-from ._clock import Bounded  # async only
+from ._clock import SKEWED, Bounded, system_now  # async only
 from ._deadline import (
     DEADLINE,
     DONE,  # async only
@@ -61,7 +60,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-_monotonic = time.monotonic  # async only
+_monotonic = system_now  # async only
 
 
 async def arun(
@@ -73,6 +72,7 @@ async def arun(
     classify_result: ResultRule | None = None,
     discard: Callable[[T], Awaitable[None] | None] | None = None,  # sync: discard: Callable[[T], None] | None = None,
     enforce_timeout: bool = True,
+    chaos_result: Callable[[Any], T] | None = None,
 ) -> T:
     """Run ``await attempt(timeout)`` through the whole pipeline, with retries, and return its value.
 
@@ -96,6 +96,11 @@ async def arun(
     :class:`seawall.Timeout`). Cancelling the caller (asyncio or trio) is
     never counted as a failure. Arguments may be passed positionally.
     Safe from any number of threads and tasks at once.
+
+    Fault injection (the point's :class:`seawall.Chaos`, off unless given)
+    wraps ``attempt`` innermost, inside its deadline; ``chaos_result``
+    turns an injected ``Chaos.result`` into what this attempt returns (an
+    integration's own shape: an HTTP response for a status code, say).
     """
     now = self._now
     t0 = now()
@@ -119,13 +124,16 @@ async def arun(
     else:
         limit, timeout = first_limit(self, t0, deadline)
     permits = self.permits
+    chaos = self.chaos
     # the call's Execution: made only once the first attempt fails or cannot start at once
     ex: Execution | None = None
-    if (timeout is not None and timeout <= 0.0) or \
+    if chaos is not None or (timeout is not None and timeout <= 0.0) or \
             (permits is not None and not permits.try_acquire()):
         if circuit is not None:
             circuit.release(ticket)  # the loop admits it again, and waits or refuses
         ex = Execution(self, operation, deadline, t0)
+        if chaos is not None:  # the innermost step: inside the attempt's deadline
+            attempt = chaos.awrap(self, attempt, ex, chaos_result)  # sync: attempt = chaos.wrap(self, attempt, ex, chaos_result)
     # the last failure: its classification, and its exception or its failed result
     last: tuple[Classification, Exception | None, Any] | None = None
     failure: Exception | None
@@ -162,7 +170,9 @@ async def arun(
                     task = asyncio.current_task(loop)
                     if task is not None:
                         dog = watchdog(loop)
-                        watch = dog.watch(task, limit if dog.same_clock and now is _monotonic
+                        # system clock times are loop times, unless a testing view skewed them
+                        direct = dog.same_clock and now is _monotonic and not SKEWED[0]
+                        watch = dog.watch(task, limit if direct
                                           else loop.time() + (limit - now()))
         try:
             if last is not None and last[1] is None and discard is not None:

@@ -32,7 +32,7 @@ class BudgetRuntime:
     """
 
     __slots__ = ("_calls", "_floor", "_index", "_lock", "_marks", "_ratio", "_retries",
-                 "_total_retries", "_width", "next", "on_next", "policy")
+                 "_total_retries", "_width", "next", "policy")
 
     def __init__(self, policy: RetryBudget | None, calls: Callable[[], int]) -> None:
         self.policy = policy
@@ -47,8 +47,6 @@ class BudgetRuntime:
         self._retries = [0] * BUCKETS
         self._total_retries = 0
         self._lock = threading.Lock()
-        # told each new ``next`` (lock held), for a copy kept elsewhere; see IntegrationPoint
-        self.on_next: Callable[[float], None] | None = None
 
     def tick(self, now: float) -> None:
         """A bucket boundary passed (``now >= next``): note the running call total."""
@@ -81,6 +79,4 @@ class BudgetRuntime:
                 self._retries[i] = 0
             self._index = current = index
             self.next = (index + 1) * self._width
-            if self.on_next is not None:
-                self.on_next(self.next)
         return current % BUCKETS

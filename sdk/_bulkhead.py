@@ -24,7 +24,7 @@ import threading
 from collections import deque
 from typing import Any, Protocol
 
-from ._clock import async_library
+from ._clock import INSTANT, async_library
 
 
 class Permits(Protocol):
@@ -118,6 +118,18 @@ class _TrioWaiter:
 _Waiter = _ThreadWaiter | _TaskWaiter | _TrioWaiter
 
 
+def _skipped(timeout: float) -> bool:
+    """True inside ``seawall.testing.instant()``: the wait is skipped, as if no permit came.
+
+    The view's time moves by ``timeout`` (see :class:`seawall._clock.InstantView`).
+    """
+    view = INSTANT.get()
+    if view is None:
+        return False
+    view.skip(timeout)
+    return True
+
+
 class BulkheadRuntime:
     """``max_concurrent`` permits shared by every thread and event loop."""
 
@@ -196,6 +208,8 @@ class BulkheadRuntime:
             return True
         if timeout <= 0:
             return False
+        if _skipped(timeout):
+            return False
         waiter = _ThreadWaiter()
         if self._enqueue(waiter):
             return True
@@ -208,6 +222,8 @@ class BulkheadRuntime:
         if self.try_acquire():
             return True
         if timeout <= 0:
+            return False
+        if _skipped(timeout):
             return False
         if async_library() == "trio":
             return await self._acquire_trio(timeout)

@@ -3,7 +3,10 @@
 Every wait for time to pass (a retry's backoff in the shells, in the gRPC
 interceptors, in SQLAlchemy's connect) goes through the point's clock,
 ``clock.sleep`` or ``await clock.asleep``: the one seam a testing mode
-that skips waits without changing decisions short-circuits.
+that skips waits without changing decisions short-circuits. That mode
+(``seawall.testing.instant()``) is a context variable, :data:`INSTANT`,
+read by the system clock: its sleeps return at once and its time moves by
+what they skipped (:class:`InstantView`); outside it, one read per clock use.
 
 The async shell waits under whichever library runs the calling task:
 asyncio, or trio (httpx's async client supports both). Asking costs
@@ -17,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -98,16 +103,108 @@ class Bounded(Generic[T]):
         return within(self.attempt, timeout, self.expired)
 
 
+class InstantView:
+    """The system clock as ``seawall.testing.instant()`` shows it: waits skipped, time moved.
+
+    Every wait that would have passed on the system clock (a retry's
+    backoff, a bulkhead's ``max_wait``) returns at once and moves this
+    view's ``offset`` forward by its length instead, so deadlines, the
+    breaker's ``open_for`` and the budget's window see the time pass as
+    they would have: decisions are unchanged, only the waiting is gone.
+    ``advance(seconds)`` moves it by hand (past a breaker's ``open_for``).
+    ``skipped`` lists every wait skipped (seconds). Shared by the threads
+    and tasks that run in its context; thread-safe.
+    """
+
+    __slots__ = ("_lock", "offset", "skipped")
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.skipped: list[float] = []
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        """The view's time: the system's monotonic time plus every skipped wait."""
+        return _monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the view ``seconds`` forward, as if that much time had passed."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+            raise ValueError(f"advance needs seconds >= 0, got {seconds!r}")
+        SKEWED[0] = True
+        with self._lock:
+            self.offset += seconds
+
+    def skip(self, seconds: float) -> None:
+        """A wait of ``seconds`` that is not waited: recorded, and the view moves by it."""
+        SKEWED[0] = True
+        with self._lock:
+            self.skipped.append(seconds)
+            self.offset += seconds
+
+
+INSTANT: ContextVar[InstantView | None] = ContextVar("seawall_instant", default=None)
+"""The active :class:`InstantView` of this context (``seawall.testing.instant()``), or ``None``."""
+
+SKEWED = [False]
+"""Set for good once any instant view moved away from the system clock (in any context):
+until then a deadline on the system clock is also an event-loop time (the async shell's
+watchdog skips a conversion); after, the shell converts (correct in every context)."""
+
+_monotonic = time.monotonic
+_instant = INSTANT.get
+
+
+def system_now() -> float:
+    """``time.monotonic()``, seen through the context's :class:`InstantView` when one is active.
+
+    The one read of the system clock every point makes; outside
+    ``instant()`` its cost over ``time.monotonic`` is one context-variable read.
+    """
+    view = _instant()
+    if view is None:
+        return _monotonic()
+    return _monotonic() + view.offset
+
+
 class SystemClock:
-    """Real time: ``time.monotonic`` and real sleeps (asyncio's or trio's, as the task runs)."""
+    """Real time: ``time.monotonic`` and real sleeps (asyncio's or trio's, as the task runs).
+
+    Inside ``seawall.testing.instant()`` (a context variable: only the
+    threads and tasks of that context) sleeps return at once and time is
+    read through the active :class:`InstantView`.
+    """
 
     __slots__ = ()
 
-    now = staticmethod(time.monotonic)
-    sleep = staticmethod(time.sleep)
+    now = staticmethod(system_now)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        view = _instant()
+        if view is None:
+            time.sleep(seconds)
+        else:
+            view.skip(seconds)
+
+    @staticmethod
+    def wait(event: threading.Event, seconds: float) -> bool:
+        """Wait up to ``seconds`` for ``event`` (a real wait a cancellation may end early).
+
+        True when the event was set. Inside ``instant()`` the wait is skipped, as a sleep is.
+        """
+        view = _instant()
+        if view is None:
+            return event.wait(seconds)
+        view.skip(seconds)
+        return event.is_set()
 
     async def asleep(self, seconds: float) -> None:
-        if async_library() == "trio":
+        view = _instant()
+        if view is not None:
+            view.skip(seconds)
+            await checkpoint()  # other tasks still get their turn
+        elif async_library() == "trio":
             import trio
 
             await trio.sleep(seconds)

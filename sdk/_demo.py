@@ -8,7 +8,10 @@ reads seawall's persisted metrics back through the metrics service.
 
 Everything it writes goes to a temporary folder (removed at the end)
 unless ``--store`` or ``--report`` name a place; every server and thread
-it starts is stopped before it returns.
+it starts is stopped before it returns. With ``--chaos`` the outage is a
+rehearsal: the dependencies stay up and :class:`seawall.Chaos` in the
+clients injects it (both runs), so the same tables show what the policies
+do with an outage nobody had to cause.
 """
 
 from __future__ import annotations
@@ -55,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: a SQLite file in a temporary folder)")
     parser.add_argument("--report", metavar="FILE", default=None,
                         help="also write the results as JSON to FILE")
+    parser.add_argument("--chaos", action="store_true",
+                        help="rehearse the outage with seawall.Chaos: the dependencies stay up "
+                             "and the clients inject it (UNAVAILABLE, 503, a lost database "
+                             "connection), marked as injected in the metrics")
     parser.add_argument("--plain", action="store_true",
                         help="no live view or colours (the default when stdout is not a terminal)")
     parser.set_defaults(handler=run)

@@ -8,7 +8,9 @@ outage window). Faults follow a :class:`FaultPlan`:
 * a share are slow (a latency spike of a few hundred milliseconds);
 * a share are rate limited (gRPC ``RESOURCE_EXHAUSTED`` with
   ``grpc-retry-pushback-ms``, HTTP ``429`` with ``Retry-After``);
-* during the outage window every request fails.
+* during the outage window every request fails, unless the outage is
+  rehearsed (``outage_injected``, ``seawall demo --chaos``): then the
+  dependencies stay up and :class:`seawall.Chaos` in the clients injects it.
 
 Which fault a request meets is drawn from the seed, the request id the
 client sends and how many times that id has already arrived, so the first
@@ -58,6 +60,7 @@ class FaultPlan:
     outage_end: float = 8.0
     pushback_ms: int = 100
     retry_after: int = 1
+    outage_injected: bool = False  # the outage is injected by the clients' Chaos, not served
 
     def draw(self, request_id: str, arrival: int) -> str:
         """The fault met by the ``arrival``-th attempt (1-based) of ``request_id``."""
@@ -100,7 +103,8 @@ class Arrivals:
             self.total += 1
             if outage:
                 self.during_outage += 1
-            fault = OUTAGE if outage else self.plan.draw(request_id, arrival)
+            served = outage and not self.plan.outage_injected
+            fault = OUTAGE if served else self.plan.draw(request_id, arrival)
             self.faults[fault] += 1
         return fault
 
@@ -258,7 +262,7 @@ def chaos_schedule(plan: FaultPlan, duration: float,
             steps.append((round(t, 3), LOCK, hold))
             busy_until = t + hold + 0.02
         t += slot
-    if plan.outage_end > plan.outage_start:
+    if plan.outage_end > plan.outage_start and not plan.outage_injected:
         steps.append((plan.outage_start, DOWN, 0.0))
         steps.append((plan.outage_end, UP, 0.0))
     steps.sort()

@@ -105,9 +105,17 @@ def _cell(result: DependencyResult, key: str) -> str:
     return _num(getattr(result, key))
 
 
+# in a rehearsal (seawall demo --chaos) the outage is injected: what met it, not what reached it
+INJECTED_LABELS = {"reached_during_outage": "  ...met the injected outage"}
+
+
 def comparison_table(title: str, bare: DependencyResult, guarded: DependencyResult,
-                     *, plain: bool) -> Table:
-    """The side-by-side table of one dependency: bare clients against seawall."""
+                     *, plain: bool, injected: bool = False) -> Table:
+    """The side-by-side table of one dependency: bare clients against seawall.
+
+    ``injected``: the outage was rehearsed with :class:`seawall.Chaos`; the
+    outage row then counts the attempts that met the injected outage.
+    """
     table = Table(title=title, title_justify="left", box=box.ASCII if plain else box.ROUNDED,
                   show_edge=True, pad_edge=True, expand=False)
     table.add_column("", no_wrap=True)
@@ -115,6 +123,8 @@ def comparison_table(title: str, bare: DependencyResult, guarded: DependencyResu
     table.add_column("seawall", justify="right", no_wrap=True,
                      style=None if plain else "bold green")
     for label, key in ROWS:
+        if injected:
+            label = INJECTED_LABELS.get(key, label)
         table.add_row(label, _cell(bare, key), _cell(guarded, key))
     return table
 
@@ -151,18 +161,22 @@ SERVED = ("calls", "successes", "failures", "retries", "rejected", "fallbacks")
 
 
 def service_table(rows: Sequence[Mapping[str, Any]], memory: Mapping[str, Mapping[str, int]],
-                  *, plain: bool) -> Table:
-    """The counters read back through the metrics service, checked against the process's own."""
+                  *, plain: bool, injected: bool = False) -> Table:
+    """The counters read back through the metrics service, checked against the process's own.
+
+    ``injected``: a rehearsal; the calls injected are shown in their own column.
+    """
+    served = (*SERVED, "injected_calls") if injected else SERVED
     table = Table(title="read back through the metrics service vs counted in this process",
                   title_justify="left", box=box.ASCII if plain else box.ROUNDED)
     table.add_column("point")
-    for name in SERVED:
-        table.add_column(name, justify="right")
+    for name in served:
+        table.add_column("injected" if name == "injected_calls" else name, justify="right")
     table.add_column("same?", justify="center")
     for row in rows:
         mem = memory.get(str(row["point"]), {})
         same = bool(mem) and all(int(row.get(k, -1)) == v for k, v in mem.items())
-        table.add_row(str(row["point"]), *(f"{int(row[k]):,}" for k in SERVED),
+        table.add_row(str(row["point"]), *(f"{int(row[k]):,}" for k in served),
                       "yes" if same else "NO")
     return table
 

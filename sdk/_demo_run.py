@@ -28,7 +28,15 @@ from ._demo_report import (
     service_table,
     summarize,
 )
-from ._demo_workload import CallLog, Client, Workload, db_client, grpc_client, http_client
+from ._demo_workload import (
+    CallLog,
+    Client,
+    Workload,
+    db_client,
+    grpc_client,
+    http_client,
+    rehearsal_chaos,
+)
 
 WORKERS = 4
 RATE = 50.0  # calls per second per dependency
@@ -44,7 +52,8 @@ def _plan(args: argparse.Namespace) -> FaultPlan:
     start = (duration - outage) / 2.0
     return FaultPlan(seed=args.seed, error_rate=args.error_rate, latency_rate=args.latency_rate,
                      rate_limit_rate=args.rate_limit_rate, outage_start=round(start, 3),
-                     outage_end=round(start + outage, 3))
+                     outage_end=round(start + outage, 3),
+                     outage_injected=bool(getattr(args, "chaos", False)))
 
 
 class Run:
@@ -65,6 +74,7 @@ class Run:
         self.clients: list[Client] = []
         self.stop = threading.Event()
         self.start_time = 0.0
+        self.rehearsed = threading.Event()  # set when the run ends: the rehearsal thread stops
 
     @contextlib.contextmanager
     def running(self) -> Iterator[list[Workload]]:
@@ -72,10 +82,12 @@ class Run:
         started: list[Any] = []
         workloads: list[Workload] = []
         try:
+            chaos = [rehearsal_chaos(name, self.plan.seed) if self.plan.outage_injected else None
+                     for name, _ in DEPENDENCIES]
             self.clients = [
-                grpc_client(self.grpc.target, resilient=self.resilient),
-                http_client(self.http.url, resilient=self.resilient),
-                db_client(self.db, resilient=self.resilient),
+                grpc_client(self.grpc.target, resilient=self.resilient, chaos=chaos[0]),
+                http_client(self.http.url, resilient=self.resilient, chaos=chaos[1]),
+                db_client(self.db, resilient=self.resilient, chaos=chaos[2]),
             ]
             self.start_time = time.monotonic() + 0.2
             for arrivals in self.arrivals:
@@ -89,6 +101,10 @@ class Run:
                                           stop=self.stop, in_outage=arrivals.in_outage))
             for w in workloads:
                 w.start()
+            if self.plan.outage_injected:
+                rehearsal = threading.Thread(target=self._rehearse, name="demo-rehearsal")
+                rehearsal.start()
+                started.append(_Joined(rehearsal, self.rehearsed))
             yield workloads
         except BaseException:
             self.stop.set()  # Ctrl-C or a failure: the workers stop at once
@@ -101,13 +117,30 @@ class Run:
             for dep in reversed(started):
                 dep.stop()
 
+    def _rehearse(self) -> None:
+        """Inject the outage: each client's Chaos on for the outage window, then off."""
+        points = [c.rehearsal for c in self.clients if c.rehearsal is not None]
+        for at, on in ((self.plan.outage_start, True), (self.plan.outage_end, False)):
+            wait = self.start_time + at - time.monotonic()
+            if wait > 0 and self.rehearsed.wait(wait) and on:
+                return  # the run ended before the outage began
+            for point in points:
+                assert point.chaos is not None
+                if on:
+                    point.chaos.enable()
+                else:
+                    point.chaos.disable()
+
     def results(self) -> list[DependencyResult]:
         out = []
         for (name, _kind), log, arrivals, client in zip(DEPENDENCIES, self.logs, self.arrivals,
                                                          self.clients, strict=True):
             point = client.point
+            during = arrivals.during_outage
+            if client.rehearsal is not None:  # attempts that met the injected outage
+                during = client.rehearsal.stats().injected_attempts
             out.append(summarize(
-                name, name, log, arrivals.total, arrivals.during_outage,
+                name, name, log, arrivals.total, during,
                 None if point is None else point.stats(),
                 None if point is None else client.openings[0],
             ))
@@ -178,11 +211,14 @@ def _run(args: argparse.Namespace, plan: FaultPlan, console: Console, plain: boo
          folder: str) -> int:
     duration = float(args.duration)
     store = args.store or f"sqlite:///{os.path.join(folder, 'metrics.db')}"
+    down = ("with an outage injected by seawall.Chaos in the clients (UNAVAILABLE, 503, a "
+            "lost database connection; the dependencies stay up)" if plan.outage_injected
+            else "and down")
     console.print(
         f"seawall demo (seed {plan.seed}): a gRPC service, an HTTP API and a SQLite database "
         f"on 127.0.0.1, each failing {plan.error_rate:.0%} of requests, slowing "
         f"{plan.latency_rate:.0%} by {plan.spike * 1000:.0f} ms, rate limiting "
-        f"{plan.rate_limit_rate:.0%}, and down from {plan.outage_start:.1f} s to "
+        f"{plan.rate_limit_rate:.0%}, {down} from {plan.outage_start:.1f} s to "
         f"{plan.outage_end:.1f} s of each {duration:.0f} s run."
     )
     console.print(f"{len(DEPENDENCIES)} x {WORKERS} callers, {RATE:.0f} calls/s per dependency.\n")
@@ -205,7 +241,8 @@ def _run(args: argparse.Namespace, plan: FaultPlan, console: Console, plain: boo
 
     console.print()
     for (name, kind), b, g in zip(DEPENDENCIES, bare_results, guarded_results, strict=True):
-        console.print(comparison_table(f"{name} ({kind})", b, g, plain=plain))
+        console.print(comparison_table(f"{name} ({kind})", b, g, plain=plain,
+                                       injected=plan.outage_injected))
         console.print()
 
     memory = {r.point: _counters(guarded, r.point) for r in guarded_results}
@@ -227,13 +264,17 @@ def _run(args: argparse.Namespace, plan: FaultPlan, console: Console, plain: boo
     _join_pool_threads()
     rows = [r for r in rows if r.get("point") in memory]
     console.print()
-    console.print(service_table(rows, memory, plain=plain))
+    console.print(service_table(rows, memory, plain=plain, injected=plan.outage_injected))
+    if plan.outage_injected:
+        console.print("(the injected calls are stored apart, as injected_calls: a rehearsal "
+                      "never counts in the real calls and failures.)")
     console.print("(orders-db counts each transaction and, inside it, each connect and statement "
                   "as calls: the engine hooks and run_transaction share its point.)")
 
     if args.report:
         report = {
-            "plan": {"seed": plan.seed, "error_rate": plan.error_rate,
+            "plan": {"seed": plan.seed, "chaos": plan.outage_injected,
+                     "error_rate": plan.error_rate,
                      "latency_rate": plan.latency_rate, "rate_limit_rate": plan.rate_limit_rate,
                      "outage": [plan.outage_start, plan.outage_end], "duration": duration},
             "bare": {r.dependency: r.as_dict() for r in bare_results},
@@ -285,9 +326,31 @@ COUNTERS = ("calls", "successes", "failures", "retries", "rejected", "fallbacks"
 
 
 def _counters(run: Run, point: str) -> dict[str, int]:
-    """The in-process counters of ``point`` that the metrics service must agree with."""
+    """The in-process counters of ``point`` that the metrics service must agree with.
+
+    In a rehearsal the store keeps the injected calls apart (``injected_calls``,
+    not in ``calls``, nor their fallbacks in ``fallbacks``): the process's
+    counts are compared on that footing.
+    """
     for (name, _), client in zip(DEPENDENCIES, run.clients, strict=True):
         if name == point and client.point is not None:
             stats = client.point.stats()
-            return {key: int(getattr(stats, key)) for key in COUNTERS}
+            counts = {key: int(getattr(stats, key)) for key in COUNTERS}
+            if run.plan.outage_injected:
+                counts["calls"] -= stats.injected_failures
+                del counts["fallbacks"]
+                counts["injected_calls"] = stats.injected_failures
+            return counts
     return {}
+
+
+class _Joined:
+    """A started helper thread, stopped like a dependency: ``stop()`` sets its event, joins it."""
+
+    def __init__(self, thread: threading.Thread, done: threading.Event) -> None:
+        self.thread = thread
+        self.done = done
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(5.0)

@@ -4,7 +4,10 @@ Each dependency gets a few worker threads; worker ``w`` sends request
 ``w-n`` at a fixed pace, so both runs send the same requests in the same
 order. A client turns one request into an outcome the caller sees: ``ok``
 (a real answer), ``fallback`` (a degraded answer seawall supplied) or
-``error``.
+``error``. Given a :class:`seawall.Chaos` (``seawall demo --chaos``), a
+client injects the outage itself: through seawall, the policy's point
+carries it; bare, a point with nothing but that Chaos stands between the
+caller and the dependency (no retry, breaker, timeout nor fallback).
 """
 
 from __future__ import annotations
@@ -80,6 +83,8 @@ class Client:
     close: Callable[[], None]
     point: seawall.IntegrationPoint | None = None
     openings: list[int] = field(default_factory=lambda: [0])
+    rehearsal: seawall.IntegrationPoint | None = None
+    """The point whose ``chaos`` injects the outage (``--chaos``), else ``None``."""
 
 
 # -- policies ----------------------------------------------------------------
@@ -100,31 +105,53 @@ def _retry(initial: float) -> seawall.Retry:
     )
 
 
-def inventory_point() -> seawall.IntegrationPoint:
+def inventory_point(chaos: seawall.Chaos | None = None) -> seawall.IntegrationPoint:
     """The gRPC ``Inventory`` service's policy."""
     return seawall.IntegrationPoint(
         "inventory", retry=_retry(0.02), breaker=_breaker(),
         timeout=seawall.Timeout(attempt=0.15, total=1.0),
-        fallback=seawall.Fallback(value=CACHED_STOCK),
+        fallback=seawall.Fallback(value=CACHED_STOCK), chaos=chaos,
     )
 
 
-def pricing_point() -> seawall.IntegrationPoint:
+def pricing_point(chaos: seawall.Chaos | None = None) -> seawall.IntegrationPoint:
     """The HTTP ``Pricing`` API's policy."""
     return seawall.IntegrationPoint(
         "pricing", retry=_retry(0.02), breaker=_breaker(),
         timeout=seawall.Timeout(attempt=0.15, total=1.0),
-        fallback=seawall.Fallback(value=httpx.Response(200, content=CACHED_PRICE)),
+        fallback=seawall.Fallback(value=httpx.Response(200, content=CACHED_PRICE)), chaos=chaos,
     )
 
 
-def orders_db_point() -> seawall.IntegrationPoint:
+def orders_db_point(chaos: seawall.Chaos | None = None) -> seawall.IntegrationPoint:
     """The ``orders`` database's policy."""
     return seawall.IntegrationPoint(
         "orders-db", retry=_retry(0.05), breaker=_breaker(),
         timeout=seawall.Timeout(attempt=0.3, total=1.0),
-        fallback=seawall.Fallback(value=CACHED_QTY),
+        fallback=seawall.Fallback(value=CACHED_QTY), chaos=chaos,
     )
+
+
+def rehearsal_chaos(name: str, seed: int) -> seawall.Chaos:
+    """The injected outage of dependency ``name``: every attempt fails as a real outage would.
+
+    Off at first (``enabled=False``); the demo switches it on for the outage
+    window with ``point.chaos.enable()`` and off again after.
+    """
+    if name == "inventory":
+        return seawall.Chaos(result_rate=1.0, result=grpc.StatusCode.UNAVAILABLE, seed=seed,
+                             enabled=False)
+    if name == "pricing":
+        return seawall.Chaos(result_rate=1.0, result=503, seed=seed, enabled=False)
+    from seawall.interceptors import sqlalchemy as sw_sa
+
+    return seawall.Chaos(fault_rate=1.0, fault=sw_sa.injected_disconnect, seed=seed,
+                         enabled=False)
+
+
+def _chaos_only(name: str, chaos: seawall.Chaos | None) -> seawall.IntegrationPoint | None:
+    """A bare client's point for a rehearsal: the Chaos and no policy at all (else ``None``)."""
+    return None if chaos is None else seawall.IntegrationPoint(name, chaos=chaos)
 
 
 def _count_openings(point: seawall.IntegrationPoint) -> list[int]:
@@ -141,17 +168,19 @@ def _count_openings(point: seawall.IntegrationPoint) -> list[int]:
 # -- gRPC ---------------------------------------------------------------------
 
 
-def grpc_client(target: str, *, resilient: bool) -> Client:
+def grpc_client(target: str, *, resilient: bool, chaos: seawall.Chaos | None = None) -> Client:
     """Call ``Inventory/GetStock`` on a plain channel or one with seawall's interceptors."""
     raw = grpc.insecure_channel(target)
     point = None
     channel: grpc.Channel = raw
-    if resilient:
+    mounted = inventory_point(chaos) if resilient else _chaos_only("inventory", chaos)
+    if mounted is not None:
         from seawall.interceptors import grpc as sw_grpc
 
-        point = inventory_point()
+        point = mounted if resilient else None
         # GetStock is a read: safe to re-run after a timeout
-        channel = grpc.intercept_channel(raw, *sw_grpc.client_interceptors(point, idempotent=True))
+        channel = grpc.intercept_channel(raw, *sw_grpc.client_interceptors(mounted,
+                                                                            idempotent=True))
     method = channel.unary_unary(GRPC_METHOD, request_serializer=None, response_deserializer=None)
 
     def call(request_id: str) -> str:
@@ -161,7 +190,8 @@ def grpc_client(target: str, *, resilient: bool) -> Client:
             return ERROR
         return FALLBACK if reply == CACHED_STOCK else OK
 
-    client = Client(call=call, close=raw.close, point=point)
+    client = Client(call=call, close=raw.close, point=point,
+                    rehearsal=mounted if chaos is not None else None)
     if point is not None:
         client.openings = _count_openings(point)
     return client
@@ -170,14 +200,15 @@ def grpc_client(target: str, *, resilient: bool) -> Client:
 # -- HTTP ---------------------------------------------------------------------
 
 
-def http_client(url: str, *, resilient: bool) -> Client:
+def http_client(url: str, *, resilient: bool, chaos: seawall.Chaos | None = None) -> Client:
     """``GET /price`` with a plain httpx client or one on seawall's transport."""
     point = None
-    if resilient:
+    mounted = pricing_point(chaos) if resilient else _chaos_only("pricing", chaos)
+    if mounted is not None:
         from seawall.interceptors import httpx as sw_httpx
 
-        point = pricing_point()
-        http = httpx.Client(transport=sw_httpx.ResilientTransport(point), timeout=HTTP_TIMEOUT)
+        point = mounted if resilient else None
+        http = httpx.Client(transport=sw_httpx.ResilientTransport(mounted), timeout=HTTP_TIMEOUT)
     else:
         http = httpx.Client(timeout=HTTP_TIMEOUT)
 
@@ -190,7 +221,8 @@ def http_client(url: str, *, resilient: bool) -> Client:
             return ERROR
         return FALLBACK if response.content == CACHED_PRICE else OK
 
-    client = Client(call=call, close=http.close, point=point)
+    client = Client(call=call, close=http.close, point=point,
+                    rehearsal=mounted if chaos is not None else None)
     if point is not None:
         client.openings = _count_openings(point)
     return client
@@ -199,7 +231,8 @@ def http_client(url: str, *, resilient: bool) -> Client:
 # -- SQLAlchemy ---------------------------------------------------------------
 
 
-def db_client(db: SqliteDependency, *, resilient: bool) -> Client:
+def db_client(db: SqliteDependency, *, resilient: bool,
+              chaos: seawall.Chaos | None = None) -> Client:
     """Read the stock level on a plain engine or one instrumented by seawall."""
     engine = sa.create_engine(db.url, module=db.dbapi, poolclass=NullPool,
                               connect_args={"timeout": SqliteDependency.BUSY_TIMEOUT})
@@ -208,11 +241,12 @@ def db_client(db: SqliteDependency, *, resilient: bool) -> Client:
         return int(conn.execute(STOCK_QUERY, {"sku": "A-1"}).scalar_one())
 
     point = None
-    if resilient:
+    mounted = orders_db_point(chaos) if resilient else _chaos_only("orders-db", chaos)
+    if mounted is not None:
         from seawall.interceptors import sqlalchemy as sw_sa
 
-        point = orders_db_point()
-        sw_sa.instrument(engine, point)
+        point = mounted if resilient else None
+        sw_sa.instrument(engine, mounted)
 
         def call(request_id: str) -> str:
             try:
@@ -229,7 +263,8 @@ def db_client(db: SqliteDependency, *, resilient: bool) -> Client:
                 return ERROR
             return OK
 
-    client = Client(call=call, close=engine.dispose, point=point)
+    client = Client(call=call, close=engine.dispose, point=point,
+                    rehearsal=mounted if chaos is not None else None)
     if point is not None:
         client.openings = _count_openings(point)
     return client

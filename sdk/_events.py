@@ -22,6 +22,8 @@ class AttemptEvent(NamedTuple):
     """One attempt finished. ``category`` is ``None`` on success.
 
     ``duration`` is in seconds; ``time`` is wall-clock seconds since the epoch.
+    ``injected`` is true when fault injection (:class:`seawall.Chaos`) shaped
+    the attempt (a fault, a result or a latency put in, not the dependency's).
     """
 
     point: str
@@ -30,6 +32,7 @@ class AttemptEvent(NamedTuple):
     category: Category | None
     duration: float
     time: float
+    injected: bool = False
 
 
 class CallEvent(NamedTuple):
@@ -39,6 +42,9 @@ class CallEvent(NamedTuple):
     supplied by a fallback: then ``fallback`` is true and ``category`` the
     failure that triggered it). ``attempts`` counts attempts that reached
     the dependency; ``duration`` covers every attempt and wait.
+    ``injected`` is true when the call's last attempt was shaped by fault
+    injection (:class:`seawall.Chaos`): a rehearsal, counted apart from real
+    outcomes by the metrics store and exporters.
     """
 
     point: str
@@ -49,6 +55,7 @@ class CallEvent(NamedTuple):
     time: float
     fallback: bool
     rejected: str | None
+    injected: bool = False
 
 
 class RetryEvent(NamedTuple):

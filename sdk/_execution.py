@@ -20,6 +20,7 @@ between the breaker and the bulkhead; see ARCHITECTURE.md.
 from __future__ import annotations
 
 import sys
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from ._breaker import CLOSED, REJECTED, BreakerState
@@ -29,6 +30,9 @@ from ._errors import BulkheadFullError, CircuitOpenError, DeadlineExceeded, Reje
 
 if TYPE_CHECKING:
     from ._point import IntegrationPoint
+
+ATTEMPT_CAP: ContextVar[int | None] = ContextVar("seawall_attempt_cap", default=None)
+"""``seawall.testing.attempts(n)``: at most ``n`` attempts per call in this context (``None``: the policy's)."""
 
 
 def first_limit(point: IntegrationPoint, t0: float,
@@ -91,12 +95,14 @@ class Execution:
     Attributes: ``attempts`` (begun so far), ``attempt_start`` and
     ``attempt_deadline`` (of the current attempt; ``None``: unbounded),
     ``start`` and ``deadline`` (of the call), ``stop_reason`` (why retries
-    stopped early, ``""`` otherwise).
+    stopped early, ``""`` otherwise), ``injected`` (true when fault injection,
+    :class:`seawall.Chaos`, shaped the current attempt: its outcome is then
+    counted apart from real ones; an integration that injects sets it).
     """
 
     __slots__ = (
-        "_ticket", "attempt_deadline", "attempt_start", "attempts", "deadline", "last_delay",
-        "operation", "point", "start", "stop_reason",
+        "_ticket", "attempt_deadline", "attempt_start", "attempts", "deadline", "injected",
+        "last_delay", "operation", "point", "start", "stop_reason",
     )
 
     def __init__(self, point: IntegrationPoint, operation: str, deadline: float | None = None,
@@ -118,6 +124,7 @@ class Execution:
         self.attempt_deadline: float | None = None
         self.last_delay = 0.0
         self.stop_reason = ""
+        self.injected = False
         self._ticket = REJECTED  # the breaker's ticket of the current attempt
 
     def _adopt_first(self, start: float, ticket: int) -> None:
@@ -180,11 +187,11 @@ class Execution:
     def success(self) -> None:
         """The current attempt succeeded; the call ends with success."""
         ledger = self.point._ledger
-        if self.attempts == 1:  # the common case takes the lock-free path
+        if self.attempts == 1 and not self.injected:  # the common case: the lock-free path
             ledger.succeeded(self.operation, self.attempt_start, self._ticket)
         else:
             ledger.succeeded_after(self.operation, self.start, self.attempt_start,
-                                   self.attempts, self._ticket)
+                                   self.attempts, self._ticket, self.injected)
 
     def overran(self, now: float) -> None:
         """The current attempt succeeded at ``now``, after its deadline (a sync shell's overrun).
@@ -193,7 +200,7 @@ class Execution:
         slow call (see :class:`seawall.Timeout`).
         """
         self.point._ledger.overran(self.operation, self.start, self.attempt_start,
-                                   self.attempts, now, self._ticket)
+                                   self.attempts, now, self._ticket, self.injected)
 
     def failure(self, c: Classification) -> float | None:
         """The current attempt failed as ``c``: the delay before the next attempt, or ``None`` to stop."""
@@ -201,12 +208,13 @@ class Execution:
         ledger = point._ledger
         now = point._now()
         ledger.attempt_failed(self.operation, self.attempts, now - self.attempt_start, now, c,
-                              self._ticket)
+                              self._ticket, self.injected)
         self._ticket = REJECTED  # recorded: a later cancel has no trial permit to give back
         retry = point.retry
         if retry is None or not c.retry:
             return None
-        if self.attempts >= retry.attempts:
+        cap = ATTEMPT_CAP.get()
+        if self.attempts >= retry.attempts or (cap is not None and self.attempts >= cap):
             self.stop_reason = "attempts exhausted"
             return None
         if c.delay is not None:
@@ -233,7 +241,7 @@ class Execution:
         """The call ends in failure ``c`` (answered by the fallback when ``fallback``)."""
         point = self.point
         point._ledger.ended_failure(self.operation, c.category, self.attempts,
-                                    point._now() - self.start, fallback)
+                                    point._now() - self.start, fallback, self.injected)
 
     def end_rejected(self, rejection: RejectedError | DeadlineExceeded, *,
                      fallback: bool = False) -> None:
@@ -263,6 +271,17 @@ class Execution:
         """
         if self.attempts > 1 or self.stop_reason:
             add_note(error, self.describe(c))
+
+    def adopt(self, start: float, ticket: int = REJECTED) -> None:
+        """Take work begun at ``start`` without :meth:`begin` as this call's first attempt.
+
+        For an integration that admitted the work itself: ``ticket`` from
+        ``point.observer().admit(...)``, or the default (no ticket) for work
+        no breaker judges, such as a connect inside a retried unit of work.
+        Then report the outcome as after :meth:`begin` (:meth:`success`,
+        :meth:`failure`, :meth:`cancelled`, :meth:`end_failure`).
+        """
+        self._adopt_first(start, ticket)
 
 
 if sys.version_info >= (3, 11):
@@ -298,10 +317,13 @@ def admit_first(point: IntegrationPoint,
     first=(start, ticket))`` to report a failure or a cancellation and go on
     (retry, end) as with any execution. Returns ``None``, having taken and
     counted nothing, when the attempt cannot start at once (the breaker
-    refuses, no time is left, no permit is free): then take the general path,
-    ``point.execution(operation, deadline=deadline)``, which admits again,
-    waits or refuses, and counts.
+    refuses, no time is left, no permit is free) or the point injects faults
+    (``Chaos``: its attempts go through an Execution, as in the shells): then
+    take the general path, ``point.execution(operation, deadline=deadline)``,
+    which admits again, waits or refuses, and counts.
     """
+    if point.chaos is not None:
+        return None
     now = point._now()
     circuit = point.circuit
     if circuit is None:

@@ -60,6 +60,14 @@ class PointStats(NamedTuple):
     which are also counted under their failure or rejection. ``timeouts``
     counts attempts in the ``timeout`` category, including sync attempts
     that returned after their deadline (see :class:`seawall.Timeout`).
+
+    Fault injection (:class:`seawall.Chaos`) is counted apart, so a
+    rehearsal never pollutes the real error counts: ``injected_failures``
+    counts calls whose last, failed attempt was injected (not in
+    ``failures``, ``failures_by_category`` nor ``timeouts``), so ``calls``
+    = ``successes + failures + injected_failures + rejected + cancelled``;
+    ``injected_attempts`` counts the attempts an injection shaped (also in
+    ``attempts``).
     """
 
     calls: int
@@ -73,6 +81,8 @@ class PointStats(NamedTuple):
     failures_by_category: dict[str, int]
     rejections: dict[str, int]
     timeouts: int = 0
+    injected_attempts: int = 0
+    injected_failures: int = 0
 
 
 REJECTION_REASONS = ("breaker", "bulkhead", "budget", "deadline")
@@ -87,7 +97,8 @@ class Ledger:
 
     __slots__ = (
         "_attempts", "_base_calls", "_base_ok", "_by_category", "_calls", "_cancelled",
-        "_failures", "_fallbacks", "_ok", "_rejected", "_rejections", "_retries", "_step",
+        "_failures", "_fallbacks", "_injected_attempts", "_injected_failures", "_ok",
+        "_rejected", "_rejections", "_retries", "_step",
         "_successes", "_timeouts", "budget", "circuit", "hooks", "lock", "name", "never_slow", "now",
         "slow",
     )
@@ -151,8 +162,8 @@ class Ledger:
     def _emit_success(self, operation: str, duration: float) -> None:
         wall = _wall()
         name = self.name
-        attempt = _record(AttemptEvent, (name, operation, 1, None, duration, wall))
-        call = _record(CallEvent, (name, operation, None, 1, duration, wall, False, None))
+        attempt = _record(AttemptEvent, (name, operation, 1, None, duration, wall, False))
+        call = _record(CallEvent, (name, operation, None, 1, duration, wall, False, None, False))
         for hook in self.hooks.hooks + GLOBAL_HOOKS.hooks:
             try:
                 hook(attempt)
@@ -163,25 +174,33 @@ class Ledger:
     # -- outcomes of calls that took more than the hot path -------------------------
 
     def succeeded_after(self, operation: str, start: float, attempt_start: float,
-                        attempts: int, ticket: int) -> None:
-        """A call succeeded at attempt number ``attempts`` (> 1), which began at ``attempt_start``."""
+                        attempts: int, ticket: int, injected: bool = False) -> None:
+        """A call succeeded at attempt number ``attempts`` (> 1, or an ``injected`` one).
+
+        The attempt began at ``attempt_start``; ``injected``: fault injection
+        shaped it (an injected latency, or a result judged a success).
+        """
         now = self.now()
         duration = now - attempt_start
         if self.circuit is not None:
             self.circuit.record(ticket, now, False, duration >= self.slow)
+        if injected and start >= self.budget.next:
+            self.budget.tick(start)  # a first attempt that left the hot path
         with self.lock:
             self._calls += 1
             self._successes += 1
             self._attempts += 1
+            self._injected_attempts += injected
         hooks = self.hooks.hooks + GLOBAL_HOOKS.hooks
         if hooks:
             wall = _wall()
-            emit(hooks, AttemptEvent(self.name, operation, attempts, None, duration, wall))
+            emit(hooks, AttemptEvent(self.name, operation, attempts, None, duration, wall,
+                                     injected))
             emit(hooks, CallEvent(self.name, operation, None, attempts, now - start, wall,
-                                  False, None))
+                                  False, None, injected))
 
     def overran(self, operation: str, start: float, attempt_start: float, attempts: int,
-                now: float, ticket: int) -> None:
+                now: float, ticket: int, injected: bool = False) -> None:
         """A sync attempt succeeded after its deadline: a success, a timeout and a slow call.
 
         Its value was returned (it cannot be taken back); the breaker counts a
@@ -196,27 +215,35 @@ class Ledger:
             self._calls += 1
             self._successes += 1
             self._attempts += 1
-            self._timeouts += 1
+            self._timeouts += not injected
+            self._injected_attempts += injected
         hooks = self.hooks.hooks + GLOBAL_HOOKS.hooks
         if hooks:
             wall = _wall()
             emit(hooks, AttemptEvent(self.name, operation, attempts, Category.TIMEOUT,
-                                     now - attempt_start, wall))
+                                     now - attempt_start, wall, injected))
             emit(hooks, CallEvent(self.name, operation, None, attempts, now - start, wall,
-                                  False, None))
+                                  False, None, injected))
 
     def attempt_failed(self, operation: str, attempt: int, duration: float, now: float,
-                       c: Classification, ticket: int) -> None:
-        """Attempt number ``attempt`` failed as ``c`` after ``duration`` seconds."""
+                       c: Classification, ticket: int, injected: bool = False) -> None:
+        """Attempt number ``attempt`` failed as ``c`` after ``duration`` seconds.
+
+        ``injected``: fault injection made the failure; the breaker counts it
+        as any other, the counters apart (``injected_attempts``, no timeout).
+        """
         if self.circuit is not None:
             self.circuit.record(ticket, now, c.breaker, c.breaker and duration >= self.slow)
         with self.lock:
             self._attempts += 1
-            self._timeouts += c.category is Category.TIMEOUT
+            if injected:
+                self._injected_attempts += 1
+            else:
+                self._timeouts += c.category is Category.TIMEOUT
         hooks = self.hooks.hooks + GLOBAL_HOOKS.hooks
         if hooks:
             emit(hooks, AttemptEvent(self.name, operation, attempt, c.category, duration,
-                                     _wall()))
+                                     _wall(), injected))
 
     def retrying(self, operation: str, attempt: int, delay: float, category: Category) -> None:
         """Attempt number ``attempt`` will run after ``delay`` seconds."""
@@ -253,12 +280,18 @@ class Ledger:
                                   "breaker"))
 
     def ended_failure(self, operation: str, category: Category, attempts: int, duration: float,
-                      fallback: bool) -> None:
-        """A call ended in failure (answered by the fallback when ``fallback``)."""
+                      fallback: bool, injected: bool = False) -> None:
+        """A call ended in failure (answered by the fallback when ``fallback``).
+
+        ``injected``: its last attempt's failure was injected (counted in
+        ``injected_failures``, not in ``failures``).
+        """
         with self.lock:
             self._calls += 1
             if category is Category.CANCELLED:  # never a failure (the recorder agrees)
                 self._cancelled += 1
+            elif injected:
+                self._injected_failures += 1
             else:
                 self._failures += 1
                 self._by_category[category.value] += 1
@@ -266,7 +299,7 @@ class Ledger:
         hooks = self.hooks.hooks + GLOBAL_HOOKS.hooks
         if hooks:
             emit(hooks, CallEvent(self.name, operation, category, attempts, duration, _wall(),
-                                  fallback, None))
+                                  fallback, None, injected))
 
     def ended_rejected(self, operation: str, reason: str, attempts: int, duration: float,
                        fallback: bool) -> None:
@@ -314,6 +347,8 @@ class Ledger:
                 retries=self._retries, fallbacks=self._fallbacks, cancelled=self._cancelled,
                 failures_by_category=dict(self._by_category),
                 rejections=dict(self._rejections), timeouts=self._timeouts,
+                injected_attempts=self._injected_attempts,
+                injected_failures=self._injected_failures,
             )
 
     def reset(self) -> None:
@@ -323,6 +358,7 @@ class Ledger:
             self._base_calls = self._calls
             self._successes = self._failures = self._rejected = self._attempts = 0
             self._retries = self._fallbacks = self._cancelled = self._timeouts = 0
+            self._injected_attempts = self._injected_failures = 0
             self._by_category: dict[str, int] = {c.value: 0 for c in Category
                                                  if c is not Category.CANCELLED}
             self._rejections: dict[str, int] = dict.fromkeys(REJECTION_REASONS, 0)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
-from ._breaker import CLOSED, REJECTED
+from ._breaker import CLOSED, REJECTED, BreakerRuntime
 from ._classify import Classification
+from ._deadline import DEADLINE
 from ._execution import Execution, open_error
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 class Observer:
     """What an integration needs to observe work on a point (``point.observer()``).
 
-    Every attribute is a plain value or a bound callable, so a hot hook
+    Every attribute is a plain value or a callable bound once, so a hot hook
     binds the ones it uses once. Thread-safe; one per point.
 
     * ``now() -> float``: the point's clock (monotonic seconds); take
@@ -31,6 +32,14 @@ class Observer:
       ``min(attempt, total)`` of the point's :class:`seawall.Timeout`, or
       ``None``; a caller inside an enclosing seawall deadline narrows it
       with :func:`seawall.remaining`.
+    * ``start() -> (started, timeout, ticket)``: the three of them in one
+      call, for a hook that runs on every statement: ``now()``;
+      ``first_timeout`` narrowed by an enclosing seawall deadline on this
+      point's clock (the very ``first_timeout`` object when nothing
+      narrows it; ``<= 0`` when that deadline has passed); and the ticket
+      of a breaker that admits without a word (``NO_TICKET`` without a
+      breaker, a ticket while it is closed), or ``None`` when the breaker
+      must judge: then call ``admit(operation)``, which may refuse.
     * ``admit(operation) -> ticket``: the breaker's verdict. Raises
       :class:`seawall.CircuitOpenError` (counted as a rejected call) when it
       refuses; the ticket is :data:`NO_TICKET` without a breaker.
@@ -54,13 +63,16 @@ class Observer:
     NO_TICKET: ClassVar[int] = REJECTED
     """The ticket of work no breaker judges (``< 0``; any ticket ``>= 0`` is the breaker's)."""
 
-    __slots__ = ("_point", "cancelled", "counted", "first_timeout", "now", "succeeded")
+    __slots__ = ("_point", "cancelled", "counted", "first_timeout", "now", "start",
+                 "succeeded")
 
     def __init__(self, point: IntegrationPoint) -> None:
         ledger = point._ledger
         self._point = point
         self.now: Callable[[], float] = point._now
         self.first_timeout: float | None = point._first_timeout
+        self.start: Callable[[], tuple[float, float | None, int | None]] = _starter(
+            self.now, self.first_timeout, point.circuit)
         self.succeeded: Callable[[str, float, int], None] = ledger.succeeded
         self.counted: Callable[[float, int], bool] = ledger.counted
         self.cancelled: Callable[[str, float, int], None] = ledger.cancelled
@@ -84,7 +96,7 @@ class Observer:
                ticket: int) -> None:
         """The work that began at ``started`` failed as ``classification`` (never retried)."""
         ex = Execution(self._point, operation, None, started)
-        ex._adopt_first(started, ticket)
+        ex.adopt(started, ticket)
         c = classification
         ex.failure(c.with_retry(False) if c.retry else c)
         ex.end_failure(c)
@@ -94,3 +106,30 @@ class Observer:
         circuit = self._point.circuit
         if circuit is not None and ticket >= 0:
             circuit.release(ticket)
+
+
+def _starter(now: Callable[[], float], first: float | None,
+             circuit: BreakerRuntime | None) -> Callable[[], tuple[float, float | None, int | None]]:
+    """:attr:`Observer.start` of a point: a closure, as it runs once per statement.
+
+    Its names are the closure's own rather than an observer's attributes:
+    ~600 CPU instructions less per call (callgrind), a quarter of its cost.
+    """
+
+    enclosing = DEADLINE.get
+
+    def start() -> tuple[float, float | None, int | None]:
+        started = now()
+        timeout = first
+        outer = enclosing()
+        if outer is not None and outer[1] is now:  # an enclosing deadline on this clock
+            left = outer[0] - started
+            if timeout is None or left < timeout:
+                timeout = left
+        if circuit is None:
+            return started, timeout, REJECTED
+        if circuit.state is CLOSED:
+            return started, timeout, circuit.generation
+        return started, timeout, None  # the breaker must judge: admit(operation)
+
+    return start

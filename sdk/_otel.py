@@ -70,6 +70,9 @@ OPERATION = "seawall.operation"
 OUTCOME = "seawall.outcome"
 CATEGORY = "seawall.category"
 REASON = "seawall.reason"
+INJECTED = "seawall.injected"
+"""Set (``True``) on the call and attempt series of outcomes made by fault injection
+(:class:`seawall.Chaos`), absent on real ones: a rehearsal never pollutes real error rates."""
 
 _CANCELLED = Category.CANCELLED
 _GLOBAL = object()  # the key of the global meter provider in _handles
@@ -302,36 +305,42 @@ class OtelMetrics:
         for ev in events:
             kind = ev.__class__
             if kind is CallEvent:
-                point, operation, category, tries, duration, _, fallback, rejected = ev
+                point, operation, category, tries, duration, _, fallback, rejected, injected = ev
                 known = operations.get(point)
                 # a known operation (the usual case) is itself: no call
                 exported = operation if known is not None and operation in known \
                     else operation_of(point, operation)
                 if exported is OTHER and operation != OTHER:
                     folded[point] = folded.get(point, 0) + 1
-                key: tuple[Any, ...] = ("c", point, exported, category, fallback, rejected)
+                key: tuple[Any, ...] = ("c", point, exported, category, fallback, rejected,
+                                        injected)
                 calls[key] = calls.get(key, 0) + 1
                 if durations and tries:
-                    dkey: tuple[Any, ...] = ("cd", point, exported, category, fallback, rejected)
+                    dkey: tuple[Any, ...] = ("cd", point, exported, category, fallback, rejected,
+                                             injected)
                     found = attrs.get(dkey)
                     if found is None:
                         found = attrs[dkey] = {
                             POINT: point, OPERATION: exported,
                             OUTCOME: _call_outcome(category, fallback, rejected)}
+                        if injected:
+                            found[INJECTED] = True
                     call_duration(duration, found)
             elif kind is AttemptEvent:
-                point, operation, _, category, duration, _ = ev
+                point, operation, _, category, duration, _, injected = ev
                 known = operations.get(point)
                 exported = operation if known is not None and operation in known \
                     else operation_of(point, operation)
-                key = ("a", point, exported, category)
+                key = ("a", point, exported, category, injected)
                 attempts[key] = attempts.get(key, 0) + 1
                 if durations:
-                    dkey = ("ad", point, exported, category)
+                    dkey = ("ad", point, exported, category, injected)
                     found = attrs.get(dkey)
                     if found is None:
                         found = attrs[dkey] = {POINT: point, OPERATION: exported,
                                                OUTCOME: _attempt_outcome(category)}
+                        if injected:
+                            found[INJECTED] = True
                     attempt_duration(duration, found)
             elif kind is RetryEvent:
                 key = ("r", ev.point, operation_of(ev.point, ev.operation), ev.category)
@@ -359,10 +368,12 @@ class OtelMetrics:
             self._folded[point] = self._folded.get(point, 0) + count
             ins.folded.add(count, {POINT: point})
 
-    def _call_attrs(self, key: tuple[Any, ...]) -> dict[str, str]:
-        _, point, operation, category, fallback, rejected = key
-        found = {POINT: point, OPERATION: operation,
-                 OUTCOME: _call_outcome(category, fallback, rejected)}
+    def _call_attrs(self, key: tuple[Any, ...]) -> dict[str, Any]:
+        _, point, operation, category, fallback, rejected, injected = key
+        found: dict[str, Any] = {POINT: point, OPERATION: operation,
+                                 OUTCOME: _call_outcome(category, fallback, rejected)}
+        if injected:
+            found[INJECTED] = True
         if category is not None and category is not _CANCELLED:
             found[CATEGORY] = category.value
         if rejected is not None:
@@ -370,9 +381,12 @@ class OtelMetrics:
         self._attrs[key] = found
         return found
 
-    def _attempt_attrs(self, key: tuple[Any, ...]) -> dict[str, str]:
-        _, point, operation, category = key
-        found = {POINT: point, OPERATION: operation, OUTCOME: _attempt_outcome(category)}
+    def _attempt_attrs(self, key: tuple[Any, ...]) -> dict[str, Any]:
+        _, point, operation, category, injected = key
+        found: dict[str, Any] = {POINT: point, OPERATION: operation,
+                                 OUTCOME: _attempt_outcome(category)}
+        if injected:
+            found[INJECTED] = True
         if category is not None and category is not _CANCELLED:
             found[CATEGORY] = category.value
         self._attrs[key] = found

@@ -9,6 +9,7 @@ it from the point's policies::
     circuit breaker        _breaker.py      admits each attempt; judges its outcome
     bulkhead               _bulkhead.py     a permit per attempt, waited for by the shell
     attempt timeout        _execution.py    Timeout.attempt, handed to the attempt
+    fault injection        _chaos.py        Chaos (off unless given): wraps the attempt
     the call               the shells       _async_shell.py (arun), _sync_shell.py (run)
 
 Each policy is a frozen value (``_policies.py``); its runtime state (the
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import itertools
 import random
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, overload
@@ -36,6 +36,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from ._async_shell import arun as _arun
 from ._breaker import REJECTED, BreakerRuntime, BreakerState
 from ._bulkhead import BulkheadRuntime, Permits
+from ._chaos import ChaosRuntime
 from ._classify import (
     Classification,
     Classifier,
@@ -47,13 +48,14 @@ from ._classify import (
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError
 from ._events import HookSet
-from ._execution import Execution, add_note
+from ._execution import Execution
 from ._execution import admit_first as _admit_first
 from ._ledger import Ledger, PointStats
 from ._observer import Observer
-from ._policies import Bulkhead, CircuitBreaker, Fallback, Retry, Timeout
+from ._policies import Bulkhead, Chaos, CircuitBreaker, Fallback, Retry, Timeout
 from ._registry import register as _register
 from ._sync_shell import run as _run
+from ._validation import check_point as _check_point
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -67,7 +69,9 @@ class IntegrationPoint:
     turns it off. ``classifier`` rules are asked before the integration's
     own (or, for plain functions, before the defaults: timeouts and network
     errors transient, everything else permanent). ``clock`` replaces the
-    monotonic clock and sleeps (tests); ``rand`` the jitter source.
+    monotonic clock and sleeps (tests); ``rand`` the jitter source;
+    ``chaos`` injects faults, results and latency (rehearsals; see
+    :class:`seawall.Chaos`), off unless given.
 
     One point may be shared by any number of threads and event loops.
     """
@@ -84,6 +88,7 @@ class IntegrationPoint:
         classifier: Classifier | None = None,
         clock: Clock | None = None,
         rand: Callable[[], float] | None = None,
+        chaos: Chaos | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"IntegrationPoint.name must be a non-empty string, got {name!r}")
@@ -91,6 +96,7 @@ class IntegrationPoint:
             ("retry", retry, Retry), ("breaker", breaker, CircuitBreaker),
             ("bulkhead", bulkhead, Bulkhead), ("timeout", timeout, Timeout),
             ("fallback", fallback, Fallback), ("classifier", classifier, Classifier),
+            ("chaos", chaos, Chaos),
         ):
             if value is not None and not isinstance(value, kind):
                 raise ConfigurationError(
@@ -140,11 +146,13 @@ class IntegrationPoint:
                               breaker.slow_call_duration if breaker is not None else None,
                               retry.budget if retry is not None else None)
         self._observer: Observer | None = None
-        # compatibility names (see the end of the class)
-        self._permits = self.permits
-        self._budget_next = self._ledger.budget.next
-        self._ledger.budget.on_next = self._copy_budget_next
+        self.chaos: ChaosRuntime | None = ChaosRuntime(chaos) if chaos is not None else None
+        """Fault injection (``enable()``, ``disable()``, ``draw()``), ``None`` without ``chaos=``.
+
+        Off unless the point is given a :class:`seawall.Chaos`; see docs/chaos.md.
+        """
         _register(self)  # for exporters of live state (seawall.otel_metrics' gauges)
+        _check_point(name, retry, breaker, timeout)  # options that contradict each other
 
     # -- public helpers ----------------------------------------------------
 
@@ -254,7 +262,7 @@ class IntegrationPoint:
         if first is None:
             return Execution(self, operation, deadline)
         ex = Execution(self, operation, deadline, first[0])
-        ex._adopt_first(*first)
+        ex.adopt(*first)
         return ex
 
     admit_first = _admit_first
@@ -284,32 +292,3 @@ class IntegrationPoint:
     def release(self, ticket: int) -> None:
         """``observer().release(ticket)``."""
         self.observer().release(ticket)
-
-    # -- compatibility names -----------------------------------------------------
-    # interceptors/sqlalchemy.py and _grpc_common.py still read these private
-    # names; their migration to the public entry removes the last readers (see
-    # the allowlist in tests/test_core_private_names.py), and then these go.
-
-    @property
-    def _slow(self) -> float:
-        return self._ledger.slow
-
-    @property
-    def _fast_ok(self) -> itertools.count[int]:
-        return self._ledger._ok._count
-
-    def _copy_budget_next(self, boundary: float) -> None:
-        # _budget_next is read on every SQL statement: a plain attribute, not a property
-        # (a property costs that hook as much as the rest of its counting)
-        self._budget_next = boundary
-
-    @property
-    def _budget_tick(self) -> Callable[[float], None]:
-        return self._ledger.budget.tick
-
-    def _record_cancel(self, operation: str, started: float) -> None:
-        self._ledger.cancelled(operation, started, REJECTED)
-
-
-# interceptors/_grpc_common.py and sqlalchemy.py import this; Execution.annotate replaces it
-_add_note = add_note

@@ -360,3 +360,73 @@ class Fallback:
                 f"Fallback.on must hold categories ({[c.value for c in Category]}), got {self.on!r}"
             ) from None
         object.__setattr__(self, "on", on)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Chaos:
+    """Fault injection: rehearse an outage through the point's own policies.
+
+    The innermost step of the pipeline (inside the attempt timeout): each
+    attempt draws from one random sequence and, with ``latency_rate``,
+    first waits ``latency`` seconds on the point's clock (longer than the
+    attempt's timeout: it waits that long and fails as a ``timeout``);
+    then, with ``fault_rate``, raises ``fault`` instead of calling (an
+    exception instance, copied for each injection; an exception class; or
+    a zero-argument factory returning one); else, with ``result_rate``,
+    returns ``result`` instead of calling, for the classifier to judge (an
+    integration turns it into its own shape: ``503`` becomes an httpx
+    response, a ``grpc.StatusCode`` a failed RPC). Every policy (retry,
+    breaker, bulkhead, fallback) reacts as to a real fault; events and
+    metrics mark the injected outcomes (``injected=True``).
+
+    ``seed`` makes the sequence reproducible (``None``: a random one);
+    ``enabled=False`` starts it switched off (``point.chaos.enable()``
+    turns it on), and ``SEAWALL_CHAOS=off`` in the environment turns every
+    injection off. Rates are in ``[0, 1]``; a rate above zero needs its
+    ``fault``, ``latency`` or ``result``.
+    """
+
+    fault_rate: float = 0.0
+    fault: BaseException | type[BaseException] | Callable[[], BaseException] | None = None
+    latency_rate: float = 0.0
+    latency: float = 0.0
+    result_rate: float = 0.0
+    result: Any = None
+    seed: int | None = None
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("fault_rate", "latency_rate", "result_rate"):
+            _check_rate("Chaos", name, getattr(self, name), allow_zero=True)
+        _check_seconds("Chaos", "latency", self.latency)
+        fault = self.fault
+        if fault is not None:
+            if isinstance(fault, type):
+                if not issubclass(fault, Exception):
+                    raise ConfigurationError(
+                        f"Chaos.fault must be an Exception subclass, got {fault!r}")
+            elif isinstance(fault, BaseException):
+                if not isinstance(fault, Exception):
+                    raise ConfigurationError(
+                        f"Chaos.fault must be an Exception, not a {type(fault).__name__}, "
+                        f"got {fault!r}")
+            elif not callable(fault):
+                raise ConfigurationError(
+                    f"Chaos.fault must be an exception, an exception class or a factory, "
+                    f"got {fault!r}")
+        if self.fault_rate > 0 and fault is None:
+            raise ConfigurationError(
+                f"Chaos.fault is needed when fault_rate > 0 (fault_rate={self.fault_rate!r}), "
+                f"got None")
+        if self.latency_rate > 0 and self.latency == 0:
+            raise ConfigurationError(
+                f"Chaos.latency must be > 0 seconds when latency_rate > 0 "
+                f"(latency_rate={self.latency_rate!r}), got {self.latency!r}")
+        if self.result_rate > 0 and self.result is None:
+            raise ConfigurationError(
+                f"Chaos.result is needed when result_rate > 0 "
+                f"(result_rate={self.result_rate!r}), got None")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ConfigurationError(f"Chaos.seed must be an integer or None, got {self.seed!r}")
+        if not isinstance(self.enabled, bool):
+            raise ConfigurationError(f"Chaos.enabled must be True or False, got {self.enabled!r}")

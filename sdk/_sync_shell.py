@@ -42,6 +42,7 @@ def run(
     classify_result: ResultRule | None = None,
     discard: Callable[[T], None] | None = None,
     enforce_timeout: bool = True,
+    chaos_result: Callable[[Any], T] | None = None,
 ) -> T:
     """Run ``attempt(timeout)`` through the whole pipeline, with retries, and return its value.
 
@@ -65,6 +66,11 @@ def run(
     :class:`seawall.Timeout`). Cancelling the caller (asyncio or trio) is
     never counted as a failure. Arguments may be passed positionally.
     Safe from any number of threads and tasks at once.
+
+    Fault injection (the point's :class:`seawall.Chaos`, off unless given)
+    wraps ``attempt`` innermost, inside its deadline; ``chaos_result``
+    turns an injected ``Chaos.result`` into what this attempt returns (an
+    integration's own shape: an HTTP response for a status code, say).
     """
     now = self._now
     t0 = now()
@@ -88,13 +94,16 @@ def run(
     else:
         limit, timeout = first_limit(self, t0, deadline)
     permits = self.permits
+    chaos = self.chaos
     # the call's Execution: made only once the first attempt fails or cannot start at once
     ex: Execution | None = None
-    if (timeout is not None and timeout <= 0.0) or \
+    if chaos is not None or (timeout is not None and timeout <= 0.0) or \
             (permits is not None and not permits.try_acquire()):
         if circuit is not None:
             circuit.release(ticket)  # the loop admits it again, and waits or refuses
         ex = Execution(self, operation, deadline, t0)
+        if chaos is not None:  # the innermost step: inside the attempt's deadline
+            attempt = chaos.wrap(self, attempt, ex, chaos_result)
     # the last failure: its classification, and its exception or its failed result
     last: tuple[Classification, Exception | None, Any] | None = None
     failure: Exception | None

@@ -27,7 +27,8 @@ from ._types import Summary
 # the order of the keys of `seawall stats --json` (a test keeps it)
 JSON_KEYS = ("point", "calls", "successes", "failures", "retries", "rejected", "cancelled",
              "fallbacks", "timeouts", "failures_by_category", "rejections_by_reason", "p50_ms",
-             "p95_ms", "p99_ms", "mean_ms", "breaker_state", "window_seconds")
+             "p95_ms", "p99_ms", "mean_ms", "breaker_state", "injected_calls",
+             "injected_failures", "window_seconds")
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -225,9 +226,14 @@ def _print_table(summaries: list[Summary], window: float, target: str, *,
     rows = [term.summary_cells(s) for s in summaries]
     columns, point_width = term.fit(term.COLUMNS, rows, None if wide else console.width)
     hidden = [c.header for c in term.COLUMNS if c not in columns]
+    captions = [f"not shown: {', '.join(hidden)} (--wide shows them)"] if hidden else []
+    injected = sum(s.injected_calls for s in summaries)
+    if injected:  # a rehearsal ran: say so, apart from the real figures above
+        failed = sum(s.injected_failures for s in summaries)
+        captions.append(f"fault injection: {injected} injected calls ({failed} failed), "
+                        "not counted above")
     table = Table(title=f"seawall metrics at {target}, last {window:g} s", title_justify="left",
-                  caption=f"not shown: {', '.join(hidden)} (--wide shows them)" if hidden
-                  else None, caption_justify="left")
+                  caption="\n".join(captions) or None, caption_justify="left")
     for column in columns:
         table.add_column(column.header, **term.render_kwargs(column))
     for row in rows:

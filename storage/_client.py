@@ -34,6 +34,7 @@ def _stats(s: pb.Stats) -> dict[str, Any]:
         "failures_by_category": _ordered(s.failures_by_category, FAILURE_CATEGORIES),
         "rejections_by_reason": _ordered(s.rejections_by_reason, REFUSAL_REASONS),
         "p50_ms": s.p50_ms, "p95_ms": s.p95_ms, "p99_ms": s.p99_ms, "mean_ms": s.mean_ms,
+        "injected_calls": s.injected_calls, "injected_failures": s.injected_failures,
     }
 
 

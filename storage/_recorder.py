@@ -49,6 +49,8 @@ from ._schema import (
     FALLBACKS,
     H0,
     HOST_LENGTH,
+    INJECTED_CALLS,
+    INJECTED_FAILURES,
     LATENCY_SUM,
     REFUSED,
     REJECTED,
@@ -294,13 +296,18 @@ class Recorder:
         for ev in events:
             kind = ev.__class__
             if kind is CallEvent:
-                point, operation, category, _, duration, stamp, fallback, rejected = ev
+                point, operation, category, _, duration, stamp, fallback, rejected, injected = ev
                 key = (point, operation, int(stamp // 60))
                 vec = get(key)
                 if vec is None:
                     vec = self._new_vector(key)
                     if vec is None:
                         continue
+                if injected:  # a rehearsal (seawall.Chaos): apart from the real calls
+                    vec[INJECTED_CALLS] += 1
+                    if category is not None and category is not _CANCELLED:
+                        vec[INJECTED_FAILURES] += 1
+                    continue
                 vec[CALLS] += 1
                 if rejected is not None:
                     vec[REJECTED] += 1
@@ -321,7 +328,7 @@ class Recorder:
                 if fallback:
                     vec[FALLBACKS] += 1
             elif kind is AttemptEvent:
-                if ev.category is _TIMEOUT:
+                if ev.category is _TIMEOUT and not ev.injected:
                     self._bump(ev, TIMEOUTS)
             elif kind is RetryEvent:
                 self._bump(ev, RETRIES)

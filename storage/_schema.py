@@ -28,7 +28,9 @@ from seawall import Category
 
 from ._histogram import BUCKETS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: the first layout; 2: adds ``injected_calls`` and ``injected_failures`` (fault injection,
+counted apart from real calls), added in place to a version-1 store (``Store.ensure_schema``)."""
 NAME_LENGTH = 200
 HOST_LENGTH = 255
 
@@ -38,7 +40,10 @@ COUNTERS = (
     "failed_transient", "failed_timeout", "failed_rate_limited", "failed_unavailable",
     "failed_permanent",
     "refused_breaker", "refused_bulkhead", "refused_budget", "refused_deadline",
+    "injected_calls", "injected_failures",
 )
+# what schema version 2 added to each counts table
+ADDED_IN_2 = ("injected_calls", "injected_failures")
 FAILURE_CATEGORIES = ("transient", "timeout", "rate_limited", "unavailable", "permanent")
 REFUSAL_REASONS = ("breaker", "bulkhead", "budget", "deadline")
 HISTOGRAM = tuple(f"h{i:02d}" for i in range(BUCKETS))
@@ -48,6 +53,8 @@ WIDTH = len(VALUES)
 CALLS, SUCCESSES, FAILURES, RETRIES, REJECTED, CANCELLED, FALLBACKS, TIMEOUTS = range(8)
 FAILED = {Category(name): COUNTERS.index(f"failed_{name}") for name in FAILURE_CATEGORIES}
 REFUSED = {name: COUNTERS.index(f"refused_{name}") for name in REFUSAL_REASONS}
+INJECTED_CALLS = COUNTERS.index("injected_calls")
+INJECTED_FAILURES = COUNTERS.index("injected_failures")
 LATENCY_SUM = len(COUNTERS)
 H0 = LATENCY_SUM + 1
 

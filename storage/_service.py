@@ -109,6 +109,7 @@ def _stats_pb(stats: Stats) -> pb.Stats:
         failures_by_category=dict(stats.failures_by_category),
         rejections_by_reason=dict(stats.rejections_by_reason),
         p50_ms=stats.p50_ms, p95_ms=stats.p95_ms, p99_ms=stats.p99_ms, mean_ms=stats.mean_ms,
+        injected_calls=stats.injected_calls, injected_failures=stats.injected_failures,
     )
 
 

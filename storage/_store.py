@@ -33,6 +33,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    literal,
     select,
     union_all,
     update,
@@ -44,6 +45,7 @@ from sqlalchemy.pool import StaticPool
 from seawall import BreakerTransition, ConfigurationError
 
 from ._schema import (
+    ADDED_IN_2,
     COUNT_TABLES,
     DAY,
     HOUR,
@@ -267,6 +269,8 @@ class Store:
         self._reads: dict[Any, Any] = {}
         self._create_lock = threading.Lock()
         self._ready = False
+        # columns of a newer schema that a read-only, older store lacks: read as zeros
+        self._absent: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
         return f"Store({_shown(self.url)!r})"
@@ -408,8 +412,11 @@ class Store:
     def ensure_schema(self, *, create: bool = True) -> None:
         """Create missing tables and record the schema version; refuse a newer schema.
 
-        Without ``create`` nothing is written: a database without seawall's
-        tables raises :class:`seawall.ConfigurationError`.
+        Without ``create`` nothing is created: a database without seawall's
+        tables raises :class:`seawall.ConfigurationError`. A store of an older
+        schema version (1: before fault injection's ``injected_*`` counters)
+        is upgraded in place, unless opened read-only: then the columns it
+        lacks read as zeros.
         """
         with self._create_lock:
             if self._ready:
@@ -447,7 +454,43 @@ class Store:
                     f"metrics store {self!r} has schema version {found}, newer than this "
                     f"seawall understands ({SCHEMA_VERSION}); upgrade seawall"
                 )
+            if found is not None and found < SCHEMA_VERSION:
+                if self.read_only:
+                    self._absent = frozenset(ADDED_IN_2)
+                else:
+                    self._upgrade()
             self._ready = True
+
+    def _upgrade(self) -> None:
+        """Add what schema version 2 added (the ``injected_*`` counters) to an older store.
+
+        Safe against a concurrent upgrade by another process: a column or a
+        version row that appeared meanwhile is taken as done.
+        """
+        for attempt in range(3):
+            try:
+                with self._write_connection() as conn, conn.begin():
+                    for table in COUNT_TABLES.values():
+                        have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+                        for name in ADDED_IN_2:
+                            if name not in have:
+                                conn.exec_driver_sql(
+                                    f"ALTER TABLE {table.name} ADD COLUMN {name} "
+                                    "BIGINT NOT NULL DEFAULT 0")
+                    done = conn.execute(select(func.max(schema_version.c.version))).scalar()
+                    if done is None or done < SCHEMA_VERSION:
+                        conn.execute(insert(schema_version).values(
+                            version=SCHEMA_VERSION, applied_at=time.time()))
+                return
+            except DBAPIError:  # another process upgraded at the same moment: look again
+                if attempt == 2:
+                    raise
+
+    def _column(self, table: Table, name: str) -> Any:
+        """``table.c[name]``, or a zero for a column a read-only older store lacks."""
+        if name in self._absent:
+            return literal(0, type_=BigInteger).label(name)
+        return table.c[name]
 
     # -- writing -------------------------------------------------------------
 
@@ -568,6 +611,8 @@ class Store:
         """A statement compiled once for this dialect (read queries are few shapes, run often)."""
         compiled = self._reads.get(key)
         if compiled is None:
+            if not self._ready:
+                self.ensure_schema()  # an older read-only store reads some columns as zeros
             compiled = self._reads[key] = build().compile(dialect=self.engine.dialect)
         return compiled
 
@@ -602,7 +647,8 @@ class Store:
                 key = t.c.point if step is None else (
                     (t.c.bucket - bindparam("base", type_=BigInteger))
                     // bindparam("ratio", type_=BigInteger))
-                parts.append(select(key.label("k"), *(t.c[c] for c in VALUES)).where(*cond))
+                parts.append(select(key.label("k"), *(self._column(t, c) for c in VALUES))
+                             .where(*cond))
             sub = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
             return select(sub.c.k, *(func.sum(sub.c[c]) for c in VALUES)).group_by(sub.c.k)
 
@@ -790,7 +836,7 @@ class Store:
             keys = [t.c[c].label(c) for c in columns]
             if ratio:
                 keys.append(((t.c.bucket - lo) // ratio).label("step_index"))
-            parts.append(select(*keys, *(t.c[c] for c in VALUES)).where(*cond))
+            parts.append(select(*keys, *(self._column(t, c) for c in VALUES)).where(*cond))
         if not parts:
             return []
         sub = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()

@@ -17,6 +17,8 @@ from ._schema import (
     FAILURES,
     FALLBACKS,
     H0,
+    INJECTED_CALLS,
+    INJECTED_FAILURES,
     LATENCY_SUM,
     REFUSED,
     REJECTED,
@@ -59,6 +61,11 @@ class Stats:
     attempts that timed out, sync ones that returned after their deadline
     included (those calls count as successes; see :class:`seawall.Timeout`). Latencies cover whole calls (every attempt and
     wait) that ran, in milliseconds; 0.0 when there were none.
+
+    Fault injection (:class:`seawall.Chaos`) is kept apart so a rehearsal
+    never pollutes the real rates: ``injected_calls`` counts calls whose last
+    attempt was injected, ``injected_failures`` those of them that failed;
+    neither is in ``calls``, the other counters or the latencies.
     """
 
     calls: int = 0
@@ -75,6 +82,8 @@ class Stats:
     p95_ms: float = 0.0
     p99_ms: float = 0.0
     mean_ms: float = 0.0
+    injected_calls: int = 0
+    injected_failures: int = 0
 
     @property
     def success_rate(self) -> float | None:
@@ -108,6 +117,8 @@ def stats_fields(vec: Sequence[float]) -> dict[str, Any]:
         "p95_ms": hist.percentile(histogram, 0.95) * 1000.0,
         "p99_ms": hist.percentile(histogram, 0.99) * 1000.0,
         "mean_ms": (float(vec[LATENCY_SUM]) / ran * 1000.0) if ran else 0.0,
+        "injected_calls": int(vec[INJECTED_CALLS]),
+        "injected_failures": int(vec[INJECTED_FAILURES]),
     }
 
 

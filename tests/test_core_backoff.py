@@ -23,7 +23,10 @@ def reference_exponential(initial: float, multiplier: float, maximum: float, n: 
         return min(initial, maximum)
     if math.log(initial) + (n - 1) * math.log(multiplier) >= math.log(maximum) if maximum > 0 else True:
         return maximum
-    return initial * float(multiplier) ** (n - 1)
+    try:
+        return initial * float(multiplier) ** (n - 1)
+    except OverflowError:  # a subnormal initial times a power past the float range
+        return math.exp(math.log(initial) + (n - 1) * math.log(multiplier))
 
 
 @st.composite

@@ -205,3 +205,53 @@ def test_the_point_methods_of_before_are_the_observers() -> None:
     p.release(p.admit("q"))
     s = p.stats()
     assert (s.calls, s.successes, s.failures) == (2, 1, 1)
+
+
+def test_start_gives_the_time_the_first_timeout_and_a_quiet_ticket() -> None:
+    """start(): now(), first_timeout itself, and NO_TICKET / the closed breaker's ticket / None when it must judge."""
+    clock = FakeClock(7.0)
+    plain = IntegrationPoint("db", clock=clock, timeout=Timeout(attempt=2.0))
+    obs = plain.observer()
+    started, timeout, ticket = obs.start()
+    assert started == 7.0 and timeout is obs.first_timeout and ticket == obs.NO_TICKET
+    p = breaker_point(clock)
+    obs = p.observer()
+    assert obs.start()[2] == obs.admit("q") >= 0  # closed: the same ticket admit() gives
+    for _ in range(4):
+        obs.failed("q", obs.now(), TRANSIENT, obs.admit("q"))
+    assert p.breaker_state is seawall.BreakerState.OPEN
+    assert obs.start()[2] is None  # the breaker must judge: admit() refuses
+    with pytest.raises(seawall.CircuitOpenError):
+        obs.admit("q")
+
+
+def test_start_narrows_the_timeout_to_an_enclosing_deadline_on_the_points_clock() -> None:
+    """Inside a call with 2 s per attempt, start() after 0.5 s gives 1.5 s; after 2.5 s a timeout <= 0."""
+    clock = FakeClock()
+    p = IntegrationPoint("db", clock=clock, timeout=Timeout(attempt=2.0, total=30.0))
+    obs = p.observer()
+    seen: list[float | None] = []
+
+    def work(step: float) -> None:
+        clock.advance(step)
+        seen.append(obs.start()[1])
+
+    p.call(work, 0.5)
+    p.call(work, 2.5)
+    assert seen[0] == pytest.approx(1.5) and seen[1] is not None and seen[1] <= 0.0
+    other = IntegrationPoint("other", clock=FakeClock(), timeout=Timeout(attempt=9.0))
+    p.call(lambda: seen.append(other.observer().start()[1]))  # another clock's deadline: not its
+    assert seen[2] == 9.0
+
+
+def test_an_adopted_first_attempt_is_counted_as_one() -> None:
+    """Execution.adopt: work begun outside begin() fails once, is not retried when told so, and counts one attempt."""
+    clock = FakeClock()
+    p = IntegrationPoint("db", clock=clock, retry=Retry(attempts=3, budget=None))
+    ex = p.execution("connect")
+    ex.adopt(ex.start)
+    clock.advance(0.25)
+    assert ex.failure(TRANSIENT.with_retry(False)) is None
+    ex.end_failure(TRANSIENT)
+    s = p.stats()
+    assert (s.calls, s.failures, s.attempts, s.retries) == (1, 1, 1, 0) and ex.attempts == 1

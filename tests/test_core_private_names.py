@@ -8,10 +8,10 @@ any ``X._name`` with such a name, where ``X`` is not ``self`` or ``cls``
 (those are the module's own objects), or ``getattr(X, "_name")``, is a
 violation.
 
-:data:`ALLOWED` lists the violations left when the core's public entry
-(issue 12) landed: the SQLAlchemy and gRPC integrations move to it next,
-and each entry goes with its last use. The test fails on a violation not
-listed and on an entry that no longer matches anything.
+:data:`ALLOWED` would list violations tolerated while an integration
+moves to the public entry; it is empty (issue 12: every integration now
+reaches the core through public names) and must stay so. The test fails
+on a violation not listed and on an entry that no longer matches anything.
 
 Run: ``.venv/bin/python -m pytest tests/test_core_private_names.py``.
 """
@@ -29,20 +29,8 @@ from seawall.testing import full_pipeline_point
 ROOT = Path(__file__).resolve().parent.parent
 SCANNED = ("interceptors", "storage")
 
-# (file, name): why it is still there. Empty these, never add to them.
-ALLOWED: dict[tuple[str, str], str] = {
-    ("interceptors/sqlalchemy.py", "_permits"): "use point.permits",
-    ("interceptors/sqlalchemy.py", "_first_timeout"): "use observer().first_timeout",
-    ("interceptors/sqlalchemy.py", "_max_wait"): "use point.bulkhead.max_wait",
-    ("interceptors/sqlalchemy.py", "_now"): "use observer().now",
-    ("interceptors/sqlalchemy.py", "_slow"): "observer().counted decides",
-    ("interceptors/sqlalchemy.py", "_fast_ok"): "use observer().counted",
-    ("interceptors/sqlalchemy.py", "_budget_tick"): "observer().counted ticks the budget",
-    ("interceptors/sqlalchemy.py", "_budget_next"): "observer().counted ticks the budget",
-    ("interceptors/sqlalchemy.py", "_record_cancel"): "use observer().cancelled",
-    ("interceptors/sqlalchemy.py", "_adopt_first"): "use observer().failed / an Execution",
-    ("interceptors/sqlalchemy.py", "_ticket"): "use observer().failed / an Execution",
-}
+# (file, name): why it is still there. Empty, and never added to.
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def private_names() -> set[str]:
@@ -116,7 +104,8 @@ def test_the_scan_covers_the_integrations_and_storage() -> None:
     """Every integration and storage module is read (and no generated protobuf module)."""
     scanned = {p.relative_to(ROOT).as_posix() for p in scanned_files()}
     for expected in ("interceptors/httpx.py", "interceptors/httpx2.py",
-                     "interceptors/sqlalchemy.py", "interceptors/_grpc_commit.py",
+                     "interceptors/sqlalchemy.py", "interceptors/_sqlalchemy_statements.py",
+                     "interceptors/_sqlalchemy_connections.py", "interceptors/_grpc_commit.py",
                      "interceptors/_grpc_sync.py", "interceptors/_grpc_aio.py",
                      "storage/_recorder.py"):
         assert expected in scanned, expected
@@ -141,10 +130,10 @@ def test_the_public_entry_exists() -> None:
     """What the allowlist's reasons point to is public: permits, observer, run, arun, execution."""
     point = full_pipeline_point("entry")
     observer = point.observer()
-    for name in ("now", "first_timeout", "admit", "succeeded", "counted", "failed",
+    for name in ("now", "first_timeout", "start", "admit", "succeeded", "counted", "failed",
                  "cancelled", "release"):
         assert hasattr(observer, name), name
     assert point.permits is not None
-    assert isinstance(point.execution("op"), Execution)
+    assert isinstance(point.execution("op"), Execution) and callable(Execution.adopt)
     assert callable(IntegrationPoint.run) and callable(IntegrationPoint.arun)
     assert isinstance(observer, Observer) and point.observer() is observer

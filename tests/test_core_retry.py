@@ -130,15 +130,16 @@ def test_server_hint_of_zero_retries_at_once() -> None:
 
 
 def test_retries_stop_before_the_next_wait_overruns_the_total_deadline() -> None:
-    """With 1 s total and 0.4 s waits, attempts run at 0, 0.4, 0.8 s and then stop."""
+    """With 1 s total and waits 0.1, 0.4, 1.6 s, attempts run at 0, 0.1, 0.5 s and then stop."""
     clock = FakeClock()
-    p = point(Retry(attempts=10, backoff=Backoff.constant(0.4), budget=None), clock=clock,
+    growing = Backoff.exponential(initial=0.1, multiplier=4.0, maximum=10.0, jitter="none")
+    p = point(Retry(attempts=4, backoff=growing, budget=None), clock=clock,
               timeout=Timeout(total=1.0))
     fn = AlwaysFails()
     with pytest.raises(ConnectionError) as info:
         p.call(fn)
     assert fn.calls == 3
-    assert clock.sleeps == [0.4, 0.4]
+    assert clock.sleeps == [0.1, 0.4]
     assert "would pass the deadline" in info.value.__notes__[0]
     assert p.stats().rejections["deadline"] == 1
 

@@ -270,7 +270,7 @@ def test_overslept_wait_still_raises_the_original_exception() -> None:
     """If a retry wait overshoots the total deadline, the caller still gets the original error."""
     clock = OversleepingClock()
     p = IntegrationPoint("t", clock=clock, timeout=Timeout(total=1.0),
-                         retry=Retry(attempts=5, backoff=Backoff.constant(0.4), budget=None))
+                         retry=Retry(attempts=3, backoff=Backoff.constant(0.4), budget=None))
     raised: list[Exception] = []
 
     def down() -> None:

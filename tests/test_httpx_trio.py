@@ -44,8 +44,8 @@ def point(**kw: Any) -> seawall.IntegrationPoint:
 
 
 def permits(p: seawall.IntegrationPoint) -> Any:
-    assert p._permits is not None
-    return p._permits
+    assert p.permits is not None
+    return p.permits
 
 
 async def trio_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -24,7 +24,8 @@ JSON_KEYS = {"point", "calls", "successes", "failures", "retries", "rejected", "
              "p99_ms", "breaker_state"}
 JSON_ORDER = ("point", "calls", "successes", "failures", "retries", "rejected", "cancelled",
               "fallbacks", "timeouts", "failures_by_category", "rejections_by_reason", "p50_ms",
-              "p95_ms", "p99_ms", "mean_ms", "breaker_state", "window_seconds")
+              "p95_ms", "p99_ms", "mean_ms", "breaker_state", "injected_calls",
+              "injected_failures", "window_seconds")
 
 
 @pytest.fixture

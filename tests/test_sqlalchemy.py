@@ -297,7 +297,7 @@ def test_uninstrument_removes_every_hook(engine: sa.Engine) -> None:
     held = engine.connect()  # holds a bulkhead permit across uninstrument
     sw_sa.uninstrument(engine)
     assert all(not event.contains(engine, name, fn) for name, fn in listeners)
-    assert point._permits is not None and point._permits.active == 0
+    assert point.permits is not None and point.permits.active == 0
     held.close()
     with engine.connect() as conn:
         conn.exec_driver_sql("SELECT 1")
@@ -325,7 +325,7 @@ def test_bulkhead_bounds_concurrent_checkouts(engine: sa.Engine) -> None:
     first.close()
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT 1").scalar() == 1
-    assert point._permits is not None and point._permits.active == 0
+    assert point.permits is not None and point.permits.active == 0
     assert point.stats().rejections["bulkhead"] == 1
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import seawall
 from seawall.interceptors import sqlalchemy as sw_sa
-from seawall.interceptors._sqlalchemy_timeouts import STATE_ATTR
+from seawall.interceptors._sqlalchemy_state import STATE_ATTR
 from tests.postgres import PostgresServer
 
 

@@ -31,7 +31,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 import seawall
 from seawall.interceptors import sqlalchemy as sw_sa
 from seawall.interceptors._sqlalchemy_classify import STATEMENT_TIMEOUT_MARK
-from seawall.interceptors._sqlalchemy_timeouts import _pg_duration_ms, looks_dead
+from seawall.interceptors._sqlalchemy_connections import looks_dead
+from seawall.interceptors._sqlalchemy_timeouts import _pg_duration_ms
 
 
 def full_point(name: str = "db", **kw: Any) -> seawall.IntegrationPoint:

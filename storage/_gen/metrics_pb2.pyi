@@ -147,6 +147,8 @@ class Stats(_message.Message):
     P95_MS_FIELD_NUMBER: _builtins.int
     P99_MS_FIELD_NUMBER: _builtins.int
     MEAN_MS_FIELD_NUMBER: _builtins.int
+    INJECTED_CALLS_FIELD_NUMBER: _builtins.int
+    INJECTED_FAILURES_FIELD_NUMBER: _builtins.int
     calls: _builtins.int
     successes: _builtins.int
     failures: _builtins.int
@@ -161,6 +163,11 @@ class Stats(_message.Message):
     p95_ms: _builtins.float
     p99_ms: _builtins.float
     mean_ms: _builtins.float
+    injected_calls: _builtins.int
+    """Fault injection (seawall.Chaos), apart from every count above: calls whose last
+    attempt was injected, and those of them that failed.
+    """
+    injected_failures: _builtins.int
     @_builtins.property
     def failures_by_category(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Failed calls by category: transient, timeout, rate_limited, unavailable, permanent."""
@@ -186,10 +193,12 @@ class Stats(_message.Message):
         p95_ms: _builtins.float = ...,
         p99_ms: _builtins.float = ...,
         mean_ms: _builtins.float = ...,
+        injected_calls: _builtins.int = ...,
+        injected_failures: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "cancelled", b"cancelled", "failures", b"failures", "failures_by_category", b"failures_by_category", "fallbacks", b"fallbacks", "mean_ms", b"mean_ms", "p50_ms", b"p50_ms", "p95_ms", b"p95_ms", "p99_ms", b"p99_ms", "rejected", b"rejected", "rejections_by_reason", b"rejections_by_reason", "retries", b"retries", "successes", b"successes", "timeouts", b"timeouts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "cancelled", b"cancelled", "failures", b"failures", "failures_by_category", b"failures_by_category", "fallbacks", b"fallbacks", "injected_calls", b"injected_calls", "injected_failures", b"injected_failures", "mean_ms", b"mean_ms", "p50_ms", b"p50_ms", "p95_ms", b"p95_ms", "p99_ms", b"p99_ms", "rejected", b"rejected", "rejections_by_reason", b"rejections_by_reason", "retries", b"retries", "successes", b"successes", "timeouts", b"timeouts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

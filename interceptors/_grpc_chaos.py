@@ -1,0 +1,141 @@
+"""Fault injection in the gRPC interceptors and channel wrappers: an injected status.
+
+A point with :class:`seawall.Chaos` gets, per attempt, a send that asks
+``point.chaos.inject(execution)`` first (the public entry of integrations
+that drive attempts themselves; it marks the attempt as injected) and
+answers with gRPC's own shape of a failure: a finished call whose status is
+
+* ``Chaos.result``: a ``grpc.StatusCode`` (or ``(code, details)``), as the
+  server would have answered (``UNAVAILABLE``, ``RESOURCE_EXHAUSTED``...);
+* ``Chaos.fault``: ``UNAVAILABLE`` with the fault's text, what gRPC reports
+  when the connection fails (a fault with its own ``code()``, a
+  ``grpc.RpcError`` made by the test, keeps that code);
+* latency past the attempt's timeout: ``DEADLINE_EXCEEDED`` after waiting
+  that long (shorter latency is waited, then the RPC is sent).
+
+The status is classified by the point's status table like a real one, so
+retries, the breaker and the fallback react as to a real outage. Waits go
+through the point's clock. Without chaos the send is the mounting's own:
+one ``None`` check per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from seawall import Execution
+
+from ._grpc_aio_status import DoneCall, Status
+from ._grpc_refusals import FailedCall
+from ._grpc_routes import Rule
+
+Send = Callable[[Any, Any, "float | None", int], Any]
+AioSend = Callable[[Any, Any, "float | None", int], Awaitable[Any]]
+
+_UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
+_DEADLINE = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class InjectedCall(FailedCall):
+    """A finished sync call that failed with an injected status (also its ``grpc.RpcError``)."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self._code = code
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def debug_error_string(self) -> str:
+        return self._details
+
+    def __repr__(self) -> str:
+        return f"InjectedCall({self._code.name}, {self._details!r})"
+
+
+def status_of(result: Any) -> tuple[grpc.StatusCode, str]:
+    """The status of an injected ``Chaos.result``: a ``grpc.StatusCode`` or ``(code, details)``."""
+    if isinstance(result, grpc.StatusCode):
+        return result, f"seawall: injected status {result.name}"
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], grpc.StatusCode):
+        return result[0], str(result[1])
+    raise TypeError(f"seawall: Chaos.result for gRPC must be a grpc.StatusCode or "
+                    f"(code, details), got {result!r}")
+
+
+def fault_status(fault: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status of an injected ``Chaos.fault``: its own ``code()``, else ``UNAVAILABLE``."""
+    code = getattr(fault, "code", None)
+    if callable(code):
+        found = code()
+        if isinstance(found, grpc.StatusCode):
+            return found, f"seawall: injected {fault!r}"
+    return _UNAVAILABLE, f"seawall: injected fault {fault!r}"
+
+
+def chaos_send(rule: Rule, ex: Execution, send: Send) -> Send:
+    """``send`` with the point's fault injection for the attempts of ``ex`` (sync)."""
+    chaos = rule.point.chaos
+    if chaos is None:
+        return send
+    clock = rule.point.clock
+
+    def attempt(args: Any, request: Any, timeout: float | None, number: int) -> Any:
+        injection = chaos.inject(ex)
+        if injection is None:
+            return send(args, request, timeout, number)
+        latency = injection.latency
+        if latency:
+            if timeout is not None and latency >= timeout:
+                clock.sleep(timeout)
+                return InjectedCall(_DEADLINE, f"seawall: injected latency of {latency:g} s")
+            clock.sleep(latency)
+            if timeout is not None:
+                timeout -= latency
+        if injection.fault is not None:
+            return InjectedCall(*fault_status(injection.fault))
+        if injection.has_result:
+            return InjectedCall(*status_of(injection.result))
+        return send(args, request, timeout, number)
+
+    return attempt
+
+
+def _done(code: grpc.StatusCode, details: str) -> DoneCall:
+    return DoneCall(None, Status(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details, details))
+
+
+def aio_chaos_send(rule: Rule, ex: Execution, send: AioSend) -> AioSend:
+    """``send`` with the point's fault injection for the attempts of ``ex`` (grpc.aio)."""
+    chaos = rule.point.chaos
+    if chaos is None:
+        return send
+    clock = rule.point.clock
+
+    async def attempt(args: Any, request: Any, timeout: float | None, number: int) -> Any:
+        injection = chaos.inject(ex)
+        if injection is None:
+            return await send(args, request, timeout, number)
+        latency = injection.latency
+        if latency:
+            if timeout is not None and latency >= timeout:
+                await clock.asleep(timeout)
+                return _done(_DEADLINE, f"seawall: injected latency of {latency:g} s")
+            await clock.asleep(latency)
+            if timeout is not None:
+                timeout -= latency
+        if injection.fault is not None:
+            return _done(*fault_status(injection.fault))
+        if injection.has_result:
+            return _done(*status_of(injection.result))
+        return await send(args, request, timeout, number)
+
+    return attempt
