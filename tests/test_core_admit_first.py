@@ -62,7 +62,7 @@ def test_none_takes_and_counts_nothing_when_the_attempt_cannot_start() -> None:
     p.circuit.reset()
     assert p.stats().calls == 0
     # fault injection on: attempts go through an Execution, as in the shells
-    chaotic = IntegrationPoint("svc", clock=clock, chaos=seawall.Chaos(fault_rate=1.0),
+    chaotic = IntegrationPoint("svc", clock=clock, chaos=seawall.Chaos(latency_rate=1.0, latency=0.01),
                                bulkhead=Bulkhead(max_concurrent=1))
     assert chaotic.admit_first() is None
     assert chaotic.permits is not None and chaotic.permits.active == 0
