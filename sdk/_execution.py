@@ -320,7 +320,9 @@ def admit_first(point: IntegrationPoint,
     refuses, no time is left, no permit is free) or the point injects faults
     (``Chaos``: its attempts go through an Execution, as in the shells): then
     take the general path, ``point.execution(operation, deadline=deadline)``,
-    which admits again, waits or refuses, and counts.
+    which admits again, waits or refuses, and counts. It mirrors the shells'
+    inline first attempt (``_async_shell.arun``): a policy that joins one
+    joins both.
     """
     if point.chaos is not None:
         return None
