@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 
+from ._grpc_aio_hedge import hedged_unary, hedges
 from ._grpc_aio_streams import StreamCall, StreamStreamCall, UnaryStreamCall
 from ._grpc_aio_unary import single, unary
 from ._grpc_chaos import aio_chaos_send
@@ -77,6 +78,10 @@ class AioUnaryUnary(_Base, _UU):
         rule = self._lookup(client_call_details.method)
         if rule is None:
             return await continuation(client_call_details, request)
+        if hedges(rule):
+            return await hedged_unary(rule, operation_name(client_call_details.method),
+                                      client_call_details.timeout, _send,
+                                      (continuation, client_call_details), request, False)
         ex = rule.execution(operation_name(client_call_details.method),
                             client_call_details.timeout)
         send = _send if rule.point.chaos is None else aio_chaos_send(rule, ex, _send)

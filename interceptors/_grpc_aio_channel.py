@@ -20,6 +20,7 @@ import grpc.aio
 from seawall import DeadlineExceeded, RejectedError
 
 from ._grpc_aio_call import UnaryCall, send
+from ._grpc_aio_hedge import hedged_unary, hedges
 from ._grpc_aio_status import DoneCall
 from ._grpc_aio_streams import StreamStreamCall, UnaryStreamCall
 from ._grpc_aio_unary import refused, send_raised, single, unary
@@ -40,15 +41,22 @@ else:
     _SSCallable = grpc.aio.StreamStreamMultiCallable
 
 
+def _not_inline(deadline: float | None) -> None:
+    """``admit_first`` of a method whose attempts are never started inline (hedged)."""
+    return None
+
+
 class _UnaryUnary(Wrapped, _UUCallable):
     # what the hot path reads, bound once per stub method (UnaryCall reads the last two); the
     # sync wrapper binds the same: the two multicallables differ in every other step
-    __slots__ = ("_admit", "_now", "_succeeded")
+    __slots__ = ("_admit", "_hedged", "_now", "_succeeded")
 
     def __init__(self, rule: Rule, inner: Any, method: str) -> None:
         super().__init__(rule, inner, method)
         point = rule.point
-        self._admit = point.admit_first
+        self._hedged = hedges(rule)
+        # a hedged method never starts attempt 1 inline: its calls take the general path
+        self._admit = _not_inline if self._hedged else point.admit_first
         self._now = point.clock.now
         self._succeeded = point.observer().succeeded
 
@@ -62,8 +70,8 @@ class _UnaryUnary(Wrapped, _UUCallable):
         first = self._admit(deadline)
         inner = self._inner
         args = (inner, metadata, credentials, wait_for_ready, compression)
-        if first is None:  # the breaker refuses, no time, no permit, chaos: the loop decides
-            return self._general(args, request, deadline)
+        if first is None:  # the breaker refuses, no time, no token or permit, chaos, hedging
+            return self._general(args, request, timeout, deadline)
         call = UnaryCall(self._rule, None, args, request, self, deadline, first)
         try:
             if metadata is None and credentials is None and wait_for_ready is None \
@@ -86,20 +94,28 @@ class _UnaryUnary(Wrapped, _UUCallable):
         attempt.add_done_callback(call._first_done)
         return call
 
-    def _general(self, args: tuple[Any, ...], request: Any, deadline: float | None) -> Any:
+    def _general(self, args: tuple[Any, ...], request: Any, timeout: float | None,
+                 deadline: float | None) -> Any:
         """A call whose attempt 1 could not start at once (the breaker refused, no time was
-        left, no permit was free) or whose point injects faults: admitted again through an
-        Execution, which waits or refuses."""
+        left, no token or permit was free), or whose point injects faults, or a hedged one:
+        admitted again through an Execution, which waits or refuses."""
         rule = self._rule
-        ex = rule.point.execution(self._operation, deadline=deadline)
+        point = rule.point
+        ex = point.execution(self._operation, deadline=deadline)
         call = UnaryCall(rule, ex, args, request)
+        if self._hedged:  # parallel attempts: a driver task
+            call._drive(hedged_unary(rule, self._operation, timeout, send, args, request, True))
+            return call
         permits = rule.permits
-        if rule.point.chaos is not None:  # fault injection: every attempt through the loop
+        if point.chaos is not None:  # fault injection: every attempt through the loop
             call._drive(unary(rule, ex, aio_chaos_send(rule, ex, send), args, request, None,
                               True))
             return call
-        if permits is not None and not permits.try_acquire():
-            call._drive(unary(rule, ex, send, args, request, None, True))  # wait, or refuse
+        pacing = point.pacing
+        # a server's pause, a rate limit, a full bulkhead: the general path waits, or refuses
+        if (pacing is not None and pacing.until > ex.start) or point.bucket is not None or \
+                (permits is not None and not permits.try_acquire()):
+            call._drive(unary(rule, ex, send, args, request, None, True))
             return call
         try:
             attempt_timeout = ex.begin()

@@ -48,7 +48,14 @@ AioSend = Callable[[Any, Any, "float | None", int], Awaitable[Any]]
 
 async def admit(rule: Rule, ex: Execution) -> float | None:
     """Begin an attempt and take a bulkhead permit; raises the seawall refusal."""
-    timeout = ex.begin()
+    timeout = ex.begin(True)
+    if ex.wait > 0.0:  # a server's pause or a rate-limit token (sans-IO: waited here)
+        try:
+            await rule.point.clock.asleep(ex.wait)
+        except asyncio.CancelledError:
+            ex.withdraw()
+            ex.cancelled()
+            raise
     permits = rule.permits
     if permits is not None and not permits.try_acquire():
         try:

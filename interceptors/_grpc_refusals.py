@@ -1,4 +1,4 @@
-"""Local refusals that are also gRPC errors: the breaker, the bulkhead, no time left.
+"""Local refusals that are also gRPC errors: breaker, bulkhead, rate limit, no time left.
 
 A refusal never touches the network and reaches the caller the way a gRPC
 failure does. In sync gRPC it is a finished, failed call (an ``RpcError``
@@ -20,6 +20,7 @@ from seawall import (
     BulkheadFullError,
     CircuitOpenError,
     DeadlineExceeded,
+    RateLimitedError,
     RejectedError,
     SeawallError,
 )
@@ -61,7 +62,7 @@ class Finished:
 
 
 class _Refusal:
-    """What the six refusal classes share: the message, the reason and the seawall fields."""
+    """What the eight refusal classes share: the message, the reason and the seawall fields."""
 
     _status: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
     _reason = "rejected"
@@ -70,7 +71,8 @@ class _Refusal:
     def _adopt(self, source: SeawallError) -> None:
         self._message = str(source)
         cast(Exception, self).args = (self._message,)
-        for name in ("point", "operation", "retry_after", "retry_at", "max_concurrent", "timeout"):
+        for name in ("point", "operation", "retry_after", "retry_at", "max_concurrent", "timeout",
+                     "reason"):
             if hasattr(source, name):
                 setattr(self, name, getattr(source, name))
 
@@ -183,6 +185,19 @@ class DeadlineExceededRpcError(DeadlineExceeded, _SyncRefusal):
         self._adopt(source)
 
 
+class RateLimitedRpcError(RateLimitedError, _SyncRefusal):
+    """The rate limit or a server's pause refused a sync call: a :class:`seawall.RateLimitedError`
+    and a gRPC error (``code()`` ``RESOURCE_EXHAUSTED``; trailer ``seawall-rejected:
+    rate_limit`` or ``paused``)."""
+
+    _status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    _reason = "rate_limit"
+
+    def __init__(self, source: RateLimitedError) -> None:
+        self._reason = source.reason
+        self._adopt(source)
+
+
 class AioCircuitOpenRpcError(CircuitOpenError, _AioRefusal):
     """The breaker refused a grpc.aio call: a :class:`seawall.CircuitOpenError` that is also a
     ``grpc.aio.AioRpcError`` (``code()`` ``UNAVAILABLE``, trailer ``seawall-rejected: breaker``)."""
@@ -216,13 +231,26 @@ class AioDeadlineExceededRpcError(DeadlineExceeded, _AioRefusal):
         self._adopt(source)
 
 
+class AioRateLimitedRpcError(RateLimitedError, _AioRefusal):
+    """The rate limit or a server's pause refused a grpc.aio call: a
+    :class:`seawall.RateLimitedError` that is also an ``AioRpcError`` (``RESOURCE_EXHAUSTED``)."""
+
+    _status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    _reason = "rate_limit"
+
+    def __init__(self, source: RateLimitedError) -> None:
+        self._reason = source.reason
+        self._adopt(source)
+
+
 _SYNC_KINDS: tuple[tuple[type[SeawallError], Any], ...] = (
     (CircuitOpenError, CircuitOpenRpcError), (BulkheadFullError, BulkheadFullRpcError),
-    (DeadlineExceeded, DeadlineExceededRpcError),
+    (DeadlineExceeded, DeadlineExceededRpcError), (RateLimitedError, RateLimitedRpcError),
 )
 _AIO_KINDS: tuple[tuple[type[SeawallError], Any], ...] = (
     (CircuitOpenError, AioCircuitOpenRpcError), (BulkheadFullError, AioBulkheadFullRpcError),
     (DeadlineExceeded, AioDeadlineExceededRpcError),
+    (RateLimitedError, AioRateLimitedRpcError),
 )
 
 

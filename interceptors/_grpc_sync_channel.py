@@ -27,6 +27,7 @@ from ._grpc_replay import replayable
 from ._grpc_routes import RoutedChannel, Router, Rule, Wrapped
 from ._grpc_status import with_attempt
 from ._grpc_sync_future import RetryingFuture
+from ._grpc_sync_hedge import hedged_blocking, hedges
 from ._grpc_sync_streams import ResponseStream
 from ._grpc_sync_unary import PAIR, VALUE, Shape, blocking, send_raised
 
@@ -61,6 +62,11 @@ def _send_blocking(args: tuple[Any, ...], request: Any, timeout: float | None,
                   credentials, wait_for_ready, compression)
     except grpc.RpcError as err:
         return err
+
+
+def _not_inline(deadline: float | None) -> None:
+    """``admit_first`` of a method whose attempts are never started inline (hedged)."""
+    return None
 
 
 def _finish(out: Any) -> Any:
@@ -106,12 +112,14 @@ class _Shapes(Wrapped):
 
 class _UnaryUnary(_Shapes, _UUCallable):
     # what the hot path reads, bound once per stub method
-    __slots__ = ("_admit", "_judged", "_now", "_succeeded")
+    __slots__ = ("_admit", "_hedged", "_judged", "_now", "_succeeded")
 
     def __init__(self, rule: Rule, inner: Any, method: str) -> None:
         super().__init__(rule, inner, method)
         point = rule.point
-        self._admit = point.admit_first
+        self._hedged = hedges(rule)
+        # a hedged method never starts attempt 1 inline: its calls take the general path
+        self._admit = _not_inline if self._hedged else point.admit_first
         self._now = point.clock.now
         self._succeeded = point.observer().succeeded
         # whether a successful response must be shown to the point's result rules
@@ -126,7 +134,10 @@ class _UnaryUnary(_Shapes, _UUCallable):
         deadline = None if timeout is None else self._now() + timeout
         first = self._admit(deadline)
         rule = self._rule
-        if first is None:  # the breaker refuses, no time, no permit, chaos: the loop decides
+        if first is None:  # the breaker refuses, no time, no token or permit, chaos, hedging
+            if self._hedged:  # parallel attempts, as futures
+                return hedged_blocking(rule, self._operation, timeout, self._inner, request,
+                                       metadata, credentials, wait_for_ready, compression)
             ex = rule.point.execution(self._operation, deadline=deadline)
             out = blocking(rule, ex, chaos_send(rule, ex, _send_blocking),
                            (self._inner, metadata, credentials, wait_for_ready, compression),

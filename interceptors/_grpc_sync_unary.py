@@ -172,7 +172,14 @@ def blocking(rule: Rule, ex: Execution, send: Send, args: Any, request: Any,
     while True:
         if out is _UNSENT:
             try:
-                timeout = ex.begin()
+                timeout = ex.begin(True)
+                if ex.wait > 0.0:  # a server's pause or a rate-limit token (sans-IO: waited here)
+                    try:
+                        rule.point.clock.sleep(ex.wait)
+                    except BaseException:
+                        ex.withdraw()
+                        ex.cancelled()
+                        raise
                 if permits is not None and not permits.try_acquire() \
                         and not permits.acquire(rule.max_wait):
                     raise ex.bulkhead_rejected()

@@ -164,6 +164,12 @@ async def _aread_within(
     return await _aread_body(response, limit, deadline, point)
 
 
+def _bodiless(request: httpx.Request) -> bool:  # async only
+    """Whether ``request`` sends no body (so parallel attempts share nothing but the URL)."""
+    headers = request.headers
+    return "transfer-encoding" not in headers and headers.get("content-length", "0") == "0"
+
+
 class _AsyncCall(Call):
     """A watched request's attempt: sends, and remembers the response it got."""
 
@@ -317,6 +323,12 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             resendable = (request.method in IDEMPOTENT_METHODS
                           and IDEMPOTENT_EXTENSION not in extensions) \
                 or is_idempotent(request, options.retry_non_idempotent)
+            if point.hedge is not None and resendable and _bodiless(request):  # async only
+                # hedged: parallel attempts of a request with nothing to send twice
+                hedged: httpx.Response = await point.ahedged(
+                    send, operation, None, options.exceptions[True], options.results[True],
+                    _adiscard)
+                return hedged
             # arguments by position: the cheapest call of the core's shell
             response: httpx.Response = await point.arun(
                 send, operation, None, options.exceptions[resendable],

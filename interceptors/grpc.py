@@ -77,9 +77,11 @@ from ._grpc_refusals import (
     AioBulkheadFullRpcError,
     AioCircuitOpenRpcError,
     AioDeadlineExceededRpcError,
+    AioRateLimitedRpcError,
     BulkheadFullRpcError,
     CircuitOpenRpcError,
     DeadlineExceededRpcError,
+    RateLimitedRpcError,
 )
 from ._grpc_routes import DEFAULT_REQUEST_BUFFER, Route, Router
 from ._grpc_status import (
@@ -163,12 +165,14 @@ __all__ = [
     "AioBulkheadFullRpcError",
     "AioCircuitOpenRpcError",
     "AioDeadlineExceededRpcError",
+    "AioRateLimitedRpcError",
     "BulkheadFullRpcError",
     "CircuitOpenRpcError",
     "DEFAULT_REQUEST_BUFFER",
     "DeadlineExceededRpcError",
     "PUSHBACK_TRAILER",
     "REJECTED_TRAILER",
+    "RateLimitedRpcError",
     "Route",
     "STATUS_TABLE",
     "Target",

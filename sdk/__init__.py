@@ -16,6 +16,7 @@ from ._errors import (
     CircuitOpenError,
     ConfigurationError,
     DeadlineExceeded,
+    RateLimitedError,
     RejectedError,
     ResultFailure,
     SeawallError,
@@ -25,8 +26,10 @@ from ._events import (
     BreakerTransition,
     CallEvent,
     Event,
+    HedgeEvent,
     RejectionEvent,
     RetryEvent,
+    WaitEvent,
     add_hook,
     remove_hook,
 )
@@ -36,11 +39,14 @@ from ._observer import Observer
 from ._otel import otel_metrics
 from ._point import IntegrationPoint
 from ._policies import (
+    AdaptiveBulkhead,
     Backoff,
     Bulkhead,
     Chaos,
     CircuitBreaker,
     Fallback,
+    Hedge,
+    RateLimit,
     Retry,
     RetryBudget,
     Timeout,
@@ -48,6 +54,7 @@ from ._policies import (
 from ._recording import persist_metrics
 
 __all__ = [
+    "AdaptiveBulkhead",
     "AttemptEvent",
     "Backoff",
     "BreakerState",
@@ -67,9 +74,13 @@ __all__ = [
     "Event",
     "Execution",
     "Fallback",
+    "Hedge",
+    "HedgeEvent",
     "IntegrationPoint",
     "Observer",
     "PointStats",
+    "RateLimit",
+    "RateLimitedError",
     "RejectedError",
     "RejectionEvent",
     "ResultFailure",
@@ -79,6 +90,7 @@ __all__ = [
     "SeawallError",
     "SystemClock",
     "Timeout",
+    "WaitEvent",
     "add_hook",
     "load_points",
     "otel_metrics",

@@ -1,7 +1,8 @@
 """The async shell: ``IntegrationPoint.arun``, waiting with asyncio or trio.
 
 The shell is only the waiting around the decisions: it admits an attempt
-(:meth:`Execution.begin`, then a bulkhead permit, waited for), runs it
+(:meth:`Execution.begin`, then the wait it asks for: a server's pause or a
+rate-limit token, then a bulkhead permit, waited for), runs it
 under its deadline, reports the outcome (:meth:`Execution.failure` answers
 with a delay or a stop), waits the delay, and ends the call through
 :mod:`._fallback`. Counting is the ledger's (:mod:`._ledger`).
@@ -25,7 +26,8 @@ fallback's value, which is typed ``Any`` (a :class:`seawall.Fallback`
 holds any value) where the caller expects the attempt's type.
 
 The first attempt is the hot path: it is admitted inline (breaker state,
-then a free bulkhead permit) and takes no :class:`Execution` unless it
+no server pause, a rate-limit token if one is free, then a free bulkhead
+permit) and takes no :class:`Execution` unless it
 fails or must wait; its success costs the ledger one lock-free step.
 """
 
@@ -51,6 +53,7 @@ from ._execution import (
     Execution,
     deadline_error,  # async only
     first_limit,
+    first_refund,
     open_error,
 )
 from ._fallback import aanswer, afinish_failure, afinish_rejection
@@ -127,8 +130,14 @@ async def arun(
     chaos = self.chaos
     # the call's Execution: made only once the first attempt fails or cannot start at once
     ex: Execution | None = None
-    if chaos is not None or (timeout is not None and timeout <= 0.0) or \
-            (permits is not None and not permits.try_acquire()):
+    pacing = self._pacing  # a server's pause in force, or no free token: the general path
+    bucket = self._bucket
+    admitted = chaos is None and (timeout is None or timeout > 0.0) and \
+        (pacing is None or pacing.until <= t0) and (bucket is None or bucket.try_take(t0))
+    if admitted and permits is not None and not permits.try_acquire():
+        admitted = False
+        first_refund(self)
+    if not admitted:
         if circuit is not None:
             circuit.release(ticket)  # the loop admits it again, and waits or refuses
         ex = Execution(self, operation, deadline, t0)
@@ -141,15 +150,25 @@ async def arun(
     while True:
         if ex is not None:  # every attempt but a first one admitted at once
             try:
-                timeout = ex.begin()
+                timeout = ex.begin(True)
+                if ex.wait > 0.0:  # a server's pause, a rate-limit token: wait, holding nothing
+                    try:
+                        await self.clock.asleep(ex.wait)
+                    except BaseException:  # cancelled while waiting
+                        ex.withdraw()
+                        ex.cancelled()
+                        raise
                 if permits is not None:
                     try:
                         got = await permits.acquire_async(self._max_wait)
                     except BaseException:  # cancelled while waiting
+                        ex.withdraw()
                         ex.cancelled()
                         raise
                     if not got:
                         raise ex.bulkhead_rejected()
+                    if self._max_wait > 0.0:  # it may have queued: its latency counts from now
+                        ex.attempt_start = now()
             except (RejectedError, DeadlineExceeded) as rejection:  # refused, or no time left
                 if last is not None:
                     ex.stop_reason = f"retry refused: {rejection}"

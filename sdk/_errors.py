@@ -7,7 +7,8 @@ The whole tree (each error's own attributes on the right)::
         ├── ConfigurationError (ValueError)   a policy built with a bad value
         ├── RejectedError                     reason: refused before reaching the dependency
         │   ├── CircuitOpenError              reason "breaker"; retry_after, retry_at
-        │   └── BulkheadFullError             reason "bulkhead"; max_concurrent
+        │   ├── BulkheadFullError             reason "bulkhead"; max_concurrent
+        │   └── RateLimitedError              reason "rate_limit" or "paused"; retry_after
         ├── DeadlineExceeded (TimeoutError)   timeout: no time left, or an attempt cut short
         └── ResultFailure                     result, classification: a failed *value*
 
@@ -86,6 +87,27 @@ class BulkheadFullError(RejectedError):
     ) -> None:
         super().__init__(message, point=point, operation=operation)
         self.max_concurrent = max_concurrent
+
+
+class RateLimitedError(RejectedError):
+    """The point would not start the attempt in time: its rate limit, or a server's pause.
+
+    ``reason`` is ``"rate_limit"`` when the :class:`seawall.RateLimit` bucket
+    had no token within ``max_wait`` (or before the call's deadline), and
+    ``"paused"`` when the dependency asked the point to slow down (server
+    pacing: a 429 / 503 ``Retry-After``, a gRPC pushback) and the pause
+    outlasts the call's deadline. ``retry_after`` is the seconds from the
+    refusal until an attempt could start.
+    """
+
+    reason = "rate_limit"
+
+    def __init__(self, message: str, *, point: str = "", operation: str = "",
+                 retry_after: float | None = None, paused: bool = False) -> None:
+        super().__init__(message, point=point, operation=operation)
+        self.retry_after = retry_after
+        if paused:
+            self.reason = "paused"
 
 
 class DeadlineExceeded(SeawallError, TimeoutError):

@@ -70,11 +70,37 @@ class RetryEvent(NamedTuple):
 
 
 class RejectionEvent(NamedTuple):
-    """A call or retry was refused locally; ``reason`` is ``breaker``, ``bulkhead``, ``budget`` or ``deadline``."""
+    """A call or retry was refused locally; ``reason`` is ``breaker``, ``bulkhead``, ``budget``,
+    ``deadline``, ``rate_limit`` or ``paused``."""
 
     point: str
     operation: str
     reason: str
+    time: float
+
+
+class WaitEvent(NamedTuple):
+    """An admitted attempt waits ``delay`` seconds before it starts.
+
+    ``reason`` is ``paused`` (a server asked the point to slow down: server
+    pacing) or ``rate_limit`` (its :class:`seawall.RateLimit` token).
+    """
+
+    point: str
+    operation: str
+    reason: str
+    delay: float
+    time: float
+
+
+class HedgeEvent(NamedTuple):
+    """A :class:`seawall.Hedge` started attempt number ``attempt`` (``won`` false), or that
+    attempt answered the call (``won`` true)."""
+
+    point: str
+    operation: str
+    attempt: int
+    won: bool
     time: float
 
 
@@ -88,7 +114,8 @@ class BreakerTransition(NamedTuple):
     time: float
 
 
-Event = AttemptEvent | CallEvent | RetryEvent | RejectionEvent | BreakerTransition
+Event = (AttemptEvent | CallEvent | RetryEvent | RejectionEvent | BreakerTransition
+         | WaitEvent | HedgeEvent)
 Hook = Callable[[Event], None]
 
 

@@ -10,11 +10,14 @@ and the generated :mod:`._sync_shell`) do the waiting around it; the gRPC
 interceptors drive it themselves (``point.execution()``).
 
 The admission of an attempt, in pipeline order (``begin``): the total
-deadline, the circuit breaker, then the bulkhead, whose permit the shell
-takes (it may have to wait for one) and reports a refusal of with
-:meth:`Execution.bulkhead_rejected`. A policy that admits or refuses
-attempts (a rate limit, a pause after a server's pushback) joins here,
-between the breaker and the bulkhead; see ARCHITECTURE.md.
+deadline, the circuit breaker, then server pacing (a pause a server asked
+for, :mod:`._pacing`) and the rate limit (a token, :mod:`._rate_limit`),
+then the bulkhead, whose permit the shell takes (it may have to wait for
+one) and reports a refusal of with :meth:`Execution.bulkhead_rejected`.
+A pause or a token may make the attempt wait: ``begin(wait=True)`` sets
+:attr:`Execution.wait` (seconds) and the shell waits that long through the
+point's clock before taking the permit; an integration that cannot wait
+calls ``begin()``, and an attempt that would have to wait is refused.
 """
 
 from __future__ import annotations
@@ -26,7 +29,13 @@ from typing import TYPE_CHECKING
 from ._breaker import CLOSED, REJECTED, BreakerState
 from ._classify import Classification
 from ._deadline import DEADLINE
-from ._errors import BulkheadFullError, CircuitOpenError, DeadlineExceeded, RejectedError
+from ._errors import (
+    BulkheadFullError,
+    CircuitOpenError,
+    DeadlineExceeded,
+    RateLimitedError,
+    RejectedError,
+)
 
 if TYPE_CHECKING:
     from ._point import IntegrationPoint
@@ -51,6 +60,12 @@ def first_limit(point: IntegrationPoint, t0: float,
     if outer is not None and outer[1] is point._now and (limit is None or outer[0] < limit):
         limit, timeout = outer[0], outer[0] - t0
     return limit, timeout
+
+
+def first_refund(point: IntegrationPoint) -> None:
+    """Give back the token the shells' inline first attempt took (its bulkhead was full)."""
+    if point._bucket is not None:
+        point._bucket.refund()
 
 
 def open_error(point: IntegrationPoint, operation: str, now: float) -> CircuitOpenError:
@@ -94,6 +109,8 @@ class Execution:
 
     Attributes: ``attempts`` (begun so far), ``attempt_start`` and
     ``attempt_deadline`` (of the current attempt; ``None``: unbounded),
+    ``wait`` (seconds the current attempt waits before it starts: a server's
+    pause, a rate-limit token),
     ``start`` and ``deadline`` (of the call), ``stop_reason`` (why retries
     stopped early, ``""`` otherwise), ``injected`` (true when fault injection,
     :class:`seawall.Chaos`, shaped the current attempt: its outcome is then
@@ -101,8 +118,8 @@ class Execution:
     """
 
     __slots__ = (
-        "_ticket", "attempt_deadline", "attempt_start", "attempts", "deadline", "injected",
-        "last_delay", "operation", "point", "start", "stop_reason",
+        "_ticket", "_token", "attempt_deadline", "attempt_start", "attempts", "deadline",
+        "injected", "last_delay", "operation", "point", "start", "stop_reason", "wait",
     )
 
     def __init__(self, point: IntegrationPoint, operation: str, deadline: float | None = None,
@@ -126,6 +143,8 @@ class Execution:
         self.stop_reason = ""
         self.injected = False
         self._ticket = REJECTED  # the breaker's ticket of the current attempt
+        self._token = False  # the current attempt holds a rate-limit token not yet used
+        self.wait = 0.0
 
     def _adopt_first(self, start: float, ticket: int) -> None:
         """Take over a first attempt that a shell began without an Execution."""
@@ -139,12 +158,17 @@ class Execution:
             return None
         return max(0.0, self.deadline - self.point._now())
 
-    def begin(self) -> float | None:
+    def begin(self, wait: bool = False) -> float | None:
         """Admit the next attempt; returns its timeout in seconds (``None``: unbounded).
 
-        Raises :class:`DeadlineExceeded` when the total deadline has passed and
-        :class:`CircuitOpenError` when the breaker refuses. Takes no bulkhead
-        permit: the shell does, and reports a refusal with :meth:`bulkhead_rejected`.
+        Raises :class:`DeadlineExceeded` when the total deadline has passed,
+        :class:`CircuitOpenError` when the breaker refuses and
+        :class:`RateLimitedError` when a server's pause or the rate limit
+        would hold the attempt past its deadline or ``RateLimit.max_wait``
+        (or at all, without ``wait``). With ``wait``, :attr:`wait` is the
+        seconds to wait before the attempt starts; its timeout counts from
+        then. Takes no bulkhead permit: the shell does, and reports a
+        refusal with :meth:`bulkhead_rejected`.
         """
         point = self.point
         now = point._now()
@@ -162,6 +186,11 @@ class Execution:
                 point._ledger.rejected(self.operation, "breaker")
                 raise open_error(point, self.operation, now)
             self._ticket = ticket
+        self.wait = 0.0
+        self._token = False
+        if point._pacing is not None or point._bucket is not None:
+            self.wait = self._pace(now, wait)
+            now += self.wait
         self.attempts += 1
         self.attempt_start = now
         timeout = point._attempt_timeout
@@ -171,11 +200,59 @@ class Execution:
         self.attempt_deadline = None if timeout is None else now + timeout
         return timeout
 
+    def _pace(self, now: float, can_wait: bool) -> float:
+        """Server pacing, then the rate limit: the wait before the attempt, or a refusal."""
+        point = self.point
+        pacing, bucket = point._pacing, point._bucket
+        paused = pacing.remaining(now) if pacing is not None else 0.0
+        if paused > 0.0 and not can_wait:
+            raise self._refuse(now, paused, True, "paused by the server")
+        token = 0.0
+        if bucket is not None:
+            got = bucket.reserve(now + paused, bucket.max_wait if can_wait else 0.0)
+            if got is None:
+                after = paused + bucket.wait_for(now + paused)
+                raise self._refuse(now, after, False, "rate limit reached")
+            token = got
+            self._token = True
+        total = paused + token
+        if total > 0.0 and self.deadline is not None and now + total >= self.deadline:
+            if bucket is not None:
+                bucket.refund()
+                self._token = False
+            raise self._refuse(now, total, paused >= token,
+                               f"the wait of {total:.3f} s would pass the deadline")
+        if total > 0.0:
+            point._ledger.waited(self.operation, paused, token)
+        return total
+
+    def _refuse(self, now: float, after: float, paused: bool, why: str) -> RateLimitedError:
+        """Undo the breaker's admission, count the refusal, return its error."""
+        point = self.point
+        if point.circuit is not None:
+            point.circuit.release(self._ticket)
+        self._ticket = REJECTED
+        error = RateLimitedError(
+            f"{point.name}: {self.operation} refused, {why} (next start in {after:.3f} s)",
+            point=point.name, operation=self.operation, retry_after=after, paused=paused,
+        )
+        point._ledger.rejected(self.operation, error.reason)
+        return error
+
+    def withdraw(self) -> None:
+        """The admitted attempt will not start (cancelled while waiting): give its token back."""
+        if self._token:
+            self._token = False
+            bucket = self.point._bucket
+            if bucket is not None:
+                bucket.refund()
+
     def bulkhead_rejected(self) -> BulkheadFullError:
         """The admitted attempt found no bulkhead permit: undo admission, count, return the error."""
         point = self.point
         if point.circuit is not None:
             point.circuit.release(self._ticket)
+        self.withdraw()
         self.attempts -= 1
         point._ledger.rejected(self.operation, "bulkhead")
         limit = point.permits.max_concurrent if point.permits is not None else 0
@@ -210,6 +287,8 @@ class Execution:
         ledger.attempt_failed(self.operation, self.attempts, now - self.attempt_start, now, c,
                               self._ticket, self.injected)
         self._ticket = REJECTED  # recorded: a later cancel has no trial permit to give back
+        if c.delay is not None and point._pacing is not None:
+            point._pacing.note(now, c.delay)  # every caller of the point holds off, not only this one
         retry = point.retry
         if retry is None or not c.retry:
             return None
@@ -311,13 +390,15 @@ def admit_first(point: IntegrationPoint,
     ``NO_TICKET`` without one), works out the attempt's ``timeout`` (as
     :meth:`Execution.begin` would: the attempt and total timeouts, the
     caller's absolute ``deadline``, an enclosing seawall deadline) and takes
-    a free bulkhead permit, which the caller gives back when the attempt
+    a rate-limit token if the point has one (no server pause may be in force)
+    and a free bulkhead permit, which the caller gives back when the attempt
     ends. Then exactly one of: ``point.observer().succeeded(operation,
     start, ticket)``; ``point.execution(operation, deadline=deadline,
     first=(start, ticket))`` to report a failure or a cancellation and go on
     (retry, end) as with any execution. Returns ``None``, having taken and
     counted nothing, when the attempt cannot start at once (the breaker
-    refuses, no time is left, no permit is free) or the point injects faults
+    refuses, no time is left, a server's pause is in force, no token or
+    permit is free) or the point injects faults
     (``Chaos``: its attempts go through an Execution, as in the shells): then
     take the general path, ``point.execution(operation, deadline=deadline)``,
     which admits again, waits or refuses, and counts. It mirrors the shells'
@@ -343,8 +424,17 @@ def admit_first(point: IntegrationPoint,
             if circuit is not None:
                 circuit.release(ticket)
             return None
+    pacing = point._pacing  # a server's pause in force, or no free token: the general path
+    bucket = point._bucket
+    if (pacing is not None and pacing.until > now) or \
+            (bucket is not None and not bucket.try_take(now)):
+        if circuit is not None:
+            circuit.release(ticket)
+        return None
     permits = point.permits
     if permits is not None and not permits.try_acquire():
+        if bucket is not None:
+            bucket.refund()
         if circuit is not None:
             circuit.release(ticket)
         return None

@@ -32,9 +32,11 @@ from ._events import (
     AttemptEvent,
     BreakerTransition,
     CallEvent,
+    HedgeEvent,
     HookSet,
     RejectionEvent,
     RetryEvent,
+    WaitEvent,
     emit,
     log,
 )
@@ -68,6 +70,15 @@ class PointStats(NamedTuple):
     = ``successes + failures + injected_failures + rejected + cancelled``;
     ``injected_attempts`` counts the attempts an injection shaped (also in
     ``attempts``).
+    ``paused_waits`` counts attempts that waited for a server's pause to end
+    (server pacing), ``rate_limit_waits`` attempts that waited for a token
+    of the :class:`seawall.RateLimit`; refusals of either are under
+    ``rejections["paused"]`` and ``rejections["rate_limit"]``.
+    ``concurrency_limit`` is the bulkhead's limit when the snapshot was taken
+    (an :class:`seawall.AdaptiveBulkhead`'s moves: its learned limit, which a
+    latency probe halves for two windows now and then), ``None`` without one.
+    ``hedges`` counts the extra attempts a :class:`seawall.Hedge` started,
+    ``hedges_won`` the calls whose answer came from one of them.
     """
 
     calls: int
@@ -83,9 +94,14 @@ class PointStats(NamedTuple):
     timeouts: int = 0
     injected_attempts: int = 0
     injected_failures: int = 0
+    paused_waits: int = 0
+    rate_limit_waits: int = 0
+    concurrency_limit: int | None = None
+    hedges: int = 0
+    hedges_won: int = 0
 
 
-REJECTION_REASONS = ("breaker", "bulkhead", "budget", "deadline")
+REJECTION_REASONS = ("breaker", "bulkhead", "budget", "deadline", "rate_limit", "paused")
 
 
 class Ledger:
@@ -97,9 +113,9 @@ class Ledger:
 
     __slots__ = (
         "_attempts", "_base_calls", "_base_ok", "_by_category", "_calls", "_cancelled",
-        "_failures", "_fallbacks", "_injected_attempts", "_injected_failures", "_ok",
-        "_rejected", "_rejections", "_retries", "_step",
-        "_successes", "_timeouts", "budget", "circuit", "hooks", "lock", "name", "never_slow", "now",
+        "_extra", "_failures", "_fallbacks", "_injected_attempts", "_injected_failures", "_ok",
+        "_rejected", "_rejections", "_retries", "_step", "_successes", "_timeouts", "budget",
+        "circuit", "hooks", "lock", "name", "never_slow", "now", "sampler",
         "slow",
     )
 
@@ -119,6 +135,8 @@ class Ledger:
         self._step = self._ok.step
         self._calls = 0
         self.budget = BudgetRuntime(budget, self.total_calls)
+        # told (now, latency) of each success and timed-out attempt: an adaptive limit's input
+        self.sampler: Callable[[float, float], None] | None = None
         self.reset()
 
     # -- the success path ------------------------------------------------------
@@ -128,6 +146,9 @@ class Ledger:
         self._step()
         if started >= self.budget.next:
             self.budget.tick(started)
+        if self.sampler is not None:
+            t = self.now()
+            self.sampler(t, t - started)
         hooks = self.hooks.hooks or GLOBAL_HOOKS.hooks
         if ticket >= 0:
             circuit = self.circuit
@@ -152,7 +173,7 @@ class Ledger:
             circuit = self.circuit
             if circuit is not None and not (circuit.clean and self.never_slow):
                 return False
-        if self.hooks.hooks or GLOBAL_HOOKS.hooks:
+        if self.hooks.hooks or GLOBAL_HOOKS.hooks or self.sampler is not None:
             return False
         self._step()
         if started >= self.budget.next:
@@ -182,6 +203,8 @@ class Ledger:
         """
         now = self.now()
         duration = now - attempt_start
+        if self.sampler is not None:
+            self.sampler(now, duration)
         if self.circuit is not None:
             self.circuit.record(ticket, now, False, duration >= self.slow)
         if injected and start >= self.budget.next:
@@ -206,6 +229,8 @@ class Ledger:
         Its value was returned (it cannot be taken back); the breaker counts a
         slow call, the counters and the attempt's event a ``timeout``.
         """
+        if self.sampler is not None:
+            self.sampler(now, now - attempt_start)
         circuit = self.circuit
         if circuit is not None and ticket >= 0:
             circuit.record(ticket, now, False, True)
@@ -232,6 +257,8 @@ class Ledger:
         ``injected``: fault injection made the failure; the breaker counts it
         as any other, the counters apart (``injected_attempts``, no timeout).
         """
+        if self.sampler is not None and c.category is Category.TIMEOUT:
+            self.sampler(now, duration)
         if self.circuit is not None:
             self.circuit.record(ticket, now, c.breaker, c.breaker and duration >= self.slow)
         with self.lock:
@@ -260,6 +287,29 @@ class Ledger:
         hooks = self.hooks.hooks + GLOBAL_HOOKS.hooks
         if hooks:
             emit(hooks, RejectionEvent(self.name, operation, reason, _wall()))
+
+    def waited(self, operation: str, paused: float, rate_limited: float) -> None:
+        """An admitted attempt will start after a server's pause and/or a rate-limit token (seconds)."""
+        with self.lock:
+            if paused > 0.0:
+                self._extra[0] += 1
+            if rate_limited > 0.0:
+                self._extra[1] += 1
+        hooks = self.hooks.hooks + GLOBAL_HOOKS.hooks
+        if hooks:
+            wall = _wall()
+            if paused > 0.0:
+                emit(hooks, WaitEvent(self.name, operation, "paused", paused, wall))
+            if rate_limited > 0.0:
+                emit(hooks, WaitEvent(self.name, operation, "rate_limit", rate_limited, wall))
+
+    def hedged(self, operation: str, attempt: int, won: bool = False) -> None:
+        """A hedge started attempt number ``attempt`` (``won``: that attempt answered the call)."""
+        with self.lock:
+            self._extra[3 if won else 2] += 1
+        hooks = self.hooks.hooks + GLOBAL_HOOKS.hooks
+        if hooks:
+            emit(hooks, HedgeEvent(self.name, operation, attempt, won, _wall()))
 
     def refused_call(self, operation: str, fallback: bool) -> None:
         """A new call refused by the breaker, counted at once (the decorator's outage path).
@@ -349,6 +399,8 @@ class Ledger:
                 rejections=dict(self._rejections), timeouts=self._timeouts,
                 injected_attempts=self._injected_attempts,
                 injected_failures=self._injected_failures,
+                paused_waits=self._extra[0], rate_limit_waits=self._extra[1],
+                hedges=self._extra[2], hedges_won=self._extra[3],
             )
 
     def reset(self) -> None:
@@ -362,3 +414,4 @@ class Ledger:
             self._by_category: dict[str, int] = {c.value: 0 for c in Category
                                                  if c is not Category.CANCELLED}
             self._rejections: dict[str, int] = dict.fromkeys(REJECTION_REASONS, 0)
+            self._extra = [0, 0, 0, 0]  # paused, rate limited, hedges sent, hedges won

@@ -31,8 +31,10 @@ from ._errors import ConfigurationError
 from ._events import (
     AttemptEvent,
     CallEvent,
+    HedgeEvent,
     RejectionEvent,
     RetryEvent,
+    WaitEvent,
     add_hook,
     remove_hook,
 )
@@ -118,6 +120,12 @@ class _Instruments:
         self.rejections = meter.create_counter(
             "seawall.rejections", unit="{rejection}",
             description="Calls and retries refused locally, by reason")
+        self.hedges = meter.create_counter(
+            "seawall.hedges", unit="{attempt}",
+            description="Hedges started (outcome sent) and calls a hedge answered (outcome won)")
+        self.waits = meter.create_counter(
+            "seawall.waits", unit="{attempt}",
+            description="Attempts that waited before starting, by reason (paused, rate_limit)")
         self.call_duration = meter.create_histogram(
             "seawall.call.duration", unit="s",
             description="Duration of calls that reached the dependency, every attempt and "
@@ -136,6 +144,9 @@ class _Instruments:
         meter.create_observable_up_down_counter(
             "seawall.bulkhead.in_flight", callbacks=[self._in_flight], unit="{call}",
             description="Calls holding (or handed) a bulkhead permit")
+        meter.create_observable_gauge(
+            "seawall.bulkhead.limit", callbacks=[self._limits], unit="{call}",
+            description="The bulkhead's concurrency limit (an adaptive one moves)")
 
     def _breakers(self, _options: CallbackOptions) -> Iterable[Observation]:
         handle = self.active
@@ -165,6 +176,20 @@ class _Instruments:
             permits = point.permits
             if permits is not None:
                 total[point.name] = total.get(point.name, 0) + int(permits.active)
+        return [Observation(v, {POINT: name}) for name, v in sorted(total.items())]
+
+
+    def _limits(self, _options: CallbackOptions) -> Iterable[Observation]:
+        handle = self.active
+        if handle is None:
+            return []
+        from opentelemetry.metrics import Observation
+
+        total: dict[str, int] = {}
+        for point in live_points():
+            limit = point.stats().concurrency_limit if point.permits is not None else None
+            if limit is not None:
+                total[point.name] = total.get(point.name, 0) + limit
         return [Observation(v, {POINT: name}) for name, v in sorted(total.items())]
 
 
@@ -301,6 +326,7 @@ class OtelMetrics:
         attempts: dict[tuple[Any, ...], int] = {}
         retries: dict[tuple[Any, ...], int] = {}
         rejections: dict[tuple[Any, ...], int] = {}
+        extras: dict[tuple[Any, ...], int] = {}  # hedges and waits
         folded: dict[str, int] = {}
         for ev in events:
             kind = ev.__class__
@@ -348,6 +374,11 @@ class OtelMetrics:
             elif kind is RejectionEvent:
                 key = ("j", ev.point, operation_of(ev.point, ev.operation), ev.reason)
                 rejections[key] = rejections.get(key, 0) + 1
+            elif kind is HedgeEvent or kind is WaitEvent:
+                what = ("won" if ev.won else "sent") if kind is HedgeEvent else ev.reason
+                key = ("h" if kind is HedgeEvent else "w", ev.point,
+                       operation_of(ev.point, ev.operation), what)
+                extras[key] = extras.get(key, 0) + 1
         # one add per series per drain: the SDK's cost no longer grows with the calls
         for key, count in calls.items():
             ins.calls.add(count, attrs.get(key) or self._call_attrs(key))
@@ -364,6 +395,12 @@ class OtelMetrics:
             if found is None:
                 found = attrs[key] = {POINT: key[1], OPERATION: key[2], REASON: key[3]}
             ins.rejections.add(count, found)
+        for key, count in extras.items():
+            found = attrs.get(key)
+            if found is None:
+                label = OUTCOME if key[0] == "h" else REASON
+                found = attrs[key] = {POINT: key[1], OPERATION: key[2], label: key[3]}
+            (ins.hedges if key[0] == "h" else ins.waits).add(count, found)
         for point, count in folded.items():
             self._folded[point] = self._folded.get(point, 0) + count
             ins.folded.add(count, {POINT: point})
@@ -434,11 +471,14 @@ def otel_metrics(meter_provider: MeterProvider | None = None, *, max_operations:
     OpenTelemetry and nothing listens to the events.
 
     Instruments (meter ``seawall``): counters ``seawall.calls``,
-    ``seawall.attempts``, ``seawall.retries``, ``seawall.rejections``;
+    ``seawall.attempts``, ``seawall.retries``, ``seawall.rejections``,
+    ``seawall.hedges`` (``outcome`` sent / won), ``seawall.waits`` (``reason``
+    paused / rate_limit);
     histograms ``seawall.call.duration`` and ``seawall.attempt.duration``
     in seconds (advised boundaries :data:`DURATION_BOUNDARIES`, 100 µs to
     60 s); the gauge ``seawall.breaker.state`` (0 closed, 1 half-open, 2
-    open); the up-down gauge ``seawall.bulkhead.in_flight``; the counter
+    open); the up-down gauge ``seawall.bulkhead.in_flight`` and the gauge
+    ``seawall.bulkhead.limit``; the counter
     ``seawall.otel.folded_calls``. Attributes: ``seawall.point``,
     ``seawall.operation``, and where they apply ``seawall.outcome``
     (``success``, ``failure``, ``rejected``, ``cancelled``, ``fallback``),

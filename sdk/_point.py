@@ -6,8 +6,13 @@ it from the point's policies::
     fallback               _fallback.py     the answer when the call fails or is refused
     total deadline         _execution.py    Timeout.total, the caller's and any enclosing one
     retry (+ budget)       _execution.py    Retry, Backoff; RetryBudget in _budget.py
+      or hedge             _hedge.py        Hedge (async calls): parallel attempts, each one
+                                            admitted by every step below, on the same budget
     circuit breaker        _breaker.py      admits each attempt; judges its outcome
+    server pacing          _pacing.py       a server's Retry-After / pushback pauses every caller
+    rate limit             _rate_limit.py   RateLimit: a token per attempt, waited for by the shell
     bulkhead               _bulkhead.py     a permit per attempt, waited for by the shell
+                           _adaptive.py     AdaptiveBulkhead: the same permits, a limit that moves
     attempt timeout        _execution.py    Timeout.attempt, handed to the attempt
     fault injection        _chaos.py        Chaos (off unless given): wraps the attempt
     the call               the shells       _async_shell.py (arun), _sync_shell.py (run)
@@ -33,6 +38,7 @@ import random
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, overload
 
+from ._adaptive import AdaptiveRuntime
 from ._async_shell import arun as _arun
 from ._breaker import REJECTED, BreakerRuntime, BreakerState
 from ._bulkhead import BulkheadRuntime, Permits
@@ -50,9 +56,23 @@ from ._errors import ConfigurationError
 from ._events import HookSet
 from ._execution import Execution
 from ._execution import admit_first as _admit_first
+from ._hedge import ahedged, sync_refusal
+from ._hedge_futures import hedge_futures
 from ._ledger import Ledger, PointStats
 from ._observer import Observer
-from ._policies import Bulkhead, Chaos, CircuitBreaker, Fallback, Retry, Timeout
+from ._pacing import Pacing
+from ._policies import (
+    AdaptiveBulkhead,
+    Bulkhead,
+    Chaos,
+    CircuitBreaker,
+    Fallback,
+    Hedge,
+    RateLimit,
+    Retry,
+    Timeout,
+)
+from ._rate_limit import TokenBucket
 from ._registry import register as _register
 from ._sync_shell import run as _run
 from ._validation import check_point as _check_point
@@ -82,26 +102,39 @@ class IntegrationPoint:
         *,
         retry: Retry | None = None,
         breaker: CircuitBreaker | None = None,
-        bulkhead: Bulkhead | None = None,
+        bulkhead: Bulkhead | AdaptiveBulkhead | None = None,
         timeout: Timeout | None = None,
         fallback: Fallback | None = None,
         classifier: Classifier | None = None,
         clock: Clock | None = None,
         rand: Callable[[], float] | None = None,
         chaos: Chaos | None = None,
+        rate_limit: RateLimit | None = None,
+        server_pacing: bool = True,
+        hedge: Hedge | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"IntegrationPoint.name must be a non-empty string, got {name!r}")
         for field, value, kind in (
             ("retry", retry, Retry), ("breaker", breaker, CircuitBreaker),
-            ("bulkhead", bulkhead, Bulkhead), ("timeout", timeout, Timeout),
+            ("timeout", timeout, Timeout),
             ("fallback", fallback, Fallback), ("classifier", classifier, Classifier),
             ("chaos", chaos, Chaos),
+            ("rate_limit", rate_limit, RateLimit), ("hedge", hedge, Hedge),
         ):
             if value is not None and not isinstance(value, kind):
                 raise ConfigurationError(
                     f"IntegrationPoint.{field} must be a {kind.__name__} or None, got {value!r}"
                 )
+        if bulkhead is not None and not isinstance(bulkhead, (Bulkhead, AdaptiveBulkhead)):
+            raise ConfigurationError(
+                f"IntegrationPoint.bulkhead must be a Bulkhead, an AdaptiveBulkhead or None, "
+                f"got {bulkhead!r}"
+            )
+        if not isinstance(server_pacing, bool):
+            raise ConfigurationError(
+                f"IntegrationPoint.server_pacing must be True or False, got {server_pacing!r}"
+            )
         self.name = name
         self.retry = retry
         self.breaker = breaker
@@ -127,16 +160,32 @@ class IntegrationPoint:
             BreakerRuntime(breaker, self._on_transition) if breaker is not None else None
         )
         """The breaker's runtime (state, ``force_open()``, ``reset()``...), ``None`` without one."""
-        self.permits: Permits | None = (
-            BulkheadRuntime(bulkhead.max_concurrent) if bulkhead is not None else None
+        self.rate_limit = rate_limit
+        self.hedge = hedge
+        """The :class:`seawall.Hedge` of async calls (``acall``, decorated ``async def``), or ``None``."""
+        self.pacing: Pacing | None = (
+            Pacing(retry.max_server_delay if retry is not None else 30.0) if server_pacing else None
         )
+        """Server pacing's pause (``until``, ``remaining(now)``, ``resume()``); ``None`` when off."""
+        self._pacing = self.pacing
+        self.bucket: TokenBucket | None = (
+            TokenBucket(rate_limit, self._now()) if rate_limit is not None else None
+        )
+        """The rate limit's token bucket, shared by threads and event loops; ``None`` without one."""
+        self._bucket = self.bucket
+        self.permits: Permits | None = None
         """The bulkhead's permits, shared by threads and event loops; ``None`` without one.
 
         ``try_acquire()``, ``acquire(timeout)``, ``await acquire_async(timeout)``
-        and ``release()`` (see :class:`~seawall._bulkhead.BulkheadRuntime`), for
-        integrations that hold a permit across work of their own (a pooled
+        and ``release()`` (see :class:`~seawall._bulkhead.BulkheadRuntime`; an
+        :class:`~seawall._adaptive.AdaptiveRuntime` for an adaptive bulkhead),
+        for integrations that hold a permit across work of their own (a pooled
         connection); a refusal is counted through an :class:`Execution`.
         """
+        if isinstance(bulkhead, AdaptiveBulkhead):
+            self.permits = AdaptiveRuntime(bulkhead, self._now())
+        elif bulkhead is not None:
+            self.permits = BulkheadRuntime(bulkhead.max_concurrent)
         self._max_wait = bulkhead.max_wait if bulkhead is not None else 0.0
         self._attempt_timeout = timeout.attempt if timeout is not None else None
         self._first_timeout: float | None = None  # the first attempt's limit: min(attempt, total)
@@ -145,6 +194,8 @@ class IntegrationPoint:
         self._ledger = Ledger(name, self._now, self.hooks, self.circuit,
                               breaker.slow_call_duration if breaker is not None else None,
                               retry.budget if retry is not None else None)
+        if isinstance(self.permits, AdaptiveRuntime):
+            self._ledger.sampler = self.permits.sample  # the limit learns from each outcome
         self._observer: Observer | None = None
         self.chaos: ChaosRuntime | None = ChaosRuntime(chaos) if chaos is not None else None
         """Fault injection (``enable()``, ``disable()``, ``draw()``), ``None`` without ``chaos=``.
@@ -174,7 +225,12 @@ class IntegrationPoint:
 
     def stats(self) -> PointStats:
         """A consistent snapshot of this point's counters."""
-        return self._ledger.stats()
+        stats = self._ledger.stats()
+        permits = self.permits
+        if permits is not None:
+            limit = permits.limit if isinstance(permits, AdaptiveRuntime) else permits.max_concurrent
+            stats = stats._replace(concurrency_limit=limit)
+        return stats
 
     def reset_stats(self) -> None:
         """Zero the in-memory counters (breaker and budget state are untouched)."""
@@ -221,6 +277,14 @@ class IntegrationPoint:
         """Decorate ``fn`` (``def`` or ``async def``); signature and metadata are kept."""
         operation = getattr(fn, "__qualname__", None) or repr(fn)
         if inspect.iscoroutinefunction(fn):
+            if self.hedge is not None:
+                hedged = ahedged
+
+                @functools.wraps(fn)
+                async def hedged_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                    return await hedged(self, lambda _t: fn(*args, **kwargs), operation)
+
+                return hedged_wrapper
             arun = self.arun
 
             @functools.wraps(fn)
@@ -228,6 +292,8 @@ class IntegrationPoint:
                 return await arun(lambda _t: fn(*args, **kwargs), operation)
 
             return async_wrapper
+        if self.hedge is not None:
+            raise sync_refusal(self, f"{operation}()")
         run = self.run
 
         @functools.wraps(fn)
@@ -237,17 +303,30 @@ class IntegrationPoint:
         return wrapper
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Call ``fn(*args, **kwargs)`` through the pipeline (sync)."""
+        """Call ``fn(*args, **kwargs)`` through the pipeline (sync; not with a hedge)."""
+        if self.hedge is not None:
+            raise sync_refusal(self, "call()")
         return self.run(lambda _t: fn(*args, **kwargs), getattr(fn, "__qualname__", "call"))
 
     async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Await ``fn(*args, **kwargs)`` through the pipeline (async)."""
+        """Await ``fn(*args, **kwargs)`` through the pipeline (async; hedged with a hedge)."""
+        if self.hedge is not None:
+            return await ahedged(self, lambda _t: fn(*args, **kwargs),
+                                 getattr(fn, "__qualname__", "acall"))
         return await self.arun(lambda _t: fn(*args, **kwargs), getattr(fn, "__qualname__", "acall"))
 
     # -- the public entry of integrations ------------------------------------------
 
     run = _run
     arun = _arun
+    ahedged = ahedged
+    """``await point.ahedged(attempt, operation, deadline=None, classify_exception=None,
+    classify_result=None, discard=None)``: ``arun`` with the point's :class:`seawall.Hedge`
+    (asyncio; only for idempotent work). See :func:`seawall._hedge.ahedged`."""
+    hedge_futures = hedge_futures
+    """``point.hedge_futures(ex, start, judge) -> (future, classification | None)``: the
+    point's :class:`seawall.Hedge` in the calling thread over attempts that are futures
+    (sync gRPC ``.future()``). See :func:`seawall._hedge_futures.hedge_futures`."""
 
     def execution(self, operation: str, *, deadline: float | None = None,
                   first: tuple[float, int] | None = None) -> Execution:

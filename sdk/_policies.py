@@ -430,3 +430,125 @@ class Chaos:
             raise ConfigurationError(f"Chaos.seed must be an integer or None, got {self.seed!r}")
         if not isinstance(self.enabled, bool):
             raise ConfigurationError(f"Chaos.enabled must be True or False, got {self.enabled!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimit:
+    """At most ``rate`` attempts per second, in bursts of up to ``burst``: a token bucket.
+
+    The bucket holds ``burst`` tokens (``None``: ``max(1, ceil(rate))``, one
+    second's worth) and refills at ``rate`` tokens per second; each attempt
+    (first call, retry or hedge) takes one. An attempt that finds the bucket
+    empty waits for its token, in arrival order, up to ``max_wait`` seconds
+    (and never past the call's deadline); beyond that it is refused with
+    :class:`seawall.RateLimitedError`, whose ``retry_after`` says when a token
+    will be free. One bucket per point, shared by every thread and event loop.
+    """
+
+    rate: float
+    burst: int | None = None
+    max_wait: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rate, bool) or not isinstance(self.rate, (int, float)) \
+                or not (0 < self.rate < math.inf):
+            raise ConfigurationError(
+                f"RateLimit.rate must be a finite number > 0 (attempts per second), got {self.rate!r}"
+            )
+        if self.burst is None:
+            object.__setattr__(self, "burst", max(1, math.ceil(self.rate)))
+        else:
+            _check_int("RateLimit", "burst", self.burst, 1)
+        _check_seconds("RateLimit", "max_wait", self.max_wait)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdaptiveBulkhead:
+    """A concurrency limit that follows the dependency's latency, between ``minimum`` and ``maximum``.
+
+    Used as ``IntegrationPoint(bulkhead=AdaptiveBulkhead(...))``: like
+    :class:`Bulkhead`, each attempt holds a permit, callers beyond the limit
+    wait up to ``max_wait`` seconds (first come, first served) and then get
+    :class:`seawall.BulkheadFullError`; one limit is shared by threads and
+    event loops. The limit starts at ``initial`` and moves with every window
+    of attempt latencies, after Netflix's Gradient2 (the formula and its
+    constants are in ``seawall._adaptive``): it shrinks when latency rises
+    above ``tolerance`` times the lowest latency seen (the dependency is
+    queueing), and grows while it does not. ``smoothing`` (0, 1] is the
+    share of each new estimate taken at once. Read the current limit from
+    ``point.stats().concurrency_limit`` or ``point.permits.max_concurrent``.
+    """
+
+    initial: int = 16
+    minimum: int = 1
+    maximum: int = 256
+    max_wait: float = 0.0
+    tolerance: float = 1.1
+    smoothing: float = 0.2
+
+    def __post_init__(self) -> None:
+        owner = "AdaptiveBulkhead"
+        _check_int(owner, "minimum", self.minimum, 1)
+        _check_int(owner, "maximum", self.maximum, 1)
+        _check_int(owner, "initial", self.initial, 1)
+        if self.maximum < self.minimum:
+            raise ConfigurationError(
+                f"{owner}.maximum must be >= minimum ({self.minimum!r}), got {self.maximum!r}"
+            )
+        if not (self.minimum <= self.initial <= self.maximum):
+            raise ConfigurationError(
+                f"{owner}.initial must be within [minimum, maximum] = "
+                f"[{self.minimum!r}, {self.maximum!r}], got {self.initial!r}"
+            )
+        _check_seconds(owner, "max_wait", self.max_wait)
+        if isinstance(self.tolerance, bool) or not isinstance(self.tolerance, (int, float)) \
+                or not (1.0 <= self.tolerance < math.inf):
+            raise ConfigurationError(
+                f"{owner}.tolerance must be a finite number >= 1, got {self.tolerance!r}"
+            )
+        _check_rate(owner, "smoothing", self.smoothing)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hedge:
+    """Send another attempt when the first has not answered within ``delay`` seconds.
+
+    After gRFC A6's hedging policy and Polly's hedging strategy: if no
+    attempt has answered ``delay`` seconds after the last one started, one
+    more starts, up to ``max_extra`` extra attempts (1 to 10); the first
+    answer that is not a failure wins and every other attempt is cancelled.
+    A failure whose category is in ``on`` (by default: any failure the
+    classifier marks retryable) starts the next hedge at once; any other
+    failure ends the call. Hedges are withdrawn from the retry budget (no
+    hedge when it is spent), each one is an attempt for the breaker, the
+    bulkhead and the rate limit (taken without waiting: a hedge that cannot
+    start at once is not sent), a server's delay hint (``Retry-After``,
+    pushback) stops further hedges, and the total deadline bounds them all.
+    With a hedge, a call makes at most ``1 + max_extra`` attempts (a
+    :class:`Retry` lends its budget, not its attempts). Only for idempotent
+    work: the dependency may see every attempt. Async only (decorated
+    ``async def`` functions and :meth:`IntegrationPoint.acall`, under
+    asyncio); decorating a ``def`` or calling :meth:`IntegrationPoint.call`
+    through a hedged point raises :class:`seawall.ConfigurationError`.
+    """
+
+    delay: float
+    max_extra: int = 1
+    on: Collection[Category | str] | None = None
+
+    def __post_init__(self) -> None:
+        _check_seconds("Hedge", "delay", self.delay)
+        _check_int("Hedge", "max_extra", self.max_extra, 1)
+        if self.max_extra > 10:
+            raise ConfigurationError(f"Hedge.max_extra must be <= 10, got {self.max_extra!r}")
+        if self.on is not None:
+            try:
+                if isinstance(self.on, (str, bytes)):
+                    raise TypeError
+                on = frozenset(Category(c) for c in self.on)
+            except (ValueError, TypeError):
+                raise ConfigurationError(
+                    f"Hedge.on must hold categories ({[c.value for c in Category]}) or be None, "
+                    f"got {self.on!r}"
+                ) from None
+            object.__setattr__(self, "on", on)

@@ -37,12 +37,18 @@ class TouchedPoint(NamedTuple):
     stats: PointStats
 
 
+_GAUGES = frozenset({"concurrency_limit"})  # PointStats fields that are levels, not counts
+
+
 def _minus(now: PointStats, before: PointStats | None) -> PointStats:
     if before is None:
         return now
     values: list[Any] = []
     for field in PointStats._fields:
         a, b = getattr(now, field), getattr(before, field)
+        if field in _GAUGES:  # a level, not a count: the value now
+            values.append(a)
+            continue
         values.append({k: v - b.get(k, 0) for k, v in a.items()} if isinstance(a, dict) else a - b)
     return PointStats(*values)
 

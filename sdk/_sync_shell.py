@@ -23,6 +23,7 @@ from ._errors import DeadlineExceeded, RejectedError
 from ._execution import (
     Execution,
     first_limit,
+    first_refund,
     open_error,
 )
 from ._fallback import answer, finish_failure, finish_rejection
@@ -97,8 +98,14 @@ def run(
     chaos = self.chaos
     # the call's Execution: made only once the first attempt fails or cannot start at once
     ex: Execution | None = None
-    if chaos is not None or (timeout is not None and timeout <= 0.0) or \
-            (permits is not None and not permits.try_acquire()):
+    pacing = self._pacing  # a server's pause in force, or no free token: the general path
+    bucket = self._bucket
+    admitted = chaos is None and (timeout is None or timeout > 0.0) and \
+        (pacing is None or pacing.until <= t0) and (bucket is None or bucket.try_take(t0))
+    if admitted and permits is not None and not permits.try_acquire():
+        admitted = False
+        first_refund(self)
+    if not admitted:
         if circuit is not None:
             circuit.release(ticket)  # the loop admits it again, and waits or refuses
         ex = Execution(self, operation, deadline, t0)
@@ -111,15 +118,25 @@ def run(
     while True:
         if ex is not None:  # every attempt but a first one admitted at once
             try:
-                timeout = ex.begin()
+                timeout = ex.begin(True)
+                if ex.wait > 0.0:  # a server's pause, a rate-limit token: wait, holding nothing
+                    try:
+                        self.clock.sleep(ex.wait)
+                    except BaseException:  # cancelled while waiting
+                        ex.withdraw()
+                        ex.cancelled()
+                        raise
                 if permits is not None:
                     try:
                         got = permits.acquire(self._max_wait)
                     except BaseException:  # cancelled while waiting
+                        ex.withdraw()
                         ex.cancelled()
                         raise
                     if not got:
                         raise ex.bulkhead_rejected()
+                    if self._max_wait > 0.0:  # it may have queued: its latency counts from now
+                        ex.attempt_start = now()
             except (RejectedError, DeadlineExceeded) as rejection:  # refused, or no time left
                 if last is not None:
                     ex.stop_reason = f"retry refused: {rejection}"

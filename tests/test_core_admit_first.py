@@ -110,3 +110,23 @@ def test_many_threads_keep_the_permits_and_the_counts() -> None:
         t.join()
     assert permits.active == 0
     assert p.stats().successes == sum(admitted) > 0
+
+
+def test_a_server_pause_or_an_empty_bucket_sends_the_call_to_the_general_path() -> None:
+    """Server pacing in force, no rate-limit token: None; a token taken for an attempt that
+    then finds the bulkhead full goes back to the bucket."""
+    clock = FakeClock(10.0)
+    p = IntegrationPoint("svc", clock=clock, rate_limit=seawall.RateLimit(rate=1.0, burst=1),
+                         bulkhead=Bulkhead(max_concurrent=1))
+    assert p.pacing is not None and p.bucket is not None and p.permits is not None
+    p.pacing.note(clock.now(), 2.0)
+    assert p.admit_first() is None  # paused for 2 s
+    p.pacing.resume()
+    assert p.permits.try_acquire()
+    assert p.admit_first() is None  # no permit: the token it took is refunded
+    p.permits.release()
+    first = p.admit_first()  # the token is there again
+    assert first is not None
+    p.permits.release()
+    assert p.admit_first() is None  # the one token of the burst is spent
+    assert p.stats().calls == 0

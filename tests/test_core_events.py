@@ -218,7 +218,8 @@ def test_stats_counts_every_outcome() -> None:
         cancelled=0,
         failures_by_category={"transient": 1, "timeout": 0, "rate_limited": 0, "unavailable": 0,
                               "permanent": 1},
-        rejections={"breaker": 1, "bulkhead": 0, "budget": 0, "deadline": 0},
+        rejections={"breaker": 1, "bulkhead": 0, "budget": 0, "deadline": 0, "rate_limit": 0,
+                    "paused": 0},
     )
     assert stats.calls == stats.successes + stats.failures + stats.rejected
 

@@ -1,0 +1,275 @@
+"""Hedging: more attempts in parallel when the first is slow; the first good answer wins.
+
+:func:`ahedged` is the async shell of a point with a :class:`seawall.Hedge`,
+for decorated ``async def`` functions and :meth:`IntegrationPoint.acall`
+(asyncio). The decisions stay :class:`~._execution.Execution`'s and the
+ledger's; this module starts, watches and cancels the attempts:
+
+1. The first attempt is admitted like any (``Execution.begin(wait=True)``:
+   deadline, breaker, server pacing, rate limit, then a bulkhead permit,
+   waited for) and runs as a task.
+2. When no attempt has answered ``delay`` seconds after the last one
+   started, or at once when one fails with a non-fatal classification, a
+   hedge is started if one is left (``max_extra``), no server delay hint
+   was seen, the retry budget grants one, and the breaker, the pacing, the
+   rate limit and the bulkhead admit it *without waiting* (a hedge that
+   must wait would come too late to help).
+3. The first success wins: the other attempts are cancelled (their
+   breaker tickets given back, their failed results discarded), and the
+   call ends with that success. A fatal failure cancels the others and
+   ends the call; when every attempt has failed, the last failure ends it.
+
+Each attempt's deadline is the smaller of ``Timeout.attempt`` and what is
+left of the call's deadline; the caller's cancellation cancels every
+attempt and is never counted as a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._breaker import REJECTED
+from ._classify import Classification, ExceptionRule, ResultRule
+from ._clock import async_library
+from ._deadline import DEADLINE
+from ._errors import ConfigurationError, DeadlineExceeded, RejectedError
+from ._execution import Execution, deadline_error
+from ._fallback import afinish_failure, afinish_rejection
+
+if TYPE_CHECKING:
+    from ._point import IntegrationPoint
+
+T = TypeVar("T")
+
+
+def sync_refusal(point: IntegrationPoint, what: str) -> ConfigurationError:
+    """The error of a sync use of a hedged point (hedging needs tasks, not a thread per call)."""
+    return ConfigurationError(
+        f"{point.name}: Hedge needs async work ({what} is sync); decorate an async def or use "
+        "point.acall, or build the point without hedge= for sync callers",
+        point=point.name,
+    )
+
+
+class _Try:
+    """One running attempt: its number, breaker ticket, start and deadline."""
+
+    __slots__ = ("limit", "number", "start", "ticket")
+
+    def __init__(self, number: int, ticket: int, start: float, limit: float | None) -> None:
+        self.number = number
+        self.ticket = ticket
+        self.start = start
+        self.limit = limit
+
+
+async def _attempt(point: IntegrationPoint, attempt: Callable[[float | None], Awaitable[T]],
+                   operation: str, timeout: float | None, limit: float | None) -> T:
+    """Run one attempt under its deadline, holding a permit taken by the caller."""
+    if limit is not None:
+        DEADLINE.set((limit, point._now))  # this task's own context
+    try:
+        if timeout is None:
+            return await attempt(None)
+        try:
+            return await asyncio.wait_for(attempt(timeout), timeout)
+        except asyncio.TimeoutError:
+            raise deadline_error(point, operation, timeout) from None
+    finally:
+        if point.permits is not None:
+            point.permits.release()
+
+
+class _Hedging:
+    """The state of one hedged call (not shared)."""
+
+    def __init__(self, point: IntegrationPoint, attempt: Callable[[float | None], Awaitable[Any]],
+                 operation: str, ex: Execution, classify_exception: ExceptionRule | None,
+                 classify_result: ResultRule | None) -> None:
+        self.classify_exception = classify_exception
+        self.classify_result = classify_result
+        assert point.hedge is not None
+        self.point = point
+        self.hedge = point.hedge
+        self.attempt = attempt
+        self.operation = operation
+        self.ex = ex
+        self.tries: dict[asyncio.Future[Any], _Try] = {}
+        self.sent = 0
+        self.open = True  # more hedges may start
+        self.next_at = 0.0
+        self.last: tuple[Classification, Exception | None, Any] | None = None
+
+    def launch(self, timeout: float | None) -> None:
+        ex = self.ex
+        tr = _Try(ex.attempts, ex._ticket, ex.attempt_start, ex.attempt_deadline)
+        task = asyncio.ensure_future(
+            _attempt(self.point, self.attempt, self.operation, timeout, tr.limit))
+        self.tries[task] = tr
+        self.next_at = self.point._now() + self.hedge.delay
+
+    def hedge_now(self) -> None:
+        """Start a hedge if every rule allows it now; close hedging when none may follow."""
+        point, ex = self.point, self.ex
+        if not self.open or self.sent >= self.hedge.max_extra:
+            self.open = False
+            return
+        ledger = point._ledger
+        if not ledger.budget.withdraw(point._now()):
+            ledger.rejected(self.operation, "budget")
+            self.open = False
+            return
+        try:
+            timeout = ex.begin()  # no waiting: a hedge that must wait is not sent
+        except (RejectedError, DeadlineExceeded):  # counted by begin
+            self.open = False
+            return
+        permits = point.permits
+        if permits is not None and not permits.try_acquire():
+            ex.bulkhead_rejected()  # counted; its ticket and token given back
+            self.open = False
+            return
+        self.sent += 1
+        ledger.hedged(self.operation, ex.attempts)
+        self.launch(timeout)
+        if self.sent >= self.hedge.max_extra:
+            self.open = False
+
+    async def watch(self, discard: Callable[[Any], Awaitable[None] | None] | None,
+                    ) -> tuple[bool, Any]:
+        """Wait for the attempts, hedging as the rules say: ``(True, answer)`` or ``(False, None)``.
+
+        ``(False, None)``: the call failed; :attr:`last` holds its last failure.
+        """
+        point, ex, operation = self.point, self.ex, self.operation
+        ledger = point._ledger
+        while self.tries:
+            wait = max(0.0, self.next_at - point._now()) if self.open else None
+            done, _ = await asyncio.wait(self.tries, timeout=wait,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                self.hedge_now()  # the delay passed without an answer
+                continue
+            # successes first: one that failed at the same moment loses to them
+            for task in sorted(done, key=lambda t: t.exception() is not None):
+                tr = self.tries.pop(task)
+                exc = task.exception()
+                result: Any = None
+                failure: Exception | None = None
+                if exc is None:
+                    result = task.result()
+                    c = None
+                    if self.classify_result is not None or point._result_rules:
+                        c = point.classify_result(result, self.classify_result)
+                elif isinstance(exc, Exception):
+                    failure = exc
+                    c = point.classify_exception(exc, self.classify_exception)
+                else:  # a BaseException from the work: not ours to swallow
+                    raise exc
+                ex.attempt_start, ex._ticket = tr.start, tr.ticket  # the attempt told of now
+                if c is None:
+                    ex.success()
+                    if tr.number > 1:
+                        ledger.hedged(operation, tr.number, won=True)
+                    await self.cancel_all(discard)
+                    return True, result
+                now = point._now()
+                ledger.attempt_failed(operation, tr.number, now - tr.start, now, c, tr.ticket)
+                ex._ticket = REJECTED
+                if c.delay is not None:
+                    if point._pacing is not None:
+                        point._pacing.note(now, c.delay)
+                    self.open = False  # the server asked to slow down: no more hedges
+                last = self.last
+                if last is not None and last[1] is None and discard is not None:
+                    closing = discard(last[2])  # a failed result replaced by a later one
+                    if closing is not None:
+                        await closing
+                self.last = (c, failure, result)
+                if not self.non_fatal(c):
+                    ex.stop_reason = f"a {c.category.value} failure ends hedging"
+                    await self.cancel_all(discard)
+                    return False, None
+                self.hedge_now()  # a non-fatal failure: the next hedge at once
+        return False, None
+
+    def non_fatal(self, c: Classification) -> bool:
+        on = self.hedge.on
+        return c.retry if on is None else c.category in on
+
+    async def cancel_all(self, discard: Callable[[Any], Awaitable[None] | None] | None) -> None:
+        """Cancel every running attempt and wait for them; give back their breaker tickets."""
+        tries, self.tries = self.tries, {}
+        for task in tries:
+            task.cancel()
+        if tries:
+            await asyncio.wait(tries)
+        circuit = self.point.circuit
+        for task, tr in tries.items():
+            if circuit is not None:
+                circuit.release(tr.ticket)
+            if discard is not None and not task.cancelled() and task.exception() is None:
+                closing = discard(task.result())  # it finished as it was cancelled: drop it
+                if closing is not None:
+                    await closing
+
+
+async def ahedged(
+    point: IntegrationPoint,
+    attempt: Callable[[float | None], Awaitable[T]],
+    operation: str,
+    deadline: float | None = None,
+    classify_exception: ExceptionRule | None = None,
+    classify_result: ResultRule | None = None,
+    discard: Callable[[T], Awaitable[None] | None] | None = None,
+) -> T:
+    """Run ``await attempt(timeout)`` with ``point``'s :class:`seawall.Hedge` (see the module doc).
+
+    ``IntegrationPoint.ahedged``: the arguments mean what they mean for
+    ``arun``. When every attempt failed, a failed result is returned as it
+    is and an exception re-raised; refusals raise their error (or the
+    fallback answers). Each call of ``attempt`` is one attempt, in the order
+    they start (number them to tell the dependency: ``seawall-attempt``).
+    """
+    if async_library() != "asyncio":
+        raise ConfigurationError(f"{point.name}: Hedge runs its attempts as asyncio tasks",
+                                 point=point.name, operation=operation)
+    ex = Execution(point, operation, deadline)
+    permits = point.permits
+    try:
+        timeout = ex.begin(True)
+        if ex.wait > 0.0:
+            try:
+                await point.clock.asleep(ex.wait)
+            except BaseException:
+                ex.withdraw()
+                ex.cancelled()
+                raise
+        if permits is not None:
+            try:
+                got = await permits.acquire_async(point._max_wait)
+            except BaseException:
+                ex.withdraw()
+                ex.cancelled()
+                raise
+            if not got:
+                raise ex.bulkhead_rejected()
+    except (RejectedError, DeadlineExceeded) as rejection:
+        return await afinish_rejection(point, ex, rejection)  # type: ignore[no-any-return]
+    ex.attempt_start = point._now()
+    run = _Hedging(point, attempt, operation, ex, classify_exception, classify_result)
+    run.launch(timeout)
+    try:
+        won, result = await run.watch(discard)
+    except BaseException:  # cancelled: every attempt goes, nothing counts as a failure
+        if run.tries:
+            await asyncio.shield(run.cancel_all(None))
+        ex._ticket = REJECTED
+        ex.cancelled()
+        raise
+    if won:
+        return result  # type: ignore[no-any-return]
+    assert run.last is not None
+    return await afinish_failure(point, ex, *run.last)  # type: ignore[no-any-return]

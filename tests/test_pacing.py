@@ -1,0 +1,269 @@
+"""Server pacing: one server's Retry-After or pushback pauses every caller of the point."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import math
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from seawall import (
+    Category,
+    Classification,
+    Classifier,
+    ConfigurationError,
+    IntegrationPoint,
+    RateLimit,
+    RateLimitedError,
+    Retry,
+    Timeout,
+)
+from seawall.interceptors import httpx as sw_httpx
+from seawall.testing import FakeClock
+
+
+class Throttled(Exception):
+    """What a dependency raises when it asks for a pause."""
+
+
+def throttled(delay: float) -> Classifier:
+    return Classifier().on(Throttled, Classification(Category.RATE_LIMITED, retry=True,
+                                                     breaker=False, delay=delay))
+
+
+def raise_throttled() -> None:
+    raise Throttled
+
+
+def test_server_pacing_must_be_a_bool() -> None:
+    """IntegrationPoint.server_pacing is True or False, nothing else."""
+    with pytest.raises(ConfigurationError, match=r"server_pacing .*'yes'"):
+        IntegrationPoint("x", server_pacing="yes")  # type: ignore[arg-type]
+
+
+def test_a_server_delay_pauses_the_next_call_of_another_caller() -> None:
+    """After one call hears 'wait 2 s', the next call of the point waits 2 s before starting."""
+    clock = FakeClock()
+    p = IntegrationPoint("api", classifier=throttled(2.0), clock=clock)
+    with pytest.raises(Throttled):
+        p.call(raise_throttled)
+    assert p.call(lambda: 7) == 7
+    assert clock.sleeps == [2.0]
+    assert p.stats().paused_waits == 1
+
+
+def test_the_retrying_call_waits_once_not_twice() -> None:
+    """The call that got the hint waits its retry delay; the pause does not add to it."""
+    clock = FakeClock()
+    p = IntegrationPoint("api", classifier=throttled(2.0), clock=clock,
+                         retry=Retry(attempts=2, budget=None))
+    outcomes = iter([Throttled(), None])
+
+    def flaky() -> str:
+        error = next(outcomes)
+        if error is not None:
+            raise error
+        return "ok"
+
+    assert p.call(flaky) == "ok"
+    assert clock.sleeps == [2.0]
+    assert p.stats().paused_waits == 0
+    p.call(lambda: None)  # the pause is over
+    assert clock.sleeps == [2.0]
+
+
+def test_a_pause_longer_than_the_deadline_is_refused_as_paused() -> None:
+    """A caller whose deadline ends inside the pause gets RateLimitedError(reason='paused')."""
+    clock = FakeClock()
+    p = IntegrationPoint("api", classifier=throttled(2.0), clock=clock,
+                         timeout=Timeout(total=1.0))
+    with pytest.raises(Throttled):
+        p.call(raise_throttled)
+    with pytest.raises(RateLimitedError) as info:
+        p.call(lambda: None)
+    assert info.value.reason == "paused"
+    assert info.value.retry_after == pytest.approx(2.0)
+    stats = p.stats()
+    assert (stats.rejected, stats.rejections["paused"], clock.sleeps) == (1, 1, [])
+
+
+def test_the_pause_is_capped_by_max_server_delay() -> None:
+    """A server asking for 100 s pauses the point for Retry.max_server_delay only."""
+    clock = FakeClock()
+    p = IntegrationPoint("api", classifier=throttled(100.0), clock=clock,
+                         retry=Retry(attempts=1, max_server_delay=0.5))
+    with pytest.raises(Throttled):
+        p.call(raise_throttled)
+    p.call(lambda: None)
+    assert clock.sleeps == [0.5]
+
+
+def test_server_pacing_false_turns_it_off() -> None:
+    """With server_pacing=False, a server delay only concerns the call that got it."""
+    clock = FakeClock()
+    p = IntegrationPoint("api", classifier=throttled(2.0), clock=clock, server_pacing=False)
+    assert p.pacing is None
+    with pytest.raises(Throttled):
+        p.call(raise_throttled)
+    p.call(lambda: None)
+    assert clock.sleeps == []
+
+
+def test_a_pause_then_a_token_adds_up() -> None:
+    """With a rate limit too, an attempt waits for the pause and then for its token."""
+    clock = FakeClock()
+    p = IntegrationPoint("api", classifier=throttled(1.0), clock=clock,
+                         rate_limit=RateLimit(rate=0.5, burst=1, max_wait=5.0))
+    with pytest.raises(Throttled):
+        p.call(raise_throttled)  # took the only token
+    p.call(lambda: None)  # the 1 s pause refills half a token; the other half takes 1 s more
+    assert clock.sleeps == pytest.approx([2.0])
+    stats = p.stats()
+    assert (stats.paused_waits, stats.rate_limit_waits) == (1, 1)
+
+
+async def test_async_callers_are_paused_too() -> None:
+    """acall waits for the pause with clock.asleep."""
+    clock = FakeClock()
+    p = IntegrationPoint("api", classifier=throttled(3.0), clock=clock)
+
+    async def refuse() -> None:
+        raise Throttled
+
+    async def work() -> int:
+        return 5
+
+    with pytest.raises(Throttled):
+        await p.acall(refuse)
+    assert await p.acall(work) == 5
+    assert clock.sleeps == [3.0]
+
+
+# -- a real HTTP server answering 429 + Retry-After ---------------------------------
+
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    # socketserver's backlog of 5 drops SYNs when 8 callers connect at once; a dropped SYN
+    # is resent after 1 s, and that late first request would look like a paced one
+    request_queue_size = 64
+
+class _SlowDown(http.server.BaseHTTPRequestHandler):
+    """Answers the request numbered server.throttle_at with 429 + Retry-After: 1, others 200."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def do_GET(self) -> None:
+        server: Any = self.server
+        with server.lock:
+            now = time.monotonic()
+            server.arrivals.append(now)
+            throttle = len(server.arrivals) == server.throttle_at
+            if throttle:
+                server.throttled_at = now
+        if throttle:
+            self.send_response(429)
+            self.send_header("Retry-After", "1")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def slow_down_server() -> Any:
+    server: Any = _Server(("127.0.0.1", 0), _SlowDown)
+    server.daemon_threads = True
+    server.lock = threading.Lock()
+    server.arrivals = []
+    server.throttle_at = 80
+    server.throttled_at = None
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def check_quiet_second(server: Any, point: IntegrationPoint) -> None:
+    """No request arrived from 0.3 s after the client heard the 429 until the pause ended.
+
+    The pause runs from when the client classified the 429 (``until - 1 s``,
+    the same monotonic clock as the server's, in this process) to ``until``;
+    requests admitted just before may still arrive in its first moments.
+    """
+    t = server.throttled_at
+    assert t is not None, "the server never throttled"
+    assert point.pacing is not None
+    end = point.pacing.until
+    heard = end - 1.0
+    assert t <= heard < t + 5.0
+    assert [a - heard for a in server.arrivals if heard + 0.3 < a < end - 0.01] == []
+    assert any(a >= end for a in server.arrivals)  # and the callers came back
+
+
+def test_one_429_pauses_8_threads_for_a_second(slow_down_server: Any) -> None:
+    """8 threads through the httpx transport: after a 429 + Retry-After: 1 the server sees none."""
+    p = IntegrationPoint("api", retry=Retry(attempts=3, budget=None))
+    url = f"http://127.0.0.1:{slow_down_server.server_address[1]}/"
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def caller() -> None:
+        try:
+            with httpx.Client(transport=sw_httpx.ResilientTransport(p)) as client:
+                while not stop.is_set():
+                    assert client.get(url).status_code == 200
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=caller) for _ in range(8)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert p.pacing is not None
+        if p.pacing.until > -math.inf and time.monotonic() > p.pacing.until + 0.3:
+            break
+        time.sleep(0.05)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert errors == []
+    check_quiet_second(slow_down_server, p)
+    assert p.stats().paused_waits >= 1
+
+
+async def test_one_429_pauses_8_tasks_for_a_second(slow_down_server: Any) -> None:
+    """8 tasks through the async httpx transport: the same quiet second."""
+    p = IntegrationPoint("api", retry=Retry(attempts=3, budget=None))
+    url = f"http://127.0.0.1:{slow_down_server.server_address[1]}/"
+    stop = asyncio.Event()
+
+    async def caller(client: httpx.AsyncClient) -> None:
+        while not stop.is_set():
+            assert (await client.get(url)).status_code == 200
+
+    async with httpx.AsyncClient(transport=sw_httpx.AsyncResilientTransport(p)) as client:
+        tasks = [asyncio.ensure_future(caller(client)) for _ in range(8)]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert p.pacing is not None
+            if p.pacing.until > -math.inf and time.monotonic() > p.pacing.until + 0.3:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    check_quiet_second(slow_down_server, p)
+    assert p.stats().paused_waits >= 1
