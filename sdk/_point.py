@@ -55,6 +55,7 @@ from ._clock import SYSTEM_CLOCK, Clock, SystemClock
 from ._errors import ConfigurationError
 from ._events import HookSet
 from ._execution import Execution
+from ._execution import admit_first as _admit_first
 from ._hedge import ahedged, sync_refusal
 from ._hedge_futures import hedge_futures
 from ._ledger import Ledger, PointStats
@@ -328,14 +329,23 @@ class IntegrationPoint:
     point's :class:`seawall.Hedge` in the calling thread over attempts that are futures
     (sync gRPC ``.future()``). See :func:`seawall._hedge_futures.hedge_futures`."""
 
-    def execution(self, operation: str, *, deadline: float | None = None) -> Execution:
+    def execution(self, operation: str, *, deadline: float | None = None,
+                  first: tuple[float, int] | None = None) -> Execution:
         """Start the bookkeeping of one logical call (for integrations that drive attempts).
 
         ``deadline`` is an absolute time on this point's clock (for example
         the caller's gRPC ``timeout``), narrowed with the point's total timeout
-        and any enclosing seawall deadline.
+        and any enclosing seawall deadline. ``first``: the ``(start, ticket)``
+        of a first attempt admitted by :meth:`admit_first`, which this
+        execution takes over (its outcome is then reported here).
         """
-        return Execution(self, operation, deadline)
+        if first is None:
+            return Execution(self, operation, deadline)
+        ex = Execution(self, operation, deadline, first[0])
+        ex.adopt(*first)
+        return ex
+
+    admit_first = _admit_first
 
     def observer(self) -> Observer:
         """The observed-work path of this point (work watched, never replayed); see :class:`Observer`."""
