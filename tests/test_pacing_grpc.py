@@ -114,6 +114,45 @@ def test_one_pushback_pauses_8_threads(sync_target: str, backend: TimedBackend,
 
 
 @HINTS
+def test_one_hint_pauses_8_threads_of_futures(sync_target: str, backend: TimedBackend,
+                                              mounting: str) -> None:
+    """8 threads calling .future(): the futures wait the pause out (none is refused)."""
+    p = point()
+    channel = sync_channel(sync_target, p, mounting)
+    stub = pb2_grpc.EchoStub(channel)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def caller(i: int) -> None:
+        try:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                key = "throttle" if (i, n) == (0, 10) else f"k{i}"
+                stub.Unary.future(pb2.EchoRequest(key=key, text="x"), timeout=10).result(10)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        assert p.pacing is not None
+        if p.pacing.until > -math.inf and time.monotonic() > p.pacing.until + 0.3:
+            break
+        time.sleep(0.05)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    channel.close()
+    assert errors == []
+    check_quiet_second(backend, p)
+    assert p.stats().paused_waits >= 1
+    assert p.stats().rejections.get("paused", 0) == 0
+
+
+@HINTS
 async def test_one_pushback_pauses_8_aio_tasks(aio_target: str, backend: TimedBackend,
                                               mounting: str) -> None:
     """8 tasks on a grpc.aio channel: the same quiet second."""
