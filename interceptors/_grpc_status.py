@@ -24,6 +24,7 @@ from seawall._classify import (
     UNAVAILABLE,
     Category,
 )
+from seawall._pacing import Exhausted
 
 ATTEMPT_HEADER = "seawall-attempt"
 """Request metadata key carrying the 1-based attempt number, sent on retries only (``"2"``, ``"3"``...)."""
@@ -35,6 +36,11 @@ REJECTED_TRAILER = "seawall-rejected"
 """Trailing metadata key on a local rejection: ``breaker``, ``bulkhead`` or ``deadline``."""
 
 _OK = grpc.StatusCode.OK
+_EXHAUSTED_CODE = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+EXHAUSTED = Exhausted(RATE_LIMITED.category, retry=True, breaker=True)
+"""``RESOURCE_EXHAUSTED`` without a pushback trailer: rate limited, retried, and a pause of
+the point for the backoff's base delay (``seawall._pacing.hintless_pause``)."""
 
 # code -> (classification, retried only when the method is idempotent)
 STATUS_TABLE: dict[grpc.StatusCode, tuple[Classification, bool]] = {
@@ -45,7 +51,7 @@ STATUS_TABLE: dict[grpc.StatusCode, tuple[Classification, bool]] = {
     grpc.StatusCode.NOT_FOUND: (CLIENT_ERROR, False),
     grpc.StatusCode.ALREADY_EXISTS: (CLIENT_ERROR, False),
     grpc.StatusCode.PERMISSION_DENIED: (CLIENT_ERROR, False),
-    grpc.StatusCode.RESOURCE_EXHAUSTED: (RATE_LIMITED, False),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (EXHAUSTED, False),
     grpc.StatusCode.FAILED_PRECONDITION: (CLIENT_ERROR, False),
     # a conflict between concurrent writers: the method may be re-run, the server is healthy
     grpc.StatusCode.ABORTED: (Classification(Category.TRANSIENT, retry=True, breaker=False), True),
@@ -81,6 +87,12 @@ def classify_status(code: grpc.StatusCode, trailing_metadata: Iterable[Any] | No
     breaker; ``CANCELLED`` is neither. A ``grpc-retry-pushback-ms`` trailer
     with a non-negative integer sets the delay (milliseconds); a negative or
     malformed one vetoes the retry.
+
+    Server pacing: a pushback delay pauses the point for exactly that long;
+    ``RESOURCE_EXHAUSTED`` without the trailer is :data:`EXHAUSTED`, which
+    pauses it for the retry backoff's base delay (see :mod:`seawall._pacing`),
+    unless it is a seawall refusal relayed from further in (a
+    ``seawall-rejected`` trailer: a local bulkhead, not the server).
     """
     if code is _OK:
         return None
@@ -94,9 +106,18 @@ def classify_status(code: grpc.StatusCode, trailing_metadata: Iterable[Any] | No
                 value = value.strip()
                 if _PUSHBACK.fullmatch(value):
                     c = c.with_delay(int(value) / 1000.0)
-                else:
-                    c = c.with_retry(False)
+                else:  # a veto speaks of retries, not of pacing: no pause
+                    c = _plain(c).with_retry(False)
                 break
+            if key == REJECTED_TRAILER and code is _EXHAUSTED_CODE:
+                c = _plain(c)
+    return c
+
+
+def _plain(c: Classification) -> Classification:
+    """``c`` without :class:`Exhausted`'s pause (same category, retry, breaker and delay)."""
+    if type(c) is Exhausted:
+        return Classification(c.category, c.retry, c.breaker, c.delay)
     return c
 
 

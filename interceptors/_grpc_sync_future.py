@@ -1,7 +1,8 @@
 """Sync unary responses, ``.future()``: one future over every attempt, never blocking the caller.
 
 Attempts start from gRPC's done-callbacks; the waits between them (and a
-wait for a bulkhead permit) run on short-lived threads. Both mountings use
+wait for a bulkhead permit, a server's pause or a rate-limit token) run on
+short-lived threads. Both mountings use
 it: ``send`` starts one attempt as gRPC's own ``.future()`` and returns
 that future (behind ``grpc.intercept_channel`` the continuation does; the
 channel wrapper calls the inner channel's multicallable).
@@ -70,13 +71,23 @@ class RetryingFuture(grpc.Call, Future):
         self._wake = threading.Event()
 
     def start(self) -> Any:
-        """Launch the first attempt; a refusal comes back at once as a failed call."""
+        """Launch the first attempt; a refusal comes back at once as a failed call.
+
+        A server's pause or a rate-limit token to wait for is waited off the
+        caller's thread, like a bulkhead permit (within the call's deadline:
+        a longer wait is refused at once, as :class:`seawall.RateLimitedError`).
+        """
         ex = self._ex
         try:
-            timeout = ex.begin()
+            timeout = ex.begin(True)
         except (RejectedError, DeadlineExceeded) as refusal:
             fb, err = refuse(ex, refusal)
             return err if fb is None else Done(resolve_fallback(fb, refusal))
+        if ex.wait > 0.0:
+            self._state = _WAITING
+            threading.Thread(target=self._paced, args=(timeout, ex.wait), daemon=True,
+                             name="seawall-grpc-pause").start()
+            return self
         permits = self._rule.permits
         if permits is not None and not permits.try_acquire():
             if self._rule.max_wait <= 0:
@@ -90,6 +101,29 @@ class RetryingFuture(grpc.Call, Future):
         return self
 
     # -- attempts ------------------------------------------------------------
+
+    def _paced(self, timeout: float | None, wait: float) -> None:
+        """The first attempt, once the pause (or the token's wait) of ``wait`` seconds is over."""
+        if not self._waited(wait):
+            return
+        permits = self._rule.permits
+        if permits is not None and not permits.try_acquire():
+            if self._rule.max_wait <= 0:
+                fb, err = refuse(self._ex, self._ex.bulkhead_rejected())
+                self._settle(err if fb is None else Done(resolve_fallback(fb, err)))
+                return
+            self._wait_permit(timeout)
+            return
+        self._send(timeout)
+
+    def _waited(self, wait: float) -> bool:
+        """Wait ``wait`` seconds before an attempt (ends early on cancel); false when cancelled."""
+        sleep(self._rule, wait, self._wake)
+        with self._cond:
+            if not self._cancelled:
+                return True
+        self._ex.withdraw()  # cancel() accounted the call; the token it waited for goes back
+        return False
 
     def _wait_permit(self, timeout: float | None) -> None:
         permits = self._rule.permits
@@ -167,7 +201,9 @@ class RetryingFuture(grpc.Call, Future):
         ex = self._ex
         permits = self._rule.permits
         try:
-            timeout = ex.begin()
+            timeout = ex.begin(True)
+            if ex.wait > 0.0 and not self._waited(ex.wait):  # a server's pause, a token
+                return
             if permits is not None and not permits.acquire(self._rule.max_wait):
                 raise ex.bulkhead_rejected()
         except (RejectedError, DeadlineExceeded) as refusal:

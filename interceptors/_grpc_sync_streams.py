@@ -124,10 +124,21 @@ class ResponseStream(grpc.Call, Future):
         return self
 
     def _launch(self) -> RejectedError | DeadlineExceeded | None:
+        """Admit and start an attempt; ``None`` once started (or the stream was cancelled).
+
+        A server's pause or a rate-limit token is waited here, in the
+        calling thread, as a bulkhead permit is: the caller opening the
+        stream, or the reader retrying it (a cancel ends the wait).
+        """
         ex = self._ex
         permits = self._rule.permits
         try:
-            timeout = ex.begin()
+            timeout = ex.begin(True)
+            if ex.wait > 0.0:
+                sleep(self._rule, ex.wait, self._wake)
+                if self._closed:  # cancelled meanwhile (and accounted by cancel())
+                    ex.withdraw()
+                    return None
             if permits is not None and not permits.acquire(self._rule.max_wait):
                 raise ex.bulkhead_rejected()
         except (RejectedError, DeadlineExceeded) as refusal:
@@ -207,6 +218,8 @@ class ResponseStream(grpc.Call, Future):
             if self._closed:
                 return False
             refusal = self._launch()
+            if self._closed:  # cancelled while waiting to start the retry
+                return False
             if refusal is not None:
                 if self._close():
                     ex.stop_reason = f"retry refused: {refusal}"

@@ -21,7 +21,12 @@ import httpx2
 from seawall import Classification, ConfigurationError, IntegrationPoint
 from seawall._classify import TRANSIENT, ExceptionRule, ResultRule
 
-from ._httpx2_classify import classify_exception, parse_retry_after, status_classification
+from ._httpx2_classify import (
+    HINT_STATUSES,
+    classify_exception,
+    parse_retry_after,
+    status_classification,
+)
 from ._httpx2_routes import Route, Router
 
 ABSENT: Any = object()
@@ -109,12 +114,20 @@ class Options:
 
     def status_outcome(self, status: int, response: httpx2.Response,
                        resendable: bool) -> Classification:
-        """A failed status's classification; retried only if the request may be sent again."""
+        """A failed status's classification; retried only if the request may be sent again.
+
+        Its ``Retry-After`` (on 429, 503 or a status in ``retry_statuses``)
+        is the server's delay whether or not this request is sent again: the
+        point pauses every caller for it (server pacing), a POST too.
+        """
         c = status_classification(status)
         assert c is not None
-        if resendable and status in self.retry_statuses:
+        retried = status in self.retry_statuses
+        delay = parse_retry_after(response.headers.get("retry-after")) \
+            if retried or status in HINT_STATUSES else None
+        if resendable and retried:
             if not c.retry:  # a status the caller added (500, 409...)
                 c = Classification(TRANSIENT.category, retry=True, breaker=c.breaker)
-            delay = parse_retry_after(response.headers.get("retry-after"))
-            return c if delay is None else c.with_delay(delay)
-        return c.with_retry(False) if c.retry else c
+        elif c.retry:
+            c = c.with_retry(False)
+        return c if delay is None else c.with_delay(delay)

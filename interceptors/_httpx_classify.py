@@ -56,6 +56,10 @@ def is_idempotent(request: httpx.Request, retry_non_idempotent: bool) -> bool:
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 """Statuses retried by default (for idempotent requests)."""
 
+HINT_STATUSES = frozenset({429, 503})
+"""Statuses whose ``Retry-After`` asks the client to slow down (RFC 9110 section 10.2.3,
+RFC 6585): it pauses the point (server pacing) whatever the method, retried or not."""
+
 _RATE_LIMITED_4XX = Classification(RATE_LIMITED.category, retry=True, breaker=False)
 _TIMEOUT_4XX = Classification(TIMEOUT.category, retry=True, breaker=False)
 

@@ -3,10 +3,11 @@
 * ``dialect.connect`` becomes :meth:`Connections.wrap_connect`'s wrapper:
   every new DBAPI connection is a call ``connect`` through an
   :class:`seawall.Execution` (the breaker refuses it while the database is
-  known down, connect errors are retried with the point's backoff, the
-  attempt timeout becomes the driver's connect timeout, and the session's
-  statement timeout is added to the connect parameters by the dialect's
-  strategy). Inside a unit of work the connect is the unit's: one attempt,
+  known down, connect errors are retried with the point's backoff, a
+  server's pause or a rate-limit token is waited for within
+  ``Timeout.total``, the attempt timeout becomes the driver's connect
+  timeout, and the session's statement timeout is added to the connect
+  parameters by the dialect's strategy). Inside a unit of work the connect is the unit's: one attempt,
   adopted with no breaker ticket. The pool's ``connect`` event then keeps
   the session's statement timeout on the pool record (:class:`ConnState`),
   handed over through a context variable.
@@ -96,6 +97,15 @@ class Connections:
         else:
             self.point.clock.sleep(delay)
 
+    def _pause(self, ex: Execution) -> None:
+        """Wait the admitted attempt's ``ex.wait`` before connecting; interrupted: never started."""
+        try:
+            self._sleep(ex.wait)
+        except BaseException:
+            ex.withdraw()
+            ex.cancelled()
+            raise
+
     def wrap_connect(self, original: Callable[..., Any]) -> Callable[..., Any]:
         """What the dialect's ``connect`` becomes (only passes calls on once uninstrumented)."""
         live = True
@@ -138,7 +148,9 @@ class Connections:
                 timeout = ex.remaining()
             else:
                 try:
-                    timeout = ex.begin()
+                    timeout = ex.begin(True)
+                    if ex.wait > 0.0:  # a server's pause, a rate-limit token: waited here
+                        self._pause(ex)
                 except (RejectedError, DeadlineExceeded) as refused:
                     if last is not None:  # a retry was refused: the caller sees the real failure
                         ex.stop_reason = f"retry refused: {refused}"

@@ -6,8 +6,15 @@ with ``Retry-After``, a gRPC ``grpc-retry-pushback-ms`` trailer on
 attempts until that delay has passed, for all its callers, not only the
 call that retries: the dependency asked the *client* to slow down, and
 every thread and task of this point is that client. The delay is capped by
-``Retry.max_server_delay`` (30 s without a ``Retry``). A status without a
-delay hint pauses nothing (the retry's own backoff applies to that call).
+``Retry.max_server_delay`` (30 s without a ``Retry``).
+
+A server that says it is out of capacity without saying for how long (gRPC
+``RESOURCE_EXHAUSTED`` with no pushback trailer) is classified as
+:class:`Exhausted`: the point pauses for :func:`hintless_pause`, the
+backoff's base delay (before jitter) of the retry that follows the failed
+attempt (``Retry.backoff.base(n)``; the default ``Backoff.exponential()``
+without a ``Retry``), capped the same way. Any other failure without a
+delay pauses nothing (the retry's own backoff applies to that call).
 
 Admission (:meth:`Execution.begin`) reads :attr:`Pacing.until`, a plain
 float (one attribute read on the hot path); an attempt that would start
@@ -21,6 +28,49 @@ Sans-IO, thread-safe: pauses only ever extend (``max`` under a lock).
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
+
+from ._classify import Classification
+from ._errors import ConfigurationError
+from ._policies import Backoff, Retry
+
+_DEFAULT_BACKOFF = Backoff.exponential()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Exhausted(Classification):
+    """A server out of capacity that gave no delay (gRPC ``RESOURCE_EXHAUSTED`` without pushback).
+
+    Counts like the :class:`seawall.Classification` it is, and also pauses
+    the point for :func:`hintless_pause`. Stays itself through
+    :meth:`with_retry`; :meth:`with_delay` with a delay gives a plain
+    classification (a server delay is exact and pauses for itself).
+    """
+
+    def with_retry(self, retry: bool) -> Classification:
+        """The same classification (still :class:`Exhausted`) with ``retry`` replaced."""
+        return Exhausted(self.category, retry, self.breaker, self.delay)
+
+    def with_delay(self, delay: float | None) -> Classification:
+        """A plain classification carrying ``delay`` (``None``: this one)."""
+        if delay is None:
+            return self
+        return Classification(self.category, self.retry, self.breaker, delay)
+
+
+def hintless_pause(retry: Retry | None, attempt: int) -> float:
+    """The pause of an :class:`Exhausted` failure of attempt ``attempt`` (1-based), in seconds.
+
+    The base delay, before jitter, of the retry that would follow it:
+    ``retry.backoff.base(attempt)``, or the default backoff's without a
+    ``retry``. ``0.0`` when a custom backoff's function gives no valid delay
+    (its own retry reports that).
+    """
+    backoff = retry.backoff if retry is not None else _DEFAULT_BACKOFF
+    try:
+        return backoff.base(attempt)
+    except ConfigurationError:
+        return 0.0
 
 
 class Pacing:

@@ -1,4 +1,8 @@
-"""Server pacing over gRPC: one RESOURCE_EXHAUSTED with pushback pauses every caller."""
+"""Server pacing over gRPC: one RESOURCE_EXHAUSTED pauses every caller.
+
+With a ``grpc-retry-pushback-ms`` trailer the pause is the pushback, exactly;
+without one it is the retry backoff's base delay (``Backoff.base(n)``).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import grpc
 import pytest
 
 import seawall
+from seawall.testing import FakeClock
 from tests.grpc_support.mounts import aio_channel, sync_channel
 from tests.grpc_support.servers import Backend, pb2, pb2_grpc
 
@@ -36,15 +41,18 @@ class TimedBackend(Backend):
 
 
 @pytest.fixture
-def backend() -> Backend:
-    """The timed backend, one per test."""
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """The timed backend, one per test: "throttle" fails once RESOURCE_EXHAUSTED, with a
+    1000 ms pushback or without any trailer (the 1 s pause is then the backoff's)."""
     b = TimedBackend()
-    b.plan("throttle", fail=1, code=grpc.StatusCode.RESOURCE_EXHAUSTED, pushback="1000")
+    b.plan("throttle", fail=1, code=grpc.StatusCode.RESOURCE_EXHAUSTED,
+           pushback=None if getattr(request, "param", "pushback") == "bare" else "1000")
     return b
 
 
 def point() -> seawall.IntegrationPoint:
-    return seawall.IntegrationPoint("echo", retry=seawall.Retry(attempts=3, budget=None))
+    return seawall.IntegrationPoint("echo", retry=seawall.Retry(
+        attempts=3, budget=None, backoff=seawall.Backoff.constant(1.0)))
 
 
 def check_quiet_second(backend: TimedBackend, point: seawall.IntegrationPoint) -> None:
@@ -64,6 +72,10 @@ def check_quiet_second(backend: TimedBackend, point: seawall.IntegrationPoint) -
     assert any(a >= end for a in backend.arrivals)  # and the callers came back
 
 
+HINTS = pytest.mark.parametrize("backend", ["pushback", "bare"], indirect=True)
+
+
+@HINTS
 def test_one_pushback_pauses_8_threads(sync_target: str, backend: TimedBackend,
                                        mounting: str) -> None:
     """8 threads on a sync channel: after a 1000 ms pushback the server hears nothing for 1 s."""
@@ -101,6 +113,46 @@ def test_one_pushback_pauses_8_threads(sync_target: str, backend: TimedBackend,
     assert p.stats().paused_waits >= 1
 
 
+@HINTS
+def test_one_hint_pauses_8_threads_of_futures(sync_target: str, backend: TimedBackend,
+                                              mounting: str) -> None:
+    """8 threads calling .future(): the futures wait the pause out (none is refused)."""
+    p = point()
+    channel = sync_channel(sync_target, p, mounting)
+    stub = pb2_grpc.EchoStub(channel)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def caller(i: int) -> None:
+        try:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                key = "throttle" if (i, n) == (0, 10) else f"k{i}"
+                stub.Unary.future(pb2.EchoRequest(key=key, text="x"), timeout=10).result(10)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        assert p.pacing is not None
+        if p.pacing.until > -math.inf and time.monotonic() > p.pacing.until + 0.3:
+            break
+        time.sleep(0.05)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    channel.close()
+    assert errors == []
+    check_quiet_second(backend, p)
+    assert p.stats().paused_waits >= 1
+    assert p.stats().rejections.get("paused", 0) == 0
+
+
+@HINTS
 async def test_one_pushback_pauses_8_aio_tasks(aio_target: str, backend: TimedBackend,
                                               mounting: str) -> None:
     """8 tasks on a grpc.aio channel: the same quiet second."""
@@ -144,3 +196,116 @@ def test_a_refused_grpc_call_is_rate_limited_and_resource_exhausted(
     assert info.value.reason == "rate_limit"
     assert len(backend.attempts("a")) == 1
     channel.close()
+
+
+# -- how long: the pushback exactly, else the backoff's base delay (fake clock) -------------
+
+def fake_point(clock: FakeClock, attempts: int, backoff: seawall.Backoff) -> seawall.IntegrationPoint:
+    return seawall.IntegrationPoint("echo", clock=clock, retry=seawall.Retry(
+        attempts=attempts, budget=None, backoff=backoff, max_server_delay=10.0))
+
+
+def plan_exhausted(backend: Backend, key: str, pushback: str | None = None) -> None:
+    backend.plan(key, fail=1, code=grpc.StatusCode.RESOURCE_EXHAUSTED, pushback=pushback)
+
+
+def test_a_bare_resource_exhausted_pauses_the_point_for_the_backoff_base(
+        sync_target: str, backend: TimedBackend, mounting: str) -> None:
+    """No pushback, no retry left: the next call of the point waits Backoff.base(1) first."""
+    clock = FakeClock()
+    p = fake_point(clock, 1, seawall.Backoff.exponential(initial=0.4, jitter="full"))
+    plan_exhausted(backend, "busy")
+    channel = sync_channel(sync_target, p, mounting)
+    stub = pb2_grpc.EchoStub(channel)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Unary(pb2.EchoRequest(key="busy", text="x"))
+    assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert clock.sleeps == []
+    stub.Unary(pb2.EchoRequest(key="other", text="x"))
+    assert clock.sleeps == pytest.approx([0.4])  # the base, not a jittered draw
+    assert p.stats().paused_waits == 1
+    channel.close()
+
+
+def test_the_bare_pause_grows_with_the_attempt_and_is_capped(
+        sync_target: str, backend: TimedBackend, mounting: str) -> None:
+    """Attempt 3 of a call fails bare: the pause is base(3), capped by max_server_delay."""
+    clock = FakeClock()
+    p = seawall.IntegrationPoint("echo", clock=clock, retry=seawall.Retry(
+        attempts=3, budget=None, backoff=seawall.Backoff.exponential(0.5, 4.0, 30.0, "none"),
+        max_server_delay=6.0))
+    backend.plan("busy", fail=3, code=grpc.StatusCode.RESOURCE_EXHAUSTED)
+    channel = sync_channel(sync_target, p, mounting)
+    stub = pb2_grpc.EchoStub(channel)
+    with pytest.raises(grpc.RpcError):
+        stub.Unary(pb2.EchoRequest(key="busy", text="x"))
+    assert clock.sleeps == pytest.approx([0.5, 2.0])  # the call's own retries (each pause ends with them)
+    stub.Unary(pb2.EchoRequest(key="other", text="x"))
+    assert clock.sleeps == pytest.approx([0.5, 2.0, 6.0])  # base(3) = 8.0, capped at 6.0
+    channel.close()
+
+
+def test_a_pushback_stays_exact(sync_target: str, backend: TimedBackend, mounting: str) -> None:
+    """With a pushback trailer the pause is the pushback, not the backoff."""
+    clock = FakeClock()
+    p = fake_point(clock, 1, seawall.Backoff.constant(5.0))
+    plan_exhausted(backend, "busy", pushback="250")
+    channel = sync_channel(sync_target, p, mounting)
+    stub = pb2_grpc.EchoStub(channel)
+    with pytest.raises(grpc.RpcError):
+        stub.Unary(pb2.EchoRequest(key="busy", text="x"))
+    stub.Unary(pb2.EchoRequest(key="other", text="x"))
+    assert clock.sleeps == pytest.approx([0.25])
+    channel.close()
+
+
+def test_a_pushback_veto_pauses_nothing(sync_target: str, backend: TimedBackend,
+                                        mounting: str) -> None:
+    """A negative pushback vetoes the retry and says nothing of pacing: no pause."""
+    clock = FakeClock()
+    p = fake_point(clock, 3, seawall.Backoff.constant(5.0))
+    plan_exhausted(backend, "busy", pushback="-1")
+    channel = sync_channel(sync_target, p, mounting)
+    stub = pb2_grpc.EchoStub(channel)
+    with pytest.raises(grpc.RpcError):
+        stub.Unary(pb2.EchoRequest(key="busy", text="x"))
+    stub.Unary(pb2.EchoRequest(key="other", text="x"))
+    assert clock.sleeps == []
+    assert len(backend.attempts("busy")) == 1
+    channel.close()
+
+
+async def test_a_bare_resource_exhausted_pauses_aio_callers(
+        aio_target: str, backend: TimedBackend, mounting: str) -> None:
+    """grpc.aio: the same pause of Backoff.base(1), waited with clock.asleep."""
+    clock = FakeClock()
+    p = fake_point(clock, 1, seawall.Backoff.constant(0.7))
+    plan_exhausted(backend, "busy")
+    channel = aio_channel(aio_target, p, mounting)
+    stub = pb2_grpc.EchoStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Unary(pb2.EchoRequest(key="busy", text="x"))
+    assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    await stub.Unary(pb2.EchoRequest(key="other", text="x"))
+    assert clock.sleeps == pytest.approx([0.7])
+    await channel.close()
+
+
+def test_classify_status_marks_only_a_bare_resource_exhausted() -> None:
+    """Exhausted only without a pushback trailer and without a relayed seawall refusal."""
+    from seawall._pacing import Exhausted
+    from seawall.interceptors._grpc_status import classify_status
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert type(classify_status(code)) is Exhausted
+    assert type(classify_status(code, [("x", "y")], idempotent=True)) is Exhausted
+    pushed = classify_status(code, [("grpc-retry-pushback-ms", "100")])
+    assert pushed is not None and type(pushed) is not Exhausted and pushed.delay == 0.1
+    vetoed = classify_status(code, [("grpc-retry-pushback-ms", "-1")])
+    assert vetoed is not None and type(vetoed) is not Exhausted and not vetoed.retry
+    relayed = classify_status(code, [("seawall-rejected", "bulkhead")])
+    assert relayed is not None and type(relayed) is not Exhausted and relayed.retry
+    assert type(classify_status(grpc.StatusCode.UNAVAILABLE)) is not Exhausted
+    c = classify_status(code)
+    assert c is not None and type(c.with_retry(False)) is Exhausted
+    assert type(c.with_delay(1.0)) is not Exhausted

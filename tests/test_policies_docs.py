@@ -23,7 +23,7 @@ def test_every_python_block_is_runnable_or_marked_a_fragment() -> None:
     """No other kind of python block: each one is either run or declared a fragment."""
     infos = re.findall(r"^```(python[^\n]*)$", TEXT, re.M)
     assert set(infos) == {"python", "python fragment"}
-    assert (len(BLOCKS), len(FRAGMENTS)) == (4, 1)
+    assert (len(BLOCKS), len(FRAGMENTS)) == (5, 1)
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
