@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from seawall import (
 )
 from seawall._config import FIELDS, points_from_toml
 from seawall.testing import instant
+from tests.docs_support import Page
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "resilience.toml"
@@ -281,22 +280,22 @@ def test_string_source_and_missing_file(tmp_path: Path) -> None:
 
 # -- docs/config.md -------------------------------------------------------------------------
 
-BLOCKS = re.findall(r"^```python\n(.*?)^```", (ROOT / "docs" / "config.md").read_text(
-    encoding="utf-8"), re.S | re.M)
+PAGE = Page("docs/config.md")
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_the_doc_has_only_runnable_python_blocks() -> None:
+    """docs/config.md shows code, and every python block of it is one this module runs."""
+    assert PAGE.blocks
+    assert set(PAGE.infos) == {"python"}
+
+
+@pytest.mark.parametrize("index", range(len(PAGE.blocks)))
 def test_doc_example_runs(index: int, tmp_path: Path) -> None:
     """Example number ``index`` of docs/config.md exits 0 in a fresh interpreter."""
-    script = tmp_path / f"config_{index}.py"
-    script.write_text(BLOCKS[index], encoding="utf-8")
-    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, f"example {index} failed:\n{BLOCKS[index]}\n{done.stderr}"
+    PAGE.run(index, tmp_path, cwd=ROOT)  # its paths are the repository's (examples/...)
 
 
-TOML_BLOCKS = re.findall(r"^```toml\n(.*?)^```", (ROOT / "docs" / "config.md").read_text(
-    encoding="utf-8"), re.S | re.M)
+TOML_BLOCKS = re.findall(r"^```toml\n(.*?)^```", PAGE.text, re.S | re.M)
 
 
 @pytest.mark.parametrize("index", range(len(TOML_BLOCKS)))

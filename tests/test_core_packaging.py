@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import sys
 from importlib import metadata
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text(encoding="utf-8")
-SNIPPETS = re.findall(r"^```python\n(.*?)^```", README, re.S | re.M)
+from tests.docs_support import ROOT, Page
+
+README_PAGE = Page("README.md")
+README = README_PAGE.text
+SNIPPETS = README_PAGE.blocks
 # a SQLAlchemy URL's driver -> the module it imports
 DRIVERS = {"aiosqlite": "aiosqlite", "asyncpg": "asyncpg", "psycopg_async": "psycopg",
            "psycopg": "psycopg", "psycopg2": "psycopg2", "pymysql": "pymysql"}

@@ -6,42 +6,31 @@ elsewhere, files that do not exist here): they are compiled, not run.
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.docs_support import Page
 from tests.http_support import PACKAGES
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "httpx.md"
-TEXT = DOC.read_text(encoding="utf-8")
-BLOCKS = re.findall(r"^```python\n(.*?)^```", TEXT, re.S | re.M)
-FRAGMENTS = re.findall(r"^```python fragment\n(.*?)^```", TEXT, re.S | re.M)
+PAGE = Page("docs/httpx.md")
 
 
 def test_every_python_block_is_runnable_or_marked_a_fragment() -> None:
     """No other kind of python block: each one is either run or declared a fragment."""
-    infos = re.findall(r"^```(python[^\n]*)$", TEXT, re.M)
-    assert set(infos) == {"python", "python fragment"}
-    assert (len(BLOCKS), len(FRAGMENTS)) == (4, 1)
+    assert set(PAGE.infos) == {"python", "python fragment"}
+    assert (len(PAGE.blocks), len(PAGE.fragments)) == (4, 1)
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
+@pytest.mark.parametrize("index", range(len(PAGE.blocks)))
 def test_doc_block_runs(index: int, tmp_path: Path) -> None:
     """Block number ``index`` exits 0 (the httpx2 one where httpx2 can be installed)."""
-    code = BLOCKS[index]
-    if "import httpx2" in code and "httpx2" not in PACKAGES:
+    if "import httpx2" in PAGE.blocks[index] and "httpx2" not in PACKAGES:
         pytest.skip("httpx2 needs Python 3.11+")
-    script = tmp_path / f"block_{index}.py"
-    script.write_text(code, encoding="utf-8")
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, f"block {index} failed:\n{code}\n{done.stderr}"
+    PAGE.run(index, tmp_path)
 
 
-@pytest.mark.parametrize("index", range(len(FRAGMENTS)))
+@pytest.mark.parametrize("index", range(len(PAGE.fragments)))
 def test_doc_fragment_compiles(index: int) -> None:
     """Fragment number ``index`` is valid Python."""
-    compile(FRAGMENTS[index], f"{DOC}:fragment{index}", "exec")
+    PAGE.compile_fragment(index)

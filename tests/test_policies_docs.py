@@ -6,37 +6,28 @@ elsewhere, a server that does not run here): they are compiled, not run.
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "policies.md"
-TEXT = DOC.read_text(encoding="utf-8")
-BLOCKS = re.findall(r"^```python\n(.*?)^```", TEXT, re.S | re.M)
-FRAGMENTS = re.findall(r"^```python fragment\n(.*?)^```", TEXT, re.S | re.M)
+from tests.docs_support import Page
+
+PAGE = Page("docs/policies.md")
 
 
 def test_every_python_block_is_runnable_or_marked_a_fragment() -> None:
     """No other kind of python block: each one is either run or declared a fragment."""
-    infos = re.findall(r"^```(python[^\n]*)$", TEXT, re.M)
-    assert set(infos) == {"python", "python fragment"}
-    assert (len(BLOCKS), len(FRAGMENTS)) == (5, 1)
+    assert set(PAGE.infos) == {"python", "python fragment"}
+    assert (len(PAGE.blocks), len(PAGE.fragments)) == (5, 1)
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
+@pytest.mark.parametrize("index", range(len(PAGE.blocks)))
 def test_doc_block_runs(index: int, tmp_path: Path) -> None:
     """Block number ``index`` exits 0."""
-    script = tmp_path / f"block_{index}.py"
-    script.write_text(BLOCKS[index], encoding="utf-8")
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, f"block {index} failed:\n{BLOCKS[index]}\n{done.stderr}"
+    PAGE.run(index, tmp_path)
 
 
-@pytest.mark.parametrize("index", range(len(FRAGMENTS)))
+@pytest.mark.parametrize("index", range(len(PAGE.fragments)))
 def test_doc_fragment_compiles(index: int) -> None:
     """Fragment number ``index`` is valid Python."""
-    compile(FRAGMENTS[index], f"{DOC}:fragment{index}", "exec")
+    PAGE.compile_fragment(index)

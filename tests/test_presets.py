@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +10,7 @@ import pytest
 import seawall
 from seawall import Backoff, Bulkhead, Timeout, presets
 from seawall.testing import instant
+from tests.docs_support import Page
 
 BUILDERS = {"http_api": presets.http_api, "grpc_service": presets.grpc_service,
             "database": presets.database, "llm_api": presets.llm_api}
@@ -164,17 +162,19 @@ def test_presets_are_reachable_from_the_package() -> None:
     assert seawall.presets.http_api is presets.http_api
 
 
-BLOCKS = re.findall(r"^```python\n(.*?)^```", DOC.read_text(encoding="utf-8"), re.S | re.M)
+PAGE = Page(DOC)
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_the_doc_has_only_runnable_python_blocks() -> None:
+    """docs/presets.md shows code, and every python block of it is one this module runs."""
+    assert PAGE.blocks
+    assert set(PAGE.infos) == {"python"}
+
+
+@pytest.mark.parametrize("index", range(len(PAGE.blocks)))
 def test_doc_example_runs(index: int, tmp_path: Path) -> None:
     """Example number ``index`` of docs/presets.md exits 0 in a fresh interpreter."""
-    script = tmp_path / f"presets_{index}.py"
-    script.write_text(BLOCKS[index], encoding="utf-8")
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, f"example {index} failed:\n{BLOCKS[index]}\n{done.stderr}"
+    PAGE.run(index, tmp_path)
 
 
 def test_http_api_over_a_real_server_obeys_retry_after_without_waiting() -> None:

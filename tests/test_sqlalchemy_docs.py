@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "sqlalchemy.md"
-BLOCKS = re.findall(r"^```python\n(.*?)^```", DOC.read_text(encoding="utf-8"), re.S | re.M)
+from tests.docs_support import Page
+
+PAGE = Page("docs/sqlalchemy.md")
 
 #: what each block prints (its ``# comments`` say so on the page), in order
 EXPECTED = [
@@ -22,16 +20,13 @@ EXPECTED = [
 
 def test_every_block_is_checked() -> None:
     """A block added to the page needs its expected output here."""
-    assert len(BLOCKS) == len(EXPECTED)
+    assert len(PAGE.blocks) == len(EXPECTED)
+    assert set(PAGE.infos) == {"python"}
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
+@pytest.mark.parametrize("index", range(len(PAGE.blocks)))
 def test_doc_block_runs(index: int, tmp_path: Path) -> None:
     """Block number ``index`` of docs/sqlalchemy.md exits 0 and prints what the page says."""
-    script = tmp_path / f"block_{index}.py"
-    script.write_text(BLOCKS[index], encoding="utf-8")
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, f"block {index} failed:\n{BLOCKS[index]}\n{done.stderr}"
+    done = PAGE.run(index, tmp_path)
     for expected in EXPECTED[index]:
         assert expected in done.stdout, f"block {index} printed:\n{done.stdout}"

@@ -22,6 +22,7 @@ import trio
 import seawall
 from seawall import Backoff, Bulkhead, CircuitBreaker, IntegrationPoint, Retry, Timeout
 from seawall.testing import FakeClock, attempts, instant
+from tests.docs_support import Page
 
 pytest_plugins = ["pytester", "tests.grpc_support.fixtures"]
 
@@ -511,19 +512,11 @@ def test_plugin_loads_by_entry_point(pytester: pytest.Pytester) -> None:
 
 def test_the_testing_doc_runs(tmp_path: Path) -> None:
     """Every ```python block of docs/testing.md runs in a fresh interpreter."""
-    import re
-    import subprocess
-    import sys
-
-    doc = Path(__file__).resolve().parent.parent / "docs" / "testing.md"
-    blocks = re.findall(r"^```python\n(.*?)^```", doc.read_text(encoding="utf-8"), re.S | re.M)
-    assert len(blocks) >= 2
-    for i, block in enumerate(blocks):
-        script = tmp_path / f"testing_{i}.py"
-        script.write_text(block, encoding="utf-8")
-        done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=120)
-        assert done.returncode == 0, f"block {i} failed:\n{block}\n{done.stderr}"
+    page = Page("docs/testing.md")
+    assert len(page.blocks) >= 2
+    assert set(page.infos) == {"python"}
+    for i in range(len(page.blocks)):  # one after the other, in one folder, as a reader would
+        page.run(i, tmp_path)
 
 
 def test_plugin_instant_reaches_async_tests(pytester: pytest.Pytester) -> None:
