@@ -36,7 +36,7 @@ from ._errors import (
     RateLimitedError,
     RejectedError,
 )
-from ._pacing import Exhausted, hintless_pause
+from ._pacing import note_outcome
 
 if TYPE_CHECKING:
     from ._point import IntegrationPoint
@@ -289,10 +289,7 @@ class Execution:
                               self._ticket, self.injected)
         self._ticket = REJECTED  # recorded: a later cancel has no trial permit to give back
         if point._pacing is not None:  # every caller of the point holds off, not only this one
-            if c.delay is not None:
-                point._pacing.note(now, c.delay)
-            elif type(c) is Exhausted:  # out of capacity, for how long unsaid: the backoff's base
-                point._pacing.note(now, hintless_pause(point.retry, self.attempts))
+            note_outcome(point._pacing, point.retry, now, c, self.attempts)
         retry = point.retry
         if retry is None or not c.retry:
             return None

@@ -37,6 +37,7 @@ from ._deadline import DEADLINE
 from ._errors import ConfigurationError, DeadlineExceeded, RejectedError
 from ._execution import Execution, deadline_error
 from ._fallback import afinish_failure, afinish_rejection
+from ._pacing import note_outcome
 
 if TYPE_CHECKING:
     from ._point import IntegrationPoint
@@ -178,9 +179,7 @@ class _Hedging:
                 now = point._now()
                 ledger.attempt_failed(operation, tr.number, now - tr.start, now, c, tr.ticket)
                 ex._ticket = REJECTED
-                if c.delay is not None:
-                    if point._pacing is not None:
-                        point._pacing.note(now, c.delay)
+                if note_outcome(point._pacing, point.retry, now, c, tr.number):
                     self.open = False  # the server asked to slow down: no more hedges
                 last = self.last
                 if last is not None and last[1] is None and discard is not None:

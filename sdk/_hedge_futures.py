@@ -20,6 +20,7 @@ from ._breaker import REJECTED
 from ._classify import Classification
 from ._execution import Execution
 from ._hedge import _Hedging, _Try
+from ._pacing import note_outcome
 
 if TYPE_CHECKING:
     from ._point import IntegrationPoint
@@ -108,10 +109,8 @@ class _FutureHedging(_Hedging):
             now = point._now()
             ledger.attempt_failed(ex.operation, tr.number, now - tr.start, now, c, tr.ticket)
             ex._ticket = REJECTED
-            if c.delay is not None:
-                if point._pacing is not None:
-                    point._pacing.note(now, c.delay)
-                self.open = False
+            if note_outcome(point._pacing, point.retry, now, c, tr.number):
+                self.open = False  # the server asked to slow down: no more hedges
             last = (future, c)
             if not self.non_fatal(c):
                 ex.stop_reason = f"a {c.category.value} failure ends hedging"

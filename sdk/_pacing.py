@@ -73,6 +73,25 @@ def hintless_pause(retry: Retry | None, attempt: int) -> float:
         return 0.0
 
 
+def note_outcome(pacing: Pacing | None, retry: Retry | None, now: float, c: Classification,
+                 attempt: int) -> bool:
+    """Pause ``pacing`` for a failure of attempt ``attempt`` that asks to slow down.
+
+    ``c.delay`` (a Retry-After, a pushback) is the pause; an :class:`Exhausted`
+    failure without one pauses for :func:`hintless_pause`. True when the
+    failure asked to slow down (hedging stops there, pacing on or off).
+    """
+    if c.delay is not None:
+        if pacing is not None:
+            pacing.note(now, c.delay)
+        return True
+    if type(c) is Exhausted:
+        if pacing is not None:
+            pacing.note(now, hintless_pause(retry, attempt))
+        return True
+    return False
+
+
 class Pacing:
     """The point's pause: no new attempt starts before :attr:`until` (the point's clock)."""
 

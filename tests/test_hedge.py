@@ -184,6 +184,25 @@ async def test_a_server_delay_hint_stops_further_hedges() -> None:
     assert p.pacing is not None and p.pacing.remaining(time.monotonic()) > 0
 
 
+async def test_a_bare_resource_exhausted_stops_hedges_and_pauses_the_point() -> None:
+    """Out of capacity without a delay hint (gRPC's bare RESOURCE_EXHAUSTED): no more
+    hedges, and the point pauses for the backoff's base delay, as an unhedged call does."""
+    from seawall._pacing import Exhausted
+
+    class Exhausting(Exception):
+        pass
+
+    p = IntegrationPoint("api", hedge=Hedge(delay=0.01, max_extra=3),
+                         retry=seawall.Retry(attempts=3, backoff=seawall.Backoff.constant(2.0)),
+                         classifier=Classifier().on(Exhausting, Exhausted(
+                             Category.RATE_LIMITED, retry=True, breaker=False)))
+    work = Script((0.0, Exhausting()), (0.0, "never"))
+    with pytest.raises(Exhausting):
+        await p.acall(work)
+    assert len(work.started) == 1
+    assert p.pacing is not None and 1.0 < p.pacing.remaining(time.monotonic()) <= 2.0
+
+
 async def test_the_total_deadline_bounds_every_attempt() -> None:
     """Timeout(total=0.3): slow attempts and their hedge all end by the deadline."""
     p = IntegrationPoint("api", hedge=Hedge(delay=0.05, max_extra=2),
