@@ -45,7 +45,7 @@ from sqlalchemy.pool import StaticPool
 from seawall import BreakerTransition, ConfigurationError
 
 from ._schema import (
-    ADDED_IN_2,
+    ADDED,
     COUNT_TABLES,
     DAY,
     HOUR,
@@ -414,7 +414,8 @@ class Store:
 
         Without ``create`` nothing is created: a database without seawall's
         tables raises :class:`seawall.ConfigurationError`. A store of an older
-        schema version (1: before fault injection's ``injected_*`` counters)
+        schema version (1: before fault injection's ``injected_*`` counters;
+        2: before the waits, hedges, pacing refusals and bulkhead limit)
         is upgraded in place, unless opened read-only: then the columns it
         lacks read as zeros.
         """
@@ -456,13 +457,14 @@ class Store:
                 )
             if found is not None and found < SCHEMA_VERSION:
                 if self.read_only:
-                    self._absent = frozenset(ADDED_IN_2)
+                    self._absent = frozenset(name for version, names in ADDED.items()
+                                             if version > found for name in names)
                 else:
                     self._upgrade()
             self._ready = True
 
     def _upgrade(self) -> None:
-        """Add what schema version 2 added (the ``injected_*`` counters) to an older store.
+        """Add the columns later schema versions added (:data:`._schema.ADDED`) to an older store.
 
         Safe against a concurrent upgrade by another process: a column or a
         version row that appeared meanwhile is taken as done.
@@ -472,7 +474,7 @@ class Store:
                 with self._write_connection() as conn, conn.begin():
                     for table in COUNT_TABLES.values():
                         have = {c["name"] for c in inspect(conn).get_columns(table.name)}
-                        for name in ADDED_IN_2:
+                        for name in (n for names in ADDED.values() for n in names):
                             if name not in have:
                                 conn.exec_driver_sql(
                                     f"ALTER TABLE {table.name} ADD COLUMN {name} "
