@@ -850,6 +850,45 @@ class Store:
         with self.engine.connect() as conn:
             return [(tuple(row[:n]), [v or 0 for v in row[n:]]) for row in conn.execute(stmt)]
 
+    def latest_limits(self, by: Sequence[str] = ("point", "host"), *, host: str | None = None,
+                      pid: int | None = None) -> list[tuple[tuple[Any, ...], int, float]]:
+        """The bulkhead's limit of each distinct ``by`` (names among point, host, pid), latest.
+
+        Each result is ``(key, minute, mean)``: the last minute (since the epoch)
+        in which the rows of that key sampled a limit, and the mean of those
+        samples (per process; see :class:`Stats.concurrency_limit`). A level for a
+        gauge: a process gone quiet keeps its last value until the minute rows
+        are pruned. ``host`` and ``pid`` restrict the rows. An older read-only
+        store (no limit columns) has none.
+        """
+        columns = tuple(by)
+        if not columns or any(c not in ("point", "host", "pid") for c in columns) \
+                or len(set(columns)) != len(columns):
+            raise MetricsQueryError(f"by must be distinct names among ('point', 'host', 'pid'), "
+                                    f"got {by!r}")
+        if not self._ready:
+            self.ensure_schema()
+        if "limit_samples" in self._absent:
+            return []
+        t = COUNT_TABLES[MINUTE]
+        cond = [t.c.limit_samples > 0]
+        if host is not None:
+            cond.append(t.c.host == host)
+        if pid is not None:
+            cond.append(t.c.pid == pid)
+        keys = [t.c[c] for c in columns]
+        last = (select(*keys, func.max(t.c.bucket).label("last")).where(*cond)
+                .group_by(*keys).subquery())
+        joined = t.join(last, and_(*(t.c[c] == last.c[c] for c in columns),
+                                   t.c.bucket == last.c["last"]))
+        stmt = (select(*keys, last.c["last"], func.sum(t.c.limit_sum),
+                       func.sum(t.c.limit_samples))
+                .select_from(joined).where(*cond).group_by(*keys, last.c["last"]))
+        n = len(columns)
+        with self.engine.connect() as conn:
+            return [(tuple(row[:n]), int(row[n]), float(row[n + 1]) / float(row[n + 2]))
+                    for row in conn.execute(stmt)]
+
     def last_transitions(self, point: str | None = None, *,
                          before: float | None = None) -> list[Transition]:
         """The latest breaker transition of each process (point, host, pid), by those keys.

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-import seawall
 from seawall import (
     AdaptiveBulkhead,
     Bulkhead,
