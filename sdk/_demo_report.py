@@ -36,6 +36,8 @@ class DependencyResult:
     rejected: int | None
     hedges: int | None = None
     hedges_won: int | None = None
+    paused_waits: int | None = None
+    paused_refusals: int | None = None
 
     @property
     def success_rate(self) -> float:
@@ -68,6 +70,8 @@ def summarize(dependency: str, point: str, log: CallLog, reached: int, during: i
         rejected=None if stats is None else int(stats.rejected),
         hedges=int(stats.hedges) if hedged and stats is not None else None,
         hedges_won=int(stats.hedges_won) if hedged and stats is not None else None,
+        paused_waits=None if stats is None else int(stats.paused_waits),
+        paused_refusals=None if stats is None else int(stats.rejections.get("paused", 0)),
     )
 
 
@@ -97,8 +101,12 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("retries", "retries"),
     ("hedges sent / won", "hedges"),
     ("breaker openings", "breaker_openings"),
-    ("calls refused by the breaker", "rejected"),
+    ("calls refused before an attempt", "rejected"),
+    ("attempts that waited out a pause", "paused_waits"),
+    ("refused: the pause outlasts the deadline", "paused_refusals"),
 )
+# rows shown only when some run has a figure for them (hedging, server pacing)
+OPTIONAL = ("hedges", "paused_waits", "paused_refusals")
 
 
 def _cell(result: DependencyResult, key: str) -> str:
@@ -135,8 +143,8 @@ def comparison_table(title: str, bare: DependencyResult, guarded: DependencyResu
     table.add_column("seawall", justify="right", no_wrap=True,
                      style=None if plain else "bold green")
     for label, key in ROWS:
-        if key == "hedges" and bare.hedges is None and guarded.hedges is None:
-            continue  # only the hedged dependency's table has the row
+        if key in OPTIONAL and not (getattr(bare, key) or getattr(guarded, key)):
+            continue  # e.g. only the hedged dependency's table has the hedges row
         if injected:
             label = INJECTED_LABELS.get(key, label)
         table.add_row(label, _cell(bare, key), _cell(guarded, key))

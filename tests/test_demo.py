@@ -83,6 +83,14 @@ def test_the_hedged_inventory_sends_hedges_that_win(demo_run: Any) -> None:
     assert served["inventory"]["hedges_sent"] == 0
 
 
+def test_server_pacing_shows_in_the_pricing_table(demo_run: Any) -> None:
+    """A 429 with Retry-After pauses the pricing point: some attempts wait the pause out."""
+    done, data, _ = demo_run
+    assert data["seawall"]["pricing"]["paused_waits"] > 0
+    assert data["bare"]["pricing"]["paused_waits"] is None
+    assert "attempts that waited out a pause" in done.stdout
+
+
 def test_demo_leaves_nothing_behind(demo_run: Any) -> None:
     """Every thread is joined and nothing but the asked-for report is written."""
     _, data, folder = demo_run
