@@ -292,3 +292,43 @@ def test_the_dashboard_api_carries_waits_hedges_and_limit(sqlite_store: Store) -
         assert sum(series["waits"]) == stats.paused_waits + stats.rate_limit_waits
         assert len(series["hedges"]) == len(series["waits"]) == len(out["t"])
     assert by_name["hedged"]["totals"]["hedges_sent"] == 8
+
+
+def test_many_threads_and_tasks_add_up_exactly(sqlite_store: Store) -> None:
+    """4 threads x 5 tasks of hedged calls and rate-limited calls: the store's counts are exact."""
+    import threading
+
+    gc.collect()
+    hedged = IntegrationPoint("busy-hedged", hedge=Hedge(delay=30.0))
+    limited = IntegrationPoint("busy-limited", clock=FakeClock(),
+                               rate_limit=RateLimit(rate=1.0, burst=1))  # one token, no refill
+
+    async def task() -> None:
+        await _hedged_calls(hedged)  # 12 calls: 8 hedges, 4 won
+        for _ in range(3):
+            try:
+                limited.call(lambda: None)
+            except RateLimitedError:
+                pass
+
+    def thread() -> None:
+        async def tasks() -> None:
+            await asyncio.gather(*(task() for _ in range(5)))
+        asyncio.run(tasks())
+
+    recorder = Recorder(sqlite_store, flush_interval=0.05)
+    try:
+        threads = [threading.Thread(target=thread) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60.0)
+        assert recorder.flush()
+    finally:
+        recorder.close()
+    by_point = {s.point: s for s in sqlite_store.summary()}
+    assert (by_point["busy-hedged"].calls, by_point["busy-hedged"].hedges_sent,
+            by_point["busy-hedged"].hedges_won) == (240, 160, 80)
+    assert by_point["busy-limited"].calls == 60
+    assert by_point["busy-limited"].rejections_by_reason["rate_limit"] == 59
+    assert (hedged.stats().hedges, limited.stats().rejections["rate_limit"]) == (160, 59)
