@@ -5,6 +5,10 @@ starts attempt 1 at once, in the caller's ``stub.M(req)``, and settles a
 success in the caller's own ``await``; a task is made only when needed (a
 failed attempt: the shared retry loop of ``_grpc_aio_unary`` runs in it;
 nobody waiting when attempt 1 ends; a bulkhead wait; a client stream).
+Attempt 1 of a unary-unary call is admitted by ``point.admit_first``, as the
+core's own shells admit theirs: no :class:`seawall.Execution` is made unless
+that attempt fails, is cancelled, or nobody awaits it (then one takes it over:
+``point.execution(..., first=...)``); a success is one lock-free count.
 aio only: the sync wrapper needs no call object of its own (a blocking
 call returns the response; ``.future()`` is ``_grpc_sync_future``'s).
 """
@@ -58,7 +62,10 @@ class UnaryCall(UUCall, SUCall):
     settles a success itself; ``_DRIVEN``, a driver task runs the shared retry
     loop (after a failure, when nobody waited, for a bulkhead wait, a client
     stream); ``_SETTLED``, ``_final`` (the call-like that answers) is known.
-    Whoever first sees attempt 1 end moves it on. Loop-bound.
+    Whoever first sees attempt 1 end moves it on. Loop-bound. The Execution
+    (``_ex``) is made on first need when attempt 1 was admitted without one:
+    in the caller's context, or in grpc.aio's done callback, which runs in the
+    context the call was made in (an enclosing seawall deadline still applies).
     """
 
     # the state every call starts in, as class attributes: a call sets only what differs
@@ -70,11 +77,28 @@ class UnaryCall(UUCall, SUCall):
     _cancelled = False
     _callbacks: tuple[Callable[[Any], None], ...] = ()
 
-    def __init__(self, rule: Rule, ex: Execution, args: tuple[Any, ...], request: Any) -> None:
+    def __init__(self, rule: Rule, ex: Execution | None, args: tuple[Any, ...], request: Any,
+                 source: Any = None, deadline: float | None = None,
+                 first: tuple[float, int, float | None] | None = None) -> None:
         self._rule = rule
         self._ex = ex
         self._args = args
         self._request = request
+        # without ``ex``: attempt 1 was admitted by ``point.admit_first`` (``first``) for the
+        # multicallable ``source``; the Execution is made only if that attempt fails
+        self._source = source
+        self._deadline = deadline
+        self._first = first
+
+    def _execution(self) -> Execution:
+        """The call's Execution, taking over attempt 1 when it was admitted without one."""
+        ex = self._ex
+        if ex is None:
+            first = self._first
+            assert first is not None
+            ex = self._ex = self._rule.point.execution(
+                self._source._operation, deadline=self._deadline, first=(first[0], first[1]))
+        return ex
 
     # -- how the call is answered -------------------------------------------------
 
@@ -86,8 +110,8 @@ class UnaryCall(UUCall, SUCall):
             self._take_over(call)  # nobody waits on it: decide now
 
     def _take_over(self, first: Any) -> None:
-        self._drive(unary(self._rule, self._ex, send, self._args, self._request, None, True,
-                          first))
+        self._drive(unary(self._rule, self._execution(), send, self._args, self._request, None,
+                          True, first))
 
     def _drive(self, work: Coroutine[Any, Any, Any]) -> None:
         self._state = _DRIVEN
@@ -146,14 +170,24 @@ class UnaryCall(UUCall, SUCall):
             except asyncio.CancelledError:
                 if self._state == _AWAITED:  # the caller was cancelled, so is the attempt
                     self._cancelled = True
-                    self._ex.cancelled()
+                    self._execution().cancelled()
                     self._settle(call)
                 raise
             else:
                 if self._state == _AWAITED:
                     if not self._rule.result_rules:
-                        self._ex.success()
-                        self._settle(call)
+                        ex = self._ex
+                        if ex is None:  # the common case: one lock-free count
+                            first = self._first
+                            assert first is not None
+                            source = self._source
+                            source._succeeded(source._operation, first[0], first[1])
+                        else:
+                            ex.success()
+                        self._state = _SETTLED
+                        self._final = call
+                        if self._callbacks:
+                            self._settle(call)
                         return response
                     self._take_over(call)
         if self._state == _SETTLED:
@@ -183,7 +217,7 @@ class UnaryCall(UUCall, SUCall):
         if call.done():
             return False  # it ended; whoever waits on it settles the call
         self._cancelled = True
-        self._ex.cancelled()
+        self._execution().cancelled()
         self._settle(call)
         call.cancel()
         return True
@@ -202,7 +236,7 @@ class UnaryCall(UUCall, SUCall):
             self._callbacks = (*self._callbacks, callback)
 
     def time_remaining(self) -> float | None:
-        return self._ex.remaining()
+        return self._execution().remaining()
 
     async def initial_metadata(self) -> Any:
         return await (await self._outcome()).initial_metadata()

@@ -23,11 +23,11 @@ from ._grpc_aio_call import UnaryCall, send
 from ._grpc_aio_hedge import hedged_unary, hedges
 from ._grpc_aio_status import DoneCall
 from ._grpc_aio_streams import StreamStreamCall, UnaryStreamCall
-from ._grpc_aio_unary import refused, single, unary
+from ._grpc_aio_unary import refused, send_raised, single, unary
 from ._grpc_chaos import aio_chaos_send
-from ._grpc_commit import end_failure, refuse
+from ._grpc_commit import refuse
 from ._grpc_replay import NoReplay, replayable
-from ._grpc_routes import RoutedChannel, Router, Wrapped
+from ._grpc_routes import RoutedChannel, Router, Rule, Wrapped
 
 if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc itself does not
     _UUCallable = grpc.aio.UnaryUnaryMultiCallable[Any, Any]
@@ -41,22 +41,69 @@ else:
     _SSCallable = grpc.aio.StreamStreamMultiCallable
 
 
+def _not_inline(deadline: float | None) -> None:
+    """``admit_first`` of a method whose attempts are never started inline (hedged)."""
+    return None
+
+
 class _UnaryUnary(Wrapped, _UUCallable):
-    __slots__ = ()
+    # what the hot path reads, bound once per stub method (UnaryCall reads the last two); the
+    # sync wrapper binds the same: the two multicallables differ in every other step
+    __slots__ = ("_admit", "_hedged", "_now", "_succeeded")
+
+    def __init__(self, rule: Rule, inner: Any, method: str) -> None:
+        super().__init__(rule, inner, method)
+        point = rule.point
+        self._hedged = hedges(rule)
+        # a hedged method never starts attempt 1 inline: its calls take the general path
+        self._admit = _not_inline if self._hedged else point.admit_first
+        self._now = point.clock.now
+        self._succeeded = point.observer().succeeded
 
     def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None,
                  credentials: Any = None, wait_for_ready: bool | None = None,
                  compression: Any = None) -> Any:
-        # the wrapper's hot path, every step written out: each helper frame is ~1-2 % of its
-        # own cost (bench/grpc.py --instructions)
-        rule = self._rule
-        point = rule.point
-        ex = point.execution(self._operation,
-                             deadline=None if timeout is None else point.clock.now() + timeout)
+        # the wrapper's hot path, every step written out (each helper frame is ~1-2 % of its
+        # own cost, bench/grpc.py --instructions): attempt 1 admitted inline, no Execution
+        # unless it fails or nobody awaits it (the core's admit_first, as its own shells do)
+        deadline = None if timeout is None else self._now() + timeout
+        first = self._admit(deadline)
         inner = self._inner
         args = (inner, metadata, credentials, wait_for_ready, compression)
+        if first is None:  # the breaker refuses, no time, no token or permit, chaos, hedging
+            return self._general(args, request, timeout, deadline)
+        call = UnaryCall(self._rule, None, args, request, self, deadline, first)
+        try:
+            if metadata is None and credentials is None and wait_for_ready is None \
+                    and compression is None:  # -2.8k instructions a call (callgrind)
+                attempt = inner(request, timeout=first[2])
+            else:
+                attempt = inner(request, timeout=first[2], metadata=metadata,
+                                credentials=credentials, wait_for_ready=wait_for_ready,
+                                compression=compression)
+        except BaseException as exc:  # a bad request, a closed channel: raised here, as grpc.aio does
+            permits = self._rule.permits
+            if permits is not None:
+                permits.release()
+            if not isinstance(exc, Exception):
+                call._execution().cancelled()
+                raise
+            send_raised(self._rule, call._execution(), exc)
+            raise
+        call._current = attempt
+        attempt.add_done_callback(call._first_done)
+        return call
+
+    def _general(self, args: tuple[Any, ...], request: Any, timeout: float | None,
+                 deadline: float | None) -> Any:
+        """A call whose attempt 1 could not start at once (the breaker refused, no time was
+        left, no token or permit was free), or whose point injects faults, or a hedged one:
+        admitted again through an Execution, which waits or refuses."""
+        rule = self._rule
+        point = rule.point
+        ex = point.execution(self._operation, deadline=deadline)
         call = UnaryCall(rule, ex, args, request)
-        if point.hedge is not None and hedges(rule):  # parallel attempts: a driver task
+        if self._hedged:  # parallel attempts: a driver task
             call._drive(hedged_unary(rule, self._operation, timeout, send, args, request, True))
             return call
         permits = rule.permits
@@ -80,23 +127,18 @@ class _UnaryUnary(Wrapped, _UUCallable):
             else:  # a fallback may be async: answered in a task
                 call._drive(refused(ex, refusal, True))
             return call
+        inner, metadata, credentials, wait_for_ready, compression = args
         try:
-            if metadata is None and credentials is None and wait_for_ready is None \
-                    and compression is None:  # -2.8k instructions a call (callgrind)
-                first = inner(request, timeout=attempt_timeout)
-            else:
-                first = inner(request, timeout=attempt_timeout, metadata=metadata,
-                              credentials=credentials, wait_for_ready=wait_for_ready,
-                              compression=compression)
+            attempt = inner(request, timeout=attempt_timeout, metadata=metadata,
+                            credentials=credentials, wait_for_ready=wait_for_ready,
+                            compression=compression)
         except Exception as exc:  # a bad request, a closed channel: raised here, as grpc.aio does
             if permits is not None:
                 permits.release()
-            c = rule.point.classify_exception(exc).with_retry(False)
-            ex.failure(c)
-            end_failure(ex, c, exc)
+            send_raised(rule, ex, exc)
             raise
-        call._current = first
-        first.add_done_callback(call._first_done)
+        call._current = attempt
+        attempt.add_done_callback(call._first_done)
         return call
 
 

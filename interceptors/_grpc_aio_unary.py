@@ -108,9 +108,7 @@ async def unary(rule: Rule, ex: Execution, send: AioSend, args: Any, request: An
             ex.cancelled()
             raise
         except Exception as exc:  # sending raised (an inner interceptor, a bad request): final
-            c = rule.point.classify_exception(exc).with_retry(False)
-            ex.failure(c)
-            end_failure(ex, c, exc)
+            send_raised(rule, ex, exc)
             raise
         finally:
             if owned and permits is not None:
@@ -147,6 +145,14 @@ async def unary(rule: Rule, ex: Execution, send: AioSend, args: Any, request: An
         last = (c, (call, err))
         await _pause(rule, ex, delay)
         call = None
+
+
+def send_raised(rule: Rule, ex: Execution, exc: Exception) -> None:
+    """Account for an attempt whose sending raised ``exc`` (a bad request, a closed channel,
+    an inner interceptor): a final failure, never retried; the caller re-raises ``exc``."""
+    c = rule.point.classify_exception(exc).with_retry(False)
+    ex.failure(c)
+    end_failure(ex, c, exc)
 
 
 async def refused(ex: Execution, refusal: RejectedError | DeadlineExceeded, wrap: bool) -> Any:

@@ -7,7 +7,9 @@ lookup per call; methods without a route get the inner multicallable
 itself). The shells are the interceptor's (blocking unary, ``.future()``,
 response streams), so both mountings behave alike; only the host's shape
 differs: here an attempt is the inner multicallable's ``__call__``,
-``with_call`` or ``future``. The routing of stub methods is shared with
+``with_call`` or ``future``. A blocking ``stub.M(req)`` admits attempt 1
+inline (``point.admit_first``, as the core's own shells do) and makes an
+:class:`seawall.Execution` only if that attempt fails. The routing of stub methods is shared with
 the aio wrapper (``_grpc_routes.RoutedChannel``); the rest is written apart
 from ``_grpc_aio_channel``: the two channel classes and their
 multicallables have different shapes.
@@ -22,12 +24,12 @@ import grpc
 
 from ._grpc_chaos import chaos_send
 from ._grpc_replay import replayable
-from ._grpc_routes import RoutedChannel, Router, Wrapped
+from ._grpc_routes import RoutedChannel, Router, Rule, Wrapped
 from ._grpc_status import with_attempt
 from ._grpc_sync_future import RetryingFuture
 from ._grpc_sync_hedge import hedged_blocking, hedges
 from ._grpc_sync_streams import ResponseStream
-from ._grpc_sync_unary import PAIR, VALUE, Shape, blocking
+from ._grpc_sync_unary import PAIR, VALUE, Shape, blocking, send_raised
 
 if TYPE_CHECKING:  # grpc-stubs makes these generic; grpc itself does not
     _UUCallable = grpc.UnaryUnaryMultiCallable[Any, Any]
@@ -60,6 +62,11 @@ def _send_blocking(args: tuple[Any, ...], request: Any, timeout: float | None,
                   credentials, wait_for_ready, compression)
     except grpc.RpcError as err:
         return err
+
+
+def _not_inline(deadline: float | None) -> None:
+    """``admit_first`` of a method whose attempts are never started inline (hedged)."""
+    return None
 
 
 def _finish(out: Any) -> Any:
@@ -104,23 +111,65 @@ class _Shapes(Wrapped):
 
 
 class _UnaryUnary(_Shapes, _UUCallable):
-    __slots__ = ()
+    # what the hot path reads, bound once per stub method
+    __slots__ = ("_admit", "_hedged", "_judged", "_now", "_succeeded")
+
+    def __init__(self, rule: Rule, inner: Any, method: str) -> None:
+        super().__init__(rule, inner, method)
+        point = rule.point
+        self._hedged = hedges(rule)
+        # a hedged method never starts attempt 1 inline: its calls take the general path
+        self._admit = _not_inline if self._hedged else point.admit_first
+        self._now = point.clock.now
+        self._succeeded = point.observer().succeeded
+        # whether a successful response must be shown to the point's result rules
+        self._judged = rule.result_rules
 
     def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None,
                  credentials: Any = None, wait_for_ready: bool | None = None,
                  compression: Any = None) -> Any:
-        # the wrapper's hot path: the other shapes' helper written out, one frame fewer
+        # the wrapper's hot path, every step written out (each helper frame is ~1-2 % of its
+        # own cost, bench/grpc.py --instructions): attempt 1 admitted inline, no Execution
+        # unless it fails (the core's admit_first, as its own shells do)
+        deadline = None if timeout is None else self._now() + timeout
+        first = self._admit(deadline)
         rule = self._rule
-        point = rule.point
-        if point.hedge is not None and hedges(rule):  # parallel attempts, as futures
-            return hedged_blocking(rule, self._operation, timeout, self._inner, request,
-                                   metadata, credentials, wait_for_ready, compression)
-        ex = point.execution(self._operation,
-                             deadline=None if timeout is None else point.clock.now() + timeout)
-        out = blocking(rule, ex, _send_blocking if point.chaos is None
-                       else chaos_send(rule, ex, _send_blocking),
-                       (self._inner, metadata, credentials, wait_for_ready, compression),
-                       request, None, VALUE)
+        if first is None:  # the breaker refuses, no time, no token or permit, chaos, hedging
+            if self._hedged:  # parallel attempts, as futures
+                return hedged_blocking(rule, self._operation, timeout, self._inner, request,
+                                       metadata, credentials, wait_for_ready, compression)
+            ex = rule.point.execution(self._operation, deadline=deadline)
+            out = blocking(rule, ex, chaos_send(rule, ex, _send_blocking),
+                           (self._inner, metadata, credentials, wait_for_ready, compression),
+                           request, None, VALUE)
+        else:
+            start, ticket, attempt_timeout = first
+            try:
+                out = self._inner(request, attempt_timeout, metadata, credentials,
+                                  wait_for_ready, compression)
+            except grpc.RpcError as err:
+                out = err
+            except BaseException as exc:
+                if rule.permits is not None:
+                    rule.permits.release()
+                ex = rule.point.execution(self._operation, deadline=deadline,
+                                          first=(start, ticket))
+                if not isinstance(exc, Exception):
+                    ex.cancelled()
+                    raise
+                send_raised(rule, ex, exc)  # a bad request, a closed channel: final
+                raise
+            if rule.permits is not None:
+                rule.permits.release()
+            if not self._judged and not isinstance(out, grpc.RpcError):
+                self._succeeded(self._operation, start, ticket)
+                return out
+            # attempt 1 failed, or the result rules judge it: the loop takes it over
+            out = blocking(rule, rule.point.execution(self._operation, deadline=deadline,
+                                                      first=(start, ticket)),
+                           _send_blocking,
+                           (self._inner, metadata, credentials, wait_for_ready, compression),
+                           request, None, VALUE, out)
         if isinstance(out, grpc.RpcError):
             raise out
         return out

@@ -151,50 +151,55 @@ def classify_outcome(rule: Rule, out: Any, shape: Shape = OUTCOME,
     return point.classify_exception(err), err
 
 
+_UNSENT: Any = object()  # ``first`` of a call whose first attempt the loop sends itself
+
+
 def blocking(rule: Rule, ex: Execution, send: Send, args: Any, request: Any,
-             buffer: ReplayBuffer | None, shape: Shape) -> Any:
+             buffer: ReplayBuffer | None, shape: Shape, first: Any = _UNSENT) -> Any:
     """Run a blocking unary-response call to its end, retrying in this thread.
 
     Returns what the last attempt returned, a fallback's answer (through
     ``shape``), or the call's failure as a ``grpc.RpcError`` object: a
     refusal, or the last attempt's error with a note of the attempts. The
     interceptor returns that object to gRPC, which raises it; the channel
-    wrapper raises it.
+    wrapper raises it. ``first``: what a first attempt that the caller
+    admitted and sent itself returned (``ex`` took it over, its permit given
+    back); the loop judges it, then goes on.
     """
     permits = rule.permits
     last: tuple[Classification, Any, BaseException | None] | None = None
+    out = first
     while True:
-        try:
-            timeout = ex.begin(True)
-            if ex.wait > 0.0:  # a server's pause or a rate-limit token (sans-IO: waited here)
-                try:
-                    rule.point.clock.sleep(ex.wait)
-                except BaseException:
-                    ex.withdraw()
-                    ex.cancelled()
-                    raise
-            if permits is not None and not permits.try_acquire() \
-                    and not permits.acquire(rule.max_wait):
-                raise ex.bulkhead_rejected()
-        except (RejectedError, DeadlineExceeded) as refusal:
-            if last is not None:
-                ex.stop_reason = f"retry refused: {refusal}"
-                return failed(ex, shape, *last)
-            fb, err = refuse(ex, refusal)
-            return err if fb is None else shape.answer(resolve_fallback(fb, refusal))
-        try:
-            out = send(args, request, timeout, ex.attempts)
-        except Exception as exc:  # sending raised (an inner interceptor, a bad request): final
-            final = rule.point.classify_exception(exc).with_retry(False)
-            ex.failure(final)
-            end_failure(ex, final, exc)
-            raise
-        except BaseException:
-            ex.cancelled()
-            raise
-        finally:
-            if permits is not None:
-                permits.release()
+        if out is _UNSENT:
+            try:
+                timeout = ex.begin(True)
+                if ex.wait > 0.0:  # a server's pause or a rate-limit token (sans-IO: waited here)
+                    try:
+                        rule.point.clock.sleep(ex.wait)
+                    except BaseException:
+                        ex.withdraw()
+                        ex.cancelled()
+                        raise
+                if permits is not None and not permits.try_acquire() \
+                        and not permits.acquire(rule.max_wait):
+                    raise ex.bulkhead_rejected()
+            except (RejectedError, DeadlineExceeded) as refusal:
+                if last is not None:
+                    ex.stop_reason = f"retry refused: {refusal}"
+                    return failed(ex, shape, *last)
+                fb, err = refuse(ex, refusal)
+                return err if fb is None else shape.answer(resolve_fallback(fb, refusal))
+            try:
+                out = send(args, request, timeout, ex.attempts)
+            except Exception as exc:  # sending raised (an inner interceptor, a bad request)
+                send_raised(rule, ex, exc)
+                raise
+            except BaseException:
+                ex.cancelled()
+                raise
+            finally:
+                if permits is not None:
+                    permits.release()
         # telling success by type spares code(), which takes the call's lock while gRPC's
         # thread may hold it
         if not isinstance(out, grpc.RpcError) and not rule.result_rules:
@@ -211,8 +216,17 @@ def blocking(rule: Rule, ex: Execution, send: Send, args: Any, request: Any,
         if delay is None:
             return failed(ex, shape, c, out, err)
         last = (c, out, err)
+        out = _UNSENT
         if delay > 0:
             rule.point.clock.sleep(delay)
+
+
+def send_raised(rule: Rule, ex: Execution, exc: Exception) -> None:
+    """Account for an attempt whose sending raised ``exc`` (a bad request, a closed channel,
+    an inner interceptor): a final failure, never retried; the caller re-raises ``exc``."""
+    final = rule.point.classify_exception(exc).with_retry(False)
+    ex.failure(final)
+    end_failure(ex, final, exc)
 
 
 def failed(ex: Execution, shape: Shape, c: Classification, out: Any,

@@ -34,13 +34,14 @@ fails or must wait; its success costs the ledger one lock-free step.
 from __future__ import annotations
 
 import asyncio  # async only
+import time  # async only
 from collections.abc import Awaitable, Callable  # sync: from collections.abc import Callable
 from functools import partial  # async only
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._breaker import CLOSED, REJECTED
 from ._classify import Classification, ExceptionRule, ResultRule
-from ._clock import SKEWED, Bounded, system_now  # async only
+from ._clock import SKEWED, Bounded  # async only
 from ._deadline import (
     DEADLINE,
     DONE,  # async only
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-_monotonic = system_now  # async only
+_monotonic = time.monotonic  # async only
 
 
 async def arun(

@@ -3,12 +3,15 @@
 One table per point, named by its key; each policy a sub-table whose keys
 are the policy's fields; ``preset = "http_api"`` starts from a preset
 (:mod:`seawall.presets`) and the tables change only the fields they name;
-``retry = false`` (any policy) turns one off::
+``retry = false`` (any policy) turns one off; ``server_pacing`` is
+``true`` or ``false``; ``bulkhead = { kind = "adaptive" }`` is an
+:class:`AdaptiveBulkhead`::
 
     [payments]
     preset = "http_api"
     retry = { attempts = 4 }
     timeout = { attempt = 2.0, total = 8.0 }
+    rate_limit = { rate = 50.0, burst = 5 }
 
     [payments.breaker]
     failure_rate = 0.3
@@ -25,33 +28,30 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
-import math
 import os
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from . import presets
 from ._classify import Category
+from ._config_fields import FAULT_FIELDS, FIELDS, POLICIES, Check
 from ._errors import ConfigurationError
 from ._point import IntegrationPoint
 from ._policies import (
-    JITTERS,
+    AdaptiveBulkhead,
     Backoff,
     Bulkhead,
-    CircuitBreaker,
+    Chaos,
     Fallback,
+    Hedge,
     Retry,
     RetryBudget,
-    Timeout,
 )
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
-
-Check = Callable[[Any], str | None]  # the complaint about a value, or None when it is fine
 
 
 def _show(value: Any) -> str:
@@ -63,90 +63,9 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-def _number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) \
-        and not math.isnan(value) and not math.isinf(value)
-
-
-def integer(minimum: int) -> Check:
-    def check(v: Any) -> str | None:
-        ok = not isinstance(v, bool) and isinstance(v, int) and v >= minimum
-        return None if ok else f"must be an integer ≥ {minimum}"
-    return check
-
-
-def seconds(*, positive: bool) -> Check:
-    def check(v: Any) -> str | None:
-        if _number(v) and (v > 0 if positive else v >= 0):
-            return None
-        return f"must be a number of seconds {'> 0' if positive else '≥ 0'}"
-    return check
-
-
-def at_least(low: float) -> Check:
-    def check(v: Any) -> str | None:
-        return None if _number(v) and v >= low else f"must be a number ≥ {low:g}"
-    return check
-
-
-def positive(v: Any) -> str | None:
-    return None if _number(v) and v > 0 else "must be a number > 0"
-
-
-def rate(*, zero: bool) -> Check:
-    def check(v: Any) -> str | None:
-        if _number(v) and (v >= 0 if zero else v > 0) and v <= 1:
-            return None
-        return f"must be a number in {'[0, 1]' if zero else '(0, 1]'}"
-    return check
-
-
-def one_of(*choices: str) -> Check:
-    def check(v: Any) -> str | None:
-        return None if v in choices else f"must be one of {', '.join(choices)}"
-    return check
-
-
-def boolean(v: Any) -> str | None:
-    return None if isinstance(v, bool) else "must be true or false"
-
-
-def anything(v: Any) -> str | None:
-    return None
-
-
-def names(v: Any) -> str | None:
-    if isinstance(v, list) and all(isinstance(x, str) for x in v):
-        return None
-    return "must be a list of strings"
-
-
-def text(v: Any) -> str | None:
-    return None if isinstance(v, str) and v else "must be a non-empty string"
-
-
-# the fields each policy table takes, and what each value must be
-FIELDS: dict[type, dict[str, Check]] = {
-    Retry: {"attempts": integer(1), "on": names, "max_server_delay": seconds(positive=False),
-            "backoff": anything, "budget": anything},
-    Backoff: {"kind": one_of("constant", "linear", "exponential", "custom"),
-              "initial": seconds(positive=False), "step": seconds(positive=False),
-              "multiplier": at_least(1), "maximum": seconds(positive=False),
-              "jitter": one_of(*JITTERS), "function": text},
-    RetryBudget: {"ratio": rate(zero=True), "minimum_per_second": at_least(0),
-                  "period": seconds(positive=True)},
-    CircuitBreaker: {"failure_rate": rate(zero=False), "minimum_calls": integer(1),
-                     "window": positive, "window_kind": one_of("count", "time"),
-                     "buckets": integer(1), "slow_call_duration": seconds(positive=True),
-                     "slow_call_rate": rate(zero=False), "open_for": seconds(positive=True),
-                     "open_for_multiplier": at_least(1), "open_for_max": seconds(positive=True),
-                     "half_open_calls": integer(1)},
-    Bulkhead: {"max_concurrent": integer(1), "max_wait": seconds(positive=False)},
-    Timeout: {"attempt": seconds(positive=True), "total": seconds(positive=True)},
-    Fallback: {"value": anything, "handler": text, "on": names, "on_rejection": boolean},
-}
-POLICIES: dict[str, type] = {"retry": Retry, "breaker": CircuitBreaker, "bulkhead": Bulkhead,
-                             "timeout": Timeout, "fallback": Fallback}
+def _a(kind: type) -> str:
+    name = kind.__name__
+    return f"{'an' if name[0] in 'AEIOU' else 'a'} {name}"
 
 
 class _Reader:
@@ -164,14 +83,18 @@ class _Reader:
             raise self.fail(path, "must be a table", value)
         return value
 
-    def fields(self, kind: type, path: str, table: dict[str, Any]) -> dict[str, Any]:
+    def fields(self, kind: type, path: str, table: dict[str, Any], hint: str = "") -> dict[str, Any]:
         """The table's keys checked against the policy's fields (known, and each value valid)."""
-        allowed = FIELDS[kind]
+        return self.keys(_a(kind), FIELDS[kind], path, table, hint)
+
+    def keys(self, what: str, allowed: dict[str, Check], path: str, table: dict[str, Any],
+             hint: str = "") -> dict[str, Any]:
+        """The table's keys checked against ``allowed``; ``what`` names the table in errors."""
         for key, value in table.items():
             check = allowed.get(key)
             if check is None:
-                raise self.fail(f"{path}.{key}", f"unknown key (a {kind.__name__} takes "
-                                f"{', '.join(allowed)})")
+                raise self.fail(f"{path}.{key}", f"unknown key ({what} takes "
+                                f"{', '.join(allowed)}{hint})")
             complaint = check(value)
             if complaint is not None:
                 raise self.fail(f"{path}.{key}", complaint, value)
@@ -179,19 +102,40 @@ class _Reader:
 
     def build(self, kind: type, path: str, base: Any, values: dict[str, Any]) -> Any:
         """``kind(**values)`` (or ``base`` with ``values`` replaced); its own errors get the path."""
+        if base is None:  # a field without a default must be written, not left to a TypeError
+            for f in dataclasses.fields(kind):
+                if f.name not in values and f.default is dataclasses.MISSING \
+                        and f.default_factory is dataclasses.MISSING:
+                    raise self.fail(f"{path}.{f.name}", f"must be given ({_a(kind)} has no "
+                                    f"default for it)")
         try:
             return dataclasses.replace(base, **values) if base is not None else kind(**values)
         except ConfigurationError as exc:
             raise ConfigurationError(f"{self.source}: {path}: {exc}") from None
 
     def imported(self, path: str, spec: str) -> Any:
-        """The object named ``module:attribute`` (or ``module.attribute``)."""
-        module, _, attribute = spec.rpartition(":") if ":" in spec else spec.rpartition(".")
+        """The object named ``module:attribute`` (``module:Class.attribute``, ``module.attribute``)."""
+        if ":" in spec:
+            module, _, attribute = spec.partition(":")
+            parts = attribute.split(".")
+        else:
+            module, _, attribute = spec.rpartition(".")
+            parts = [attribute]
         try:
-            return getattr(importlib.import_module(module or "builtins"), attribute)
+            found: Any = importlib.import_module(module or "builtins")
+            for part in parts:
+                found = getattr(found, part)
         except (ImportError, AttributeError, ValueError):
             raise self.fail(path, "names nothing importable (write module:attribute)",
                             spec) from None
+        return found
+
+    def categories(self, path: str, values: list[str]) -> None:
+        """Each name of ``values`` must be a category's."""
+        known = [c.value for c in Category]
+        for name in values:
+            if name not in known:
+                raise self.fail(path, f"must hold categories ({', '.join(known)})", name)
 
     # -- the policies ------------------------------------------------------------
 
@@ -234,14 +178,69 @@ class _Reader:
         if "handler" in values:
             values["handler"] = self.imported(f"{path}.handler", values["handler"])
         if "on" in values:
-            known = [c.value for c in Category]
-            for name in values["on"]:
-                if name not in known:
-                    raise self.fail(f"{path}.on", f"must hold categories ({', '.join(known)})",
-                                    name)
+            self.categories(f"{path}.on", values["on"])
         if base is not None and ("value" in values or "handler" in values):
             base = None  # a new answer replaces the preset's, whichever kind it was
         return self.build(Fallback, path, base, values)  # type: ignore[no-any-return]
+
+    def bulkhead(self, path: str, base: Bulkhead | AdaptiveBulkhead | None,
+                 table: dict[str, Any]) -> Bulkhead | AdaptiveBulkhead:
+        """``kind = "fixed"`` (a :class:`Bulkhead`, the default) or ``"adaptive"``."""
+        had = "adaptive" if isinstance(base, AdaptiveBulkhead) else "fixed"
+        chosen = table.get("kind", had)
+        if chosen not in ("fixed", "adaptive"):
+            raise self.fail(f"{path}.kind", "must be one of fixed, adaptive", chosen)
+        if chosen != had:  # the other kind starts from its own defaults
+            base = None
+        kind = AdaptiveBulkhead if chosen == "adaptive" else Bulkhead
+        other = Bulkhead if kind is AdaptiveBulkhead else AdaptiveBulkhead
+        hint = (f'; kind = "{"fixed" if kind is AdaptiveBulkhead else "adaptive"}" takes '
+                f"{', '.join(k for k in FIELDS[other] if k != 'kind')}")
+        values = self.fields(kind, path, table, hint)
+        values.pop("kind", None)
+        return self.build(kind, path, base, values)  # type: ignore[no-any-return]
+
+    def hedge(self, path: str, base: Hedge | None, table: dict[str, Any]) -> Hedge:
+        values = self.fields(Hedge, path, table)
+        if "on" in values:
+            self.categories(f"{path}.on", values["on"])
+        return self.build(Hedge, path, base, values)  # type: ignore[no-any-return]
+
+    def fault(self, path: str, raw: Any) -> Any:
+        """The exception class, exception or factory a fault names, or the exception a table makes."""
+        if isinstance(raw, str):
+            found = self.imported(path, raw)
+            if (isinstance(found, type) and issubclass(found, Exception)) \
+                    or isinstance(found, Exception) \
+                    or (callable(found) and not isinstance(found, type)):
+                return found
+            raise self.fail(path, "must name an Exception subclass, an exception or a "
+                            "zero-argument factory", raw)
+        spec = self.keys("a fault table", FAULT_FIELDS, path, raw)
+        if "class" not in spec:
+            raise self.fail(f"{path}.class", "must be given (the exception class to raise)")
+        cls = self.imported(f"{path}.class", spec["class"])
+        if not (isinstance(cls, type) and issubclass(cls, Exception)):
+            raise self.fail(f"{path}.class", "must name an Exception subclass", spec["class"])
+        if "message" not in spec:
+            return cls
+        try:
+            return cls(spec["message"])
+        except Exception:  # a class whose constructor wants more than a message
+            raise self.fail(f"{path}.message", f"cannot make a {cls.__name__} from it",
+                            spec["message"]) from None
+
+    def chaos(self, path: str, base: Chaos | None, table: dict[str, Any]) -> Chaos:
+        values = self.fields(Chaos, path, table)
+        if "fault" in values:
+            values["fault"] = self.fault(f"{path}.fault", values["fault"])
+        if "result_name" in values:
+            written = values.pop("result_name")
+            if "result" in values:
+                raise self.fail(f"{path}.result_name", "cannot be given with result (one is "
+                                "the result: a TOML value, or a named object)", written)
+            values["result"] = self.imported(f"{path}.result_name", written)
+        return self.build(Chaos, path, base, values)  # type: ignore[no-any-return]
 
     def point(self, name: str, raw: Any) -> IntegrationPoint:
         table = self.table(name, raw)
@@ -257,17 +256,23 @@ class _Reader:
                 continue
             kind = POLICIES.get(key)
             path = f"{name}.{key}"
+            if key == "server_pacing":
+                if not isinstance(value, bool):
+                    raise self.fail(path, "must be true or false", value)
+                options[key] = value
+                continue
             if kind is None:
-                raise self.fail(path, f"unknown key (a point takes preset, {', '.join(POLICIES)})")
+                raise self.fail(path, f"unknown key (a point takes preset, server_pacing, "
+                                f"{', '.join(POLICIES)})")
             if value is False:
                 options[key] = None
                 continue
             sub = self.table(path, value)
             base = options.get(key)
-            if kind is Retry:
-                options[key] = self.retry(path, base, sub)
-            elif kind is Fallback:
-                options[key] = self.fallback(path, base, sub)
+            special = {Retry: self.retry, Fallback: self.fallback, Bulkhead: self.bulkhead,
+                       Hedge: self.hedge, Chaos: self.chaos}.get(kind)
+            if special is not None:
+                options[key] = special(path, base, sub)  # type: ignore[operator]
             else:
                 options[key] = self.build(kind, path, base, self.fields(kind, path, sub))
         try:
@@ -294,8 +299,14 @@ def load_points(path: str | os.PathLike[str]) -> dict[str, IntegrationPoint]:
     ``retry`` (with ``backoff`` and ``budget`` inside; ``on`` names
     exception classes as ``module:Class``), ``breaker``, ``bulkhead``,
     ``timeout``, ``fallback`` (``value``, or ``handler = "module:function"``;
-    ``on`` lists categories); each table's keys are the policy's fields,
-    and ``false`` instead of a table turns the policy off. Over a preset,
+    ``on`` lists categories), ``rate_limit``, ``hedge`` (``on`` lists
+    categories), ``chaos`` (``fault`` names an exception class, an exception
+    or a factory, or is a table ``{ class = "...", message = "..." }``;
+    ``result`` is a TOML value, ``result_name`` a named object), and the key
+    ``server_pacing = true | false``; ``bulkhead`` takes ``kind = "fixed"``
+    (the default) or ``"adaptive"`` (the fields of :class:`AdaptiveBulkhead`).
+    Each table's keys are the policy's fields, and ``false`` instead of a
+    table turns the policy off. Over a preset,
     a table changes only the fields it names. Raises
     :class:`ConfigurationError` naming the file, the key path and the value
     for anything invalid or unknown; a missing file raises ``OSError``.

@@ -378,3 +378,64 @@ else:
             except AttributeError:
                 return
         notes.append(note)
+
+
+def admit_first(point: IntegrationPoint,
+                deadline: float | None = None) -> tuple[float, int, float | None] | None:
+    """Admit a call's first attempt inline, as the shells do: ``(start, ticket, timeout)``.
+
+    ``IntegrationPoint.admit_first``: the fast path of integrations that
+    drive attempts themselves, without an :class:`Execution` unless the
+    first attempt fails. It asks the breaker (``ticket``: its ticket, or
+    ``NO_TICKET`` without one), works out the attempt's ``timeout`` (as
+    :meth:`Execution.begin` would: the attempt and total timeouts, the
+    caller's absolute ``deadline``, an enclosing seawall deadline) and takes
+    a rate-limit token if the point has one (no server pause may be in force)
+    and a free bulkhead permit, which the caller gives back when the attempt
+    ends. Then exactly one of: ``point.observer().succeeded(operation,
+    start, ticket)``; ``point.execution(operation, deadline=deadline,
+    first=(start, ticket))`` to report a failure or a cancellation and go on
+    (retry, end) as with any execution. Returns ``None``, having taken and
+    counted nothing, when the attempt cannot start at once (the breaker
+    refuses, no time is left, a server's pause is in force, no token or
+    permit is free) or the point injects faults
+    (``Chaos``: its attempts go through an Execution, as in the shells): then
+    take the general path, ``point.execution(operation, deadline=deadline)``,
+    which admits again, waits or refuses, and counts. It mirrors the shells'
+    inline first attempt (``_async_shell.arun``): a policy that joins one
+    joins both.
+    """
+    if point.chaos is not None:
+        return None
+    now = point._now()
+    circuit = point.circuit
+    if circuit is None:
+        ticket = REJECTED
+    elif circuit.state is CLOSED:
+        ticket = circuit.generation
+    else:
+        ticket = circuit.admit(now)
+        if ticket == REJECTED:
+            return None
+    timeout = point._first_timeout  # > 0: Timeout's seconds are positive
+    if deadline is not None or DEADLINE.get() is not None:
+        timeout = first_limit(point, now, deadline)[1]
+        if timeout is not None and timeout <= 0.0:
+            if circuit is not None:
+                circuit.release(ticket)
+            return None
+    pacing = point._pacing  # a server's pause in force, or no free token: the general path
+    bucket = point._bucket
+    if (pacing is not None and pacing.until > now) or \
+            (bucket is not None and not bucket.try_take(now)):
+        if circuit is not None:
+            circuit.release(ticket)
+        return None
+    permits = point.permits
+    if permits is not None and not permits.try_acquire():
+        if bucket is not None:
+            bucket.refund()
+        if circuit is not None:
+            circuit.release(ticket)
+        return None
+    return now, ticket, timeout

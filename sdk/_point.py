@@ -51,10 +51,11 @@ from ._classify import (
     default_exception_classification,
     retry_on,
 )
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import SYSTEM_CLOCK, Clock, SystemClock
 from ._errors import ConfigurationError
 from ._events import HookSet
 from ._execution import Execution
+from ._execution import admit_first as _admit_first
 from ._hedge import ahedged, sync_refusal
 from ._hedge_futures import hedge_futures
 from ._ledger import Ledger, PointStats
@@ -202,7 +203,8 @@ class IntegrationPoint:
         Off unless the point is given a :class:`seawall.Chaos`; see docs/chaos.md.
         """
         _register(self)  # for exporters of live state (seawall.otel_metrics' gauges)
-        _check_point(name, retry, breaker, timeout)  # options that contradict each other
+        _check_point(name, retry, breaker, timeout,  # options that contradict each other
+                     hedge=hedge, rate_limit=rate_limit)
 
     # -- public helpers ----------------------------------------------------
 
@@ -327,14 +329,23 @@ class IntegrationPoint:
     point's :class:`seawall.Hedge` in the calling thread over attempts that are futures
     (sync gRPC ``.future()``). See :func:`seawall._hedge_futures.hedge_futures`."""
 
-    def execution(self, operation: str, *, deadline: float | None = None) -> Execution:
+    def execution(self, operation: str, *, deadline: float | None = None,
+                  first: tuple[float, int] | None = None) -> Execution:
         """Start the bookkeeping of one logical call (for integrations that drive attempts).
 
         ``deadline`` is an absolute time on this point's clock (for example
         the caller's gRPC ``timeout``), narrowed with the point's total timeout
-        and any enclosing seawall deadline.
+        and any enclosing seawall deadline. ``first``: the ``(start, ticket)``
+        of a first attempt admitted by :meth:`admit_first`, which this
+        execution takes over (its outcome is then reported here).
         """
-        return Execution(self, operation, deadline)
+        if first is None:
+            return Execution(self, operation, deadline)
+        ex = Execution(self, operation, deadline, first[0])
+        ex.adopt(*first)
+        return ex
+
+    admit_first = _admit_first
 
     def observer(self) -> Observer:
         """The observed-work path of this point (work watched, never replayed); see :class:`Observer`."""
@@ -342,6 +353,16 @@ class IntegrationPoint:
         if observer is None:
             observer = self._observer = Observer(self)
         return observer
+
+    def _reclock(self) -> None:
+        """The system clock was armed for ``seawall.testing.instant()`` (``_clock._skew``): re-bind."""
+        if type(self.clock) is not SystemClock:
+            return
+        now = self.clock.now
+        self._now = now
+        self._ledger.now = now
+        if self._observer is not None:
+            self._observer.reclock(now)
 
     # the observer's functions under the names integrations used before observer()
 

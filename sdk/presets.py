@@ -17,6 +17,12 @@ grpc_service   3           100 ms        2 s / 6 s                50 % of 100 ca
 database       3           50 ms         5 s / 10 s               50 % of 50 calls
 llm_api        4           1 s           120 s / 300 s            80 % over 300 s
 =============  ==========  ============  =======================  ==================
+
+Every preset keeps server pacing on (one ``429`` / ``Retry-After`` or gRPC
+pushback pauses every caller, for up to ``Retry.max_server_delay``), sets no
+:class:`RateLimit` (a quota is the dependency's contract, not a kind's),
+uses a fixed :class:`Bulkhead` (not an :class:`AdaptiveBulkhead`) and no
+:class:`Hedge`; ``docs/presets.md`` says why, and how to turn each on.
 """
 
 from __future__ import annotations
@@ -27,6 +33,11 @@ from typing import Any
 from ._errors import ConfigurationError
 from ._point import IntegrationPoint
 from ._policies import Backoff, Bulkhead, CircuitBreaker, Retry, RetryBudget, Timeout
+
+# what no preset turns on (docs/presets.md says why): no rate limit, no hedge, no chaos;
+# server pacing on, as IntegrationPoint has it by default
+_BESIDES: dict[str, Any] = {"rate_limit": None, "server_pacing": True, "hedge": None,
+                            "chaos": None}
 
 __all__ = ["NAMES", "database", "grpc_service", "http_api", "llm_api", "options"]
 
@@ -78,9 +89,12 @@ def _database() -> dict[str, Any]:
 
 
 def _llm_api() -> dict[str, Any]:
-    # server pacing (one 429 / Retry-After pauses every caller of the point) is the point's
-    # server_pacing= keyword where the core has it (on by default there); hedging stays off
+    # 429-heavy: server pacing on, said here rather than left to the default (one 429 pauses
+    # every caller, up to the 60 s max_server_delay); no hedge: a duplicate generation is
+    # paid twice
     return {
+        "server_pacing": True,
+        "hedge": None,
         "retry": Retry(attempts=4,
                        backoff=Backoff.exponential(initial=1.0, multiplier=2.0, maximum=20.0,
                                                    jitter="full"),
@@ -107,9 +121,14 @@ NAMES: tuple[str, ...] = tuple(_PRESETS)
 
 
 def options(preset: str) -> dict[str, Any]:
-    """The keyword arguments of preset ``preset`` (a fresh dict of frozen policies)."""
+    """The keyword arguments of preset ``preset`` (a fresh dict of frozen policies).
+
+    Every keyword a preset decides: ``retry``, ``breaker``, ``bulkhead``,
+    ``timeout``, and ``rate_limit``, ``server_pacing``, ``hedge``, ``chaos``
+    (``None``, ``True``, ``None``, ``None`` in every preset).
+    """
     try:
-        return _PRESETS[preset]()
+        return {**_BESIDES, **_PRESETS[preset]()}
     except KeyError:
         raise ConfigurationError(
             f"unknown preset {preset!r}; the presets are {', '.join(NAMES)}"
@@ -162,7 +181,8 @@ def llm_api(name: str, **overrides: Any) -> IntegrationPoint:
     up to 60 s, under a 10 % budget; a breaker that opens only at 80 %
     failures over 5 min (10 calls at least; 429s are normal traffic) for
     30 s, doubling to 5 min, one trial call; 16 in flight with a 5 s queue;
-    2 min per attempt, 5 min in all. No hedging (a duplicate generation is
-    paid twice). Server pacing, where the core has it, is on by default.
+    2 min per attempt, 5 min in all. Server pacing on (one 429 pauses every
+    caller, up to the 60 s cap); no hedging (a duplicate generation is paid
+    twice).
     """
     return _build("llm_api", name, overrides)

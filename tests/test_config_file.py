@@ -11,7 +11,18 @@ from typing import Any
 import pytest
 
 import seawall
-from seawall import Backoff, Bulkhead, CircuitBreaker, ConfigurationError, RetryBudget, Timeout
+from seawall import (
+    AdaptiveBulkhead,
+    Backoff,
+    Bulkhead,
+    Chaos,
+    CircuitBreaker,
+    ConfigurationError,
+    Hedge,
+    RateLimit,
+    RetryBudget,
+    Timeout,
+)
 from seawall._config import FIELDS, points_from_toml
 from seawall.testing import instant
 
@@ -35,9 +46,10 @@ def refused(tmp_path: Path, text: str) -> str:
 # -- the example file ---------------------------------------------------------------------
 
 def test_the_example_file_loads_every_point() -> None:
-    """examples/resilience.toml gives its five points, presets and overrides applied."""
+    """examples/resilience.toml gives its seven points, presets and overrides applied."""
     points = seawall.load_points(EXAMPLE)
-    assert list(points) == ["payments", "inventory", "orders-db", "assistant", "geocoder"]
+    assert list(points) == ["payments", "inventory", "orders-db", "assistant", "search",
+                            "recommendations", "geocoder"]
     pay = points["payments"]
     base = seawall.presets.options("http_api")
     assert pay.name == "payments" and pay.retry is not None and pay.breaker is not None
@@ -55,6 +67,18 @@ def test_the_example_file_loads_every_point() -> None:
         failure_rate=0.5, minimum_calls=10, window=60.0, window_kind="time", buckets=12,
         slow_call_duration=2.0, slow_call_rate=0.8, open_for=15.0, open_for_multiplier=2.0,
         open_for_max=120.0, half_open_calls=2)
+    search = points["search"]
+    assert search.rate_limit == RateLimit(rate=50.0, burst=5, max_wait=0.5)
+    assert search.hedge == Hedge(delay=0.2, max_extra=1)
+    assert search.bulkhead == AdaptiveBulkhead(initial=16, maximum=100, max_wait=0.05)
+    assert search.pacing is not None and search.retry == base["retry"]
+    rec = points["recommendations"]
+    assert rec.pacing is None and rec.chaos is not None and not rec.chaos.enabled
+    fault = rec.chaos.policy.fault
+    assert isinstance(fault, ConnectionError) and fault.args == ("injected",)
+    # exceptions compare by identity: the rest of the policy, with the same fault
+    assert rec.chaos.policy == Chaos(fault_rate=0.3, fault=fault, latency_rate=0.1, latency=0.2,
+                                     seed=7, enabled=False)
 
 
 def test_calls_through_the_example_points() -> None:
@@ -76,6 +100,31 @@ def test_calls_through_the_example_points() -> None:
         assert points["geocoder"].call(down("geocoder", KeyError("lat"))) == {"lat": 0.0,
                                                                              "lon": 0.0}
     assert tries == {"payments": 4, "assistant": 4, "geocoder": 3}
+
+
+async def test_the_example_search_point_takes_async_calls() -> None:
+    """The hedged, rate-limited, adaptive search point answers an async call."""
+    search = seawall.load_points(EXAMPLE)["search"]
+
+    async def query() -> str:
+        return "hits"
+
+    assert await search.acall(query) == "hits"
+    assert search.stats().successes == 1
+
+
+def test_the_example_rehearsal_injects_once_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """recommendations: untouched while chaos is off; enabled, faults meet retry and fallback."""
+    monkeypatch.delenv("SEAWALL_CHAOS", raising=False)  # the safety switch would win
+    rec = seawall.load_points(EXAMPLE)["recommendations"]
+    assert rec.chaos is not None
+    with instant():
+        assert rec.call(lambda: ["a"]) == ["a"]
+        assert rec.stats().injected_attempts == 0
+        rec.chaos.enable()
+        answers = [rec.call(lambda: ["a"]) for _ in range(30)]
+    assert all(answer in (["a"], []) for answer in answers)
+    assert rec.stats().injected_attempts > 0
 
 
 # -- errors name the file, the key path and the value ----------------------------------------
@@ -109,18 +158,24 @@ WRONG: list[tuple[str, str, str]] = [
         ("retry", seawall.Retry, '"x"'), ("retry.backoff", Backoff, "-1"),
         ("retry.budget", RetryBudget, "-1"), ("breaker", CircuitBreaker, "-1"),
         ("bulkhead", Bulkhead, "-1"), ("timeout", Timeout, "-1"),
-        ("fallback", seawall.Fallback, "3"),
+        ("fallback", seawall.Fallback, "3"), ("rate_limit", RateLimit, "-1"),
+        ("hedge", Hedge, "-1"), ("chaos", Chaos, "[]"), ("bulkhead", AdaptiveBulkhead, "-1"),
     ]
     for field in FIELDS[kind]
-    if not (table == "retry" and field in ("backoff", "budget")) and field != "value"
+    if not (table == "retry" and field in ("backoff", "budget"))
+    and field not in ("value", "result")
+    and not (kind is AdaptiveBulkhead and field == "kind")
 ]
+
+ADAPTIVE = {("bulkhead", f) for f in FIELDS[AdaptiveBulkhead] if f not in FIELDS[Bulkhead]}
 
 
 @pytest.mark.parametrize(("table", "field", "value"), WRONG)
 def test_every_field_is_checked_with_its_path(tmp_path: Path, table: str, field: str,
                                               value: str) -> None:
     """Each field of each policy refuses a wrong value, naming point.table.field and the value."""
-    text = refused(tmp_path, f"[p.{table}]\n{field} = {value}\n")
+    adaptive = 'kind = "adaptive"\n' if (table, field) in ADAPTIVE else ""
+    text = refused(tmp_path, f"[p.{table}]\n{adaptive}{field} = {value}\n")
     assert f": p.{table}.{field}: must " in text
     assert text.endswith(f"got {value}")
 
@@ -238,3 +293,18 @@ def test_doc_example_runs(index: int, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, f"example {index} failed:\n{BLOCKS[index]}\n{done.stderr}"
+
+
+TOML_BLOCKS = re.findall(r"^```toml\n(.*?)^```", (ROOT / "docs" / "config.md").read_text(
+    encoding="utf-8"), re.S | re.M)
+
+
+@pytest.mark.parametrize("index", range(len(TOML_BLOCKS)))
+def test_doc_toml_loads_and_matches_the_example(index: int) -> None:
+    """Each TOML block of docs/config.md loads, and says what examples/resilience.toml says."""
+    shown = points_from_toml(TOML_BLOCKS[index], "docs/config.md")
+    example = seawall.load_points(EXAMPLE)
+    for name, point in shown.items():
+        kept = example[name]
+        for field in ("retry", "breaker", "bulkhead", "timeout", "rate_limit", "hedge"):
+            assert getattr(point, field) == getattr(kept, field), (name, field)

@@ -286,6 +286,24 @@ async def test_cancel_before_anyone_awaits_counts_one_cancellation_aio(
     assert (p.stats().cancelled, p.stats().failures, p.stats().calls) == (1, 0, 1)
 
 
+async def test_time_remaining_is_the_callers_timeout_aio(aio_stub: Any, backend: Backend,
+                                                        mounting: str) -> None:
+    """``time_remaining()`` while attempt 1 is in flight (made without an Execution): the
+    caller's 2 s on the point's clock; the call then succeeds and is counted once. (grpc.aio's
+    InterceptedCall has no ``time_remaining``.)"""
+    if mounting != "wrapper":
+        pytest.skip("grpc.aio's intercepted calls raise NotImplementedError")
+    clock = FakeClock(100.0)
+    p = point(clock=clock, timeout=seawall.Timeout(attempt=30.0, total=60.0))
+    backend.plan("k", delay=0.05)
+    call = aio_stub(p).Unary(req("k"), timeout=2.0)
+    assert call.time_remaining() == 2.0
+    clock.advance(0.5)
+    assert call.time_remaining() == 1.5
+    assert (await asyncio.wait_for(call, BOUND)).attempt == 1
+    assert (p.stats().calls, p.stats().successes, p.stats().attempts) == (1, 1, 1)
+
+
 # ---------------------------------------------------------------------------
 # the wrappers' own
 
@@ -374,3 +392,32 @@ async def test_wrapped_channel_may_carry_interceptors_aio(aio_target: str,
     async with sw_grpc.aio_resilient_channel(inner, point()) as channel:
         assert (await pb2_grpc.EchoStub(channel).Unary(req("k"))).attempt == 3
     assert recording.seen == [None, "2", "3"]
+
+
+def test_sending_on_a_closed_channel_raises_counted_with_the_permit_back_sync(
+        sync_target: str) -> None:
+    """Attempt 1 raising in the inner multicallable (a closed channel): the caller sees gRPC's
+    own error, the call counts one failure, never retried, and the permit is back."""
+    inner = grpc.insecure_channel(sync_target)
+    p = point(bulkhead=seawall.Bulkhead(max_concurrent=2))
+    stub = pb2_grpc.EchoStub(sw_grpc.resilient_channel(inner, p))
+    inner.close()
+    with pytest.raises(ValueError, match="closed channel"):
+        stub.Unary(req("k"))
+    assert p.permits is not None and p.permits.active == 0
+    s = p.stats()
+    assert (s.calls, s.failures, s.attempts, s.retries) == (1, 1, 1, 0)
+
+
+async def test_sending_on_a_closed_channel_raises_counted_with_the_permit_back_aio(
+        aio_target: str) -> None:
+    """The grpc.aio twin: the error is raised by ``stub.M(req)`` itself, as grpc.aio does."""
+    inner = grpc.aio.insecure_channel(aio_target)
+    p = point(bulkhead=seawall.Bulkhead(max_concurrent=2))
+    stub = pb2_grpc.EchoStub(sw_grpc.aio_resilient_channel(inner, p))
+    await inner.close()
+    with pytest.raises(grpc.aio.UsageError, match="closed"):
+        stub.Unary(req("k"))  # raised before any await, as by the plain channel's
+    assert p.permits is not None and p.permits.active == 0
+    s = p.stats()
+    assert (s.calls, s.failures, s.attempts, s.retries) == (1, 1, 1, 0)

@@ -127,6 +127,38 @@ def test_a_failing_call_retries_as_documented(preset: str) -> None:
     assert all(0 <= w <= DOCUMENTED[preset]["maximum"] for w in view.skipped)
 
 
+@pytest.mark.parametrize("preset", list(BUILDERS))
+def test_options_cover_every_keyword_a_preset_decides(preset: str) -> None:
+    """options() names rate_limit, server_pacing, hedge and chaos too: off, on, off, off."""
+    options = presets.options(preset)
+    assert set(options) == {"retry", "breaker", "bulkhead", "timeout", "rate_limit",
+                            "server_pacing", "hedge", "chaos"}
+    assert (options["rate_limit"], options["server_pacing"], options["hedge"],
+            options["chaos"]) == (None, True, None, None)
+    p = BUILDERS[preset]("dep")
+    assert p.pacing is not None and p.rate_limit is None and p.hedge is None and p.chaos is None
+    assert type(p.bulkhead) is Bulkhead  # fixed, not adaptive: docs/presets.md says why
+
+
+def test_llm_api_sets_pacing_on_itself_and_hedging_off() -> None:
+    """Issue 15: server pacing on (not left to the default), a long max_server_delay, no hedge."""
+    own = presets._llm_api()  # the preset's own numbers, before what every preset shares
+    assert own["server_pacing"] is True and own["hedge"] is None
+    p = presets.llm_api("model")
+    assert p.pacing is not None and p.retry is not None and p.retry.max_server_delay == 60.0
+    assert p.hedge is None
+
+
+def test_new_policies_are_overrides_like_any_other() -> None:
+    """A hedge, a rate limit, an adaptive bulkhead or pacing off, given as overrides."""
+    p = presets.grpc_service("x", hedge=seawall.Hedge(delay=0.5),
+                             rate_limit=seawall.RateLimit(rate=100.0),
+                             bulkhead=seawall.AdaptiveBulkhead(maximum=100))
+    assert p.hedge == seawall.Hedge(delay=0.5) and p.rate_limit == seawall.RateLimit(rate=100.0)
+    assert isinstance(p.bulkhead, seawall.AdaptiveBulkhead)
+    assert presets.llm_api("y", server_pacing=False).pacing is None
+
+
 def test_presets_are_reachable_from_the_package() -> None:
     """``import seawall`` is enough for seawall.presets.http_api."""
     assert seawall.presets.http_api is presets.http_api

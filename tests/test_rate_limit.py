@@ -19,7 +19,6 @@ from seawall import (
     RateLimit,
     RateLimitedError,
     RejectedError,
-    Timeout,
 )
 from seawall.interceptors import httpx as sw_httpx
 from seawall.testing import FakeClock
@@ -112,11 +111,12 @@ def test_beyond_max_wait_the_call_is_refused_with_retry_after() -> None:
 def test_a_wait_past_the_deadline_is_refused_at_once() -> None:
     """A token that comes after the call's total deadline is not waited for."""
     clock = FakeClock()
+    # a caller's deadline (Timeout.total must exceed max_wait: tests/test_validation_cross.py)
     p = IntegrationPoint("api", rate_limit=RateLimit(rate=1, burst=1, max_wait=10.0),
-                         timeout=Timeout(total=0.5), clock=clock)
+                         clock=clock)
     p.call(lambda: None)
     with pytest.raises(RateLimitedError):
-        p.call(lambda: None)
+        p.run(lambda _t: None, "call", clock.now() + 0.5)
     assert clock.sleeps == []
     clock.advance(1.0)
     p.call(lambda: None)  # the refused reservation was given back

@@ -556,3 +556,50 @@ async def test_session_loop(seawall_instant):
     await check(seawall_instant)
 ''')
     pytester.runpytest().assert_outcomes(passed=2)
+
+
+ARMING = """
+import time
+import seawall
+from seawall.testing import instant
+
+point = seawall.IntegrationPoint("early", breaker=seawall.CircuitBreaker(
+    minimum_calls=2, window=2, open_for=30.0))
+start = point.observer().start           # bound once, as the SQLAlchemy hook binds it
+def fail() -> None:
+    raise ConnectionError("down")
+for _ in range(2):
+    try:
+        point.call(fail)
+    except ConnectionError:
+        pass
+assert point.breaker_state is seawall.BreakerState.OPEN
+assert point.clock.now is time.monotonic  # no view has moved: the C function itself
+with instant() as view:
+    assert point.clock.now is time.monotonic  # entering alone changes nothing
+    view.advance(120.0)                       # the first move arms the clock
+    assert point.clock.now is not time.monotonic
+    assert point.clock.now() - time.monotonic() >= 119.0
+    assert start()[0] - time.monotonic() >= 119.0
+    assert point.call(lambda: "probe") == "probe"  # open_for has passed on the point's clock
+    late = seawall.IntegrationPoint("late")
+    assert late.clock.now() - time.monotonic() >= 119.0
+assert abs(point.clock.now() - time.monotonic()) < 5.0  # outside the view: real time again
+assert abs(start()[0] - time.monotonic()) < 5.0
+print("ok")
+"""
+
+
+def test_points_read_time_monotonic_itself_until_a_view_first_moves() -> None:
+    """The system clock costs nothing extra until instant() skips a wait (a fresh process).
+
+    A point made before that moment, and an observer's ``start`` bound before it,
+    see the view's time afterwards, inside the view only.
+    """
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", ARMING], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
