@@ -34,6 +34,10 @@ class DependencyResult:
     retries: int | None
     breaker_openings: int | None
     rejected: int | None
+    hedges: int | None = None
+    hedges_won: int | None = None
+    paused_waits: int | None = None
+    paused_refusals: int | None = None
 
     @property
     def success_rate(self) -> float:
@@ -47,8 +51,11 @@ class DependencyResult:
 
 
 def summarize(dependency: str, point: str, log: CallLog, reached: int, during: int,
-              stats: Any | None, openings: int | None) -> DependencyResult:
-    """Fold a run's call log, the server counts and seawall's counters into one row set."""
+              stats: Any | None, openings: int | None, *, hedged: bool = False) -> DependencyResult:
+    """Fold a run's call log, the server counts and seawall's counters into one row set.
+
+    ``hedged``: the point has a :class:`seawall.Hedge`; its hedges are counted.
+    """
     outcomes, latencies = log.snapshot()
     outside = log.outside()
     return DependencyResult(
@@ -61,6 +68,10 @@ def summarize(dependency: str, point: str, log: CallLog, reached: int, during: i
         retries=None if stats is None else int(stats.retries),
         breaker_openings=openings,
         rejected=None if stats is None else int(stats.rejected),
+        hedges=int(stats.hedges) if hedged and stats is not None else None,
+        hedges_won=int(stats.hedges_won) if hedged and stats is not None else None,
+        paused_waits=None if stats is None else int(stats.paused_waits),
+        paused_refusals=None if stats is None else int(stats.rejections.get("paused", 0)),
     )
 
 
@@ -88,9 +99,14 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("requests that reached it", "reached"),
     ("  ...during the outage", "reached_during_outage"),
     ("retries", "retries"),
+    ("hedges sent / won", "hedges"),
     ("breaker openings", "breaker_openings"),
-    ("calls refused by the breaker", "rejected"),
+    ("calls refused before an attempt", "rejected"),
+    ("attempts that waited out a pause", "paused_waits"),
+    ("refused: the pause outlasts the deadline", "paused_refusals"),
 )
+# rows shown only when some run has a figure for them (hedging, server pacing)
+OPTIONAL = ("hedges", "paused_waits", "paused_refusals")
 
 
 def _cell(result: DependencyResult, key: str) -> str:
@@ -100,6 +116,10 @@ def _cell(result: DependencyResult, key: str) -> str:
         return _pct(result.ok_outside_outage, result.calls_outside_outage)
     if key == "answered":
         return _pct(result.ok + result.fallbacks, result.calls)
+    if key == "hedges":
+        if result.hedges is None or result.hedges_won is None:
+            return "-"
+        return f"{result.hedges:,} / {result.hedges_won:,}"
     if key in ("p50_ms", "p99_ms"):
         return _num(float(getattr(result, key)), " ms")
     return _num(getattr(result, key))
@@ -123,6 +143,8 @@ def comparison_table(title: str, bare: DependencyResult, guarded: DependencyResu
     table.add_column("seawall", justify="right", no_wrap=True,
                      style=None if plain else "bold green")
     for label, key in ROWS:
+        if key in OPTIONAL and not (getattr(bare, key) or getattr(guarded, key)):
+            continue  # e.g. only the hedged dependency's table has the hedges row
         if injected:
             label = INJECTED_LABELS.get(key, label)
         table.add_row(label, _cell(bare, key), _cell(guarded, key))
@@ -157,7 +179,9 @@ def live_view(phase: str, started: float, duration: float, outage: tuple[float, 
     return Group(bar, table)
 
 
-SERVED = ("calls", "successes", "failures", "retries", "rejected", "fallbacks")
+SERVED = ("calls", "successes", "failures", "retries", "rejected", "fallbacks", "hedges_sent",
+          "hedges_won")
+HEADERS = {"injected_calls": "injected", "hedges_sent": "hedges", "hedges_won": "won"}
 
 
 def service_table(rows: Sequence[Mapping[str, Any]], memory: Mapping[str, Mapping[str, int]],
@@ -171,7 +195,7 @@ def service_table(rows: Sequence[Mapping[str, Any]], memory: Mapping[str, Mappin
                   title_justify="left", box=box.ASCII if plain else box.ROUNDED)
     table.add_column("point")
     for name in served:
-        table.add_column("injected" if name == "injected_calls" else name, justify="right")
+        table.add_column(HEADERS.get(name, name), justify="right")
     table.add_column("same?", justify="center")
     for row in rows:
         mem = memory.get(str(row["point"]), {})

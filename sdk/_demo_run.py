@@ -34,6 +34,7 @@ from ._demo_workload import (
     Workload,
     db_client,
     grpc_client,
+    hedged_grpc_client,
     http_client,
     rehearsal_chaos,
 )
@@ -41,6 +42,15 @@ from ._demo_workload import (
 WORKERS = 4
 RATE = 50.0  # calls per second per dependency
 DEPENDENCIES = (("inventory", "gRPC"), ("pricing", "HTTP"), ("orders-db", "SQLite"))
+# a second Inventory service with the same faults, called through a hedged point: its latency
+# spikes get a second attempt instead of a timeout. Hedged calls skip fault injection, so a
+# rehearsal (--chaos) leaves it out
+HEDGED = ("inventory-hedged", "gRPC, hedged")
+
+
+def dependencies(plan: FaultPlan) -> tuple[tuple[str, str], ...]:
+    """The dependencies of a run: the three, and the hedged Inventory unless rehearsing."""
+    return DEPENDENCIES if plan.outage_injected else (*DEPENDENCIES, HEDGED)
 
 
 def _plan(args: argparse.Namespace) -> FaultPlan:
@@ -65,12 +75,14 @@ class Run:
         self.resilient = resilient
         self.plan = plan
         self.duration = duration
-        self.arrivals = [Arrivals(plan, 0.0) for _ in DEPENDENCIES]
+        self.deps = dependencies(plan)
+        self.arrivals = [Arrivals(plan, 0.0) for _ in self.deps]
         self.grpc = GrpcDependency(self.arrivals[0])
+        self.hedged = GrpcDependency(self.arrivals[3]) if len(self.deps) > 3 else None
         self.http = HttpDependency(self.arrivals[1])
         self.db = SqliteDependency(self.arrivals[2], os.path.join(folder, f"orders-{label}.db"),
                                    duration)
-        self.logs = [CallLog() for _ in DEPENDENCIES]
+        self.logs = [CallLog() for _ in self.deps]
         self.clients: list[Client] = []
         self.stop = threading.Event()
         self.start_time = 0.0
@@ -78,7 +90,9 @@ class Run:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[list[Workload]]:
-        deps = (self.grpc, self.http, self.db)
+        deps: tuple[Any, ...] = (self.grpc, self.http, self.db)
+        if self.hedged is not None:
+            deps = (*deps, self.hedged)
         started: list[Any] = []
         workloads: list[Workload] = []
         try:
@@ -89,6 +103,9 @@ class Run:
                 http_client(self.http.url, resilient=self.resilient, chaos=chaos[1]),
                 db_client(self.db, resilient=self.resilient, chaos=chaos[2]),
             ]
+            if self.hedged is not None:
+                self.clients.append(hedged_grpc_client(self.hedged.target,
+                                                       resilient=self.resilient))
             self.start_time = time.monotonic() + 0.2
             for arrivals in self.arrivals:
                 arrivals.start = self.start_time
@@ -133,7 +150,7 @@ class Run:
 
     def results(self) -> list[DependencyResult]:
         out = []
-        for (name, _kind), log, arrivals, client in zip(DEPENDENCIES, self.logs, self.arrivals,
+        for (name, _kind), log, arrivals, client in zip(self.deps, self.logs, self.arrivals,
                                                          self.clients, strict=True):
             point = client.point
             during = arrivals.during_outage
@@ -143,6 +160,7 @@ class Run:
                 name, name, log, arrivals.total, during,
                 None if point is None else point.stats(),
                 None if point is None else client.openings[0],
+                hedged=point is not None and point.hedge is not None,
             ))
         return out
 
@@ -153,7 +171,7 @@ def _watch(run: Run, workloads: list[Workload], console: Console, *, live: bool,
 
     def view() -> Any:
         return live_view(phase, run.start_time, run.duration, outage,
-                         [(n, log) for (n, _), log in zip(DEPENDENCIES, run.logs, strict=True)],
+                         [(n, log) for (n, _), log in zip(run.deps, run.logs, strict=True)],
                          [(a.total, a.during_outage) for a in run.arrivals])
 
     def alive() -> bool:
@@ -221,7 +239,10 @@ def _run(args: argparse.Namespace, plan: FaultPlan, console: Console, plain: boo
         f"{plan.rate_limit_rate:.0%}, {down} from {plan.outage_start:.1f} s to "
         f"{plan.outage_end:.1f} s of each {duration:.0f} s run."
     )
-    console.print(f"{len(DEPENDENCIES)} x {WORKERS} callers, {RATE:.0f} calls/s per dependency.\n")
+    hedged = "" if plan.outage_injected else (
+        "; a second gRPC Inventory with the same faults is called through a hedged point")
+    console.print(f"{len(dependencies(plan))} x {WORKERS} callers, {RATE:.0f} calls/s per "
+                  f"dependency{hedged}.\n")
 
     bare = Run("bare", resilient=False, plan=plan, duration=duration, folder=folder)
     with bare.running() as workloads:
@@ -240,7 +261,7 @@ def _run(args: argparse.Namespace, plan: FaultPlan, console: Console, plain: boo
     guarded_results = guarded.results()
 
     console.print()
-    for (name, kind), b, g in zip(DEPENDENCIES, bare_results, guarded_results, strict=True):
+    for (name, kind), b, g in zip(guarded.deps, bare_results, guarded_results, strict=True):
         console.print(comparison_table(f"{name} ({kind})", b, g, plain=plain,
                                        injected=plan.outage_injected))
         console.print()
@@ -323,6 +344,8 @@ def _join_pool_threads() -> None:
 
 
 COUNTERS = ("calls", "successes", "failures", "retries", "rejected", "fallbacks")
+# the store's names of PointStats counters named otherwise in the process
+RENAMED = {"hedges_sent": "hedges", "hedges_won": "hedges_won"}
 
 
 def _counters(run: Run, point: str) -> dict[str, int]:
@@ -332,10 +355,11 @@ def _counters(run: Run, point: str) -> dict[str, int]:
     not in ``calls``, nor their fallbacks in ``fallbacks``): the process's
     counts are compared on that footing.
     """
-    for (name, _), client in zip(DEPENDENCIES, run.clients, strict=True):
+    for (name, _), client in zip(run.deps, run.clients, strict=True):
         if name == point and client.point is not None:
             stats = client.point.stats()
             counts = {key: int(getattr(stats, key)) for key in COUNTERS}
+            counts.update({key: int(getattr(stats, name)) for key, name in RENAMED.items()})
             if run.plan.outage_injected:
                 counts["calls"] -= stats.injected_failures
                 del counts["fallbacks"]

@@ -132,6 +132,22 @@ def orders_db_point(chaos: seawall.Chaos | None = None) -> seawall.IntegrationPo
     )
 
 
+HEDGE_DELAY = 0.05  # well above a normal answer (about 1 ms), far below a 400 ms spike
+
+
+def inventory_hedged_point() -> seawall.IntegrationPoint:
+    """The hedged variant of the ``Inventory`` policy: a second attempt after 50 ms.
+
+    No per-attempt timeout: a slow attempt gets company instead of being cut
+    off; the retry's budget (not its attempts) bounds the hedges.
+    """
+    return seawall.IntegrationPoint(
+        "inventory-hedged", retry=_retry(0.02), breaker=_breaker(),
+        timeout=seawall.Timeout(total=1.0), hedge=seawall.Hedge(delay=HEDGE_DELAY),
+        fallback=seawall.Fallback(value=CACHED_STOCK),
+    )
+
+
 def rehearsal_chaos(name: str, seed: int) -> seawall.Chaos:
     """The injected outage of dependency ``name``: every attempt fails as a real outage would.
 
@@ -192,6 +208,35 @@ def grpc_client(target: str, *, resilient: bool, chaos: seawall.Chaos | None = N
 
     client = Client(call=call, close=raw.close, point=point,
                     rehearsal=mounted if chaos is not None else None)
+    if point is not None:
+        client.openings = _count_openings(point)
+    return client
+
+
+def hedged_grpc_client(target: str, *, resilient: bool) -> Client:
+    """``Inventory/GetStock`` on a plain channel, or hedged through ``resilient_channel``.
+
+    Sync calls are hedged by the channel wrapper (attempts are ``.future()``
+    calls watched from the caller's thread), on a route marked idempotent.
+    """
+    raw = grpc.insecure_channel(target)
+    point = None
+    channel: grpc.Channel = raw
+    if resilient:
+        from seawall.interceptors import grpc as sw_grpc
+
+        point = inventory_hedged_point()
+        channel = sw_grpc.resilient_channel(raw, sw_grpc.Route(point, idempotent=True))
+    method = channel.unary_unary(GRPC_METHOD, request_serializer=None, response_deserializer=None)
+
+    def call(request_id: str) -> str:
+        try:
+            reply = method(b"A-1", timeout=GRPC_TIMEOUT, metadata=((REQUEST_ID_KEY, request_id),))
+        except (grpc.RpcError, seawall.RejectedError):
+            return ERROR
+        return FALLBACK if reply == CACHED_STOCK else OK
+
+    client = Client(call=call, close=channel.close, point=point)
     if point is not None:
         client.openings = _count_openings(point)
     return client

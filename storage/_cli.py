@@ -28,7 +28,8 @@ from ._types import Summary
 JSON_KEYS = ("point", "calls", "successes", "failures", "retries", "rejected", "cancelled",
              "fallbacks", "timeouts", "failures_by_category", "rejections_by_reason", "p50_ms",
              "p95_ms", "p99_ms", "mean_ms", "breaker_state", "injected_calls",
-             "injected_failures", "window_seconds")
+             "injected_failures", "waits_by_reason", "hedges_sent", "hedges_won",
+             "concurrency_limit", "window_seconds")
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -224,8 +225,9 @@ def _print_table(summaries: list[Summary], window: float, target: str, *,
         console.print(f"no calls recorded in the last {window:g} s")
         return
     rows = [term.summary_cells(s) for s in summaries]
-    columns, point_width = term.fit(term.COLUMNS, rows, None if wide else console.width)
-    hidden = [c.header for c in term.COLUMNS if c not in columns]
+    every = term.with_extras(term.COLUMNS, summaries)
+    columns, point_width = term.fit(every, rows, None if wide else console.width)
+    hidden = [c.header for c in every if c not in columns]
     captions = [f"not shown: {', '.join(hidden)} (--wide shows them)"] if hidden else []
     injected = sum(s.injected_calls for s in summaries)
     if injected:  # a rehearsal ran: say so, apart from the real figures above
@@ -258,7 +260,7 @@ def _watch_frame(client: Any, point: str | None, window: float, target: str, *,
     if not summaries:
         return f"no calls recorded in the last {window:g} s (watching; Ctrl-C stops)"
     rows = [term.summary_cells(s) for s in summaries]
-    columns = term.WATCH_COLUMNS
+    columns = term.with_extras(term.WATCH_COLUMNS, summaries)
     # the two trend columns share what the columns that always show leave
     base = term.table_width([min(max(len(r["point"]) for r in rows), 16)]
                             + [max(len(c.header), *(len(r[c.header]) for r in rows))

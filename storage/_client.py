@@ -14,7 +14,7 @@ from seawall import ConfigurationError
 
 from ._gen import metrics_pb2 as pb
 from ._gen import metrics_pb2_grpc as pb_grpc
-from ._schema import FAILURE_CATEGORIES, REFUSAL_REASONS
+from ._schema import FAILURE_CATEGORIES, REFUSAL_REASONS, WAIT_REASONS
 from ._service import SERVICE_NAME, parse_listen
 from ._types import MetricsServiceError, PointInfo, SeriesBucket, Summary, Transition
 
@@ -35,6 +35,9 @@ def _stats(s: pb.Stats) -> dict[str, Any]:
         "rejections_by_reason": _ordered(s.rejections_by_reason, REFUSAL_REASONS),
         "p50_ms": s.p50_ms, "p95_ms": s.p95_ms, "p99_ms": s.p99_ms, "mean_ms": s.mean_ms,
         "injected_calls": s.injected_calls, "injected_failures": s.injected_failures,
+        "waits_by_reason": _ordered(s.waits_by_reason, WAIT_REASONS),
+        "hedges_sent": s.hedges_sent, "hedges_won": s.hedges_won,
+        "concurrency_limit": s.concurrency_limit,
     }
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._schema import HOST_LENGTH, REFUSED, REJECTED, RETRIES, WIDTH
+from ._schema import HEDGES_SENT, HOST_LENGTH, REFUSED, REJECTED, RETRIES, WAITED, WIDTH
 from ._store import Store, check_name
 from ._types import MetricsQueryError, Transition, stats_fields
 
@@ -156,6 +156,8 @@ def _series(steps: Mapping[int, Sequence[float]], count: int, step: float,
     p99: list[float | None] = []
     retries: list[int] = []
     rejections: list[int] = []
+    waits: list[int] = []
+    hedges: list[int] = []
     for k in range(count):
         vec = steps.get(k)
         if vec is None:
@@ -165,6 +167,8 @@ def _series(steps: Mapping[int, Sequence[float]], count: int, step: float,
             p99.append(None)
             retries.append(0)
             rejections.append(0)
+            waits.append(0)
+            hedges.append(0)
             continue
         f = stats_fields(vec)
         span = elapsed if k == count - 1 else step
@@ -175,8 +179,10 @@ def _series(steps: Mapping[int, Sequence[float]], count: int, step: float,
         p99.append(round(f["p99_ms"], 4) if ran else None)
         retries.append(int(vec[RETRIES]))
         rejections.append(int(sum(vec[i] for i in REFUSED.values())))
+        waits.append(int(sum(vec[i] for i in WAITED.values())))
+        hedges.append(int(vec[HEDGES_SENT]))
     return {"calls_per_second": calls, "success_rate": success, "p50_ms": p50, "p99_ms": p99,
-            "retries": retries, "rejections": rejections}
+            "retries": retries, "rejections": rejections, "waits": waits, "hedges": hedges}
 
 
 def _totals(vec: Sequence[float]) -> dict[str, Any]:
@@ -190,6 +196,8 @@ def _totals(vec: Sequence[float]) -> dict[str, Any]:
         "failures_by_category": f["failures_by_category"],
         "p50_ms": f["p50_ms"], "p95_ms": f["p95_ms"], "p99_ms": f["p99_ms"],
         "mean_ms": f["mean_ms"],
+        "waits_by_reason": f["waits_by_reason"], "hedges_sent": f["hedges_sent"],
+        "hedges_won": f["hedges_won"], "concurrency_limit": f["concurrency_limit"],
     }
 
 

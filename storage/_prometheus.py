@@ -29,6 +29,8 @@ from ._schema import (
     FAILURES,
     FALLBACKS,
     H0,
+    HEDGES_SENT,
+    HEDGES_WON,
     HOST_LENGTH,
     LATENCY_SUM,
     REFUSED,
@@ -36,6 +38,7 @@ from ._schema import (
     RETRIES,
     SUCCESSES,
     TIMEOUTS,
+    WAITED,
 )
 from ._store import Store
 
@@ -46,6 +49,8 @@ BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "disabled")
 #: ``outcome`` label values of ``seawall_calls_total``: they add up to all calls.
 OUTCOMES = (("success", SUCCESSES), ("failure", FAILURES), ("rejected", REJECTED),
             ("cancelled", CANCELLED))
+#: ``outcome`` label values of ``seawall_hedges_total``: ``won`` is a part of ``sent``.
+HEDGE_OUTCOMES = (("sent", HEDGES_SENT), ("won", HEDGES_WON))
 _INSTALL = "Prometheus metrics need prometheus_client: pip install 'seawall[prometheus]'"
 
 
@@ -76,7 +81,7 @@ def bucket_bounds(per_doubling: int = 1) -> list[tuple[int, float]]:
 class SeawallCollector:
     """A ``prometheus_client`` collector over a :class:`Store` (see :func:`prometheus_collector`).
 
-    Every ``collect()`` (every scrape) runs two queries on the store.
+    Every ``collect()`` (every scrape) runs three queries on the store.
     Thread-safe: scrapes may run concurrently. ``raise_errors`` decides
     what a store failure does: raise (the scrape fails: right for a
     dedicated exporter, Prometheus then marks the target down) or report
@@ -115,7 +120,15 @@ class SeawallCollector:
                 "seawall_retries", "Retries scheduled (attempts after the first).", labels=labels),
             "rejections": core.CounterMetricFamily(
                 "seawall_rejections", "Local refusals of calls and retries, by reason "
-                "(breaker, bulkhead, budget, deadline).", labels=[*labels, "reason"]),
+                "(breaker, bulkhead, budget, deadline, rate_limit, paused).",
+                labels=[*labels, "reason"]),
+            "waits": core.CounterMetricFamily(
+                "seawall_waits", "Attempts that waited before they started, by reason (paused: "
+                "a server's pause, rate_limit: a RateLimit token).", labels=[*labels, "reason"]),
+            "hedges": core.CounterMetricFamily(
+                "seawall_hedges", "Hedged attempts: sent (extra attempts a Hedge started) and "
+                "won (calls one of them answered; a part of sent).",
+                labels=[*labels, "outcome"]),
             "fallbacks": core.CounterMetricFamily(
                 "seawall_fallbacks", "Calls answered by the fallback.", labels=labels),
             "timeouts": core.CounterMetricFamily(
@@ -127,6 +140,10 @@ class SeawallCollector:
             "breaker": core.GaugeMetricFamily(
                 "seawall_breaker_state", "1 for the state the circuit breaker last moved to, "
                 "0 for the others (closed when it never moved).", labels=[*process, "state"]),
+            "limit": core.GaugeMetricFamily(
+                "seawall_concurrency_limit", "The bulkhead's limit (an AdaptiveBulkhead's "
+                "learned one): the mean of the samples of the latest minute that has some, "
+                "per process.", labels=process),
             "up": core.GaugeMetricFamily(
                 "seawall_store_up", "1 when the last read of the seawall metrics store "
                 "succeeded, 0 when it failed."),
@@ -175,6 +192,11 @@ class SeawallCollector:
             if host is not None and (t.host != host or t.pid != pid):
                 continue
             processes[(t.point, t.host, *((str(t.pid),) if self.pid_label else ()))] = t.to_state
+        limit = families["limit"]
+        by_limit = ("point", "host", "pid") if self.pid_label else ("point", "host")
+        for key, _, mean in sorted(self.store.latest_limits(by_limit, host=host, pid=pid),
+                                   key=lambda r: tuple(str(k) for k in r[0])):
+            limit.add_metric([str(k) for k in key], mean)
         breaker = families["breaker"]
         for process, state in sorted(processes.items()):
             for candidate in BREAKER_STATES:
@@ -188,6 +210,10 @@ class SeawallCollector:
         families["retries"].add_metric(labels, vec[RETRIES])
         for reason, index in REFUSED.items():
             families["rejections"].add_metric([*labels, reason], vec[index])
+        for reason, index in WAITED.items():
+            families["waits"].add_metric([*labels, reason], vec[index])
+        for outcome, index in HEDGE_OUTCOMES:
+            families["hedges"].add_metric([*labels, outcome], vec[index])
         families["fallbacks"].add_metric(labels, vec[FALLBACKS])
         families["timeouts"].add_metric(labels, vec[TIMEOUTS])
         counts = vec[H0:]

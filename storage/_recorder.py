@@ -32,11 +32,14 @@ from seawall import (
     CallEvent,
     Category,
     ConfigurationError,
+    HedgeEvent,
     RejectionEvent,
     RetryEvent,
+    WaitEvent,
     add_hook,
     remove_hook,
 )
+from seawall._registry import live_points
 from seawall._tally import Tally
 
 from ._histogram import BASE as _BASE
@@ -48,15 +51,20 @@ from ._schema import (
     FAILURES,
     FALLBACKS,
     H0,
+    HEDGES_SENT,
+    HEDGES_WON,
     HOST_LENGTH,
     INJECTED_CALLS,
     INJECTED_FAILURES,
     LATENCY_SUM,
+    LIMIT_SAMPLES,
+    LIMIT_SUM,
     REFUSED,
     REJECTED,
     RETRIES,
     SUCCESSES,
     TIMEOUTS,
+    WAITED,
     WIDTH,
 )
 from ._store import Key, Store
@@ -336,6 +344,12 @@ class Recorder:
                 refused = REFUSED.get(ev.reason)
                 if refused is not None:
                     self._bump(ev, refused)
+            elif kind is WaitEvent:
+                waited = WAITED.get(ev.reason)
+                if waited is not None:
+                    self._bump(ev, waited)
+            elif kind is HedgeEvent:
+                self._bump(ev, HEDGES_WON if ev.won else HEDGES_SENT)
             elif kind is BreakerTransition:
                 if len(self._transitions) < self.max_transitions:
                     self._transitions.append(ev)
@@ -350,6 +364,34 @@ class Recorder:
             if vec is None:
                 return
         vec[index] += 1
+
+    def _sample_limits(self) -> None:
+        """Add each counted point's bulkhead limit, once, to its newest minute (lock held).
+
+        The limit is a level, stored as a sum and a count of samples (their
+        ratio is the mean limit over any span): one sample per flush for each
+        point that had events since the last one, the limits of live points
+        sharing a name added up (as :func:`seawall.otel_metrics` does).
+        """
+        newest: dict[str, int] = {}
+        for point, _, minute in self._counts:
+            if newest.get(point, -1) < minute:
+                newest[point] = minute
+        if not newest:
+            return
+        limits: dict[str, int] = {}
+        for p in live_points():
+            if p.permits is not None and p.name in newest:
+                limit = p.stats().concurrency_limit
+                if limit is not None:
+                    limits[p.name] = limits.get(p.name, 0) + limit
+        if not limits:
+            return
+        for (point, _, minute), vec in self._counts.items():
+            limit = limits.get(point)
+            if limit is not None and minute == newest[point]:
+                vec[LIMIT_SUM] += limit
+                vec[LIMIT_SAMPLES] += 1
 
     def _new_vector(self, key: Key) -> list[float] | None:
         if len(self._counts) >= self.max_keys:
@@ -369,6 +411,7 @@ class Recorder:
         """
         with self._lock:
             self._drain()
+            self._sample_limits()
             overflow = self._overflow.value()
             if overflow > self._overflow_seen:
                 log.warning("seawall.storage: %d events dropped so far: the recorder's queue "

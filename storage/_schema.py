@@ -28,9 +28,11 @@ from seawall import Category
 
 from ._histogram import BUCKETS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """1: the first layout; 2: adds ``injected_calls`` and ``injected_failures`` (fault injection,
-counted apart from real calls), added in place to a version-1 store (``Store.ensure_schema``)."""
+counted apart from real calls); 3: adds the refusals of rate limiting and server pacing, the
+waits, the hedges and the bulkhead's limit (see :data:`ADDED_IN_3`). What a version added is
+added in place to an older store (``Store.ensure_schema``)."""
 NAME_LENGTH = 200
 HOST_LENGTH = 255
 
@@ -41,11 +43,21 @@ COUNTERS = (
     "failed_permanent",
     "refused_breaker", "refused_bulkhead", "refused_budget", "refused_deadline",
     "injected_calls", "injected_failures",
+    "refused_rate_limit", "refused_paused", "waits_paused", "waits_rate_limit",
+    "hedges_sent", "hedges_won", "limit_sum", "limit_samples",
 )
 # what schema version 2 added to each counts table
 ADDED_IN_2 = ("injected_calls", "injected_failures")
+# what schema version 3 added: refusals by a RateLimit and by a server's pause, attempts that
+# waited for either, hedges started and hedges that answered, and the bulkhead's limit as a
+# level: ``limit_sum`` / ``limit_samples`` is the mean of the limit sampled at each flush
+ADDED_IN_3 = ("refused_rate_limit", "refused_paused", "waits_paused", "waits_rate_limit",
+              "hedges_sent", "hedges_won", "limit_sum", "limit_samples")
+#: the columns each schema version added, for the in-place upgrade of an older store
+ADDED = {2: ADDED_IN_2, 3: ADDED_IN_3}
 FAILURE_CATEGORIES = ("transient", "timeout", "rate_limited", "unavailable", "permanent")
-REFUSAL_REASONS = ("breaker", "bulkhead", "budget", "deadline")
+REFUSAL_REASONS = ("breaker", "bulkhead", "budget", "deadline", "rate_limit", "paused")
+WAIT_REASONS = ("paused", "rate_limit")
 HISTOGRAM = tuple(f"h{i:02d}" for i in range(BUCKETS))
 VALUES = (*COUNTERS, "latency_sum", *HISTOGRAM)
 WIDTH = len(VALUES)
@@ -55,6 +67,11 @@ FAILED = {Category(name): COUNTERS.index(f"failed_{name}") for name in FAILURE_C
 REFUSED = {name: COUNTERS.index(f"refused_{name}") for name in REFUSAL_REASONS}
 INJECTED_CALLS = COUNTERS.index("injected_calls")
 INJECTED_FAILURES = COUNTERS.index("injected_failures")
+WAITED = {name: COUNTERS.index(f"waits_{name}") for name in WAIT_REASONS}
+HEDGES_SENT = COUNTERS.index("hedges_sent")
+HEDGES_WON = COUNTERS.index("hedges_won")
+LIMIT_SUM = COUNTERS.index("limit_sum")
+LIMIT_SAMPLES = COUNTERS.index("limit_samples")
 LATENCY_SUM = len(COUNTERS)
 H0 = LATENCY_SUM + 1
 

@@ -110,6 +110,8 @@ def _stats_pb(stats: Stats) -> pb.Stats:
         rejections_by_reason=dict(stats.rejections_by_reason),
         p50_ms=stats.p50_ms, p95_ms=stats.p95_ms, p99_ms=stats.p99_ms, mean_ms=stats.mean_ms,
         injected_calls=stats.injected_calls, injected_failures=stats.injected_failures,
+        waits_by_reason=dict(stats.waits_by_reason), hedges_sent=stats.hedges_sent,
+        hedges_won=stats.hedges_won, concurrency_limit=stats.concurrency_limit,
     )
 
 

@@ -45,7 +45,7 @@ from sqlalchemy.pool import StaticPool
 from seawall import BreakerTransition, ConfigurationError
 
 from ._schema import (
-    ADDED_IN_2,
+    ADDED,
     COUNT_TABLES,
     DAY,
     HOUR,
@@ -414,7 +414,8 @@ class Store:
 
         Without ``create`` nothing is created: a database without seawall's
         tables raises :class:`seawall.ConfigurationError`. A store of an older
-        schema version (1: before fault injection's ``injected_*`` counters)
+        schema version (1: before fault injection's ``injected_*`` counters;
+        2: before the waits, hedges, pacing refusals and bulkhead limit)
         is upgraded in place, unless opened read-only: then the columns it
         lacks read as zeros.
         """
@@ -456,13 +457,14 @@ class Store:
                 )
             if found is not None and found < SCHEMA_VERSION:
                 if self.read_only:
-                    self._absent = frozenset(ADDED_IN_2)
+                    self._absent = frozenset(name for version, names in ADDED.items()
+                                             if version > found for name in names)
                 else:
                     self._upgrade()
             self._ready = True
 
     def _upgrade(self) -> None:
-        """Add what schema version 2 added (the ``injected_*`` counters) to an older store.
+        """Add the columns later schema versions added (:data:`._schema.ADDED`) to an older store.
 
         Safe against a concurrent upgrade by another process: a column or a
         version row that appeared meanwhile is taken as done.
@@ -472,7 +474,7 @@ class Store:
                 with self._write_connection() as conn, conn.begin():
                     for table in COUNT_TABLES.values():
                         have = {c["name"] for c in inspect(conn).get_columns(table.name)}
-                        for name in ADDED_IN_2:
+                        for name in (n for names in ADDED.values() for n in names):
                             if name not in have:
                                 conn.exec_driver_sql(
                                     f"ALTER TABLE {table.name} ADD COLUMN {name} "
@@ -847,6 +849,45 @@ class Store:
         n = len(group)
         with self.engine.connect() as conn:
             return [(tuple(row[:n]), [v or 0 for v in row[n:]]) for row in conn.execute(stmt)]
+
+    def latest_limits(self, by: Sequence[str] = ("point", "host"), *, host: str | None = None,
+                      pid: int | None = None) -> list[tuple[tuple[Any, ...], int, float]]:
+        """The bulkhead's limit of each distinct ``by`` (names among point, host, pid), latest.
+
+        Each result is ``(key, minute, mean)``: the last minute (since the epoch)
+        in which the rows of that key sampled a limit, and the mean of those
+        samples (per process; see :class:`Stats.concurrency_limit`). A level for a
+        gauge: a process gone quiet keeps its last value until the minute rows
+        are pruned. ``host`` and ``pid`` restrict the rows. An older read-only
+        store (no limit columns) has none.
+        """
+        columns = tuple(by)
+        if not columns or any(c not in ("point", "host", "pid") for c in columns) \
+                or len(set(columns)) != len(columns):
+            raise MetricsQueryError(f"by must be distinct names among ('point', 'host', 'pid'), "
+                                    f"got {by!r}")
+        if not self._ready:
+            self.ensure_schema()
+        if "limit_samples" in self._absent:
+            return []
+        t = COUNT_TABLES[MINUTE]
+        cond = [t.c.limit_samples > 0]
+        if host is not None:
+            cond.append(t.c.host == host)
+        if pid is not None:
+            cond.append(t.c.pid == pid)
+        keys = [t.c[c] for c in columns]
+        last = (select(*keys, func.max(t.c.bucket).label("last")).where(*cond)
+                .group_by(*keys).subquery())
+        joined = t.join(last, and_(*(t.c[c] == last.c[c] for c in columns),
+                                   t.c.bucket == last.c["last"]))
+        stmt = (select(*keys, last.c["last"], func.sum(t.c.limit_sum),
+                       func.sum(t.c.limit_samples))
+                .select_from(joined).where(*cond).group_by(*keys, last.c["last"]))
+        n = len(columns)
+        with self.engine.connect() as conn:
+            return [(tuple(row[:n]), int(row[n]), float(row[n + 1]) / float(row[n + 2]))
+                    for row in conn.execute(stmt)]
 
     def last_transitions(self, point: str | None = None, *,
                          before: float | None = None) -> list[Transition]:

@@ -46,6 +46,29 @@ COLUMNS: tuple[Column, ...] = (
 )
 
 
+# shown after "rejected" only when some row has one: waits (paused or rate_limit), hedges
+# sent/won, the bulkhead's mean limit
+EXTRA_COLUMNS: tuple[Column, ...] = (
+    Column("waits", "right", 6),
+    Column("hedges/won", "right", 7),
+    Column("limit", "right", 8),
+)
+
+
+def with_extras(columns: Sequence[Column], summaries: Sequence[Summary]) -> list[Column]:
+    """``columns`` with each of :data:`EXTRA_COLUMNS` that some summary has a figure for."""
+    wanted = {
+        "waits": any(sum(s.waits_by_reason.values()) for s in summaries),
+        "hedges/won": any(s.hedges_sent for s in summaries),
+        "limit": any(s.concurrency_limit for s in summaries),
+    }
+    extras = [c for c in EXTRA_COLUMNS if wanted[c.header]]
+    out = list(columns)
+    at = next((i + 1 for i, c in enumerate(out) if c.header == "rejected"), len(out))
+    out[at:at] = extras
+    return out
+
+
 def table_width(widths: Sequence[int]) -> int:
     """Cells a rich table with these column widths takes: ``│ x `` per column, one ``│``."""
     return sum(w + 3 for w in widths) + 1
@@ -67,6 +90,9 @@ def summary_cells(s: Summary) -> dict[str, str]:
         "failures": str(s.failures), "retries": str(s.retries), "rejected": str(s.rejected),
         "p50 ms": f"{s.p50_ms:.2f}", "p95 ms": f"{s.p95_ms:.2f}", "p99 ms": f"{s.p99_ms:.2f}",
         "breaker": s.breaker_state,
+        "waits": str(sum(s.waits_by_reason.values())),
+        "hedges/won": f"{s.hedges_sent}/{s.hedges_won}",
+        "limit": f"{s.concurrency_limit:.1f}".removesuffix(".0") if s.concurrency_limit else "-",
     }
 
 

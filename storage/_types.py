@@ -17,14 +17,19 @@ from ._schema import (
     FAILURES,
     FALLBACKS,
     H0,
+    HEDGES_SENT,
+    HEDGES_WON,
     INJECTED_CALLS,
     INJECTED_FAILURES,
     LATENCY_SUM,
+    LIMIT_SAMPLES,
+    LIMIT_SUM,
     REFUSED,
     REJECTED,
     RETRIES,
     SUCCESSES,
     TIMEOUTS,
+    WAITED,
 )
 
 
@@ -66,6 +71,17 @@ class Stats:
     never pollutes the real rates: ``injected_calls`` counts calls whose last
     attempt was injected, ``injected_failures`` those of them that failed;
     neither is in ``calls``, the other counters or the latencies.
+
+    Rate limiting and server pacing: ``rejections_by_reason`` has
+    ``rate_limit`` and ``paused`` refusals; ``waits_by_reason`` counts
+    attempts that waited (``paused``: for a server's pause to end,
+    ``rate_limit``: for a :class:`seawall.RateLimit` token). Hedging
+    (:class:`seawall.Hedge`): ``hedges_sent`` counts the extra attempts
+    started, ``hedges_won`` the calls one of them answered.
+    ``concurrency_limit`` is the bulkhead's limit (an
+    :class:`seawall.AdaptiveBulkhead`'s learned one) as a level: the mean
+    of the limit each writing process sampled at its flushes over the span
+    (per process, not summed over the fleet), 0.0 without a bulkhead.
     """
 
     calls: int = 0
@@ -84,6 +100,10 @@ class Stats:
     mean_ms: float = 0.0
     injected_calls: int = 0
     injected_failures: int = 0
+    waits_by_reason: Mapping[str, int] = field(default_factory=dict)
+    hedges_sent: int = 0
+    hedges_won: int = 0
+    concurrency_limit: float = 0.0
 
     @property
     def success_rate(self) -> float | None:
@@ -95,6 +115,7 @@ class Stats:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["failures_by_category"] = dict(self.failures_by_category)
         out["rejections_by_reason"] = dict(self.rejections_by_reason)
+        out["waits_by_reason"] = dict(self.waits_by_reason)
         return out
 
 
@@ -119,6 +140,11 @@ def stats_fields(vec: Sequence[float]) -> dict[str, Any]:
         "mean_ms": (float(vec[LATENCY_SUM]) / ran * 1000.0) if ran else 0.0,
         "injected_calls": int(vec[INJECTED_CALLS]),
         "injected_failures": int(vec[INJECTED_FAILURES]),
+        "waits_by_reason": {r: int(vec[i]) for r, i in WAITED.items()},
+        "hedges_sent": int(vec[HEDGES_SENT]),
+        "hedges_won": int(vec[HEDGES_WON]),
+        "concurrency_limit": (float(vec[LIMIT_SUM]) / float(vec[LIMIT_SAMPLES])
+                              if vec[LIMIT_SAMPLES] else 0.0),
     }
 
 

@@ -12,7 +12,7 @@ import pytest
 import seawall
 from seawall._cli import main
 from seawall.storage import Recorder, Store, serve
-from seawall.storage._schema import ADDED_IN_2, COUNT_TABLES
+from seawall.storage._schema import ADDED_IN_2, COUNT_TABLES, SCHEMA_VERSION
 from seawall.testing import FakeClock
 from tests.otel_support import read, sdk_provider, total
 
@@ -84,7 +84,7 @@ def test_an_older_store_is_upgraded_in_place(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         versions = [v for (v,) in db.execute("SELECT version FROM seawall_schema_version")]
         columns = {row[1] for row in db.execute("PRAGMA table_info(seawall_minute)")}
-    assert max(versions) == 2 and set(ADDED_IN_2) <= columns
+    assert max(versions) == SCHEMA_VERSION and set(ADDED_IN_2) <= columns
     old.close()
 
 

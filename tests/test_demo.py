@@ -12,7 +12,7 @@ import pytest
 
 from seawall._cli import main
 
-DEPENDENCIES = ("inventory", "pricing", "orders-db")
+DEPENDENCIES = ("inventory", "pricing", "orders-db", "inventory-hedged")
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,10 @@ def test_demo_exits_0_and_prints_a_table_per_dependency(demo_run: Any) -> None:
     """The demo finishes with exit code 0 and shows the side-by-side tables and the stats."""
     done, _, _ = demo_run
     assert done.returncode == 0, done.stdout + done.stderr
-    for title in ("inventory (gRPC)", "pricing (HTTP)", "orders-db (SQLite)"):
+    for title in ("inventory (gRPC)", "pricing (HTTP)", "orders-db (SQLite)",
+                  "inventory-hedged (gRPC, hedged)"):
         assert title in done.stdout
+    assert done.stdout.count("hedges sent / won") == 1  # only the hedged dependency's table
     assert "requests that reached it" in done.stdout
     assert "seawall stats --target 127.0.0.1:" in done.stdout
 
@@ -65,6 +67,28 @@ def test_metrics_read_through_the_service_match_the_process(demo_run: Any) -> No
     for point, counts in data["in_process"].items():
         for key, value in counts.items():
             assert served[point][key] == value, f"{point}.{key}"
+
+
+def test_the_hedged_inventory_sends_hedges_that_win(demo_run: Any) -> None:
+    """Its latency spikes and errors got a second attempt; the store counts them as the process."""
+    _, data, _ = demo_run
+    hedged = data["seawall"]["inventory-hedged"]
+    assert 0 < hedged["hedges_won"] <= hedged["hedges"], hedged
+    assert data["bare"]["inventory-hedged"]["hedges"] is None
+    assert data["seawall"]["inventory"]["hedges"] is None  # no Hedge on that point
+    served = {row["point"]: row for row in data["service"]}
+    assert served["inventory-hedged"]["hedges_sent"] == hedged["hedges"]
+    assert served["inventory-hedged"]["hedges_won"] == hedged["hedges_won"]
+    assert data["in_process"]["inventory-hedged"]["hedges_sent"] == hedged["hedges"]
+    assert served["inventory"]["hedges_sent"] == 0
+
+
+def test_server_pacing_shows_in_the_pricing_table(demo_run: Any) -> None:
+    """A 429 with Retry-After pauses the pricing point: some attempts wait the pause out."""
+    done, data, _ = demo_run
+    assert data["seawall"]["pricing"]["paused_waits"] > 0
+    assert data["bare"]["pricing"]["paused_waits"] is None
+    assert "attempts that waited out a pause" in done.stdout
 
 
 def test_demo_leaves_nothing_behind(demo_run: Any) -> None:

@@ -209,6 +209,8 @@ def test_names_types_and_units_follow_the_prometheus_rules(store: Store) -> None
         "seawall_rejections": "counter", "seawall_fallbacks": "counter",
         "seawall_attempt_timeouts": "counter", "seawall_call_duration_seconds": "histogram",
         "seawall_breaker_state": "gauge", "seawall_store_up": "gauge",
+        "seawall_waits": "counter", "seawall_hedges": "counter",
+        "seawall_concurrency_limit": "gauge",
     }
     for family in families.values():
         assert family.documentation

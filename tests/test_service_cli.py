@@ -25,7 +25,8 @@ JSON_KEYS = {"point", "calls", "successes", "failures", "retries", "rejected", "
 JSON_ORDER = ("point", "calls", "successes", "failures", "retries", "rejected", "cancelled",
               "fallbacks", "timeouts", "failures_by_category", "rejections_by_reason", "p50_ms",
               "p95_ms", "p99_ms", "mean_ms", "breaker_state", "injected_calls",
-              "injected_failures", "window_seconds")
+              "injected_failures", "waits_by_reason", "hedges_sent", "hedges_won",
+              "concurrency_limit", "window_seconds")
 
 
 @pytest.fixture
@@ -87,7 +88,9 @@ def test_json_keys_come_in_one_documented_order(server: MetricsServer,
     assert list(record) == list(JSON_ORDER)
     assert list(record["failures_by_category"]) == [
         "transient", "timeout", "rate_limited", "unavailable", "permanent"]
-    assert list(record["rejections_by_reason"]) == ["breaker", "bulkhead", "budget", "deadline"]
+    assert list(record["rejections_by_reason"]) == ["breaker", "bulkhead", "budget", "deadline",
+                                                    "rate_limit", "paused"]
+    assert list(record["waits_by_reason"]) == ["paused", "rate_limit"]
 
 
 @pytest.mark.parametrize(("args", "message"), [

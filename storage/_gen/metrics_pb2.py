@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n seawall/metrics/v1/metrics.proto\x12\x12seawall.metrics.v1\"\x13\n\x11ListPointsRequest\"T\n\tPointInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\noperations\x18\x02 \x03(\t\x12\x12\n\nfirst_seen\x18\x03 \x01(\x01\x12\x11\n\tlast_seen\x18\x04 \x01(\x01\"C\n\x12ListPointsResponse\x12-\n\x06points\x18\x01 \x03(\x0b\x32\x1d.seawall.metrics.v1.PointInfo\"\xa2\x04\n\x05Stats\x12\r\n\x05\x63\x61lls\x18\x01 \x01(\x03\x12\x11\n\tsuccesses\x18\x02 \x01(\x03\x12\x10\n\x08\x66\x61ilures\x18\x03 \x01(\x03\x12\x0f\n\x07retries\x18\x04 \x01(\x03\x12\x10\n\x08rejected\x18\x05 \x01(\x03\x12\x11\n\tcancelled\x18\x06 \x01(\x03\x12\x11\n\tfallbacks\x18\x07 \x01(\x03\x12\x10\n\x08timeouts\x18\x08 \x01(\x03\x12O\n\x14\x66\x61ilures_by_category\x18\t \x03(\x0b\x32\x31.seawall.metrics.v1.Stats.FailuresByCategoryEntry\x12O\n\x14rejections_by_reason\x18\n \x03(\x0b\x32\x31.seawall.metrics.v1.Stats.RejectionsByReasonEntry\x12\x0e\n\x06p50_ms\x18\x0b \x01(\x01\x12\x0e\n\x06p95_ms\x18\x0c \x01(\x01\x12\x0e\n\x06p99_ms\x18\r \x01(\x01\x12\x0f\n\x07mean_ms\x18\x0e \x01(\x01\x12\x16\n\x0einjected_calls\x18\x0f \x01(\x03\x12\x19\n\x11injected_failures\x18\x10 \x01(\x03\x1a\x39\n\x17\x46\x61iluresByCategoryEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x39\n\x17RejectionsByReasonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"J\n\x0eSummaryRequest\x12\r\n\x05point\x18\x01 \x01(\t\x12\x11\n\toperation\x18\x02 \x01(\t\x12\x16\n\x0ewindow_seconds\x18\x03 \x01(\x01\"^\n\x0cPointSummary\x12\r\n\x05point\x18\x01 \x01(\t\x12(\n\x05stats\x18\x02 \x01(\x0b\x32\x19.seawall.metrics.v1.Stats\x12\x15\n\rbreaker_state\x18\x03 \x01(\t\"b\n\x0fSummaryResponse\x12\x33\n\tsummaries\x18\x01 \x03(\x0b\x32 .seawall.metrics.v1.PointSummary\x12\r\n\x05start\x18\x02 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x01\"c\n\rSeriesRequest\x12\r\n\x05point\x18\x01 \x01(\t\x12\x11\n\toperation\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x01\x12\x14\n\x0cstep_seconds\x18\x05 \x01(\x01\"G\n\x0cSeriesBucket\x12\r\n\x05start\x18\x01 \x01(\x01\x12(\n\x05stats\x18\x02 \x01(\x0b\x32\x19.seawall.metrics.v1.Stats\"h\n\x0eSeriesResponse\x12\r\n\x05point\x18\x01 \x01(\t\x12\x14\n\x0cstep_seconds\x18\x02 \x01(\x01\x12\x31\n\x07\x62uckets\x18\x03 \x03(\x0b\x32 .seawall.metrics.v1.SeriesBucket\"j\n\x16ListTransitionsRequest\x12\r\n\x05point\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x01\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"z\n\nTransition\x12\r\n\x05point\x18\x01 \x01(\t\x12\x12\n\nfrom_state\x18\x02 \x01(\t\x12\x10\n\x08to_state\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0c\n\x04time\x18\x05 \x01(\x01\x12\x0c\n\x04host\x18\x06 \x01(\t\x12\x0b\n\x03pid\x18\x07 \x01(\x03\"g\n\x17ListTransitionsResponse\x12\x33\n\x0btransitions\x18\x01 \x03(\x0b\x32\x1e.seawall.metrics.v1.Transition\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"i\n\x13WatchSummaryRequest\x12\r\n\x05point\x18\x01 \x01(\t\x12\x11\n\toperation\x18\x02 \x01(\t\x12\x16\n\x0ewindow_seconds\x18\x03 \x01(\x01\x12\x18\n\x10interval_seconds\x18\x04 \x01(\x01\x32\xe4\x03\n\x0eMetricsService\x12[\n\nListPoints\x12%.seawall.metrics.v1.ListPointsRequest\x1a&.seawall.metrics.v1.ListPointsResponse\x12U\n\nGetSummary\x12\".seawall.metrics.v1.SummaryRequest\x1a#.seawall.metrics.v1.SummaryResponse\x12R\n\tGetSeries\x12!.seawall.metrics.v1.SeriesRequest\x1a\".seawall.metrics.v1.SeriesResponse\x12j\n\x0fListTransitions\x12*.seawall.metrics.v1.ListTransitionsRequest\x1a+.seawall.metrics.v1.ListTransitionsResponse\x12^\n\x0cWatchSummary\x12\'.seawall.metrics.v1.WatchSummaryRequest\x1a#.seawall.metrics.v1.SummaryResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n seawall/metrics/v1/metrics.proto\x12\x12seawall.metrics.v1\"\x13\n\x11ListPointsRequest\"T\n\tPointInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\noperations\x18\x02 \x03(\t\x12\x12\n\nfirst_seen\x18\x03 \x01(\x01\x12\x11\n\tlast_seen\x18\x04 \x01(\x01\"C\n\x12ListPointsResponse\x12-\n\x06points\x18\x01 \x03(\x0b\x32\x1d.seawall.metrics.v1.PointInfo\"\xe3\x05\n\x05Stats\x12\r\n\x05\x63\x61lls\x18\x01 \x01(\x03\x12\x11\n\tsuccesses\x18\x02 \x01(\x03\x12\x10\n\x08\x66\x61ilures\x18\x03 \x01(\x03\x12\x0f\n\x07retries\x18\x04 \x01(\x03\x12\x10\n\x08rejected\x18\x05 \x01(\x03\x12\x11\n\tcancelled\x18\x06 \x01(\x03\x12\x11\n\tfallbacks\x18\x07 \x01(\x03\x12\x10\n\x08timeouts\x18\x08 \x01(\x03\x12O\n\x14\x66\x61ilures_by_category\x18\t \x03(\x0b\x32\x31.seawall.metrics.v1.Stats.FailuresByCategoryEntry\x12O\n\x14rejections_by_reason\x18\n \x03(\x0b\x32\x31.seawall.metrics.v1.Stats.RejectionsByReasonEntry\x12\x0e\n\x06p50_ms\x18\x0b \x01(\x01\x12\x0e\n\x06p95_ms\x18\x0c \x01(\x01\x12\x0e\n\x06p99_ms\x18\r \x01(\x01\x12\x0f\n\x07mean_ms\x18\x0e \x01(\x01\x12\x16\n\x0einjected_calls\x18\x0f \x01(\x03\x12\x19\n\x11injected_failures\x18\x10 \x01(\x03\x12\x45\n\x0fwaits_by_reason\x18\x11 \x03(\x0b\x32,.seawall.metrics.v1.Stats.WaitsByReasonEntry\x12\x13\n\x0bhedges_sent\x18\x12 \x01(\x03\x12\x12\n\nhedges_won\x18\x13 \x01(\x03\x12\x19\n\x11\x63oncurrency_limit\x18\x14 \x01(\x01\x1a\x39\n\x17\x46\x61iluresByCategoryEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x39\n\x17RejectionsByReasonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x34\n\x12WaitsByReasonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"J\n\x0eSummaryRequest\x12\r\n\x05point\x18\x01 \x01(\t\x12\x11\n\toperation\x18\x02 \x01(\t\x12\x16\n\x0ewindow_seconds\x18\x03 \x01(\x01\"^\n\x0cPointSummary\x12\r\n\x05point\x18\x01 \x01(\t\x12(\n\x05stats\x18\x02 \x01(\x0b\x32\x19.seawall.metrics.v1.Stats\x12\x15\n\rbreaker_state\x18\x03 \x01(\t\"b\n\x0fSummaryResponse\x12\x33\n\tsummaries\x18\x01 \x03(\x0b\x32 .seawall.metrics.v1.PointSummary\x12\r\n\x05start\x18\x02 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x01\"c\n\rSeriesRequest\x12\r\n\x05point\x18\x01 \x01(\t\x12\x11\n\toperation\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x01\x12\x14\n\x0cstep_seconds\x18\x05 \x01(\x01\"G\n\x0cSeriesBucket\x12\r\n\x05start\x18\x01 \x01(\x01\x12(\n\x05stats\x18\x02 \x01(\x0b\x32\x19.seawall.metrics.v1.Stats\"h\n\x0eSeriesResponse\x12\r\n\x05point\x18\x01 \x01(\t\x12\x14\n\x0cstep_seconds\x18\x02 \x01(\x01\x12\x31\n\x07\x62uckets\x18\x03 \x03(\x0b\x32 .seawall.metrics.v1.SeriesBucket\"j\n\x16ListTransitionsRequest\x12\r\n\x05point\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x01\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"z\n\nTransition\x12\r\n\x05point\x18\x01 \x01(\t\x12\x12\n\nfrom_state\x18\x02 \x01(\t\x12\x10\n\x08to_state\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0c\n\x04time\x18\x05 \x01(\x01\x12\x0c\n\x04host\x18\x06 \x01(\t\x12\x0b\n\x03pid\x18\x07 \x01(\x03\"g\n\x17ListTransitionsResponse\x12\x33\n\x0btransitions\x18\x01 \x03(\x0b\x32\x1e.seawall.metrics.v1.Transition\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"i\n\x13WatchSummaryRequest\x12\r\n\x05point\x18\x01 \x01(\t\x12\x11\n\toperation\x18\x02 \x01(\t\x12\x16\n\x0ewindow_seconds\x18\x03 \x01(\x01\x12\x18\n\x10interval_seconds\x18\x04 \x01(\x01\x32\xe4\x03\n\x0eMetricsService\x12[\n\nListPoints\x12%.seawall.metrics.v1.ListPointsRequest\x1a&.seawall.metrics.v1.ListPointsResponse\x12U\n\nGetSummary\x12\".seawall.metrics.v1.SummaryRequest\x1a#.seawall.metrics.v1.SummaryResponse\x12R\n\tGetSeries\x12!.seawall.metrics.v1.SeriesRequest\x1a\".seawall.metrics.v1.SeriesResponse\x12j\n\x0fListTransitions\x12*.seawall.metrics.v1.ListTransitionsRequest\x1a+.seawall.metrics.v1.ListTransitionsResponse\x12^\n\x0cWatchSummary\x12\'.seawall.metrics.v1.WatchSummaryRequest\x1a#.seawall.metrics.v1.SummaryResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATS_FAILURESBYCATEGORYENTRY']._serialized_options = b'8\001'
   _globals['_STATS_REJECTIONSBYREASONENTRY']._loaded_options = None
   _globals['_STATS_REJECTIONSBYREASONENTRY']._serialized_options = b'8\001'
+  _globals['_STATS_WAITSBYREASONENTRY']._loaded_options = None
+  _globals['_STATS_WAITSBYREASONENTRY']._serialized_options = b'8\001'
   _globals['_LISTPOINTSREQUEST']._serialized_start=56
   _globals['_LISTPOINTSREQUEST']._serialized_end=75
   _globals['_POINTINFO']._serialized_start=77
@@ -42,31 +44,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTPOINTSRESPONSE']._serialized_start=163
   _globals['_LISTPOINTSRESPONSE']._serialized_end=230
   _globals['_STATS']._serialized_start=233
-  _globals['_STATS']._serialized_end=779
-  _globals['_STATS_FAILURESBYCATEGORYENTRY']._serialized_start=663
-  _globals['_STATS_FAILURESBYCATEGORYENTRY']._serialized_end=720
-  _globals['_STATS_REJECTIONSBYREASONENTRY']._serialized_start=722
-  _globals['_STATS_REJECTIONSBYREASONENTRY']._serialized_end=779
-  _globals['_SUMMARYREQUEST']._serialized_start=781
-  _globals['_SUMMARYREQUEST']._serialized_end=855
-  _globals['_POINTSUMMARY']._serialized_start=857
-  _globals['_POINTSUMMARY']._serialized_end=951
-  _globals['_SUMMARYRESPONSE']._serialized_start=953
-  _globals['_SUMMARYRESPONSE']._serialized_end=1051
-  _globals['_SERIESREQUEST']._serialized_start=1053
-  _globals['_SERIESREQUEST']._serialized_end=1152
-  _globals['_SERIESBUCKET']._serialized_start=1154
-  _globals['_SERIESBUCKET']._serialized_end=1225
-  _globals['_SERIESRESPONSE']._serialized_start=1227
-  _globals['_SERIESRESPONSE']._serialized_end=1331
-  _globals['_LISTTRANSITIONSREQUEST']._serialized_start=1333
-  _globals['_LISTTRANSITIONSREQUEST']._serialized_end=1439
-  _globals['_TRANSITION']._serialized_start=1441
-  _globals['_TRANSITION']._serialized_end=1563
-  _globals['_LISTTRANSITIONSRESPONSE']._serialized_start=1565
-  _globals['_LISTTRANSITIONSRESPONSE']._serialized_end=1668
-  _globals['_WATCHSUMMARYREQUEST']._serialized_start=1670
-  _globals['_WATCHSUMMARYREQUEST']._serialized_end=1775
-  _globals['_METRICSSERVICE']._serialized_start=1778
-  _globals['_METRICSSERVICE']._serialized_end=2262
+  _globals['_STATS']._serialized_end=972
+  _globals['_STATS_FAILURESBYCATEGORYENTRY']._serialized_start=802
+  _globals['_STATS_FAILURESBYCATEGORYENTRY']._serialized_end=859
+  _globals['_STATS_REJECTIONSBYREASONENTRY']._serialized_start=861
+  _globals['_STATS_REJECTIONSBYREASONENTRY']._serialized_end=918
+  _globals['_STATS_WAITSBYREASONENTRY']._serialized_start=920
+  _globals['_STATS_WAITSBYREASONENTRY']._serialized_end=972
+  _globals['_SUMMARYREQUEST']._serialized_start=974
+  _globals['_SUMMARYREQUEST']._serialized_end=1048
+  _globals['_POINTSUMMARY']._serialized_start=1050
+  _globals['_POINTSUMMARY']._serialized_end=1144
+  _globals['_SUMMARYRESPONSE']._serialized_start=1146
+  _globals['_SUMMARYRESPONSE']._serialized_end=1244
+  _globals['_SERIESREQUEST']._serialized_start=1246
+  _globals['_SERIESREQUEST']._serialized_end=1345
+  _globals['_SERIESBUCKET']._serialized_start=1347
+  _globals['_SERIESBUCKET']._serialized_end=1418
+  _globals['_SERIESRESPONSE']._serialized_start=1420
+  _globals['_SERIESRESPONSE']._serialized_end=1524
+  _globals['_LISTTRANSITIONSREQUEST']._serialized_start=1526
+  _globals['_LISTTRANSITIONSREQUEST']._serialized_end=1632
+  _globals['_TRANSITION']._serialized_start=1634
+  _globals['_TRANSITION']._serialized_end=1756
+  _globals['_LISTTRANSITIONSRESPONSE']._serialized_start=1758
+  _globals['_LISTTRANSITIONSRESPONSE']._serialized_end=1861
+  _globals['_WATCHSUMMARYREQUEST']._serialized_start=1863
+  _globals['_WATCHSUMMARYREQUEST']._serialized_end=1968
+  _globals['_METRICSSERVICE']._serialized_start=1971
+  _globals['_METRICSSERVICE']._serialized_end=2455
 # @@protoc_insertion_point(module_scope)

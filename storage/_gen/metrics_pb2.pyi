@@ -133,6 +133,26 @@ class Stats(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class WaitsByReasonEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     CALLS_FIELD_NUMBER: _builtins.int
     SUCCESSES_FIELD_NUMBER: _builtins.int
     FAILURES_FIELD_NUMBER: _builtins.int
@@ -149,6 +169,10 @@ class Stats(_message.Message):
     MEAN_MS_FIELD_NUMBER: _builtins.int
     INJECTED_CALLS_FIELD_NUMBER: _builtins.int
     INJECTED_FAILURES_FIELD_NUMBER: _builtins.int
+    WAITS_BY_REASON_FIELD_NUMBER: _builtins.int
+    HEDGES_SENT_FIELD_NUMBER: _builtins.int
+    HEDGES_WON_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_LIMIT_FIELD_NUMBER: _builtins.int
     calls: _builtins.int
     successes: _builtins.int
     failures: _builtins.int
@@ -168,13 +192,28 @@ class Stats(_message.Message):
     attempt was injected, and those of them that failed.
     """
     injected_failures: _builtins.int
+    hedges_sent: _builtins.int
+    """Hedging (seawall.Hedge): extra attempts started, and calls one of them answered."""
+    hedges_won: _builtins.int
+    concurrency_limit: _builtins.float
+    """The bulkhead's limit (an AdaptiveBulkhead's learned one) as a level: the mean of the
+    limit each writing process sampled at its flushes over the span; 0 without a bulkhead.
+    """
     @_builtins.property
     def failures_by_category(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Failed calls by category: transient, timeout, rate_limited, unavailable, permanent."""
 
     @_builtins.property
     def rejections_by_reason(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
-        """Local refusals by reason (breaker, bulkhead, budget, deadline), of calls and of retries."""
+        """Local refusals by reason (breaker, bulkhead, budget, deadline, rate_limit, paused), of
+        calls and of retries.
+        """
+
+    @_builtins.property
+    def waits_by_reason(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Attempts that waited before they started, by reason: paused (a server's pause, server
+        pacing), rate_limit (a token of the point's RateLimit).
+        """
 
     def __init__(
         self,
@@ -195,10 +234,14 @@ class Stats(_message.Message):
         mean_ms: _builtins.float = ...,
         injected_calls: _builtins.int = ...,
         injected_failures: _builtins.int = ...,
+        waits_by_reason: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        hedges_sent: _builtins.int = ...,
+        hedges_won: _builtins.int = ...,
+        concurrency_limit: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "cancelled", b"cancelled", "failures", b"failures", "failures_by_category", b"failures_by_category", "fallbacks", b"fallbacks", "injected_calls", b"injected_calls", "injected_failures", b"injected_failures", "mean_ms", b"mean_ms", "p50_ms", b"p50_ms", "p95_ms", b"p95_ms", "p99_ms", b"p99_ms", "rejected", b"rejected", "rejections_by_reason", b"rejections_by_reason", "retries", b"retries", "successes", b"successes", "timeouts", b"timeouts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "cancelled", b"cancelled", "concurrency_limit", b"concurrency_limit", "failures", b"failures", "failures_by_category", b"failures_by_category", "fallbacks", b"fallbacks", "hedges_sent", b"hedges_sent", "hedges_won", b"hedges_won", "injected_calls", b"injected_calls", "injected_failures", b"injected_failures", "mean_ms", b"mean_ms", "p50_ms", b"p50_ms", "p95_ms", b"p95_ms", "p99_ms", b"p99_ms", "rejected", b"rejected", "rejections_by_reason", b"rejections_by_reason", "retries", b"retries", "successes", b"successes", "timeouts", b"timeouts", "waits_by_reason", b"waits_by_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
