@@ -116,10 +116,14 @@ def inventory_point(chaos: seawall.Chaos | None = None) -> seawall.IntegrationPo
 
 def pricing_point(chaos: seawall.Chaos | None = None) -> seawall.IntegrationPoint:
     """The HTTP ``Pricing`` API's policy."""
+    # server pacing off: the demo's 429s are drawn at random for 2 % of requests, not from a
+    # quota, so a 1 s pause of every caller cannot make them rarer (against a real quota, keep
+    # it on); inventory keeps it on for its 100 ms pushbacks
     return seawall.IntegrationPoint(
         "pricing", retry=_retry(0.02), breaker=_breaker(),
         timeout=seawall.Timeout(attempt=0.15, total=1.0),
         fallback=seawall.Fallback(value=httpx.Response(200, content=CACHED_PRICE)), chaos=chaos,
+        server_pacing=False,
     )
 
 

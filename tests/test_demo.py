@@ -83,11 +83,13 @@ def test_the_hedged_inventory_sends_hedges_that_win(demo_run: Any) -> None:
     assert served["inventory"]["hedges_sent"] == 0
 
 
-def test_server_pacing_shows_in_the_pricing_table(demo_run: Any) -> None:
-    """A 429 with Retry-After pauses the pricing point: some attempts wait the pause out."""
+def test_server_pacing_shows_in_the_inventory_table(demo_run: Any) -> None:
+    """A pushback pauses the inventory point: some attempts wait the pause out; pricing,
+    whose 429s the demo draws at random (pacing off), never pauses."""
     done, data, _ = demo_run
-    assert data["seawall"]["pricing"]["paused_waits"] > 0
-    assert data["bare"]["pricing"]["paused_waits"] is None
+    assert data["seawall"]["inventory"]["paused_waits"] > 0
+    assert data["bare"]["inventory"]["paused_waits"] is None
+    assert data["seawall"]["pricing"]["paused_waits"] == 0
     assert "attempts that waited out a pause" in done.stdout
 
 
