@@ -137,3 +137,10 @@ def test_the_public_entry_exists() -> None:
     assert isinstance(point.execution("op"), Execution) and callable(Execution.adopt)
     assert callable(IntegrationPoint.run) and callable(IntegrationPoint.arun)
     assert isinstance(observer, Observer) and point.observer() is observer
+
+
+def test_architecture_md_is_one_sitting_and_names_the_check() -> None:
+    """ARCHITECTURE.md stays within 150 lines and names the command that checks the rule."""
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 150
+    assert "tests/test_core_private_names.py" in text
