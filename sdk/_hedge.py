@@ -55,15 +55,22 @@ def sync_refusal(point: IntegrationPoint, what: str) -> ConfigurationError:
 
 
 class _Try:
-    """One running attempt: its number, breaker ticket, start and deadline."""
+    """One running attempt: its number, breaker ticket, start and deadline.
 
-    __slots__ = ("limit", "number", "start", "ticket")
+    ``injected`` (and ``operation``): what fault injection marks, as it marks
+    an :class:`Execution` for an unhedged attempt (see :mod:`._chaos`).
+    """
 
-    def __init__(self, number: int, ticket: int, start: float, limit: float | None) -> None:
+    __slots__ = ("injected", "limit", "number", "operation", "start", "ticket")
+
+    def __init__(self, number: int, ticket: int, start: float, limit: float | None,
+                 operation: str = "") -> None:
         self.number = number
         self.ticket = ticket
         self.start = start
         self.limit = limit
+        self.operation = operation
+        self.injected = False
 
 
 async def _attempt(point: IntegrationPoint, attempt: Callable[[float | None], Awaitable[T]],
@@ -88,7 +95,11 @@ class _Hedging:
 
     def __init__(self, point: IntegrationPoint, attempt: Callable[[float | None], Awaitable[Any]],
                  operation: str, ex: Execution, classify_exception: ExceptionRule | None,
-                 classify_result: ResultRule | None) -> None:
+                 classify_result: ResultRule | None,
+                 chaos_result: Callable[[Any], Any] | None = None,
+                 chaos_fault: Callable[[Exception], Any] | None = None) -> None:
+        self.chaos_result = chaos_result
+        self.chaos_fault = chaos_fault
         self.classify_exception = classify_exception
         self.classify_result = classify_result
         assert point.hedge is not None
@@ -97,7 +108,7 @@ class _Hedging:
         self.attempt = attempt
         self.operation = operation
         self.ex = ex
-        self.tries: dict[asyncio.Future[Any], _Try] = {}
+        self.tries: dict[Any, _Try] = {}  # its tasks (or a host's futures: _hedge_futures)
         self.sent = 0
         self.open = True  # more hedges may start
         self.next_at = 0.0
@@ -105,9 +116,13 @@ class _Hedging:
 
     def launch(self, timeout: float | None) -> None:
         ex = self.ex
-        tr = _Try(ex.attempts, ex._ticket, ex.attempt_start, ex.attempt_deadline)
-        task = asyncio.ensure_future(
-            _attempt(self.point, self.attempt, self.operation, timeout, tr.limit))
+        point = self.point
+        tr = _Try(ex.attempts, ex._ticket, ex.attempt_start, ex.attempt_deadline, self.operation)
+        attempt = self.attempt
+        chaos = point.chaos
+        if chaos is not None:  # the innermost step of every attempt, hedges included
+            attempt = chaos.awrap(point, attempt, tr, self.chaos_result, self.chaos_fault)
+        task = asyncio.ensure_future(_attempt(point, attempt, self.operation, timeout, tr.limit))
         self.tries[task] = tr
         self.next_at = self.point._now() + self.hedge.delay
 
@@ -169,7 +184,8 @@ class _Hedging:
                     c = point.classify_exception(exc, self.classify_exception)
                 else:  # a BaseException from the work: not ours to swallow
                     raise exc
-                ex.attempt_start, ex._ticket = tr.start, tr.ticket  # the attempt told of now
+                # the attempt told of now (injected: counted apart, as unhedged)
+                ex.attempt_start, ex._ticket, ex.injected = tr.start, tr.ticket, tr.injected
                 if c is None:
                     ex.success()
                     if tr.number > 1:
@@ -177,7 +193,8 @@ class _Hedging:
                     await self.cancel_all(discard)
                     return True, result
                 now = point._now()
-                ledger.attempt_failed(operation, tr.number, now - tr.start, now, c, tr.ticket)
+                ledger.attempt_failed(operation, tr.number, now - tr.start, now, c, tr.ticket,
+                                      tr.injected)
                 ex._ticket = REJECTED
                 if note_outcome(point._pacing, point.retry, now, c, tr.number):
                     self.open = False  # the server asked to slow down: no more hedges
@@ -223,6 +240,8 @@ async def ahedged(
     classify_exception: ExceptionRule | None = None,
     classify_result: ResultRule | None = None,
     discard: Callable[[T], Awaitable[None] | None] | None = None,
+    chaos_result: Callable[[Any], T] | None = None,
+    chaos_fault: Callable[[Exception], T] | None = None,
 ) -> T:
     """Run ``await attempt(timeout)`` with ``point``'s :class:`seawall.Hedge` (see the module doc).
 
@@ -231,6 +250,11 @@ async def ahedged(
     is and an exception re-raised; refusals raise their error (or the
     fallback answers). Each call of ``attempt`` is one attempt, in the order
     they start (number them to tell the dependency: ``seawall-attempt``).
+
+    Fault injection (the point's :class:`seawall.Chaos`) wraps every
+    attempt, hedges included, innermost, as in ``arun``: ``chaos_result``
+    shapes an injected result, ``chaos_fault`` (optional) turns an injected
+    fault into a returned value instead of raising it.
     """
     if async_library() != "asyncio":
         raise ConfigurationError(f"{point.name}: Hedge runs its attempts as asyncio tasks",
@@ -258,7 +282,8 @@ async def ahedged(
     except (RejectedError, DeadlineExceeded) as rejection:
         return await afinish_rejection(point, ex, rejection)  # type: ignore[no-any-return]
     ex.attempt_start = point._now()
-    run = _Hedging(point, attempt, operation, ex, classify_exception, classify_result)
+    run = _Hedging(point, attempt, operation, ex, classify_exception, classify_result,
+                   chaos_result, chaos_fault)
     run.launch(timeout)
     try:
         won, result = await run.watch(discard)
