@@ -159,8 +159,7 @@ class _Hedging:
 
         ``(False, None)``: the call failed; :attr:`last` holds its last failure.
         """
-        point, ex, operation = self.point, self.ex, self.operation
-        ledger = point._ledger
+        point = self.point
         while self.tries:
             wait = max(0.0, self.next_at - point._now()) if self.open else None
             done, _ = await asyncio.wait(self.tries, timeout=wait,
@@ -172,44 +171,54 @@ class _Hedging:
             for task in sorted(done, key=lambda t: t.exception() is not None):
                 tr = self.tries.pop(task)
                 exc = task.exception()
-                result: Any = None
-                failure: Exception | None = None
-                if exc is None:
-                    result = task.result()
-                    c = None
-                    if self.classify_result is not None or point._result_rules:
-                        c = point.classify_result(result, self.classify_result)
-                elif isinstance(exc, Exception):
-                    failure = exc
-                    c = point.classify_exception(exc, self.classify_exception)
-                else:  # a BaseException from the work: not ours to swallow
-                    raise exc
-                # the attempt told of now (injected: counted apart, as unhedged)
-                ex.attempt_start, ex._ticket, ex.injected = tr.start, tr.ticket, tr.injected
-                if c is None:
-                    ex.success()
-                    if tr.number > 1:
-                        ledger.hedged(operation, tr.number, won=True)
-                    await self.cancel_all(discard)
-                    return True, result
-                now = point._now()
-                ledger.attempt_failed(operation, tr.number, now - tr.start, now, c, tr.ticket,
-                                      tr.injected)
-                ex._ticket = REJECTED
-                if note_outcome(point._pacing, point.retry, now, c, tr.number):
-                    self.open = False  # the server asked to slow down: no more hedges
-                last = self.last
-                if last is not None and last[1] is None and discard is not None:
-                    closing = discard(last[2])  # a failed result replaced by a later one
-                    if closing is not None:
-                        await closing
-                self.last = (c, failure, result)
-                if not self.non_fatal(c):
-                    ex.stop_reason = f"a {c.category.value} failure ends hedging"
-                    await self.cancel_all(discard)
-                    return False, None
-                self.hedge_now()  # a non-fatal failure: the next hedge at once
+                ended = await self.settle(tr, exc, task.result() if exc is None else None,
+                                          discard)
+                if ended is not None:
+                    return ended
         return False, None
+
+    async def settle(self, tr: _Try, exc: BaseException | None, result: Any,
+                     discard: Callable[[Any], Awaitable[None] | None] | None,
+                     ) -> tuple[bool, Any] | None:
+        """Judge one ended attempt: the call's end (as :meth:`watch` returns), or ``None``."""
+        point, ex, operation = self.point, self.ex, self.operation
+        ledger = point._ledger
+        failure: Exception | None = None
+        if exc is None:
+            c = None
+            if self.classify_result is not None or point._result_rules:
+                c = point.classify_result(result, self.classify_result)
+        elif isinstance(exc, Exception):
+            failure = exc
+            c = point.classify_exception(exc, self.classify_exception)
+        else:  # a BaseException from the work: not ours to swallow
+            raise exc
+        # the attempt told of now (injected: counted apart, as unhedged)
+        ex.attempt_start, ex._ticket, ex.injected = tr.start, tr.ticket, tr.injected
+        if c is None:
+            ex.success()
+            if tr.number > 1:
+                ledger.hedged(operation, tr.number, won=True)
+            await self.cancel_all(discard)
+            return True, result
+        now = point._now()
+        ledger.attempt_failed(operation, tr.number, now - tr.start, now, c, tr.ticket,
+                              tr.injected)
+        ex._ticket = REJECTED
+        if note_outcome(point._pacing, point.retry, now, c, tr.number):
+            self.open = False  # the server asked to slow down: no more hedges
+        last = self.last
+        if last is not None and last[1] is None and discard is not None:
+            closing = discard(last[2])  # a failed result replaced by a later one
+            if closing is not None:
+                await closing
+        self.last = (c, failure, result if failure is None else None)
+        if not self.non_fatal(c):
+            ex.stop_reason = f"a {c.category.value} failure ends hedging"
+            await self.cancel_all(discard)
+            return False, None
+        self.hedge_now()  # a non-fatal failure: the next hedge at once
+        return None
 
     def non_fatal(self, c: Classification) -> bool:
         on = self.hedge.on
