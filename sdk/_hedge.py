@@ -2,8 +2,10 @@
 
 :func:`ahedged` is the async shell of a point with a :class:`seawall.Hedge`,
 for decorated ``async def`` functions and :meth:`IntegrationPoint.acall`
-(asyncio). The decisions stay :class:`~._execution.Execution`'s and the
-ledger's; this module starts, watches and cancels the attempts:
+(asyncio: attempts are tasks; trio: tasks of a nursery, each in its own
+cancel scope, :mod:`._hedge_trio`). The decisions stay
+:class:`~._execution.Execution`'s and the ledger's; this module starts,
+watches and cancels the attempts:
 
 1. The first attempt is admitted like any (``Execution.begin(wait=True)``:
    deadline, breaker, server pacing, rate limit, then a bulkhead permit,
@@ -265,9 +267,7 @@ async def ahedged(
     shapes an injected result, ``chaos_fault`` (optional) turns an injected
     fault into a returned value instead of raising it.
     """
-    if async_library() != "asyncio":
-        raise ConfigurationError(f"{point.name}: Hedge runs its attempts as asyncio tasks",
-                                 point=point.name, operation=operation)
+    trio = async_library() == "trio"
     ex = Execution(point, operation, deadline)
     permits = point.permits
     try:
@@ -291,6 +291,16 @@ async def ahedged(
     except (RejectedError, DeadlineExceeded) as rejection:
         return await afinish_rejection(point, ex, rejection)  # type: ignore[no-any-return]
     ex.attempt_start = point._now()
+    if trio:  # a nursery and a cancel scope per attempt (imported only under trio)
+        from ._hedge_trio import hedge_trio
+
+        trun, won, result = await hedge_trio(point, attempt, operation, ex, timeout,
+                                             classify_exception, classify_result,
+                                             chaos_result, chaos_fault, discard)
+        if won:
+            return result  # type: ignore[no-any-return]
+        assert trun.last is not None
+        return await afinish_failure(point, ex, *trun.last)  # type: ignore[no-any-return]
     run = _Hedging(point, attempt, operation, ex, classify_exception, classify_result,
                    chaos_result, chaos_fault)
     run.launch(timeout)
