@@ -10,9 +10,11 @@ sequence of decisions however many threads and tasks share the point.
 The shells wrap the attempt callable with :meth:`ChaosRuntime.wrap` /
 :meth:`ChaosRuntime.awrap` before their loop, so the injection runs inside
 the attempt's deadline and its fault is classified, retried, counted by
-the breaker and answered by the fallback like a real one. Integrations that
-drive attempts themselves (gRPC) call :meth:`ChaosRuntime.inject` per
-attempt (a draw that marks the execution's attempt as injected), wait
+the breaker and answered by the fallback like a real one. A hedged call
+(:mod:`._hedge`) wraps each of its attempts, hedges included, marking the
+attempt (not the call). Integrations that drive attempts themselves
+(gRPC) call :meth:`ChaosRuntime.inject` per attempt (a draw that marks
+the execution's attempt as injected), wait
 :attr:`Injection.latency` through the point's clock and answer with their
 own shape of the fault or result (see docs/chaos.md).
 

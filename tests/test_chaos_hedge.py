@@ -217,3 +217,35 @@ def test_sync_injected_latency_past_the_timeout_is_deadline_exceeded(
         channel.close()
     stats = p.stats()
     assert (stats.injected_attempts, stats.injected_failures, stats.failures) == (2, 1, 0)
+
+
+def test_sync_threads_share_a_hedged_point_with_seeded_faults(
+        sync_target: str, backend: Backend) -> None:
+    """8 threads x 10 hedged calls, half the attempts injected: the server sees the rest."""
+    import threading
+
+    p = hedged(seawall.Chaos(result_rate=0.5, result=UNAVAILABLE, seed=3), max_extra=2)
+    channel = sync_channel(sync_target, sw_grpc.Route(p, idempotent=True), "wrapper")
+    stub = pb2_grpc.EchoStub(channel)
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        for i in range(10):
+            try:
+                stub.Unary(req(f"t{n}-{i}"), timeout=10)
+            except grpc.RpcError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        channel.close()
+    stats = p.stats()
+    reached = sum(len(backend.attempts(f"t{n}-{i}")) for n in range(8) for i in range(10))
+    assert stats.calls == 80 and stats.injected_failures == len(errors)
+    assert stats.attempts == stats.injected_attempts + reached
+    assert 0 < stats.injected_attempts and stats.failures == 0

@@ -171,3 +171,40 @@ def test_every_hedged_attempt_is_injected_under_trio(hx: Any, sw: Any,
     stats = p.stats()
     assert (stats.attempts, stats.hedges, stats.injected_attempts, stats.injected_failures) == \
         (2, 1, 2, 1)
+
+
+def test_many_trio_tasks_hedge_with_injected_faults_exact_totals() -> None:
+    """40 trio tasks share a hedged point with seeded faults: every attempt counted once."""
+    p = seawall.IntegrationPoint(
+        "dep", hedge=seawall.Hedge(delay=0.005, max_extra=2),
+        chaos=seawall.Chaos(fault_rate=0.4, fault=ConnectionError("injected"), seed=5),
+        bulkhead=seawall.Bulkhead(max_concurrent=64))
+    reached = 0
+    outcomes: list[str] = []
+
+    async def work() -> str:
+        nonlocal reached
+        reached += 1
+        await trio.sleep(0.01)
+        return "real"
+
+    async def caller() -> None:
+        try:
+            outcomes.append(await p.acall(work))
+        except ConnectionError:
+            outcomes.append("failed")
+
+    async def main() -> None:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for _ in range(40):
+                    nursery.start_soon(caller)
+
+    trio.run(main)
+    stats = p.stats()
+    assert len(outcomes) == 40 and stats.calls == 40
+    assert stats.successes == outcomes.count("real")
+    assert stats.injected_failures == outcomes.count("failed") and stats.failures == 0
+    # every attempt either reached the work or was injected; losers cancelled, never counted
+    assert stats.attempts <= stats.injected_attempts + reached
+    assert stats.injected_attempts > 0 and p.permits is not None and p.permits.active == 0
