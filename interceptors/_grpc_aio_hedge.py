@@ -8,6 +8,11 @@ ends when its status is known; a losing attempt is cancelled on the wire
 (``call.cancel()``). The answer is the winning attempt's call, the last
 failed one when all failed, a fallback's value, or a refusal as its gRPC
 twin.
+
+Fault injection (the point's :class:`seawall.Chaos`) is the core's
+innermost step of every attempt, hedges included; an injected result or
+fault gets gRPC's shape here, a finished call with the status the
+unhedged mountings give it (``_grpc_chaos``).
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ import asyncio
 from typing import Any
 
 import grpc
+import grpc.aio
 
 from seawall import Classification, DeadlineExceeded, RejectedError
 
 from ._grpc_aio_status import DoneCall, Status, classify, read_status
+from ._grpc_chaos import fault_status, status_of
 from ._grpc_refusals import as_rpc_error
 from ._grpc_routes import Rule
 
@@ -34,6 +41,20 @@ class _Outcome:
     def __init__(self, call: Any, status: Status) -> None:
         self.call = call
         self.status = status
+
+
+def _injected(code: grpc.StatusCode, details: str) -> _Outcome:
+    """An attempt that ended with an injected status, without reaching the server."""
+    status = Status(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details, details)
+    return _Outcome(DoneCall(None, status), status)
+
+
+def _injected_result(result: Any) -> _Outcome:
+    return _injected(*status_of(result))
+
+
+def _injected_fault(fault: Exception) -> _Outcome:
+    return _injected(*fault_status(fault))
 
 
 def hedges(rule: Rule) -> bool:
@@ -68,7 +89,8 @@ async def hedged_unary(rule: Rule, operation: str, timeout: float | None, send: 
         return classify(rule, outcome.status)[0]
 
     try:
-        answer = await point.ahedged(attempt, operation, deadline, None, judge)
+        answer = await point.ahedged(attempt, operation, deadline, None, judge, None,
+                                     _injected_result, _injected_fault)
     except (RejectedError, DeadlineExceeded) as refusal:  # counted where it happened
         return DoneCall.failing(as_rpc_error(refusal, aio=True))
     if isinstance(answer, _Outcome):

@@ -8,18 +8,40 @@ thread by the core (``point.hedge_futures``), so no thread is made per
 attempt; a losing attempt is cancelled on the wire (``future.cancel()``).
 Behind ``grpc.intercept_channel`` a blocking call's continuation blocks,
 so hedging needs the wrapper there.
+
+Fault injection (the point's :class:`seawall.Chaos`) runs in every
+attempt, hedges included: the core draws per attempt and waits an
+injected latency in its loop; :func:`_inject` gives the injection the
+sync mountings' shape, a finished call with the injected status
+(``_grpc_chaos``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import grpc
+
 from seawall import Classification, DeadlineExceeded, RejectedError
 
+from ._grpc_chaos import InjectedCall, fault_status, status_of
 from ._grpc_commit import end_failure, refuse, resolve_fallback
 from ._grpc_routes import Rule
 from ._grpc_status import with_attempt
 from ._grpc_sync_unary import OUTCOME, classify_outcome
+
+
+def _inject(injection: Any, timeout: float | None) -> Any:
+    """The finished call of an injection whose latency is over, or ``None``: send the RPC."""
+    latency = injection.latency
+    if latency and timeout is not None and latency >= timeout:
+        return InjectedCall(grpc.StatusCode.DEADLINE_EXCEEDED,
+                            f"seawall: injected latency of {latency:g} s")
+    if injection.fault is not None:
+        return InjectedCall(*fault_status(injection.fault))
+    if injection.has_result:
+        return InjectedCall(*status_of(injection.result))
+    return None
 
 
 def hedges(rule: Rule) -> bool:
@@ -44,7 +66,7 @@ def hedged_blocking(rule: Rule, operation: str, timeout: float | None, inner: An
         return classify_outcome(rule, future, OUTCOME)[0]
 
     try:
-        future, c = point.hedge_futures(ex, start, judge)
+        future, c = point.hedge_futures(ex, start, judge, _inject)
     except (RejectedError, DeadlineExceeded) as refusal:
         fb, err = refuse(ex, refusal)
         if fb is None:

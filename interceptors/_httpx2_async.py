@@ -328,7 +328,7 @@ class AsyncResilientTransport(httpx2.AsyncBaseTransport):
                 # hedged: parallel attempts of a request with nothing to send twice
                 hedged: httpx2.Response = await point.ahedged(
                     send, operation, None, options.exceptions[True], options.results[True],
-                    _adiscard)
+                    _adiscard, shape)
                 return hedged
             # arguments by position: the cheapest call of the core's shell
             response: httpx2.Response = await point.arun(

@@ -10,9 +10,11 @@ sequence of decisions however many threads and tasks share the point.
 The shells wrap the attempt callable with :meth:`ChaosRuntime.wrap` /
 :meth:`ChaosRuntime.awrap` before their loop, so the injection runs inside
 the attempt's deadline and its fault is classified, retried, counted by
-the breaker and answered by the fallback like a real one. Integrations that
-drive attempts themselves (gRPC) call :meth:`ChaosRuntime.inject` per
-attempt (a draw that marks the execution's attempt as injected), wait
+the breaker and answered by the fallback like a real one. A hedged call
+(:mod:`._hedge`) wraps each of its attempts, hedges included, marking the
+attempt (not the call). Integrations that drive attempts themselves
+(gRPC) call :meth:`ChaosRuntime.inject` per attempt (a draw that marks
+the execution's attempt as injected), wait
 :attr:`Injection.latency` through the point's clock and answer with their
 own shape of the fault or result (see docs/chaos.md).
 
@@ -28,7 +30,7 @@ import os
 import random
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ._execution import Execution, deadline_error
 from ._policies import Chaos
@@ -37,6 +39,13 @@ if TYPE_CHECKING:
     from ._point import IntegrationPoint
 
 T = TypeVar("T")
+
+
+class Marked(Protocol):
+    """What an injection marks: an :class:`Execution`, or one hedged attempt of it."""
+
+    injected: bool
+    operation: str
 
 ENVIRONMENT = "SEAWALL_CHAOS"
 """The environment variable whose ``off`` turns every injection off."""
@@ -157,10 +166,17 @@ class ChaosRuntime:
         return _SyncAttempt(self, point, attempt, execution, shape)
 
     def awrap(self, point: IntegrationPoint, attempt: Callable[[float | None], Awaitable[T]],
-              execution: Execution,
-              shape: Callable[[Any], T] | None = None) -> Callable[[float | None], Awaitable[T]]:
-        """``attempt`` with injections, for the async shell; marks ``execution.injected``."""
-        return _AsyncAttempt(self, point, attempt, execution, shape).__call__
+              execution: Marked, shape: Callable[[Any], T] | None = None,
+              fault_shape: Callable[[Exception], T] | None = None,
+              ) -> Callable[[float | None], Awaitable[T]]:
+        """``attempt`` with injections, for the async shell; marks ``execution.injected``.
+
+        ``execution``: the :class:`Execution`, or one hedged attempt (anything
+        with ``injected`` and ``operation``). ``fault_shape``: an injected
+        fault is returned as ``fault_shape(fault)`` instead of raised (an
+        integration whose attempts answer with a status: gRPC).
+        """
+        return _AsyncAttempt(self, point, attempt, execution, shape, fault_shape).__call__
 
 
 class _SyncAttempt(Generic[T]):
@@ -198,16 +214,18 @@ class _SyncAttempt(Generic[T]):
 
 
 class _AsyncAttempt(Generic[T]):
-    __slots__ = ("attempt", "execution", "point", "runtime", "shape")
+    __slots__ = ("attempt", "execution", "fault_shape", "point", "runtime", "shape")
 
     def __init__(self, runtime: ChaosRuntime, point: IntegrationPoint,
-                 attempt: Callable[[float | None], Awaitable[T]], execution: Execution,
-                 shape: Callable[[Any], T] | None) -> None:
+                 attempt: Callable[[float | None], Awaitable[T]], execution: Marked,
+                 shape: Callable[[Any], T] | None,
+                 fault_shape: Callable[[Exception], T] | None = None) -> None:
         self.runtime = runtime
         self.point = point
         self.attempt = attempt
         self.execution = execution
         self.shape = shape
+        self.fault_shape = fault_shape
 
     async def __call__(self, timeout: float | None) -> T:
         injection = self.runtime.draw()
@@ -223,6 +241,8 @@ class _AsyncAttempt(Generic[T]):
             if timeout is not None:
                 timeout -= latency
         if injection.fault is not None:
+            if self.fault_shape is not None:
+                return self.fault_shape(injection.fault)
             raise injection.fault
         if injection.has_result:
             shape = self.shape

@@ -43,14 +43,14 @@ WORKERS = 4
 RATE = 50.0  # calls per second per dependency
 DEPENDENCIES = (("inventory", "gRPC"), ("pricing", "HTTP"), ("orders-db", "SQLite"))
 # a second Inventory service with the same faults, called through a hedged point: its latency
-# spikes get a second attempt instead of a timeout. Hedged calls skip fault injection, so a
-# rehearsal (--chaos) leaves it out
+# spikes get a second attempt instead of a timeout; a rehearsal (--chaos) injects its outage
+# too, into every attempt, hedges included
 HEDGED = ("inventory-hedged", "gRPC, hedged")
 
 
 def dependencies(plan: FaultPlan) -> tuple[tuple[str, str], ...]:
-    """The dependencies of a run: the three, and the hedged Inventory unless rehearsing."""
-    return DEPENDENCIES if plan.outage_injected else (*DEPENDENCIES, HEDGED)
+    """The dependencies of a run: the three, and the hedged Inventory."""
+    return (*DEPENDENCIES, HEDGED)
 
 
 def _plan(args: argparse.Namespace) -> FaultPlan:
@@ -96,8 +96,9 @@ class Run:
         started: list[Any] = []
         workloads: list[Workload] = []
         try:
+            # the hedged Inventory rehearses the same outage as the first one (UNAVAILABLE)
             chaos = [rehearsal_chaos(name, self.plan.seed) if self.plan.outage_injected else None
-                     for name, _ in DEPENDENCIES]
+                     for name, _ in (*DEPENDENCIES, DEPENDENCIES[0])]
             self.clients = [
                 grpc_client(self.grpc.target, resilient=self.resilient, chaos=chaos[0]),
                 http_client(self.http.url, resilient=self.resilient, chaos=chaos[1]),
@@ -105,7 +106,8 @@ class Run:
             ]
             if self.hedged is not None:
                 self.clients.append(hedged_grpc_client(self.hedged.target,
-                                                       resilient=self.resilient))
+                                                       resilient=self.resilient,
+                                                       chaos=chaos[3]))
             self.start_time = time.monotonic() + 0.2
             for arrivals in self.arrivals:
                 arrivals.start = self.start_time
@@ -239,8 +241,7 @@ def _run(args: argparse.Namespace, plan: FaultPlan, console: Console, plain: boo
         f"{plan.rate_limit_rate:.0%}, {down} from {plan.outage_start:.1f} s to "
         f"{plan.outage_end:.1f} s of each {duration:.0f} s run."
     )
-    hedged = "" if plan.outage_injected else (
-        "; a second gRPC Inventory with the same faults is called through a hedged point")
+    hedged = "; a second gRPC Inventory with the same faults is called through a hedged point"
     console.print(f"{len(dependencies(plan))} x {WORKERS} callers, {RATE:.0f} calls/s per "
                   f"dependency{hedged}.\n")
 

@@ -139,7 +139,7 @@ def orders_db_point(chaos: seawall.Chaos | None = None) -> seawall.IntegrationPo
 HEDGE_DELAY = 0.05  # well above a normal answer (about 1 ms), far below a 400 ms spike
 
 
-def inventory_hedged_point() -> seawall.IntegrationPoint:
+def inventory_hedged_point(chaos: seawall.Chaos | None = None) -> seawall.IntegrationPoint:
     """The hedged variant of the ``Inventory`` policy: a second attempt after 50 ms.
 
     No per-attempt timeout: a slow attempt gets company instead of being cut
@@ -148,7 +148,7 @@ def inventory_hedged_point() -> seawall.IntegrationPoint:
     return seawall.IntegrationPoint(
         "inventory-hedged", retry=_retry(0.02), breaker=_breaker(),
         timeout=seawall.Timeout(total=1.0), hedge=seawall.Hedge(delay=HEDGE_DELAY),
-        fallback=seawall.Fallback(value=CACHED_STOCK),
+        fallback=seawall.Fallback(value=CACHED_STOCK), chaos=chaos,
     )
 
 
@@ -217,20 +217,24 @@ def grpc_client(target: str, *, resilient: bool, chaos: seawall.Chaos | None = N
     return client
 
 
-def hedged_grpc_client(target: str, *, resilient: bool) -> Client:
+def hedged_grpc_client(target: str, *, resilient: bool,
+                       chaos: seawall.Chaos | None = None) -> Client:
     """``Inventory/GetStock`` on a plain channel, or hedged through ``resilient_channel``.
 
     Sync calls are hedged by the channel wrapper (attempts are ``.future()``
     calls watched from the caller's thread), on a route marked idempotent.
+    In a rehearsal (``chaos``) every attempt, hedges included, draws from it.
     """
     raw = grpc.insecure_channel(target)
     point = None
     channel: grpc.Channel = raw
-    if resilient:
+    mounted = inventory_hedged_point(chaos) if resilient \
+        else _chaos_only("inventory-hedged", chaos)
+    if mounted is not None:
         from seawall.interceptors import grpc as sw_grpc
 
-        point = inventory_hedged_point()
-        channel = sw_grpc.resilient_channel(raw, sw_grpc.Route(point, idempotent=True))
+        point = mounted if resilient else None
+        channel = sw_grpc.resilient_channel(raw, sw_grpc.Route(mounted, idempotent=True))
     method = channel.unary_unary(GRPC_METHOD, request_serializer=None, response_deserializer=None)
 
     def call(request_id: str) -> str:
@@ -240,7 +244,8 @@ def hedged_grpc_client(target: str, *, resilient: bool) -> Client:
             return ERROR
         return FALLBACK if reply == CACHED_STOCK else OK
 
-    client = Client(call=call, close=channel.close, point=point)
+    client = Client(call=call, close=channel.close, point=point,
+                    rehearsal=mounted if chaos is not None else None)
     if point is not None:
         client.openings = _count_openings(point)
     return client

@@ -2,8 +2,10 @@
 
 :func:`ahedged` is the async shell of a point with a :class:`seawall.Hedge`,
 for decorated ``async def`` functions and :meth:`IntegrationPoint.acall`
-(asyncio). The decisions stay :class:`~._execution.Execution`'s and the
-ledger's; this module starts, watches and cancels the attempts:
+(asyncio: attempts are tasks; trio: tasks of a nursery, each in its own
+cancel scope, :mod:`._hedge_trio`). The decisions stay
+:class:`~._execution.Execution`'s and the ledger's; this module starts,
+watches and cancels the attempts:
 
 1. The first attempt is admitted like any (``Execution.begin(wait=True)``:
    deadline, breaker, server pacing, rate limit, then a bulkhead permit,
@@ -55,15 +57,22 @@ def sync_refusal(point: IntegrationPoint, what: str) -> ConfigurationError:
 
 
 class _Try:
-    """One running attempt: its number, breaker ticket, start and deadline."""
+    """One running attempt: its number, breaker ticket, start and deadline.
 
-    __slots__ = ("limit", "number", "start", "ticket")
+    ``injected`` (and ``operation``): what fault injection marks, as it marks
+    an :class:`Execution` for an unhedged attempt (see :mod:`._chaos`).
+    """
 
-    def __init__(self, number: int, ticket: int, start: float, limit: float | None) -> None:
+    __slots__ = ("injected", "limit", "number", "operation", "start", "ticket")
+
+    def __init__(self, number: int, ticket: int, start: float, limit: float | None,
+                 operation: str = "") -> None:
         self.number = number
         self.ticket = ticket
         self.start = start
         self.limit = limit
+        self.operation = operation
+        self.injected = False
 
 
 async def _attempt(point: IntegrationPoint, attempt: Callable[[float | None], Awaitable[T]],
@@ -88,7 +97,11 @@ class _Hedging:
 
     def __init__(self, point: IntegrationPoint, attempt: Callable[[float | None], Awaitable[Any]],
                  operation: str, ex: Execution, classify_exception: ExceptionRule | None,
-                 classify_result: ResultRule | None) -> None:
+                 classify_result: ResultRule | None,
+                 chaos_result: Callable[[Any], Any] | None = None,
+                 chaos_fault: Callable[[Exception], Any] | None = None) -> None:
+        self.chaos_result = chaos_result
+        self.chaos_fault = chaos_fault
         self.classify_exception = classify_exception
         self.classify_result = classify_result
         assert point.hedge is not None
@@ -97,7 +110,7 @@ class _Hedging:
         self.attempt = attempt
         self.operation = operation
         self.ex = ex
-        self.tries: dict[asyncio.Future[Any], _Try] = {}
+        self.tries: dict[Any, _Try] = {}  # its tasks (or a host's futures: _hedge_futures)
         self.sent = 0
         self.open = True  # more hedges may start
         self.next_at = 0.0
@@ -105,9 +118,13 @@ class _Hedging:
 
     def launch(self, timeout: float | None) -> None:
         ex = self.ex
-        tr = _Try(ex.attempts, ex._ticket, ex.attempt_start, ex.attempt_deadline)
-        task = asyncio.ensure_future(
-            _attempt(self.point, self.attempt, self.operation, timeout, tr.limit))
+        point = self.point
+        tr = _Try(ex.attempts, ex._ticket, ex.attempt_start, ex.attempt_deadline, self.operation)
+        attempt = self.attempt
+        chaos = point.chaos
+        if chaos is not None:  # the innermost step of every attempt, hedges included
+            attempt = chaos.awrap(point, attempt, tr, self.chaos_result, self.chaos_fault)
+        task = asyncio.ensure_future(_attempt(point, attempt, self.operation, timeout, tr.limit))
         self.tries[task] = tr
         self.next_at = self.point._now() + self.hedge.delay
 
@@ -144,8 +161,7 @@ class _Hedging:
 
         ``(False, None)``: the call failed; :attr:`last` holds its last failure.
         """
-        point, ex, operation = self.point, self.ex, self.operation
-        ledger = point._ledger
+        point = self.point
         while self.tries:
             wait = max(0.0, self.next_at - point._now()) if self.open else None
             done, _ = await asyncio.wait(self.tries, timeout=wait,
@@ -157,42 +173,54 @@ class _Hedging:
             for task in sorted(done, key=lambda t: t.exception() is not None):
                 tr = self.tries.pop(task)
                 exc = task.exception()
-                result: Any = None
-                failure: Exception | None = None
-                if exc is None:
-                    result = task.result()
-                    c = None
-                    if self.classify_result is not None or point._result_rules:
-                        c = point.classify_result(result, self.classify_result)
-                elif isinstance(exc, Exception):
-                    failure = exc
-                    c = point.classify_exception(exc, self.classify_exception)
-                else:  # a BaseException from the work: not ours to swallow
-                    raise exc
-                ex.attempt_start, ex._ticket = tr.start, tr.ticket  # the attempt told of now
-                if c is None:
-                    ex.success()
-                    if tr.number > 1:
-                        ledger.hedged(operation, tr.number, won=True)
-                    await self.cancel_all(discard)
-                    return True, result
-                now = point._now()
-                ledger.attempt_failed(operation, tr.number, now - tr.start, now, c, tr.ticket)
-                ex._ticket = REJECTED
-                if note_outcome(point._pacing, point.retry, now, c, tr.number):
-                    self.open = False  # the server asked to slow down: no more hedges
-                last = self.last
-                if last is not None and last[1] is None and discard is not None:
-                    closing = discard(last[2])  # a failed result replaced by a later one
-                    if closing is not None:
-                        await closing
-                self.last = (c, failure, result)
-                if not self.non_fatal(c):
-                    ex.stop_reason = f"a {c.category.value} failure ends hedging"
-                    await self.cancel_all(discard)
-                    return False, None
-                self.hedge_now()  # a non-fatal failure: the next hedge at once
+                ended = await self.settle(tr, exc, task.result() if exc is None else None,
+                                          discard)
+                if ended is not None:
+                    return ended
         return False, None
+
+    async def settle(self, tr: _Try, exc: BaseException | None, result: Any,
+                     discard: Callable[[Any], Awaitable[None] | None] | None,
+                     ) -> tuple[bool, Any] | None:
+        """Judge one ended attempt: the call's end (as :meth:`watch` returns), or ``None``."""
+        point, ex, operation = self.point, self.ex, self.operation
+        ledger = point._ledger
+        failure: Exception | None = None
+        if exc is None:
+            c = None
+            if self.classify_result is not None or point._result_rules:
+                c = point.classify_result(result, self.classify_result)
+        elif isinstance(exc, Exception):
+            failure = exc
+            c = point.classify_exception(exc, self.classify_exception)
+        else:  # a BaseException from the work: not ours to swallow
+            raise exc
+        # the attempt told of now (injected: counted apart, as unhedged)
+        ex.attempt_start, ex._ticket, ex.injected = tr.start, tr.ticket, tr.injected
+        if c is None:
+            ex.success()
+            if tr.number > 1:
+                ledger.hedged(operation, tr.number, won=True)
+            await self.cancel_all(discard)
+            return True, result
+        now = point._now()
+        ledger.attempt_failed(operation, tr.number, now - tr.start, now, c, tr.ticket,
+                              tr.injected)
+        ex._ticket = REJECTED
+        if note_outcome(point._pacing, point.retry, now, c, tr.number):
+            self.open = False  # the server asked to slow down: no more hedges
+        last = self.last
+        if last is not None and last[1] is None and discard is not None:
+            closing = discard(last[2])  # a failed result replaced by a later one
+            if closing is not None:
+                await closing
+        self.last = (c, failure, result if failure is None else None)
+        if not self.non_fatal(c):
+            ex.stop_reason = f"a {c.category.value} failure ends hedging"
+            await self.cancel_all(discard)
+            return False, None
+        self.hedge_now()  # a non-fatal failure: the next hedge at once
+        return None
 
     def non_fatal(self, c: Classification) -> bool:
         on = self.hedge.on
@@ -223,6 +251,8 @@ async def ahedged(
     classify_exception: ExceptionRule | None = None,
     classify_result: ResultRule | None = None,
     discard: Callable[[T], Awaitable[None] | None] | None = None,
+    chaos_result: Callable[[Any], T] | None = None,
+    chaos_fault: Callable[[Exception], T] | None = None,
 ) -> T:
     """Run ``await attempt(timeout)`` with ``point``'s :class:`seawall.Hedge` (see the module doc).
 
@@ -231,10 +261,13 @@ async def ahedged(
     is and an exception re-raised; refusals raise their error (or the
     fallback answers). Each call of ``attempt`` is one attempt, in the order
     they start (number them to tell the dependency: ``seawall-attempt``).
+
+    Fault injection (the point's :class:`seawall.Chaos`) wraps every
+    attempt, hedges included, innermost, as in ``arun``: ``chaos_result``
+    shapes an injected result, ``chaos_fault`` (optional) turns an injected
+    fault into a returned value instead of raising it.
     """
-    if async_library() != "asyncio":
-        raise ConfigurationError(f"{point.name}: Hedge runs its attempts as asyncio tasks",
-                                 point=point.name, operation=operation)
+    trio = async_library() == "trio"
     ex = Execution(point, operation, deadline)
     permits = point.permits
     try:
@@ -258,7 +291,18 @@ async def ahedged(
     except (RejectedError, DeadlineExceeded) as rejection:
         return await afinish_rejection(point, ex, rejection)  # type: ignore[no-any-return]
     ex.attempt_start = point._now()
-    run = _Hedging(point, attempt, operation, ex, classify_exception, classify_result)
+    if trio:  # a nursery and a cancel scope per attempt (imported only under trio)
+        from ._hedge_trio import hedge_trio
+
+        trun, won, result = await hedge_trio(point, attempt, operation, ex, timeout,
+                                             classify_exception, classify_result,
+                                             chaos_result, chaos_fault, discard)
+        if won:
+            return result  # type: ignore[no-any-return]
+        assert trun.last is not None
+        return await afinish_failure(point, ex, *trun.last)  # type: ignore[no-any-return]
+    run = _Hedging(point, attempt, operation, ex, classify_exception, classify_result,
+                   chaos_result, chaos_fault)
     run.launch(timeout)
     try:
         won, result = await run.watch(discard)

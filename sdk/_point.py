@@ -323,7 +323,7 @@ class IntegrationPoint:
     ahedged = ahedged
     """``await point.ahedged(attempt, operation, deadline=None, classify_exception=None,
     classify_result=None, discard=None)``: ``arun`` with the point's :class:`seawall.Hedge`
-    (asyncio; only for idempotent work). See :func:`seawall._hedge.ahedged`."""
+    (asyncio or trio; only for idempotent work). See :func:`seawall._hedge.ahedged`."""
     hedge_futures = hedge_futures
     """``point.hedge_futures(ex, start, judge) -> (future, classification | None)``: the
     point's :class:`seawall.Hedge` in the calling thread over attempts that are futures

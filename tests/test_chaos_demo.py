@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-DEPENDENCIES = ("inventory", "pricing", "orders-db")
+DEPENDENCIES = ("inventory", "pricing", "orders-db", "inventory-hedged")  # hedges rehearse too
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,8 @@ def test_rehearsal_exits_0_and_shows_the_same_tables(rehearsal: Any) -> None:
     """The tables of the demo, the outage row saying it was injected, and the stats."""
     done, data = rehearsal
     assert done.returncode == 0, done.stdout + done.stderr
-    for title in ("inventory (gRPC)", "pricing (HTTP)", "orders-db (SQLite)"):
+    for title in ("inventory (gRPC)", "pricing (HTTP)", "orders-db (SQLite)",
+                  "inventory-hedged (gRPC, hedged)"):
         assert title in done.stdout
     assert "injected by seawall.Chaos" in done.stdout
     assert "...met the injected outage" in done.stdout
