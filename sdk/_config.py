@@ -192,10 +192,9 @@ class _Reader:
             raise self.fail(f"{path}.kind", "must be one of fixed, adaptive", chosen)
         if chosen != had:  # the other kind starts from its own defaults
             base = None
-        kind = AdaptiveBulkhead if chosen == "adaptive" else Bulkhead
-        other = Bulkhead if kind is AdaptiveBulkhead else AdaptiveBulkhead
-        hint = (f'; kind = "{"fixed" if kind is AdaptiveBulkhead else "adaptive"}" takes '
-                f"{', '.join(k for k in FIELDS[other] if k != 'kind')}")
+        kind, other, other_name = ((AdaptiveBulkhead, Bulkhead, "fixed") if chosen == "adaptive"
+                                   else (Bulkhead, AdaptiveBulkhead, "adaptive"))
+        hint = f'; kind = "{other_name}" takes {", ".join(k for k in FIELDS[other] if k != "kind")}'
         values = self.fields(kind, path, table, hint)
         values.pop("kind", None)
         return self.build(kind, path, base, values)  # type: ignore[no-any-return]
