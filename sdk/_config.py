@@ -30,6 +30,7 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from . import presets
@@ -73,6 +74,10 @@ class _Reader:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        # the policies whose tables need more than their fields checked (names to import...)
+        self.readers: dict[type, Callable[[str, Any, dict[str, Any]], Any]] = {
+            Retry: self.retry, Fallback: self.fallback, Bulkhead: self.bulkhead,
+            Hedge: self.hedge, Chaos: self.chaos}
 
     def fail(self, path: str, message: str, value: Any = dataclasses.MISSING) -> ConfigurationError:
         got = "" if value is dataclasses.MISSING else f", got {_show(value)}"
@@ -268,12 +273,9 @@ class _Reader:
                 continue
             sub = self.table(path, value)
             base = options.get(key)
-            special = {Retry: self.retry, Fallback: self.fallback, Bulkhead: self.bulkhead,
-                       Hedge: self.hedge, Chaos: self.chaos}.get(kind)
-            if special is not None:
-                options[key] = special(path, base, sub)  # type: ignore[operator]
-            else:
-                options[key] = self.build(kind, path, base, self.fields(kind, path, sub))
+            reader = self.readers.get(kind)
+            options[key] = reader(path, base, sub) if reader is not None \
+                else self.build(kind, path, base, self.fields(kind, path, sub))
         try:
             return IntegrationPoint(name, **options)
         except ConfigurationError as exc:
