@@ -30,6 +30,7 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from . import presets
@@ -73,6 +74,10 @@ class _Reader:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        # the policies whose tables need more than their fields checked (names to import...)
+        self.readers: dict[type, Callable[[str, Any, dict[str, Any]], Any]] = {
+            Retry: self.retry, Fallback: self.fallback, Bulkhead: self.bulkhead,
+            Hedge: self.hedge, Chaos: self.chaos}
 
     def fail(self, path: str, message: str, value: Any = dataclasses.MISSING) -> ConfigurationError:
         got = "" if value is dataclasses.MISSING else f", got {_show(value)}"
@@ -192,10 +197,9 @@ class _Reader:
             raise self.fail(f"{path}.kind", "must be one of fixed, adaptive", chosen)
         if chosen != had:  # the other kind starts from its own defaults
             base = None
-        kind = AdaptiveBulkhead if chosen == "adaptive" else Bulkhead
-        other = Bulkhead if kind is AdaptiveBulkhead else AdaptiveBulkhead
-        hint = (f'; kind = "{"fixed" if kind is AdaptiveBulkhead else "adaptive"}" takes '
-                f"{', '.join(k for k in FIELDS[other] if k != 'kind')}")
+        kind, other, other_name = ((AdaptiveBulkhead, Bulkhead, "fixed") if chosen == "adaptive"
+                                   else (Bulkhead, AdaptiveBulkhead, "adaptive"))
+        hint = f'; kind = "{other_name}" takes {", ".join(k for k in FIELDS[other] if k != "kind")}'
         values = self.fields(kind, path, table, hint)
         values.pop("kind", None)
         return self.build(kind, path, base, values)  # type: ignore[no-any-return]
@@ -269,12 +273,9 @@ class _Reader:
                 continue
             sub = self.table(path, value)
             base = options.get(key)
-            special = {Retry: self.retry, Fallback: self.fallback, Bulkhead: self.bulkhead,
-                       Hedge: self.hedge, Chaos: self.chaos}.get(kind)
-            if special is not None:
-                options[key] = special(path, base, sub)  # type: ignore[operator]
-            else:
-                options[key] = self.build(kind, path, base, self.fields(kind, path, sub))
+            reader = self.readers.get(kind)
+            options[key] = reader(path, base, sub) if reader is not None \
+                else self.build(kind, path, base, self.fields(kind, path, sub))
         try:
             return IntegrationPoint(name, **options)
         except ConfigurationError as exc:

@@ -42,13 +42,22 @@ _BESIDES: dict[str, Any] = {"rate_limit": None, "server_pacing": True, "hedge": 
 __all__ = ["NAMES", "database", "grpc_service", "http_api", "llm_api", "options"]
 
 
+def _retry(attempts: int, *, initial: float, maximum: float, ratio: float, per_second: float,
+           server_delay: float) -> Retry:
+    """Every preset's retry: exponential backoff (x2, full jitter) from ``initial`` up to
+    ``maximum``, under a budget of ``ratio`` (``per_second`` at least), a server's delay
+    honoured up to ``server_delay``."""
+    return Retry(attempts=attempts,
+                 backoff=Backoff.exponential(initial=initial, multiplier=2.0, maximum=maximum,
+                                             jitter="full"),
+                 budget=RetryBudget(ratio=ratio, minimum_per_second=per_second),
+                 max_server_delay=server_delay)
+
+
 def _http_api() -> dict[str, Any]:
     return {
-        "retry": Retry(attempts=3,
-                       backoff=Backoff.exponential(initial=0.2, multiplier=2.0, maximum=2.0,
-                                                   jitter="full"),
-                       budget=RetryBudget(ratio=0.2, minimum_per_second=10.0),
-                       max_server_delay=10.0),
+        "retry": _retry(3, initial=0.2, maximum=2.0, ratio=0.2, per_second=10.0,
+                        server_delay=10.0),
         "breaker": CircuitBreaker(failure_rate=0.5, minimum_calls=20, window=30.0,
                                   window_kind="time", buckets=10, open_for=10.0,
                                   open_for_multiplier=2.0, open_for_max=120.0,
@@ -60,11 +69,8 @@ def _http_api() -> dict[str, Any]:
 
 def _grpc_service() -> dict[str, Any]:
     return {
-        "retry": Retry(attempts=3,
-                       backoff=Backoff.exponential(initial=0.1, multiplier=2.0, maximum=1.0,
-                                                   jitter="full"),
-                       budget=RetryBudget(ratio=0.2, minimum_per_second=10.0),
-                       max_server_delay=5.0),
+        "retry": _retry(3, initial=0.1, maximum=1.0, ratio=0.2, per_second=10.0,
+                        server_delay=5.0),
         "breaker": CircuitBreaker(failure_rate=0.5, minimum_calls=20, window=100,
                                   open_for=5.0, open_for_multiplier=2.0, open_for_max=60.0,
                                   half_open_calls=3),
@@ -75,11 +81,8 @@ def _grpc_service() -> dict[str, Any]:
 
 def _database() -> dict[str, Any]:
     return {
-        "retry": Retry(attempts=3,
-                       backoff=Backoff.exponential(initial=0.05, multiplier=2.0, maximum=0.5,
-                                                   jitter="full"),
-                       budget=RetryBudget(ratio=0.1, minimum_per_second=5.0),
-                       max_server_delay=1.0),
+        "retry": _retry(3, initial=0.05, maximum=0.5, ratio=0.1, per_second=5.0,
+                        server_delay=1.0),
         "breaker": CircuitBreaker(failure_rate=0.5, minimum_calls=10, window=50,
                                   open_for=5.0, open_for_multiplier=2.0, open_for_max=60.0,
                                   half_open_calls=2),
@@ -95,11 +98,8 @@ def _llm_api() -> dict[str, Any]:
     return {
         "server_pacing": True,
         "hedge": None,
-        "retry": Retry(attempts=4,
-                       backoff=Backoff.exponential(initial=1.0, multiplier=2.0, maximum=20.0,
-                                                   jitter="full"),
-                       budget=RetryBudget(ratio=0.1, minimum_per_second=1.0),
-                       max_server_delay=60.0),
+        "retry": _retry(4, initial=1.0, maximum=20.0, ratio=0.1, per_second=1.0,
+                        server_delay=60.0),
         "breaker": CircuitBreaker(failure_rate=0.8, minimum_calls=10, window=300.0,
                                   window_kind="time", buckets=10, open_for=30.0,
                                   open_for_multiplier=2.0, open_for_max=300.0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,14 @@ def test_the_issues_own_example_message(tmp_path: Path) -> None:
 def test_unknown_keys_are_errors_at_every_level(tmp_path: Path, toml: str, where: str) -> None:
     """A misspelt key anywhere is refused with its full path, never ignored."""
     assert where in refused(tmp_path, toml)
+
+
+def test_every_policy_field_is_a_key_of_its_table() -> None:
+    """FIELDS is written by hand (its checks word the file's errors): it must name every field
+    of each policy, so a field added to a policy cannot go missing from the config file."""
+    for kind, keys in FIELDS.items():
+        fields = {f.name for f in dataclasses.fields(kind) if f.init}
+        assert fields <= set(keys), (kind.__name__, fields - set(keys))
 
 
 # one wrong value per field of every policy table, and the path it is reported at
