@@ -7,7 +7,6 @@ without one it is the retry backoff's base delay (``Backoff.base(n)``).
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 import time
 from typing import Any
@@ -19,6 +18,7 @@ import seawall
 from seawall.testing import FakeClock
 from tests.grpc_support.mounts import aio_channel, sync_channel
 from tests.grpc_support.servers import Backend, pb2, pb2_grpc
+from tests.timed_support import await_past_pause, check_quiet_second, wait_past_pause
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
 
@@ -55,23 +55,6 @@ def point() -> seawall.IntegrationPoint:
         attempts=3, budget=None, backoff=seawall.Backoff.constant(1.0)))
 
 
-def check_quiet_second(backend: TimedBackend, point: seawall.IntegrationPoint) -> None:
-    """Nothing arrived from 0.3 s after the client heard the pushback until the pause ended.
-
-    The pause runs from when the client classified the reply (``until - 1 s``,
-    the same monotonic clock as the server's, in this process) to ``until``;
-    RPCs admitted just before may still arrive in its first moments.
-    """
-    t = backend.throttled_at
-    assert t is not None, "the throttled RPC never arrived"
-    assert point.pacing is not None
-    end = point.pacing.until
-    heard = end - 1.0
-    assert t <= heard < t + 5.0
-    assert [a - heard for a in backend.arrivals if heard + 0.3 < a < end - 0.01] == []
-    assert any(a >= end for a in backend.arrivals)  # and the callers came back
-
-
 HINTS = pytest.mark.parametrize("backend", ["pushback", "bare"], indirect=True)
 
 
@@ -98,12 +81,7 @@ def test_one_pushback_pauses_8_threads(sync_target: str, backend: TimedBackend,
     threads = [threading.Thread(target=caller, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
-    end = time.monotonic() + 20
-    while time.monotonic() < end:
-        assert p.pacing is not None
-        if p.pacing.until > -math.inf and time.monotonic() > p.pacing.until + 0.3:
-            break
-        time.sleep(0.05)
+    wait_past_pause(p)
     stop.set()
     for t in threads:
         t.join(10)
@@ -136,12 +114,7 @@ def test_one_hint_pauses_8_threads_of_futures(sync_target: str, backend: TimedBa
     threads = [threading.Thread(target=caller, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
-    end = time.monotonic() + 20
-    while time.monotonic() < end:
-        assert p.pacing is not None
-        if p.pacing.until > -math.inf and time.monotonic() > p.pacing.until + 0.3:
-            break
-        time.sleep(0.05)
+    wait_past_pause(p)
     stop.set()
     for t in threads:
         t.join(10)
@@ -169,12 +142,7 @@ async def test_one_pushback_pauses_8_aio_tasks(aio_target: str, backend: TimedBa
             await stub.Unary(pb2.EchoRequest(key=key, text="x"), timeout=10)
 
     tasks = [asyncio.ensure_future(caller(i)) for i in range(8)]
-    end = time.monotonic() + 20
-    while time.monotonic() < end:
-        assert p.pacing is not None
-        if p.pacing.until > -math.inf and time.monotonic() > p.pacing.until + 0.3:
-            break
-        await asyncio.sleep(0.05)
+    await await_past_pause(p)
     stop.set()
     await asyncio.wait_for(asyncio.gather(*tasks), 10)
     await channel.close()

@@ -7,6 +7,7 @@ import http.server
 import math
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ from seawall import (
 )
 from seawall.interceptors import httpx as sw_httpx
 from seawall.testing import FakeClock
+from tests.timed_support import http_server
 
 # -- validation -----------------------------------------------------------------
 
@@ -219,8 +221,8 @@ def test_threads_and_tasks_never_take_more_than_the_burst_on_a_frozen_clock() ->
 def test_threads_and_tasks_share_one_bucket_in_real_time() -> None:
     """8 threads and 2 loops of 8 tasks: no prefix of the starts outruns burst + rate * t."""
     rate, burst, per = 200.0, 10, 10
+    created = time.monotonic()  # before the bucket is filled, so no later than its start
     p = IntegrationPoint("api", rate_limit=RateLimit(rate=rate, burst=burst, max_wait=30.0))
-    created = time.monotonic()
     starts: list[float] = []
     lock = threading.Lock()
 
@@ -260,12 +262,6 @@ def test_threads_and_tasks_share_one_bucket_in_real_time() -> None:
 # -- against a real server ------------------------------------------------------------
 
 
-
-class _Server(http.server.ThreadingHTTPServer):
-    # socketserver's backlog of 5 drops SYNs when 8 callers connect at once; a dropped SYN
-    # is resent after 1 s, and that late first request would look like a paced one
-    request_queue_size = 64
-
 class _Counting(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # header and body are two writes: no 40 ms delayed ACK
@@ -284,17 +280,9 @@ class _Counting(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def counting_server() -> Any:
-    server: Any = _Server(("127.0.0.1", 0), _Counting)
-    server.daemon_threads = True
-    server.lock = threading.Lock()
-    server.arrivals = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+def counting_server() -> Iterator[Any]:
+    with http_server(_Counting) as server:
+        yield server
 
 
 def test_100_http_calls_at_50_per_second_take_at_least_1_8_s(counting_server: Any) -> None:
