@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -58,13 +59,9 @@ def point() -> seawall.IntegrationPoint:
 HINTS = pytest.mark.parametrize("backend", ["pushback", "bare"], indirect=True)
 
 
-@HINTS
-def test_one_pushback_pauses_8_threads(sync_target: str, backend: TimedBackend,
-                                       mounting: str) -> None:
-    """8 threads on a sync channel: after a 1000 ms pushback the server hears nothing for 1 s."""
-    p = point()
-    channel = sync_channel(sync_target, p, mounting)
-    stub = pb2_grpc.EchoStub(channel)
+def callers_past_the_pause(p: seawall.IntegrationPoint, send: Callable[[str], object]) -> None:
+    """8 threads call ``send(key)`` until the point's pause is over (thread 0's 10th is the
+    "throttle" key); an error in any of them fails the test."""
     stop = threading.Event()
     errors: list[BaseException] = []
 
@@ -73,8 +70,7 @@ def test_one_pushback_pauses_8_threads(sync_target: str, backend: TimedBackend,
             n = 0
             while not stop.is_set():
                 n += 1
-                key = "throttle" if (i, n) == (0, 10) else f"k{i}"
-                stub.Unary(pb2.EchoRequest(key=key, text="x"), timeout=10)
+                send("throttle" if (i, n) == (0, 10) else f"k{i}")
         except BaseException as exc:
             errors.append(exc)
 
@@ -85,8 +81,19 @@ def test_one_pushback_pauses_8_threads(sync_target: str, backend: TimedBackend,
     stop.set()
     for t in threads:
         t.join(10)
-    channel.close()
     assert errors == []
+
+
+@HINTS
+def test_one_pushback_pauses_8_threads(sync_target: str, backend: TimedBackend,
+                                       mounting: str) -> None:
+    """8 threads on a sync channel: after a 1000 ms pushback the server hears nothing for 1 s."""
+    p = point()
+    channel = sync_channel(sync_target, p, mounting)
+    stub = pb2_grpc.EchoStub(channel)
+    callers_past_the_pause(p, lambda key: stub.Unary(pb2.EchoRequest(key=key, text="x"),
+                                                     timeout=10))
+    channel.close()
     check_quiet_second(backend, p)
     assert p.stats().paused_waits >= 1
 
@@ -98,28 +105,9 @@ def test_one_hint_pauses_8_threads_of_futures(sync_target: str, backend: TimedBa
     p = point()
     channel = sync_channel(sync_target, p, mounting)
     stub = pb2_grpc.EchoStub(channel)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def caller(i: int) -> None:
-        try:
-            n = 0
-            while not stop.is_set():
-                n += 1
-                key = "throttle" if (i, n) == (0, 10) else f"k{i}"
-                stub.Unary.future(pb2.EchoRequest(key=key, text="x"), timeout=10).result(10)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    wait_past_pause(p)
-    stop.set()
-    for t in threads:
-        t.join(10)
+    callers_past_the_pause(p, lambda key: stub.Unary.future(
+        pb2.EchoRequest(key=key, text="x"), timeout=10).result(10))
     channel.close()
-    assert errors == []
     check_quiet_second(backend, p)
     assert p.stats().paused_waits >= 1
     assert p.stats().rejections.get("paused", 0) == 0
