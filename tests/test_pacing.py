@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +23,13 @@ from seawall import (
 )
 from seawall.interceptors import httpx as sw_httpx
 from seawall.testing import FakeClock
-from tests.timed_support import await_past_pause, check_quiet_second, http_server, wait_past_pause
+from tests.timed_support import (
+    TimedHandler,
+    await_past_pause,
+    check_quiet_second,
+    http_server,
+    wait_past_pause,
+)
 
 
 class Throttled(Exception):
@@ -148,31 +152,15 @@ async def test_async_callers_are_paused_too() -> None:
 # -- a real HTTP server answering 429 + Retry-After ---------------------------------
 
 
-class _SlowDown(http.server.BaseHTTPRequestHandler):
+class _SlowDown(TimedHandler):
     """Answers the request numbered server.throttle_at with 429 + Retry-After: 1, others 200."""
 
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-
-    def do_GET(self) -> None:
+    def reply(self, now: float) -> tuple[int, tuple[tuple[str, str], ...]]:
         server: Any = self.server
-        with server.lock:
-            now = time.monotonic()
-            server.arrivals.append(now)
-            throttle = len(server.arrivals) == server.throttle_at
-            if throttle:
-                server.throttled_at = now
-        if throttle:
-            self.send_response(429)
-            self.send_header("Retry-After", "1")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        if len(server.arrivals) != server.throttle_at:
+            return 200, ()
+        server.throttled_at = now
+        return 429, (("Retry-After", "1"),)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
 import math
 import threading
 import time
@@ -262,26 +261,9 @@ def test_threads_and_tasks_share_one_bucket_in_real_time() -> None:
 # -- against a real server ------------------------------------------------------------
 
 
-class _Counting(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # header and body are two writes: no 40 ms delayed ACK
-
-    def do_GET(self) -> None:
-        server: Any = self.server
-        with server.lock:
-            server.arrivals.append(time.monotonic())
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def counting_server() -> Iterator[Any]:
-    with http_server(_Counting) as server:
+    with http_server() as server:
         yield server
 
 

@@ -27,8 +27,35 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
 
+class TimedHandler(http.server.BaseHTTPRequestHandler):
+    """Notes when each GET arrived in ``server.arrivals``; answers what :meth:`reply` says, body ``ok``."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # header and body are two writes: no 40 ms delayed ACK
+
+    def reply(self, now: float) -> tuple[int, tuple[tuple[str, str], ...]]:
+        """``(status, headers)`` for the request that arrived at ``now`` (under ``server.lock``)."""
+        return 200, ()
+
+    def do_GET(self) -> None:
+        server: Any = self.server
+        with server.lock:
+            now = time.monotonic()
+            server.arrivals.append(now)
+            status, headers = self.reply(now)
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 @contextmanager
-def http_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[Any]:
+def http_server(handler: type[TimedHandler] = TimedHandler) -> Iterator[Any]:
     """Serve ``handler`` on 127.0.0.1 in a thread; the server has ``lock`` and ``arrivals``."""
     server: Any = _Server(("127.0.0.1", 0), handler)
     server.lock = threading.Lock()
