@@ -76,11 +76,12 @@ def test_growing_wakes_waiters_first() -> None:
     got: list[int] = []
     threads = [threading.Thread(target=lambda i=i: got.append(i) if rt.acquire(10.0) else None)
                for i in range(2)]
-    for t in threads:
+    for queued, t in enumerate(threads, 1):
         t.start()
         end = time.monotonic() + 10
-        while rt.waiting < len(got) + threads.index(t) + 1 and time.monotonic() < end:
+        while rt.waiting < queued and time.monotonic() < end:
             time.sleep(0.001)
+        assert rt.waiting == queued  # each waiter is queued before the next starts
     rt.resize(3)
     for t in threads:
         t.join(10)

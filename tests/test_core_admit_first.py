@@ -92,7 +92,7 @@ def test_many_threads_keep_the_permits_and_the_counts() -> None:
     assert p.permits is not None
     permits, succeeded = p.permits, p.observer().succeeded
     admitted = [0] * 8
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(8, timeout=30)
 
     def worker(i: int) -> None:
         barrier.wait()
@@ -107,7 +107,8 @@ def test_many_threads_keep_the_permits_and_the_counts() -> None:
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
     assert permits.active == 0
     assert p.stats().successes == sum(admitted) > 0
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
-import math
 import threading
-import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -25,6 +23,13 @@ from seawall import (
 )
 from seawall.interceptors import httpx as sw_httpx
 from seawall.testing import FakeClock
+from tests.timed_support import (
+    TimedHandler,
+    await_past_pause,
+    check_quiet_second,
+    http_server,
+    wait_past_pause,
+)
 
 
 class Throttled(Exception):
@@ -147,70 +152,23 @@ async def test_async_callers_are_paused_too() -> None:
 # -- a real HTTP server answering 429 + Retry-After ---------------------------------
 
 
-
-class _Server(http.server.ThreadingHTTPServer):
-    # socketserver's backlog of 5 drops SYNs when 8 callers connect at once; a dropped SYN
-    # is resent after 1 s, and that late first request would look like a paced one
-    request_queue_size = 64
-
-class _SlowDown(http.server.BaseHTTPRequestHandler):
+class _SlowDown(TimedHandler):
     """Answers the request numbered server.throttle_at with 429 + Retry-After: 1, others 200."""
 
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-
-    def do_GET(self) -> None:
+    def reply(self, now: float) -> tuple[int, tuple[tuple[str, str], ...]]:
         server: Any = self.server
-        with server.lock:
-            now = time.monotonic()
-            server.arrivals.append(now)
-            throttle = len(server.arrivals) == server.throttle_at
-            if throttle:
-                server.throttled_at = now
-        if throttle:
-            self.send_response(429)
-            self.send_header("Retry-After", "1")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        if len(server.arrivals) != server.throttle_at:
+            return 200, ()
+        server.throttled_at = now
+        return 429, (("Retry-After", "1"),)
 
 
 @pytest.fixture
-def slow_down_server() -> Any:
-    server: Any = _Server(("127.0.0.1", 0), _SlowDown)
-    server.daemon_threads = True
-    server.lock = threading.Lock()
-    server.arrivals = []
-    server.throttle_at = 80
-    server.throttled_at = None
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
-
-
-def check_quiet_second(server: Any, point: IntegrationPoint) -> None:
-    """No request arrived from 0.3 s after the client heard the 429 until the pause ended.
-
-    The pause runs from when the client classified the 429 (``until - 1 s``,
-    the same monotonic clock as the server's, in this process) to ``until``;
-    requests admitted just before may still arrive in its first moments.
-    """
-    t = server.throttled_at
-    assert t is not None, "the server never throttled"
-    assert point.pacing is not None
-    end = point.pacing.until
-    heard = end - 1.0
-    assert t <= heard < t + 5.0
-    assert [a - heard for a in server.arrivals if heard + 0.3 < a < end - 0.01] == []
-    assert any(a >= end for a in server.arrivals)  # and the callers came back
+def slow_down_server() -> Iterator[Any]:
+    with http_server(_SlowDown) as server:
+        server.throttle_at = 80
+        server.throttled_at = None
+        yield server
 
 
 def test_one_429_pauses_8_threads_for_a_second(slow_down_server: Any) -> None:
@@ -231,12 +189,7 @@ def test_one_429_pauses_8_threads_for_a_second(slow_down_server: Any) -> None:
     threads = [threading.Thread(target=caller) for _ in range(8)]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert p.pacing is not None
-        if p.pacing.until > -math.inf and time.monotonic() > p.pacing.until + 0.3:
-            break
-        time.sleep(0.05)
+    wait_past_pause(p)
     stop.set()
     for t in threads:
         t.join(10)
@@ -257,12 +210,7 @@ async def test_one_429_pauses_8_tasks_for_a_second(slow_down_server: Any) -> Non
 
     async with httpx.AsyncClient(transport=sw_httpx.AsyncResilientTransport(p)) as client:
         tasks = [asyncio.ensure_future(caller(client)) for _ in range(8)]
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert p.pacing is not None
-            if p.pacing.until > -math.inf and time.monotonic() > p.pacing.until + 0.3:
-                break
-            await asyncio.sleep(0.05)
+        await await_past_pause(p)
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 10)
     check_quiet_second(slow_down_server, p)

@@ -7,9 +7,9 @@ without one it is the retry backoff's base delay (``Backoff.base(n)``).
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -19,6 +19,7 @@ import seawall
 from seawall.testing import FakeClock
 from tests.grpc_support.mounts import aio_channel, sync_channel
 from tests.grpc_support.servers import Backend, pb2, pb2_grpc
+from tests.timed_support import await_past_pause, check_quiet_second, wait_past_pause
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
 
@@ -55,24 +56,32 @@ def point() -> seawall.IntegrationPoint:
         attempts=3, budget=None, backoff=seawall.Backoff.constant(1.0)))
 
 
-def check_quiet_second(backend: TimedBackend, point: seawall.IntegrationPoint) -> None:
-    """Nothing arrived from 0.3 s after the client heard the pushback until the pause ended.
-
-    The pause runs from when the client classified the reply (``until - 1 s``,
-    the same monotonic clock as the server's, in this process) to ``until``;
-    RPCs admitted just before may still arrive in its first moments.
-    """
-    t = backend.throttled_at
-    assert t is not None, "the throttled RPC never arrived"
-    assert point.pacing is not None
-    end = point.pacing.until
-    heard = end - 1.0
-    assert t <= heard < t + 5.0
-    assert [a - heard for a in backend.arrivals if heard + 0.3 < a < end - 0.01] == []
-    assert any(a >= end for a in backend.arrivals)  # and the callers came back
-
-
 HINTS = pytest.mark.parametrize("backend", ["pushback", "bare"], indirect=True)
+
+
+def callers_past_the_pause(p: seawall.IntegrationPoint, send: Callable[[str], object]) -> None:
+    """8 threads call ``send(key)`` until the point's pause is over (thread 0's 10th is the
+    "throttle" key); an error in any of them fails the test."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def caller(i: int) -> None:
+        try:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                send("throttle" if (i, n) == (0, 10) else f"k{i}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    wait_past_pause(p)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert errors == []
 
 
 @HINTS
@@ -82,33 +91,9 @@ def test_one_pushback_pauses_8_threads(sync_target: str, backend: TimedBackend,
     p = point()
     channel = sync_channel(sync_target, p, mounting)
     stub = pb2_grpc.EchoStub(channel)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def caller(i: int) -> None:
-        try:
-            n = 0
-            while not stop.is_set():
-                n += 1
-                key = "throttle" if (i, n) == (0, 10) else f"k{i}"
-                stub.Unary(pb2.EchoRequest(key=key, text="x"), timeout=10)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    end = time.monotonic() + 20
-    while time.monotonic() < end:
-        assert p.pacing is not None
-        if p.pacing.until > -math.inf and time.monotonic() > p.pacing.until + 0.3:
-            break
-        time.sleep(0.05)
-    stop.set()
-    for t in threads:
-        t.join(10)
+    callers_past_the_pause(p, lambda key: stub.Unary(pb2.EchoRequest(key=key, text="x"),
+                                                     timeout=10))
     channel.close()
-    assert errors == []
     check_quiet_second(backend, p)
     assert p.stats().paused_waits >= 1
 
@@ -120,33 +105,9 @@ def test_one_hint_pauses_8_threads_of_futures(sync_target: str, backend: TimedBa
     p = point()
     channel = sync_channel(sync_target, p, mounting)
     stub = pb2_grpc.EchoStub(channel)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def caller(i: int) -> None:
-        try:
-            n = 0
-            while not stop.is_set():
-                n += 1
-                key = "throttle" if (i, n) == (0, 10) else f"k{i}"
-                stub.Unary.future(pb2.EchoRequest(key=key, text="x"), timeout=10).result(10)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    end = time.monotonic() + 20
-    while time.monotonic() < end:
-        assert p.pacing is not None
-        if p.pacing.until > -math.inf and time.monotonic() > p.pacing.until + 0.3:
-            break
-        time.sleep(0.05)
-    stop.set()
-    for t in threads:
-        t.join(10)
+    callers_past_the_pause(p, lambda key: stub.Unary.future(
+        pb2.EchoRequest(key=key, text="x"), timeout=10).result(10))
     channel.close()
-    assert errors == []
     check_quiet_second(backend, p)
     assert p.stats().paused_waits >= 1
     assert p.stats().rejections.get("paused", 0) == 0
@@ -169,12 +130,7 @@ async def test_one_pushback_pauses_8_aio_tasks(aio_target: str, backend: TimedBa
             await stub.Unary(pb2.EchoRequest(key=key, text="x"), timeout=10)
 
     tasks = [asyncio.ensure_future(caller(i)) for i in range(8)]
-    end = time.monotonic() + 20
-    while time.monotonic() < end:
-        assert p.pacing is not None
-        if p.pacing.until > -math.inf and time.monotonic() > p.pacing.until + 0.3:
-            break
-        await asyncio.sleep(0.05)
+    await await_past_pause(p)
     stop.set()
     await asyncio.wait_for(asyncio.gather(*tasks), 10)
     await channel.close()

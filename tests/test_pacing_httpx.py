@@ -15,37 +15,9 @@ import pytest
 
 import seawall
 from seawall.testing import FakeClock
-from tests.http_support import PACKAGES, Driver, Reply, ScriptedServer
+from tests.http_support import Reply, ScriptedServer
 
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as s:
-        yield s
-
-
-@pytest.fixture(params=["sync", "async"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(params=PACKAGES)
-def package(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def make(kind: str, package: str) -> Iterator[Any]:
-    made: list[Driver] = []
-
-    def build(point: seawall.IntegrationPoint, **options: Any) -> Driver:
-        d = Driver(kind, point, package=package, **options)
-        made.append(d)
-        return d
-
-    yield build
-    for d in made:
-        d.close()
+pytest_plugins = ["tests.http_fixtures"]
 
 
 def point(clock: FakeClock, **kw: Any) -> seawall.IntegrationPoint:

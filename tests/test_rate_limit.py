@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
 import math
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,6 +22,7 @@ from seawall import (
 )
 from seawall.interceptors import httpx as sw_httpx
 from seawall.testing import FakeClock
+from tests.timed_support import http_server
 
 # -- validation -----------------------------------------------------------------
 
@@ -219,8 +220,8 @@ def test_threads_and_tasks_never_take_more_than_the_burst_on_a_frozen_clock() ->
 def test_threads_and_tasks_share_one_bucket_in_real_time() -> None:
     """8 threads and 2 loops of 8 tasks: no prefix of the starts outruns burst + rate * t."""
     rate, burst, per = 200.0, 10, 10
+    created = time.monotonic()  # before the bucket is filled, so no later than its start
     p = IntegrationPoint("api", rate_limit=RateLimit(rate=rate, burst=burst, max_wait=30.0))
-    created = time.monotonic()
     starts: list[float] = []
     lock = threading.Lock()
 
@@ -260,41 +261,10 @@ def test_threads_and_tasks_share_one_bucket_in_real_time() -> None:
 # -- against a real server ------------------------------------------------------------
 
 
-
-class _Server(http.server.ThreadingHTTPServer):
-    # socketserver's backlog of 5 drops SYNs when 8 callers connect at once; a dropped SYN
-    # is resent after 1 s, and that late first request would look like a paced one
-    request_queue_size = 64
-
-class _Counting(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # header and body are two writes: no 40 ms delayed ACK
-
-    def do_GET(self) -> None:
-        server: Any = self.server
-        with server.lock:
-            server.arrivals.append(time.monotonic())
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def counting_server() -> Any:
-    server: Any = _Server(("127.0.0.1", 0), _Counting)
-    server.daemon_threads = True
-    server.lock = threading.Lock()
-    server.arrivals = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+def counting_server() -> Iterator[Any]:
+    with http_server() as server:
+        yield server
 
 
 def test_100_http_calls_at_50_per_second_take_at_least_1_8_s(counting_server: Any) -> None:
