@@ -21,7 +21,7 @@ from ._breaker import REJECTED
 from ._classify import ExceptionRule, ResultRule
 from ._deadline import DEADLINE
 from ._execution import Execution, deadline_error
-from ._hedge import _Hedging, _Try
+from ._hedge import _Hedging
 
 if TYPE_CHECKING:
     from ._point import IntegrationPoint
@@ -49,16 +49,10 @@ class _TrioHedging(_Hedging):
         self.send, self.receive = trio.open_memory_channel[_Slot](math.inf)
 
     def launch(self, timeout: float | None) -> None:
-        ex, point = self.ex, self.point
-        tr = _Try(ex.attempts, ex._ticket, ex.attempt_start, ex.attempt_deadline, self.operation)
-        attempt = self.attempt
-        chaos = point.chaos
-        if chaos is not None:  # the innermost step of every attempt, hedges included
-            attempt = chaos.awrap(point, attempt, tr, self.chaos_result, self.chaos_fault)
+        tr = self.new_try()
         slot = _Slot()
         self.tries[slot] = tr
-        self.next_at = point._now() + self.hedge.delay
-        self.nursery.start_soon(self._run, slot, attempt, timeout, tr.limit)
+        self.nursery.start_soon(self._run, slot, self.work(tr), timeout, tr.limit)
 
     async def _run(self, slot: _Slot, attempt: Callable[[float | None], Awaitable[Any]],
                    timeout: float | None, limit: float | None) -> None:
