@@ -244,6 +244,11 @@ class _Hedging:
         ex.stop_reason = f"a {c.category.value} failure ends hedging"
         return True
 
+    def abandoned(self) -> None:
+        """End the call as cancelled by its caller (its attempts gone): no failure counted."""
+        self.ex._ticket = REJECTED
+        self.ex.cancelled()
+
     def non_fatal(self, c: Classification) -> bool:
         on = self.hedge.on
         return c.retry if on is None else c.category in on
@@ -316,24 +321,20 @@ async def ahedged(
     if trio:  # a nursery and a cancel scope per attempt (imported only under trio)
         from ._hedge_trio import hedge_trio
 
-        trun, won, result = await hedge_trio(point, attempt, operation, ex, timeout,
-                                             classify_exception, classify_result,
-                                             chaos_result, chaos_fault, discard)
-        if won:
-            return result  # type: ignore[no-any-return]
-        assert trun.last is not None
-        return await afinish_failure(point, ex, *trun.last)  # type: ignore[no-any-return]
-    run = _Hedging(point, attempt, operation, ex, classify_exception, classify_result,
-                   chaos_result, chaos_fault)
-    run.launch(timeout)
-    try:
-        won, result = await run.watch(discard)
-    except BaseException:  # cancelled: every attempt goes, nothing counts as a failure
-        if run.tries:
-            await asyncio.shield(run.cancel_all(None))
-        ex._ticket = REJECTED
-        ex.cancelled()
-        raise
+        run, won, result = await hedge_trio(point, attempt, operation, ex, timeout,
+                                            classify_exception, classify_result,
+                                            chaos_result, chaos_fault, discard)
+    else:
+        run = _Hedging(point, attempt, operation, ex, classify_exception, classify_result,
+                       chaos_result, chaos_fault)
+        run.launch(timeout)
+        try:
+            won, result = await run.watch(discard)
+        except BaseException:  # cancelled: every attempt goes, nothing counts as a failure
+            if run.tries:
+                await asyncio.shield(run.cancel_all(None))
+            run.abandoned()
+            raise
     if won:
         return result  # type: ignore[no-any-return]
     assert run.last is not None

@@ -25,7 +25,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._breaker import REJECTED
 from ._chaos import Injection
 from ._classify import Classification
 from ._execution import Execution
@@ -215,6 +214,5 @@ def hedge_futures(point: IntegrationPoint, ex: Execution, start: Start,
     except BaseException:
         if run.tries:
             run.cancel_futures()
-            ex._ticket = REJECTED
-            ex.cancelled()
+            run.abandoned()
         raise

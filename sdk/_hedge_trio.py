@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._breaker import REJECTED
 from ._classify import ExceptionRule, ResultRule
 from ._deadline import DEADLINE
 from ._execution import Execution, deadline_error
@@ -135,7 +134,6 @@ async def hedge_trio(point: IntegrationPoint, attempt: Callable[[float | None], 
         except BaseException:  # cancelled: every attempt goes, nothing counts as a failure
             if run.tries:
                 await run.cancel_all(None)
-            ex._ticket = REJECTED
-            ex.cancelled()
+            run.abandoned()
             raise
     return run, won, result
