@@ -29,6 +29,7 @@ from ._grpc_aio_status import DoneCall, Status, classify, read_status
 from ._grpc_chaos import fault_status, status_of
 from ._grpc_refusals import as_rpc_error
 from ._grpc_routes import Rule
+from ._grpc_sync_hedge import hedges as hedges  # one rule for both mountings
 
 _OK = grpc.StatusCode.OK
 
@@ -55,11 +56,6 @@ def _injected_result(result: Any) -> _Outcome:
 
 def _injected_fault(fault: Exception) -> _Outcome:
     return _injected(*fault_status(fault))
-
-
-def hedges(rule: Rule) -> bool:
-    """Whether unary-unary calls of ``rule`` are hedged."""
-    return rule.point.hedge is not None and rule.idempotent and not rule.result_rules
 
 
 async def hedged_unary(rule: Rule, operation: str, timeout: float | None, send: Any,

@@ -1,9 +1,9 @@
 """Fault injection in the gRPC interceptors and channel wrappers: an injected status.
 
-A point with :class:`seawall.Chaos` gets, per attempt, a send that asks
-``point.chaos.inject(execution)`` first (the public entry of integrations
-that drive attempts themselves; it marks the attempt as injected) and
-answers with gRPC's own shape of a failure: a finished call whose status is
+A point with :class:`seawall.Chaos` gets, per attempt, a send wrapped by
+the core's injection (``point.chaos.wrap`` / ``awrap``: it draws, marks the
+attempt as injected and waits the latency) with gRPC's own shapes of a
+failure: a finished call whose status is
 
 * ``Chaos.result``: a ``grpc.StatusCode`` (or ``(code, details)``), as the
   server would have answered (``UNAVAILABLE``, ``RESOURCE_EXHAUSTED``...);
@@ -81,30 +81,36 @@ def fault_status(fault: Exception) -> tuple[grpc.StatusCode, str]:
     return _UNAVAILABLE, f"seawall: injected fault {fault!r}"
 
 
+def late_call(latency: float) -> InjectedCall:
+    """The finished sync call of an injected latency past the attempt's timeout."""
+    return InjectedCall(_DEADLINE, f"seawall: injected latency of {latency:g} s")
+
+
+def fault_call(fault: Exception) -> InjectedCall:
+    """The finished sync call of an injected ``Chaos.fault``."""
+    return InjectedCall(*fault_status(fault))
+
+
+def result_call(result: Any) -> InjectedCall:
+    """The finished sync call of an injected ``Chaos.result``."""
+    return InjectedCall(*status_of(result))
+
+
 def chaos_send(rule: Rule, ex: Execution, send: Send) -> Send:
-    """``send`` with the point's fault injection for the attempts of ``ex`` (sync)."""
-    chaos = rule.point.chaos
+    """``send`` with the point's fault injection for the attempts of ``ex`` (sync).
+
+    The core's injection (``chaos.wrap``) with gRPC's shapes of its answers.
+    """
+    point = rule.point
+    chaos = point.chaos
     if chaos is None:
         return send
-    clock = rule.point.clock
 
     def attempt(args: Any, request: Any, timeout: float | None, number: int) -> Any:
-        injection = chaos.inject(ex)
-        if injection is None:
-            return send(args, request, timeout, number)
-        latency = injection.latency
-        if latency:
-            if timeout is not None and latency >= timeout:
-                clock.sleep(timeout)
-                return InjectedCall(_DEADLINE, f"seawall: injected latency of {latency:g} s")
-            clock.sleep(latency)
-            if timeout is not None:
-                timeout -= latency
-        if injection.fault is not None:
-            return InjectedCall(*fault_status(injection.fault))
-        if injection.has_result:
-            return InjectedCall(*status_of(injection.result))
-        return send(args, request, timeout, number)
+        def call(left: float | None) -> Any:
+            return send(args, request, left, number)
+
+        return chaos.wrap(point, call, ex, result_call, fault_call, late_call)(timeout)
 
     return attempt
 
@@ -113,29 +119,35 @@ def _done(code: grpc.StatusCode, details: str) -> DoneCall:
     return DoneCall(None, Status(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details, details))
 
 
+def late_done(latency: float) -> DoneCall:
+    """The finished grpc.aio call of an injected latency past the attempt's timeout."""
+    return _done(_DEADLINE, f"seawall: injected latency of {latency:g} s")
+
+
+def fault_done(fault: Exception) -> DoneCall:
+    """The finished grpc.aio call of an injected ``Chaos.fault``."""
+    return _done(*fault_status(fault))
+
+
+def result_done(result: Any) -> DoneCall:
+    """The finished grpc.aio call of an injected ``Chaos.result``."""
+    return _done(*status_of(result))
+
+
 def aio_chaos_send(rule: Rule, ex: Execution, send: AioSend) -> AioSend:
-    """``send`` with the point's fault injection for the attempts of ``ex`` (grpc.aio)."""
-    chaos = rule.point.chaos
+    """``send`` with the point's fault injection for the attempts of ``ex`` (grpc.aio).
+
+    The core's injection (``chaos.awrap``) with gRPC's shapes of its answers.
+    """
+    point = rule.point
+    chaos = point.chaos
     if chaos is None:
         return send
-    clock = rule.point.clock
 
     async def attempt(args: Any, request: Any, timeout: float | None, number: int) -> Any:
-        injection = chaos.inject(ex)
-        if injection is None:
-            return await send(args, request, timeout, number)
-        latency = injection.latency
-        if latency:
-            if timeout is not None and latency >= timeout:
-                await clock.asleep(timeout)
-                return _done(_DEADLINE, f"seawall: injected latency of {latency:g} s")
-            await clock.asleep(latency)
-            if timeout is not None:
-                timeout -= latency
-        if injection.fault is not None:
-            return _done(*fault_status(injection.fault))
-        if injection.has_result:
-            return _done(*status_of(injection.result))
-        return await send(args, request, timeout, number)
+        async def call(left: float | None) -> Any:
+            return await send(args, request, left, number)
+
+        return await chaos.awrap(point, call, ex, result_done, fault_done, late_done)(timeout)
 
     return attempt

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import grpc
-
 from seawall import Classification, DeadlineExceeded, RejectedError
 
-from ._grpc_chaos import InjectedCall, fault_status, status_of
+from ._grpc_chaos import fault_call, late_call, result_call
 from ._grpc_commit import end_failure, refuse, resolve_fallback
 from ._grpc_routes import Rule
 from ._grpc_status import with_attempt
@@ -35,12 +33,11 @@ def _inject(injection: Any, timeout: float | None) -> Any:
     """The finished call of an injection whose latency is over, or ``None``: send the RPC."""
     latency = injection.latency
     if latency and timeout is not None and latency >= timeout:
-        return InjectedCall(grpc.StatusCode.DEADLINE_EXCEEDED,
-                            f"seawall: injected latency of {latency:g} s")
+        return late_call(latency)
     if injection.fault is not None:
-        return InjectedCall(*fault_status(injection.fault))
+        return fault_call(injection.fault)
     if injection.has_result:
-        return InjectedCall(*status_of(injection.result))
+        return result_call(injection.result)
     return None
 
 

@@ -160,91 +160,108 @@ class ChaosRuntime:
         return injection
 
     def wrap(self, point: IntegrationPoint, attempt: Callable[[float | None], T],
-             execution: Execution,
-             shape: Callable[[Any], T] | None = None) -> Callable[[float | None], T]:
-        """``attempt`` with injections, for the sync shell; marks ``execution.injected``."""
-        return _SyncAttempt(self, point, attempt, execution, shape)
+             execution: Marked, shape: Callable[[Any], T] | None = None,
+             fault_shape: Callable[[Exception], T] | None = None,
+             late_shape: Callable[[float], T] | None = None) -> Callable[[float | None], T]:
+        """``attempt`` with injections, for the sync shell; marks ``execution.injected``.
+
+        The shapes as for :meth:`awrap`.
+        """
+        return _SyncAttempt(self, point, attempt, execution, shape, fault_shape, late_shape)
 
     def awrap(self, point: IntegrationPoint, attempt: Callable[[float | None], Awaitable[T]],
               execution: Marked, shape: Callable[[Any], T] | None = None,
               fault_shape: Callable[[Exception], T] | None = None,
+              late_shape: Callable[[float], T] | None = None,
               ) -> Callable[[float | None], Awaitable[T]]:
         """``attempt`` with injections, for the async shell; marks ``execution.injected``.
 
         ``execution``: the :class:`Execution`, or one hedged attempt (anything
-        with ``injected`` and ``operation``). ``fault_shape``: an injected
-        fault is returned as ``fault_shape(fault)`` instead of raised (an
-        integration whose attempts answer with a status: gRPC).
+        with ``injected`` and ``operation``). ``shape``: an injected result is
+        returned as ``shape(result)``. ``fault_shape``: an injected fault is
+        returned as ``fault_shape(fault)`` instead of raised, and
+        ``late_shape``: a latency past the attempt's timeout, once that
+        timeout is waited, is answered ``late_shape(latency)`` instead of
+        raising the deadline's error (an integration whose attempts answer
+        with a status: gRPC).
         """
-        return _AsyncAttempt(self, point, attempt, execution, shape, fault_shape).__call__
+        return _AsyncAttempt(self, point, attempt, execution, shape, fault_shape,
+                             late_shape).__call__
 
 
-class _SyncAttempt(Generic[T]):
-    __slots__ = ("attempt", "execution", "point", "runtime", "shape")
+class _Shaped(Generic[T]):
+    """What the sync and async attempts share: the attempt, the point, the mark, the shapes."""
 
-    def __init__(self, runtime: ChaosRuntime, point: IntegrationPoint,
-                 attempt: Callable[[float | None], T], execution: Execution,
-                 shape: Callable[[Any], T] | None) -> None:
-        self.runtime = runtime
-        self.point = point
-        self.attempt = attempt
-        self.execution = execution
-        self.shape = shape
+    __slots__ = ("attempt", "execution", "fault_shape", "late_shape", "point", "runtime",
+                 "shape")
 
-    def __call__(self, timeout: float | None) -> T:
-        injection = self.runtime.draw()
-        self.execution.injected = injection is not None
-        if injection is None:
-            return self.attempt(timeout)
-        latency = injection.latency
-        if latency:
-            if timeout is not None and latency >= timeout:
-                # a dependency slower than the deadline: the transport gives up at the deadline
-                self.point.clock.sleep(timeout)
-                raise deadline_error(self.point, self.execution.operation, timeout)
-            self.point.clock.sleep(latency)
-            if timeout is not None:
-                timeout -= latency
-        if injection.fault is not None:
-            raise injection.fault
-        if injection.has_result:
-            shape = self.shape
-            return injection.result if shape is None else shape(injection.result)
-        return self.attempt(timeout)
-
-
-class _AsyncAttempt(Generic[T]):
-    __slots__ = ("attempt", "execution", "fault_shape", "point", "runtime", "shape")
-
-    def __init__(self, runtime: ChaosRuntime, point: IntegrationPoint,
-                 attempt: Callable[[float | None], Awaitable[T]], execution: Marked,
-                 shape: Callable[[Any], T] | None,
-                 fault_shape: Callable[[Exception], T] | None = None) -> None:
+    def __init__(self, runtime: ChaosRuntime, point: IntegrationPoint, attempt: Any,
+                 execution: Marked, shape: Callable[[Any], T] | None,
+                 fault_shape: Callable[[Exception], T] | None = None,
+                 late_shape: Callable[[float], T] | None = None) -> None:
         self.runtime = runtime
         self.point = point
         self.attempt = attempt
         self.execution = execution
         self.shape = shape
         self.fault_shape = fault_shape
+        self.late_shape = late_shape
+
+    def late(self, latency: float, timeout: float) -> T:
+        """The answer of a latency past ``timeout`` (already waited): the deadline's."""
+        if self.late_shape is not None:
+            return self.late_shape(latency)
+        # a dependency slower than the deadline: the transport gives up at the deadline
+        raise deadline_error(self.point, self.execution.operation, timeout)
+
+    def answer(self, injection: Injection) -> tuple[bool, T | None]:
+        """``(True, answer)`` for an injected fault or result (a fault raised unless
+        shaped), ``(False, None)``: call the dependency."""
+        if injection.fault is not None:
+            if self.fault_shape is not None:
+                return True, self.fault_shape(injection.fault)
+            raise injection.fault
+        if injection.has_result:
+            shape = self.shape
+            return True, injection.result if shape is None else shape(injection.result)
+        return False, None
+
+
+class _SyncAttempt(_Shaped[T]):
+    __slots__ = ()
+
+    def __call__(self, timeout: float | None) -> T:
+        injection = self.runtime.draw()
+        self.execution.injected = injection is not None
+        if injection is None:
+            return self.attempt(timeout)  # type: ignore[no-any-return]
+        latency = injection.latency
+        if latency:
+            if timeout is not None and latency >= timeout:
+                self.point.clock.sleep(timeout)
+                return self.late(latency, timeout)
+            self.point.clock.sleep(latency)
+            if timeout is not None:
+                timeout -= latency
+        done, answer = self.answer(injection)
+        return answer if done else self.attempt(timeout)  # type: ignore[return-value]
+
+
+class _AsyncAttempt(_Shaped[T]):
+    __slots__ = ()
 
     async def __call__(self, timeout: float | None) -> T:
         injection = self.runtime.draw()
         self.execution.injected = injection is not None
         if injection is None:
-            return await self.attempt(timeout)
+            return await self.attempt(timeout)  # type: ignore[no-any-return]
         latency = injection.latency
         if latency:
             if timeout is not None and latency >= timeout:
                 await self.point.clock.asleep(timeout)
-                raise deadline_error(self.point, self.execution.operation, timeout)
+                return self.late(latency, timeout)
             await self.point.clock.asleep(latency)
             if timeout is not None:
                 timeout -= latency
-        if injection.fault is not None:
-            if self.fault_shape is not None:
-                return self.fault_shape(injection.fault)
-            raise injection.fault
-        if injection.has_result:
-            shape = self.shape
-            return injection.result if shape is None else shape(injection.result)
-        return await self.attempt(timeout)
+        done, answer = self.answer(injection)
+        return answer if done else await self.attempt(timeout)  # type: ignore[return-value]

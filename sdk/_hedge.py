@@ -116,17 +116,24 @@ class _Hedging:
         self.next_at = 0.0
         self.last: tuple[Classification, Exception | None, Any] | None = None
 
-    def launch(self, timeout: float | None) -> None:
+    def new_try(self) -> _Try:
+        """The record of the attempt ``ex`` just admitted; the next hedge is due ``delay`` on."""
         ex = self.ex
-        point = self.point
-        tr = _Try(ex.attempts, ex._ticket, ex.attempt_start, ex.attempt_deadline, self.operation)
-        attempt = self.attempt
-        chaos = point.chaos
-        if chaos is not None:  # the innermost step of every attempt, hedges included
-            attempt = chaos.awrap(point, attempt, tr, self.chaos_result, self.chaos_fault)
-        task = asyncio.ensure_future(_attempt(point, attempt, self.operation, timeout, tr.limit))
-        self.tries[task] = tr
         self.next_at = self.point._now() + self.hedge.delay
+        return _Try(ex.attempts, ex._ticket, ex.attempt_start, ex.attempt_deadline, self.operation)
+
+    def work(self, tr: _Try) -> Callable[[float | None], Awaitable[Any]]:
+        """The callable of attempt ``tr``: the point's fault injection innermost, hedges included."""
+        chaos = self.point.chaos
+        if chaos is None:
+            return self.attempt
+        return chaos.awrap(self.point, self.attempt, tr, self.chaos_result, self.chaos_fault)
+
+    def launch(self, timeout: float | None) -> None:
+        tr = self.new_try()
+        task = asyncio.ensure_future(_attempt(self.point, self.work(tr), self.operation, timeout,
+                                              tr.limit))
+        self.tries[task] = tr
 
     def hedge_now(self) -> None:
         """Start a hedge if every rule allows it now; close hedging when none may follow."""
@@ -183,8 +190,7 @@ class _Hedging:
                      discard: Callable[[Any], Awaitable[None] | None] | None,
                      ) -> tuple[bool, Any] | None:
         """Judge one ended attempt: the call's end (as :meth:`watch` returns), or ``None``."""
-        point, ex, operation = self.point, self.ex, self.operation
-        ledger = point._ledger
+        point = self.point
         failure: Exception | None = None
         if exc is None:
             c = None
@@ -195,32 +201,53 @@ class _Hedging:
             c = point.classify_exception(exc, self.classify_exception)
         else:  # a BaseException from the work: not ours to swallow
             raise exc
-        # the attempt told of now (injected: counted apart, as unhedged)
-        ex.attempt_start, ex._ticket, ex.injected = tr.start, tr.ticket, tr.injected
+        ends = self.record(tr, c)
         if c is None:
-            ex.success()
-            if tr.number > 1:
-                ledger.hedged(operation, tr.number, won=True)
             await self.cancel_all(discard)
             return True, result
-        now = point._now()
-        ledger.attempt_failed(operation, tr.number, now - tr.start, now, c, tr.ticket,
-                              tr.injected)
-        ex._ticket = REJECTED
-        if note_outcome(point._pacing, point.retry, now, c, tr.number):
-            self.open = False  # the server asked to slow down: no more hedges
         last = self.last
         if last is not None and last[1] is None and discard is not None:
             closing = discard(last[2])  # a failed result replaced by a later one
             if closing is not None:
                 await closing
         self.last = (c, failure, result if failure is None else None)
-        if not self.non_fatal(c):
-            ex.stop_reason = f"a {c.category.value} failure ends hedging"
+        if ends:
             await self.cancel_all(discard)
             return False, None
         self.hedge_now()  # a non-fatal failure: the next hedge at once
         return None
+
+    def record(self, tr: _Try, c: Classification | None) -> bool:
+        """Count ended attempt ``tr`` (``c``: its failure, ``None``: a success), every driver's way.
+
+        True when it ends the call: a success, or a failure that is not
+        :meth:`non_fatal` (then ``ex.stop_reason`` says so). The caller
+        cancels the others, or starts the next hedge (:meth:`hedge_now`).
+        """
+        point, ex, operation = self.point, self.ex, self.operation
+        ledger = point._ledger
+        # the attempt told of now (injected: counted apart, as unhedged)
+        ex.attempt_start, ex._ticket, ex.injected = tr.start, tr.ticket, tr.injected
+        if c is None:
+            ex.success()
+            if tr.number > 1:
+                ledger.hedged(operation, tr.number, won=True)
+            return True
+        now = point._now()
+        ledger.attempt_failed(operation, tr.number, now - tr.start, now, c, tr.ticket,
+                              tr.injected)
+        ex._ticket = REJECTED
+        if note_outcome(point._pacing, point.retry, now, c, tr.number):
+            self.open = False  # the server asked to slow down: no more hedges
+        if self.non_fatal(c):
+            return False
+        ex.stop_reason = f"a {c.category.value} failure ends hedging"
+        return True
+
+    def abandoned(self) -> None:
+        """End the call as cancelled by its caller (its attempts gone): no failure counted."""
+        self.ex._ticket = REJECTED
+        self.ex.cancelled()
 
     def non_fatal(self, c: Classification) -> bool:
         on = self.hedge.on
@@ -294,24 +321,20 @@ async def ahedged(
     if trio:  # a nursery and a cancel scope per attempt (imported only under trio)
         from ._hedge_trio import hedge_trio
 
-        trun, won, result = await hedge_trio(point, attempt, operation, ex, timeout,
-                                             classify_exception, classify_result,
-                                             chaos_result, chaos_fault, discard)
-        if won:
-            return result  # type: ignore[no-any-return]
-        assert trun.last is not None
-        return await afinish_failure(point, ex, *trun.last)  # type: ignore[no-any-return]
-    run = _Hedging(point, attempt, operation, ex, classify_exception, classify_result,
-                   chaos_result, chaos_fault)
-    run.launch(timeout)
-    try:
-        won, result = await run.watch(discard)
-    except BaseException:  # cancelled: every attempt goes, nothing counts as a failure
-        if run.tries:
-            await asyncio.shield(run.cancel_all(None))
-        ex._ticket = REJECTED
-        ex.cancelled()
-        raise
+        run, won, result = await hedge_trio(point, attempt, operation, ex, timeout,
+                                            classify_exception, classify_result,
+                                            chaos_result, chaos_fault, discard)
+    else:
+        run = _Hedging(point, attempt, operation, ex, classify_exception, classify_result,
+                       chaos_result, chaos_fault)
+        run.launch(timeout)
+        try:
+            won, result = await run.watch(discard)
+        except BaseException:  # cancelled: every attempt goes, nothing counts as a failure
+            if run.tries:
+                await asyncio.shield(run.cancel_all(None))
+            run.abandoned()
+            raise
     if won:
         return result  # type: ignore[no-any-return]
     assert run.last is not None

@@ -25,12 +25,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._breaker import REJECTED
 from ._chaos import Injection
 from ._classify import Classification
 from ._execution import Execution
 from ._hedge import _Hedging, _Try
-from ._pacing import note_outcome
 
 if TYPE_CHECKING:
     from ._point import IntegrationPoint
@@ -68,10 +66,9 @@ class _FutureHedging(_Hedging):
         self.finished: deque[Any] = deque()
 
     def launch(self, timeout: float | None) -> None:
-        ex, point = self.ex, self.point
-        tr = _Try(ex.attempts, ex._ticket, ex.attempt_start, ex.attempt_deadline, ex.operation)
+        point = self.point
+        tr = self.new_try()
         now = point._now()
-        self.next_at = now + self.hedge.delay
         chaos = point.chaos
         injection = None
         if chaos is not None and self.inject is not None:  # innermost, hedges included
@@ -151,8 +148,6 @@ class _FutureHedging(_Hedging):
                     return due  # its time passed (timed by real time, as asyncio's)
 
     def run(self, judge: Callable[[Any], Classification | None]) -> tuple[Any, Classification | None]:
-        point, ex = self.point, self.ex
-        ledger = point._ledger
         last: tuple[Any, Classification] | None = None
         while self.tries:
             future = self.next_finished()
@@ -164,24 +159,11 @@ class _FutureHedging(_Hedging):
                 self.send(tr, future.timeout, future.injection)
                 continue
             c = judge(future)
-            ex.attempt_start, ex._ticket, ex.injected = tr.start, tr.ticket, tr.injected
-            if c is None:
-                ex.success()
-                if tr.number > 1:
-                    ledger.hedged(ex.operation, tr.number, won=True)
+            if self.record(tr, c):
                 self.cancel_futures()
-                return future, None
-            now = point._now()
-            ledger.attempt_failed(ex.operation, tr.number, now - tr.start, now, c, tr.ticket,
-                                  tr.injected)
-            ex._ticket = REJECTED
-            if note_outcome(point._pacing, point.retry, now, c, tr.number):
-                self.open = False  # the server asked to slow down: no more hedges
+                return future, c
+            assert c is not None  # a success ends the call
             last = (future, c)
-            if not self.non_fatal(c):
-                ex.stop_reason = f"a {c.category.value} failure ends hedging"
-                self.cancel_futures()
-                break
             self.hedge_now()
         assert last is not None
         return last
@@ -232,6 +214,5 @@ def hedge_futures(point: IntegrationPoint, ex: Execution, start: Start,
     except BaseException:
         if run.tries:
             run.cancel_futures()
-            ex._ticket = REJECTED
-            ex.cancelled()
+            run.abandoned()
         raise

@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._breaker import REJECTED
 from ._classify import ExceptionRule, ResultRule
 from ._deadline import DEADLINE
 from ._execution import Execution, deadline_error
-from ._hedge import _Hedging, _Try
+from ._hedge import _Hedging
 
 if TYPE_CHECKING:
     from ._point import IntegrationPoint
@@ -49,16 +48,10 @@ class _TrioHedging(_Hedging):
         self.send, self.receive = trio.open_memory_channel[_Slot](math.inf)
 
     def launch(self, timeout: float | None) -> None:
-        ex, point = self.ex, self.point
-        tr = _Try(ex.attempts, ex._ticket, ex.attempt_start, ex.attempt_deadline, self.operation)
-        attempt = self.attempt
-        chaos = point.chaos
-        if chaos is not None:  # the innermost step of every attempt, hedges included
-            attempt = chaos.awrap(point, attempt, tr, self.chaos_result, self.chaos_fault)
+        tr = self.new_try()
         slot = _Slot()
         self.tries[slot] = tr
-        self.next_at = point._now() + self.hedge.delay
-        self.nursery.start_soon(self._run, slot, attempt, timeout, tr.limit)
+        self.nursery.start_soon(self._run, slot, self.work(tr), timeout, tr.limit)
 
     async def _run(self, slot: _Slot, attempt: Callable[[float | None], Awaitable[Any]],
                    timeout: float | None, limit: float | None) -> None:
@@ -141,7 +134,6 @@ async def hedge_trio(point: IntegrationPoint, attempt: Callable[[float | None], 
         except BaseException:  # cancelled: every attempt goes, nothing counts as a failure
             if run.tries:
                 await run.cancel_all(None)
-            ex._ticket = REJECTED
-            ex.cancelled()
+            run.abandoned()
             raise
     return run, won, result
