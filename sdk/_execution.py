@@ -65,8 +65,8 @@ def first_limit(point: IntegrationPoint, t0: float,
 
 def first_refund(point: IntegrationPoint) -> None:
     """Give back the token the shells' inline first attempt took (its bulkhead was full)."""
-    if point._bucket is not None:
-        point._bucket.refund()
+    if point.bucket is not None:
+        point.bucket.refund()
 
 
 def open_error(point: IntegrationPoint, operation: str, now: float) -> CircuitOpenError:
@@ -189,7 +189,7 @@ class Execution:
             self._ticket = ticket
         self.wait = 0.0
         self._token = False
-        if point._pacing is not None or point._bucket is not None:
+        if point.pacing is not None or point.bucket is not None:
             self.wait = self._pace(now, wait)
             now += self.wait
         self.attempts += 1
@@ -204,7 +204,7 @@ class Execution:
     def _pace(self, now: float, can_wait: bool) -> float:
         """Server pacing, then the rate limit: the wait before the attempt, or a refusal."""
         point = self.point
-        pacing, bucket = point._pacing, point._bucket
+        pacing, bucket = point.pacing, point.bucket
         paused = pacing.remaining(now) if pacing is not None else 0.0
         if paused > 0.0 and not can_wait:
             raise self._refuse(now, paused, True, "paused by the server")
@@ -244,7 +244,7 @@ class Execution:
         """The admitted attempt will not start (cancelled while waiting): give its token back."""
         if self._token:
             self._token = False
-            bucket = self.point._bucket
+            bucket = self.point.bucket
             if bucket is not None:
                 bucket.refund()
 
@@ -288,8 +288,8 @@ class Execution:
         ledger.attempt_failed(self.operation, self.attempts, now - self.attempt_start, now, c,
                               self._ticket, self.injected)
         self._ticket = REJECTED  # recorded: a later cancel has no trial permit to give back
-        if point._pacing is not None:  # every caller of the point holds off, not only this one
-            note_outcome(point._pacing, point.retry, now, c, self.attempts)
+        if point.pacing is not None:  # every caller of the point holds off, not only this one
+            note_outcome(point.pacing, point.retry, now, c, self.attempts)
         retry = point.retry
         if retry is None or not c.retry:
             return None
@@ -425,8 +425,8 @@ def admit_first(point: IntegrationPoint,
             if circuit is not None:
                 circuit.release(ticket)
             return None
-    pacing = point._pacing  # a server's pause in force, or no free token: the general path
-    bucket = point._bucket
+    pacing = point.pacing  # a server's pause in force, or no free token: the general path
+    bucket = point.bucket
     if (pacing is not None and pacing.until > now) or \
             (bucket is not None and not bucket.try_take(now)):
         if circuit is not None:

@@ -237,7 +237,7 @@ class _Hedging:
         ledger.attempt_failed(operation, tr.number, now - tr.start, now, c, tr.ticket,
                               tr.injected)
         ex._ticket = REJECTED
-        if note_outcome(point._pacing, point.retry, now, c, tr.number):
+        if note_outcome(point.pacing, point.retry, now, c, tr.number):
             self.open = False  # the server asked to slow down: no more hedges
         if self.non_fatal(c):
             return False

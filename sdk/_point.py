@@ -167,12 +167,10 @@ class IntegrationPoint:
             Pacing(retry.max_server_delay if retry is not None else 30.0) if server_pacing else None
         )
         """Server pacing's pause (``until``, ``remaining(now)``, ``resume()``); ``None`` when off."""
-        self._pacing = self.pacing
         self.bucket: TokenBucket | None = (
             TokenBucket(rate_limit, self._now()) if rate_limit is not None else None
         )
         """The rate limit's token bucket, shared by threads and event loops; ``None`` without one."""
-        self._bucket = self.bucket
         self.permits: Permits | None = None
         """The bulkhead's permits, shared by threads and event loops; ``None`` without one.
 
