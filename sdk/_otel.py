@@ -39,7 +39,7 @@ from ._events import (
     remove_hook,
 )
 from ._registry import live_points
-from ._tally import Tally
+from ._tally import Tally, queue_hook
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
@@ -238,20 +238,8 @@ class OtelMetrics:
         return f"<OtelMetrics to {where}, {state}>"
 
     def _make_hook(self) -> Callable[[Any], None]:
-        pending = self._pending
-        append = pending.append
-        size = pending.__len__
-        cap = self.max_pending
-        overflow = self._overflow.step
-
-        def export(event: Any) -> None:
-            """seawall.otel_metrics: queue one event for OpenTelemetry."""
-            if size() < cap:
-                append(event)
-            else:
-                overflow()
-
-        return export
+        return queue_hook(self._pending, self.max_pending, self._overflow,
+                          "seawall.otel_metrics: queue one event for OpenTelemetry.")
 
     # -- state ------------------------------------------------------------------
 

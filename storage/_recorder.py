@@ -40,7 +40,7 @@ from seawall import (
     remove_hook,
 )
 from seawall._registry import live_points
-from seawall._tally import Tally
+from seawall._tally import Tally, queue_hook
 
 from ._histogram import BASE as _BASE
 from ._histogram import BUCKETS, PER_DOUBLING
@@ -166,20 +166,8 @@ class Recorder:
         return f"<Recorder {self.store!r} every {self.flush_interval:g} s>"
 
     def _make_hook(self) -> Callable[[Any], None]:
-        pending = self._pending
-        append = pending.append
-        size = pending.__len__
-        cap = self.max_pending
-        overflow = self._overflow.step
-
-        def record(event: Any) -> None:
-            """seawall.storage: queue one event for the metrics store."""
-            if size() < cap:
-                append(event)
-            else:
-                overflow()
-
-        return record
+        return queue_hook(self._pending, self.max_pending, self._overflow,
+                          "seawall.storage: queue one event for the metrics store.")
 
     def _start_thread(self) -> threading.Thread:
         thread = threading.Thread(target=self._run, name="seawall-metrics", daemon=True)
