@@ -121,7 +121,8 @@ EXPECTED = {
 REFUSALS = {"paused-refused": ("paused", 2), "rate-refused": ("rate_limit", 3)}
 
 
-def _record(store: Store) -> dict[str, IntegrationPoint]:
+def record_workload(store: Store) -> dict[str, IntegrationPoint]:
+    """Run :func:`workload` with a recorder on ``store`` and flush it; the points it used."""
     # the limit of live points sharing a name is summed: let earlier tests' points go first
     gc.collect()
     recorder = Recorder(store, flush_interval=60.0)
@@ -170,7 +171,7 @@ def test_the_workload_counts_what_it_scripts() -> None:
 def test_store_service_client_and_cli_carry_exact_counts(
         sqlite_store: Store, capsys: pytest.CaptureFixture[str]) -> None:
     """Recorder -> SQLite -> store summary, gRPC client and seawall stats --json agree exactly."""
-    points = _record(sqlite_store)
+    points = record_workload(sqlite_store)
     _check({s.point: s.as_dict() for s in sqlite_store.summary()}, points)
     with serve(sqlite_store, "127.0.0.1:0") as server:
         with MetricsClient(server.address, timeout=5.0) as client:
@@ -188,7 +189,7 @@ def test_postgresql_store_carries_exact_counts(postgres_url: str) -> None:
     store = Store(postgres_url)
     try:
         assert store.dialect == "postgresql"
-        points = _record(store)
+        points = record_workload(store)
         _check({s.point: s.as_dict() for s in store.summary()}, points)
     finally:
         store.close()
@@ -215,7 +216,7 @@ def test_an_older_store_is_upgraded_in_place(tmp_path: Path, version: int) -> No
     _make_old(path, version)
     old = Store(f"sqlite:///{path}")
     try:
-        points = _record(old)
+        points = record_workload(old)
         _check({s.point: s.as_dict() for s in old.summary()}, points)
     finally:
         old.close()
@@ -252,7 +253,7 @@ def test_the_table_shows_waits_hedges_and_limit_only_where_there_are_some(
         sqlite_store: Store, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """seawall stats --wide: waits, hedges/won and limit columns, with each point's figures."""
-    _record(sqlite_store)
+    record_workload(sqlite_store)
     monkeypatch.setenv("COLUMNS", "200")
     with serve(sqlite_store, "127.0.0.1:0") as server:
         assert main(["stats", "--target", server.address, "--wide"]) == 0
@@ -276,7 +277,7 @@ def test_the_dashboard_api_carries_waits_hedges_and_limit(sqlite_store: Store) -
 
     from seawall.storage import serve_http
 
-    points = _record(sqlite_store)
+    points = record_workload(sqlite_store)
     with serve_http(sqlite_store, "127.0.0.1:0") as web:
         out = httpx.get(f"http://{web.address}/api/dashboard", params={"window": "600"},
                         timeout=10.0).json()
