@@ -36,6 +36,18 @@ def run(point: seawall.IntegrationPoint, calls: int = 60) -> None:
             pass
 
 
+def record_rehearsal(store: Store, name: str) -> seawall.IntegrationPoint:
+    """Run the rehearsal point ``name`` with a recorder on ``store`` and flush it."""
+    recorder = Recorder(store, flush_interval=60.0)
+    try:
+        point = rehearsal(name)
+        run(point)
+        assert recorder.flush()
+    finally:
+        recorder.close()
+    return point
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     s = Store(f"sqlite:///{tmp_path / 'metrics.db'}")
@@ -45,13 +57,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 def test_the_store_keeps_injected_calls_apart(store: Store) -> None:
     """calls/failures/latencies hold only real calls; injected ones have their own counters."""
-    recorder = Recorder(store, flush_interval=60.0)
-    try:
-        point = rehearsal("stored")
-        run(point)
-        assert recorder.flush()
-    finally:
-        recorder.close()
+    point = record_rehearsal(store, "stored")
     stats = point.stats()
     [summary] = store.summary("stored")
     assert summary.injected_calls == stats.injected_failures > 0
@@ -73,12 +79,7 @@ def test_an_older_store_is_upgraded_in_place(tmp_path: Path) -> None:
         db.execute("DELETE FROM seawall_schema_version")
         db.execute("INSERT INTO seawall_schema_version VALUES (1, 0.0)")
     old = Store(f"sqlite:///{path}")
-    recorder = Recorder(old, flush_interval=60.0)
-    try:
-        run(rehearsal("upgraded"))
-        assert recorder.flush()
-    finally:
-        recorder.close()
+    record_rehearsal(old, "upgraded")
     [summary] = old.summary("upgraded")
     assert summary.injected_calls > 0
     with sqlite3.connect(path) as db:
@@ -91,13 +92,7 @@ def test_an_older_store_is_upgraded_in_place(tmp_path: Path) -> None:
 def test_service_and_cli_show_injected_counts(store: Store,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     """seawall stats --json carries injected_calls/injected_failures; the table says so below."""
-    recorder = Recorder(store, flush_interval=60.0)
-    try:
-        point = rehearsal("served")
-        run(point)
-        assert recorder.flush()
-    finally:
-        recorder.close()
+    point = record_rehearsal(store, "served")
     injected = point.stats().injected_failures
     with serve(store, "127.0.0.1:0") as server:
         assert main(["stats", "--target", server.address, "--json"]) == 0
