@@ -12,9 +12,10 @@ import pytest
 import seawall
 from seawall._cli import main
 from seawall.storage import Recorder, Store, serve
-from seawall.storage._schema import ADDED_IN_2, COUNT_TABLES, SCHEMA_VERSION
+from seawall.storage._schema import ADDED_IN_2, SCHEMA_VERSION
 from seawall.testing import FakeClock
 from tests.otel_support import read, sdk_provider, total
+from tests.test_store_pacing_hedges import make_old_store
 
 
 def rehearsal(name: str) -> seawall.IntegrationPoint:
@@ -71,13 +72,7 @@ def test_the_store_keeps_injected_calls_apart(store: Store) -> None:
 def test_an_older_store_is_upgraded_in_place(tmp_path: Path) -> None:
     """A schema-1 store (no injected columns) gains them on open and takes writes."""
     path = tmp_path / "old.db"
-    Store(f"sqlite:///{path}").ensure_schema()
-    with sqlite3.connect(path) as db:  # make it what seawall's first schema wrote
-        for table in COUNT_TABLES.values():
-            for column in ADDED_IN_2:
-                db.execute(f"ALTER TABLE {table.name} DROP COLUMN {column}")
-        db.execute("DELETE FROM seawall_schema_version")
-        db.execute("INSERT INTO seawall_schema_version VALUES (1, 0.0)")
+    make_old_store(path, 1)  # what seawall's first schema wrote
     old = Store(f"sqlite:///{path}")
     record_rehearsal(old, "upgraded")
     [summary] = old.summary("upgraded")

@@ -195,7 +195,7 @@ def test_postgresql_store_carries_exact_counts(postgres_url: str) -> None:
         store.close()
 
 
-def _make_old(path: Path, version: int) -> None:
+def make_old_store(path: Path, version: int) -> None:
     """Turn a fresh store into what seawall's schema ``version`` wrote."""
     Store(f"sqlite:///{path}").ensure_schema()
     dropped = ADDED_IN_3 + (ADDED_IN_2 if version == 1 else ())
@@ -213,7 +213,7 @@ def _make_old(path: Path, version: int) -> None:
 def test_an_older_store_is_upgraded_in_place(tmp_path: Path, version: int) -> None:
     """A schema-1 or -2 store gains the new columns on open, keeps its rows and takes writes."""
     path = tmp_path / "old.db"
-    _make_old(path, version)
+    make_old_store(path, version)
     old = Store(f"sqlite:///{path}")
     try:
         points = record_workload(old)
@@ -232,7 +232,7 @@ def test_an_older_store_is_upgraded_in_place(tmp_path: Path, version: int) -> No
 def test_a_read_only_older_store_reads_the_new_columns_as_zeros(tmp_path: Path) -> None:
     """A schema-2 store opened read-only is read as it is: the figures it lacks are 0."""
     path = tmp_path / "old.db"
-    _make_old(path, 2)
+    make_old_store(path, 2)
     with sqlite3.connect(path) as db:
         db.execute("INSERT INTO seawall_minute (point, bucket, operation, host, pid, calls, "
                    "successes, injected_calls) VALUES ('now', 0, 'op', 'h', 1, 4, 4, 1)")
