@@ -38,7 +38,7 @@ from ._events import (
     add_hook,
     remove_hook,
 )
-from ._registry import live_points
+from ._registry import concurrency_limits, live_points
 from ._tally import Tally, queue_hook
 
 if TYPE_CHECKING:
@@ -185,11 +185,7 @@ class _Instruments:
             return []
         from opentelemetry.metrics import Observation
 
-        total: dict[str, int] = {}
-        for point in live_points():
-            limit = point.stats().concurrency_limit if point.permits is not None else None
-            if limit is not None:
-                total[point.name] = total.get(point.name, 0) + limit
+        total = concurrency_limits()
         return [Observation(v, {POINT: name}) for name, v in sorted(total.items())]
 
 

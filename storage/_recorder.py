@@ -39,7 +39,7 @@ from seawall import (
     add_hook,
     remove_hook,
 )
-from seawall._registry import live_points
+from seawall._registry import concurrency_limits
 from seawall._tally import Tally, queue_hook
 
 from ._histogram import BASE as _BASE
@@ -367,12 +367,7 @@ class Recorder:
                 newest[point] = minute
         if not newest:
             return
-        limits: dict[str, int] = {}
-        for p in live_points():
-            if p.permits is not None and p.name in newest:
-                limit = p.stats().concurrency_limit
-                if limit is not None:
-                    limits[p.name] = limits.get(p.name, 0) + limit
+        limits = concurrency_limits(newest)
         if not limits:
             return
         for (point, _, minute), vec in self._counts.items():
