@@ -38,8 +38,8 @@ from ._events import (
     add_hook,
     remove_hook,
 )
-from ._registry import live_points
-from ._tally import Tally
+from ._registry import concurrency_limits, live_points
+from ._tally import Tally, queue_hook
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
@@ -185,11 +185,7 @@ class _Instruments:
             return []
         from opentelemetry.metrics import Observation
 
-        total: dict[str, int] = {}
-        for point in live_points():
-            limit = point.stats().concurrency_limit if point.permits is not None else None
-            if limit is not None:
-                total[point.name] = total.get(point.name, 0) + limit
+        total = concurrency_limits()
         return [Observation(v, {POINT: name}) for name, v in sorted(total.items())]
 
 
@@ -238,20 +234,8 @@ class OtelMetrics:
         return f"<OtelMetrics to {where}, {state}>"
 
     def _make_hook(self) -> Callable[[Any], None]:
-        pending = self._pending
-        append = pending.append
-        size = pending.__len__
-        cap = self.max_pending
-        overflow = self._overflow.step
-
-        def export(event: Any) -> None:
-            """seawall.otel_metrics: queue one event for OpenTelemetry."""
-            if size() < cap:
-                append(event)
-            else:
-                overflow()
-
-        return export
+        return queue_hook(self._pending, self.max_pending, self._overflow,
+                          "seawall.otel_metrics: queue one event for OpenTelemetry.")
 
     # -- state ------------------------------------------------------------------
 

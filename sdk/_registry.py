@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Container
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -31,3 +32,19 @@ def live_points() -> list[IntegrationPoint]:
     """The points alive now, in no particular order."""
     with _lock:
         return list(_points)
+
+
+def concurrency_limits(names: Container[str] | None = None) -> dict[str, int]:
+    """The bulkhead's limit of each live point that has one, summed per name.
+
+    Points sharing a name are one series, so their limits add up. With
+    ``names``, only points of those names are read (each read takes a
+    point's stats snapshot).
+    """
+    total: dict[str, int] = {}
+    for point in live_points():
+        if point.permits is not None and (names is None or point.name in names):
+            limit = point.stats().concurrency_limit
+            if limit is not None:
+                total[point.name] = total.get(point.name, 0) + limit
+    return total

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
+from typing import Any
 
 
 class Tally:
@@ -39,3 +40,25 @@ class Tally:
             self._reads += 1
         return seen
 
+
+
+def queue_hook(pending: list[Any], cap: int, overflow: Tally, doc: str) -> Callable[[Any], None]:
+    """An event hook that appends each event to ``pending``, or steps ``overflow`` when full.
+
+    The caller's-thread half of a queue another thread drains (the metrics
+    recorder's, :func:`seawall.otel_metrics`'): a length check and an append,
+    no lock (``list.append`` is atomic). ``cap`` bounds the queue; ``doc``
+    becomes the hook's docstring (it names its owner in hook listings).
+    """
+    append = pending.append
+    size = pending.__len__
+    step = overflow.step
+
+    def hook(event: Any) -> None:
+        if size() < cap:
+            append(event)
+        else:
+            step()
+
+    hook.__doc__ = doc
+    return hook

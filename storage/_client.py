@@ -14,9 +14,16 @@ from seawall import ConfigurationError
 
 from ._gen import metrics_pb2 as pb
 from ._gen import metrics_pb2_grpc as pb_grpc
-from ._schema import FAILURE_CATEGORIES, REFUSAL_REASONS, WAIT_REASONS
 from ._service import SERVICE_NAME, parse_listen
-from ._types import MetricsServiceError, PointInfo, SeriesBucket, Summary, Transition
+from ._types import (
+    BREAKDOWNS,
+    STATS_FIELDS,
+    MetricsServiceError,
+    PointInfo,
+    SeriesBucket,
+    Summary,
+    Transition,
+)
 
 
 def _ordered(found: Mapping[str, int], order: Sequence[str]) -> dict[str, int]:
@@ -27,18 +34,10 @@ def _ordered(found: Mapping[str, int], order: Sequence[str]) -> dict[str, int]:
 
 
 def _stats(s: pb.Stats) -> dict[str, Any]:
-    return {
-        "calls": s.calls, "successes": s.successes, "failures": s.failures,
-        "retries": s.retries, "rejected": s.rejected, "cancelled": s.cancelled,
-        "fallbacks": s.fallbacks, "timeouts": s.timeouts,
-        "failures_by_category": _ordered(s.failures_by_category, FAILURE_CATEGORIES),
-        "rejections_by_reason": _ordered(s.rejections_by_reason, REFUSAL_REASONS),
-        "p50_ms": s.p50_ms, "p95_ms": s.p95_ms, "p99_ms": s.p99_ms, "mean_ms": s.mean_ms,
-        "injected_calls": s.injected_calls, "injected_failures": s.injected_failures,
-        "waits_by_reason": _ordered(s.waits_by_reason, WAIT_REASONS),
-        "hedges_sent": s.hedges_sent, "hedges_won": s.hedges_won,
-        "concurrency_limit": s.concurrency_limit,
-    }
+    out = {name: getattr(s, name) for name in STATS_FIELDS}
+    for name, order in BREAKDOWNS.items():
+        out[name] = _ordered(out[name], order)
+    return out
 
 
 def _epoch(name: str, value: float | datetime) -> float:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._schema import HEDGES_SENT, HOST_LENGTH, REFUSED, REJECTED, RETRIES, WAITED, WIDTH
+from ._schema import HOST_LENGTH, WIDTH
 from ._store import Store, check_name
 from ._types import MetricsQueryError, Transition, stats_fields
 
@@ -148,41 +148,38 @@ def dashboard(store: Store, params: Mapping[str, Sequence[str]],
     }
 
 
+#: one step of a series without calls (also the names of the series, in their order)
+_EMPTY_STEP: Mapping[str, Any] = {
+    "calls_per_second": 0.0, "success_rate": None, "p50_ms": None, "p99_ms": None,
+    "retries": 0, "rejections": 0, "waits": 0, "hedges": 0,
+}
+
+
+def _step(vec: Sequence[float], span: float) -> dict[str, Any]:
+    """One step of a series: its aggregate vector over ``span`` seconds."""
+    f = stats_fields(vec)
+    ran = f["successes"] + f["failures"]
+    return {
+        "calls_per_second": round(f["calls"] / span, 4),
+        "success_rate": round(f["successes"] / f["calls"], 5) if f["calls"] else None,
+        "p50_ms": round(f["p50_ms"], 4) if ran else None,
+        "p99_ms": round(f["p99_ms"], 4) if ran else None,
+        "retries": f["retries"],
+        "rejections": sum(f["rejections_by_reason"].values()),
+        "waits": sum(f["waits_by_reason"].values()),
+        "hedges": f["hedges_sent"],
+    }
+
+
 def _series(steps: Mapping[int, Sequence[float]], count: int, step: float,
             elapsed: float) -> dict[str, list[Any]]:
-    calls: list[float] = []
-    success: list[float | None] = []
-    p50: list[float | None] = []
-    p99: list[float | None] = []
-    retries: list[int] = []
-    rejections: list[int] = []
-    waits: list[int] = []
-    hedges: list[int] = []
+    out: dict[str, list[Any]] = {name: [] for name in _EMPTY_STEP}
     for k in range(count):
         vec = steps.get(k)
-        if vec is None:
-            calls.append(0.0)
-            success.append(None)
-            p50.append(None)
-            p99.append(None)
-            retries.append(0)
-            rejections.append(0)
-            waits.append(0)
-            hedges.append(0)
-            continue
-        f = stats_fields(vec)
-        span = elapsed if k == count - 1 else step
-        calls.append(round(f["calls"] / span, 4))
-        success.append(round(f["successes"] / f["calls"], 5) if f["calls"] else None)
-        ran = f["successes"] + f["failures"]
-        p50.append(round(f["p50_ms"], 4) if ran else None)
-        p99.append(round(f["p99_ms"], 4) if ran else None)
-        retries.append(int(vec[RETRIES]))
-        rejections.append(int(sum(vec[i] for i in REFUSED.values())))
-        waits.append(int(sum(vec[i] for i in WAITED.values())))
-        hedges.append(int(vec[HEDGES_SENT]))
-    return {"calls_per_second": calls, "success_rate": success, "p50_ms": p50, "p99_ms": p99,
-            "retries": retries, "rejections": rejections, "waits": waits, "hedges": hedges}
+        row = _EMPTY_STEP if vec is None else _step(vec, elapsed if k == count - 1 else step)
+        for name, value in row.items():
+            out[name].append(value)
+    return out
 
 
 def _totals(vec: Sequence[float]) -> dict[str, Any]:
@@ -190,8 +187,8 @@ def _totals(vec: Sequence[float]) -> dict[str, Any]:
     return {
         "calls": f["calls"], "successes": f["successes"], "failures": f["failures"],
         "success_rate": f["successes"] / f["calls"] if f["calls"] else None,
-        "retries": f["retries"], "rejected": int(vec[REJECTED]),
-        "rejections": int(sum(vec[i] for i in REFUSED.values())),
+        "retries": f["retries"], "rejected": f["rejected"],
+        "rejections": sum(f["rejections_by_reason"].values()),
         "rejections_by_reason": f["rejections_by_reason"],
         "failures_by_category": f["failures_by_category"],
         "p50_ms": f["p50_ms"], "p95_ms": f["p95_ms"], "p99_ms": f["p99_ms"],

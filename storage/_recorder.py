@@ -39,8 +39,8 @@ from seawall import (
     add_hook,
     remove_hook,
 )
-from seawall._registry import live_points
-from seawall._tally import Tally
+from seawall._registry import concurrency_limits
+from seawall._tally import Tally, queue_hook
 
 from ._histogram import BASE as _BASE
 from ._histogram import BUCKETS, PER_DOUBLING
@@ -166,20 +166,8 @@ class Recorder:
         return f"<Recorder {self.store!r} every {self.flush_interval:g} s>"
 
     def _make_hook(self) -> Callable[[Any], None]:
-        pending = self._pending
-        append = pending.append
-        size = pending.__len__
-        cap = self.max_pending
-        overflow = self._overflow.step
-
-        def record(event: Any) -> None:
-            """seawall.storage: queue one event for the metrics store."""
-            if size() < cap:
-                append(event)
-            else:
-                overflow()
-
-        return record
+        return queue_hook(self._pending, self.max_pending, self._overflow,
+                          "seawall.storage: queue one event for the metrics store.")
 
     def _start_thread(self) -> threading.Thread:
         thread = threading.Thread(target=self._run, name="seawall-metrics", daemon=True)
@@ -379,12 +367,7 @@ class Recorder:
                 newest[point] = minute
         if not newest:
             return
-        limits: dict[str, int] = {}
-        for p in live_points():
-            if p.permits is not None and p.name in newest:
-                limit = p.stats().concurrency_limit
-                if limit is not None:
-                    limits[p.name] = limits.get(p.name, 0) + limit
+        limits = concurrency_limits(newest)
         if not limits:
             return
         for (point, _, minute), vec in self._counts.items():

@@ -28,23 +28,15 @@ from seawall import Category
 
 from ._histogram import BUCKETS
 
-SCHEMA_VERSION = 3
-"""1: the first layout; 2: adds ``injected_calls`` and ``injected_failures`` (fault injection,
-counted apart from real calls); 3: adds the refusals of rate limiting and server pacing, the
-waits, the hedges and the bulkhead's limit (see :data:`ADDED_IN_3`). What a version added is
-added in place to an older store (``Store.ensure_schema``)."""
 NAME_LENGTH = 200
 HOST_LENGTH = 255
 
-# The aggregate vector: these counters, then the latency sum, then the histogram.
-COUNTERS = (
+# The counters of schema version 1, in the order of the aggregate vector.
+COUNTERS_1 = (
     "calls", "successes", "failures", "retries", "rejected", "cancelled", "fallbacks", "timeouts",
     "failed_transient", "failed_timeout", "failed_rate_limited", "failed_unavailable",
     "failed_permanent",
     "refused_breaker", "refused_bulkhead", "refused_budget", "refused_deadline",
-    "injected_calls", "injected_failures",
-    "refused_rate_limit", "refused_paused", "waits_paused", "waits_rate_limit",
-    "hedges_sent", "hedges_won", "limit_sum", "limit_samples",
 )
 # what schema version 2 added to each counts table
 ADDED_IN_2 = ("injected_calls", "injected_failures")
@@ -55,6 +47,17 @@ ADDED_IN_3 = ("refused_rate_limit", "refused_paused", "waits_paused", "waits_rat
               "hedges_sent", "hedges_won", "limit_sum", "limit_samples")
 #: the columns each schema version added, for the in-place upgrade of an older store
 ADDED = {2: ADDED_IN_2, 3: ADDED_IN_3}
+SCHEMA_VERSION = max(ADDED)
+"""1: the first layout; 2: adds ``injected_calls`` and ``injected_failures`` (fault injection,
+counted apart from real calls); 3: adds the refusals of rate limiting and server pacing, the
+waits, the hedges and the bulkhead's limit (see :data:`ADDED`). What a version added is
+added in place to an older store (``Store.ensure_schema``)."""
+# The aggregate vector: these counters (each version's appended), the latency sum, the histogram.
+COUNTERS = (*COUNTERS_1, *(name for names in ADDED.values() for name in names))
+#: counters that are a :class:`Stats` field of the same name, as they are (a new plain
+#: counter is one column added to its version's tuple and one name here)
+PLAIN = ("calls", "successes", "failures", "retries", "rejected", "cancelled", "fallbacks",
+         "timeouts", "injected_calls", "injected_failures", "hedges_sent", "hedges_won")
 FAILURE_CATEGORIES = ("transient", "timeout", "rate_limited", "unavailable", "permanent")
 REFUSAL_REASONS = ("breaker", "bulkhead", "budget", "deadline", "rate_limit", "paused")
 WAIT_REASONS = ("paused", "rate_limit")

@@ -40,7 +40,7 @@ from ._store import (
     check_time,
     check_window,
 )
-from ._types import MetricsQueryError, Stats, Summary
+from ._types import BREAKDOWNS, STATS_FIELDS, MetricsQueryError, Stats, Summary
 
 log = logging.getLogger("seawall.storage")
 
@@ -102,17 +102,10 @@ def is_loopback(host: str) -> bool:
 # -- conversions ------------------------------------------------------------------
 
 def _stats_pb(stats: Stats) -> pb.Stats:
-    return pb.Stats(
-        calls=stats.calls, successes=stats.successes, failures=stats.failures,
-        retries=stats.retries, rejected=stats.rejected, cancelled=stats.cancelled,
-        fallbacks=stats.fallbacks, timeouts=stats.timeouts,
-        failures_by_category=dict(stats.failures_by_category),
-        rejections_by_reason=dict(stats.rejections_by_reason),
-        p50_ms=stats.p50_ms, p95_ms=stats.p95_ms, p99_ms=stats.p99_ms, mean_ms=stats.mean_ms,
-        injected_calls=stats.injected_calls, injected_failures=stats.injected_failures,
-        waits_by_reason=dict(stats.waits_by_reason), hedges_sent=stats.hedges_sent,
-        hedges_won=stats.hedges_won, concurrency_limit=stats.concurrency_limit,
-    )
+    fields: dict[str, Any] = {name: getattr(stats, name) for name in STATS_FIELDS}
+    for name in BREAKDOWNS:
+        fields[name] = dict(fields[name])
+    return pb.Stats(**fields)
 
 
 def _summary_pb(summaries: list[Summary], start: float, end: float) -> pb.SummaryResponse:

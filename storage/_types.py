@@ -11,26 +11,27 @@ from seawall import SeawallError
 
 from . import _histogram as hist
 from ._schema import (
-    CALLS,
-    CANCELLED,
+    COUNTERS,
     FAILED,
-    FAILURES,
-    FALLBACKS,
+    FAILURE_CATEGORIES,
     H0,
-    HEDGES_SENT,
-    HEDGES_WON,
-    INJECTED_CALLS,
-    INJECTED_FAILURES,
     LATENCY_SUM,
     LIMIT_SAMPLES,
     LIMIT_SUM,
+    PLAIN,
+    REFUSAL_REASONS,
     REFUSED,
-    REJECTED,
-    RETRIES,
-    SUCCESSES,
-    TIMEOUTS,
+    WAIT_REASONS,
     WAITED,
 )
+
+#: the :class:`Stats` fields that are a breakdown (a mapping), each with its keys in order
+BREAKDOWNS: Mapping[str, Sequence[str]] = {
+    "failures_by_category": FAILURE_CATEGORIES,
+    "rejections_by_reason": REFUSAL_REASONS,
+    "waits_by_reason": WAIT_REASONS,
+}
+_PLAIN = tuple((name, COUNTERS.index(name)) for name in PLAIN)
 
 
 class MetricsQueryError(SeawallError, ValueError):
@@ -113,39 +114,32 @@ class Stats:
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["failures_by_category"] = dict(self.failures_by_category)
-        out["rejections_by_reason"] = dict(self.rejections_by_reason)
-        out["waits_by_reason"] = dict(self.waits_by_reason)
+        for name in BREAKDOWNS:
+            out[name] = dict(out[name])
         return out
+
+
+#: the names of the :class:`Stats` fields, in their order
+STATS_FIELDS = tuple(f.name for f in dataclasses.fields(Stats))
 
 
 def stats_fields(vec: Sequence[float]) -> dict[str, Any]:
     """The :class:`Stats` fields of an aggregate vector (see ``_schema``)."""
     histogram = [int(v) for v in vec[H0:]]
     ran = sum(histogram)
-    return {
-        "calls": int(vec[CALLS]),
-        "successes": int(vec[SUCCESSES]),
-        "failures": int(vec[FAILURES]),
-        "retries": int(vec[RETRIES]),
-        "rejected": int(vec[REJECTED]),
-        "cancelled": int(vec[CANCELLED]),
-        "fallbacks": int(vec[FALLBACKS]),
-        "timeouts": int(vec[TIMEOUTS]),
-        "failures_by_category": {c.value: int(vec[i]) for c, i in FAILED.items()},
-        "rejections_by_reason": {r: int(vec[i]) for r, i in REFUSED.items()},
-        "p50_ms": hist.percentile(histogram, 0.50) * 1000.0,
-        "p95_ms": hist.percentile(histogram, 0.95) * 1000.0,
-        "p99_ms": hist.percentile(histogram, 0.99) * 1000.0,
-        "mean_ms": (float(vec[LATENCY_SUM]) / ran * 1000.0) if ran else 0.0,
-        "injected_calls": int(vec[INJECTED_CALLS]),
-        "injected_failures": int(vec[INJECTED_FAILURES]),
-        "waits_by_reason": {r: int(vec[i]) for r, i in WAITED.items()},
-        "hedges_sent": int(vec[HEDGES_SENT]),
-        "hedges_won": int(vec[HEDGES_WON]),
-        "concurrency_limit": (float(vec[LIMIT_SUM]) / float(vec[LIMIT_SAMPLES])
-                              if vec[LIMIT_SAMPLES] else 0.0),
-    }
+    out: dict[str, Any] = {name: int(vec[i]) for name, i in _PLAIN}
+    out.update(
+        failures_by_category={c.value: int(vec[i]) for c, i in FAILED.items()},
+        rejections_by_reason={r: int(vec[i]) for r, i in REFUSED.items()},
+        waits_by_reason={r: int(vec[i]) for r, i in WAITED.items()},
+        p50_ms=hist.percentile(histogram, 0.50) * 1000.0,
+        p95_ms=hist.percentile(histogram, 0.95) * 1000.0,
+        p99_ms=hist.percentile(histogram, 0.99) * 1000.0,
+        mean_ms=(float(vec[LATENCY_SUM]) / ran * 1000.0) if ran else 0.0,
+        concurrency_limit=(float(vec[LIMIT_SUM]) / float(vec[LIMIT_SAMPLES])
+                           if vec[LIMIT_SAMPLES] else 0.0),
+    )
+    return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

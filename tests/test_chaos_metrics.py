@@ -12,9 +12,10 @@ import pytest
 import seawall
 from seawall._cli import main
 from seawall.storage import Recorder, Store, serve
-from seawall.storage._schema import ADDED_IN_2, COUNT_TABLES, SCHEMA_VERSION
+from seawall.storage._schema import ADDED_IN_2, SCHEMA_VERSION
 from seawall.testing import FakeClock
 from tests.otel_support import read, sdk_provider, total
+from tests.test_store_pacing_hedges import make_old_store
 
 
 def rehearsal(name: str) -> seawall.IntegrationPoint:
@@ -36,6 +37,18 @@ def run(point: seawall.IntegrationPoint, calls: int = 60) -> None:
             pass
 
 
+def record_rehearsal(store: Store, name: str) -> seawall.IntegrationPoint:
+    """Run the rehearsal point ``name`` with a recorder on ``store`` and flush it."""
+    recorder = Recorder(store, flush_interval=60.0)
+    try:
+        point = rehearsal(name)
+        run(point)
+        assert recorder.flush()
+    finally:
+        recorder.close()
+    return point
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     s = Store(f"sqlite:///{tmp_path / 'metrics.db'}")
@@ -45,13 +58,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 def test_the_store_keeps_injected_calls_apart(store: Store) -> None:
     """calls/failures/latencies hold only real calls; injected ones have their own counters."""
-    recorder = Recorder(store, flush_interval=60.0)
-    try:
-        point = rehearsal("stored")
-        run(point)
-        assert recorder.flush()
-    finally:
-        recorder.close()
+    point = record_rehearsal(store, "stored")
     stats = point.stats()
     [summary] = store.summary("stored")
     assert summary.injected_calls == stats.injected_failures > 0
@@ -65,20 +72,9 @@ def test_the_store_keeps_injected_calls_apart(store: Store) -> None:
 def test_an_older_store_is_upgraded_in_place(tmp_path: Path) -> None:
     """A schema-1 store (no injected columns) gains them on open and takes writes."""
     path = tmp_path / "old.db"
-    Store(f"sqlite:///{path}").ensure_schema()
-    with sqlite3.connect(path) as db:  # make it what seawall's first schema wrote
-        for table in COUNT_TABLES.values():
-            for column in ADDED_IN_2:
-                db.execute(f"ALTER TABLE {table.name} DROP COLUMN {column}")
-        db.execute("DELETE FROM seawall_schema_version")
-        db.execute("INSERT INTO seawall_schema_version VALUES (1, 0.0)")
+    make_old_store(path, 1)  # what seawall's first schema wrote
     old = Store(f"sqlite:///{path}")
-    recorder = Recorder(old, flush_interval=60.0)
-    try:
-        run(rehearsal("upgraded"))
-        assert recorder.flush()
-    finally:
-        recorder.close()
+    record_rehearsal(old, "upgraded")
     [summary] = old.summary("upgraded")
     assert summary.injected_calls > 0
     with sqlite3.connect(path) as db:
@@ -91,13 +87,7 @@ def test_an_older_store_is_upgraded_in_place(tmp_path: Path) -> None:
 def test_service_and_cli_show_injected_counts(store: Store,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     """seawall stats --json carries injected_calls/injected_failures; the table says so below."""
-    recorder = Recorder(store, flush_interval=60.0)
-    try:
-        point = rehearsal("served")
-        run(point)
-        assert recorder.flush()
-    finally:
-        recorder.close()
+    point = record_rehearsal(store, "served")
     injected = point.stats().injected_failures
     with serve(store, "127.0.0.1:0") as server:
         assert main(["stats", "--target", server.address, "--json"]) == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import re
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from seawall.storage import Recorder, SeawallCollector, Store
+from seawall.storage import SeawallCollector, Store
 from seawall.storage._schema import (
     CALLS,
     HEDGES_SENT,
@@ -27,7 +26,7 @@ from seawall.storage._schema import (
     WAITED,
     WIDTH,
 )
-from tests.test_store_pacing_hedges import workload
+from tests.test_store_pacing_hedges import record_workload
 
 MINUTE = 28_333_333  # minutes since the epoch: November 2023
 
@@ -123,13 +122,7 @@ def test_real_calls_reach_prometheus_exactly(tmp_path: Path) -> None:
     """The scripted workload -> recorder -> store -> collector: the points' own counts."""
     store = Store(f"sqlite:///{tmp_path / 'real.db'}")
     try:
-        gc.collect()  # earlier tests' points of the same names must not add their limits
-        recorder = Recorder(store, flush_interval=60.0)
-        try:
-            points = workload()
-            assert recorder.flush()
-        finally:
-            recorder.close()
+        points = record_workload(store)
         families = _families(SeawallCollector(store, fleet=False))
 
         def total(family: str, point: str, **labels: str) -> float:

@@ -121,7 +121,8 @@ EXPECTED = {
 REFUSALS = {"paused-refused": ("paused", 2), "rate-refused": ("rate_limit", 3)}
 
 
-def _record(store: Store) -> dict[str, IntegrationPoint]:
+def record_workload(store: Store) -> dict[str, IntegrationPoint]:
+    """Run :func:`workload` with a recorder on ``store`` and flush it; the points it used."""
     # the limit of live points sharing a name is summed: let earlier tests' points go first
     gc.collect()
     recorder = Recorder(store, flush_interval=60.0)
@@ -170,7 +171,7 @@ def test_the_workload_counts_what_it_scripts() -> None:
 def test_store_service_client_and_cli_carry_exact_counts(
         sqlite_store: Store, capsys: pytest.CaptureFixture[str]) -> None:
     """Recorder -> SQLite -> store summary, gRPC client and seawall stats --json agree exactly."""
-    points = _record(sqlite_store)
+    points = record_workload(sqlite_store)
     _check({s.point: s.as_dict() for s in sqlite_store.summary()}, points)
     with serve(sqlite_store, "127.0.0.1:0") as server:
         with MetricsClient(server.address, timeout=5.0) as client:
@@ -188,13 +189,13 @@ def test_postgresql_store_carries_exact_counts(postgres_url: str) -> None:
     store = Store(postgres_url)
     try:
         assert store.dialect == "postgresql"
-        points = _record(store)
+        points = record_workload(store)
         _check({s.point: s.as_dict() for s in store.summary()}, points)
     finally:
         store.close()
 
 
-def _make_old(path: Path, version: int) -> None:
+def make_old_store(path: Path, version: int) -> None:
     """Turn a fresh store into what seawall's schema ``version`` wrote."""
     Store(f"sqlite:///{path}").ensure_schema()
     dropped = ADDED_IN_3 + (ADDED_IN_2 if version == 1 else ())
@@ -212,10 +213,10 @@ def _make_old(path: Path, version: int) -> None:
 def test_an_older_store_is_upgraded_in_place(tmp_path: Path, version: int) -> None:
     """A schema-1 or -2 store gains the new columns on open, keeps its rows and takes writes."""
     path = tmp_path / "old.db"
-    _make_old(path, version)
+    make_old_store(path, version)
     old = Store(f"sqlite:///{path}")
     try:
-        points = _record(old)
+        points = record_workload(old)
         _check({s.point: s.as_dict() for s in old.summary()}, points)
     finally:
         old.close()
@@ -231,7 +232,7 @@ def test_an_older_store_is_upgraded_in_place(tmp_path: Path, version: int) -> No
 def test_a_read_only_older_store_reads_the_new_columns_as_zeros(tmp_path: Path) -> None:
     """A schema-2 store opened read-only is read as it is: the figures it lacks are 0."""
     path = tmp_path / "old.db"
-    _make_old(path, 2)
+    make_old_store(path, 2)
     with sqlite3.connect(path) as db:
         db.execute("INSERT INTO seawall_minute (point, bucket, operation, host, pid, calls, "
                    "successes, injected_calls) VALUES ('now', 0, 'op', 'h', 1, 4, 4, 1)")
@@ -252,7 +253,7 @@ def test_the_table_shows_waits_hedges_and_limit_only_where_there_are_some(
         sqlite_store: Store, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """seawall stats --wide: waits, hedges/won and limit columns, with each point's figures."""
-    _record(sqlite_store)
+    record_workload(sqlite_store)
     monkeypatch.setenv("COLUMNS", "200")
     with serve(sqlite_store, "127.0.0.1:0") as server:
         assert main(["stats", "--target", server.address, "--wide"]) == 0
@@ -276,7 +277,7 @@ def test_the_dashboard_api_carries_waits_hedges_and_limit(sqlite_store: Store) -
 
     from seawall.storage import serve_http
 
-    points = _record(sqlite_store)
+    points = record_workload(sqlite_store)
     with serve_http(sqlite_store, "127.0.0.1:0") as web:
         out = httpx.get(f"http://{web.address}/api/dashboard", params={"window": "600"},
                         timeout=10.0).json()
