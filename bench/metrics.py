@@ -1,6 +1,8 @@
 """Benchmark of metrics recording, flushing and querying.
 
 Run: ``.venv/bin/python bench/metrics.py`` (about 30 s; writes only to a temp dir).
+Instructions per call, counted by callgrind: ``bench/metrics.py --instructions``
+(see ``bench/metrics_instructions.py``).
 
 1. Added cost per call of event recording: a decorated no-op function
    called through a point with no hooks, with a do-nothing hook (the
@@ -273,4 +275,12 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--instructions"]:
+        sys.path.append(str(_HERE))  # after site-packages: bench/grpc.py shadows nothing
+        from metrics_instructions import report
+        raise SystemExit(report())
+    if sys.argv[1:2] == ["--instructions-driver"]:
+        sys.path.append(str(_HERE))  # after site-packages: bench/grpc.py shadows nothing
+        from metrics_instructions import drive
+        raise SystemExit(drive(sys.argv[2:]))
     raise SystemExit(main())
