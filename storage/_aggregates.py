@@ -83,16 +83,31 @@ class Aggregates:
         """Add each event record to its row (or the transitions), dropping what has no room."""
         counts = self.counts
         get = counts.get
+        # the row of the last call event and the minute it covers, [low, high) seconds:
+        # the next call of the same point and operation in that minute (most of them)
+        # skips the minute's division, the key's tuple and its look-up (-1,300 of the
+        # ~4,200 instructions a successful call's fold took, bench/metrics.py --instructions)
+        last_point = last_operation = None
+        low = high = 0.0
+        vec: list[float] = []
         for ev in events:
-            kind = ev.__class__
+            kind = type(ev)  # a specialised call, where ev.__class__ is a generic look-up
             if kind is CallEvent:
                 point, operation, category, _, duration, stamp, fallback, rejected, injected = ev
-                key = (point, operation, int(stamp // 60))
-                vec = get(key)
-                if vec is None:
-                    vec = self._new_vector(key)
-                    if vec is None:
-                        continue
+                if point is not last_point or operation is not last_operation \
+                        or not low <= stamp < high:
+                    minute = int(stamp // 60)
+                    key = (point, operation, minute)
+                    found = get(key)
+                    if found is None:
+                        found = self._new_vector(key)
+                        if found is None:
+                            last_point = None
+                            continue
+                    vec = found
+                    last_point, last_operation = point, operation
+                    low = minute * 60.0
+                    high = low + 60.0
                 if injected:  # a rehearsal (seawall.Chaos): apart from the real calls
                     vec[INJECTED_CALLS] += 1
                     if category is not None and category is not _CANCELLED:

@@ -1,7 +1,8 @@
 """The recorder: count every point's events in memory, flush batches from one thread.
 
 The hook that runs on the caller's thread only appends the event record to
-a list (one C call; no lock, no dict, no clock). A background thread
+a list (one C call; no lock, no dict, no clock), and only the records the
+aggregates use (of attempts, the timed-out ones). A background thread
 drains that list every ``drain_interval`` seconds into aggregates per
 (point, operation, minute) and writes them to the store every
 ``flush_interval`` seconds in one transaction. So the hot path never
@@ -32,6 +33,7 @@ from typing import Any
 from seawall import (
     BreakerTransition,
     CallEvent,
+    Category,
     ConfigurationError,
     add_hook,
     remove_hook,
@@ -135,7 +137,8 @@ class Recorder:
 
     def _make_hook(self) -> Callable[[Any], None]:
         return queue_hook(self._pending, self.max_pending, self._overflow,
-                          "seawall.storage: queue one event for the metrics store.")
+                          "seawall.storage: queue one event for the metrics store.",
+                          only_attempts=Category.TIMEOUT)
 
     def _start_thread(self) -> threading.Thread:
         thread = threading.Thread(target=self._run, name="seawall-metrics", daemon=True)
