@@ -16,9 +16,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ._classify import Category
-from ._events import AttemptEvent
-
 
 class Tally:
     """A monotonically increasing count: ``step()`` from any thread, ``value()`` to read.
@@ -44,46 +41,25 @@ class Tally:
         return seen
 
 
-
-def queue_hook(pending: list[Any], cap: int, overflow: Tally, doc: str, *,
-               only_attempts: Category | None = None) -> Callable[[Any], None]:
+def queue_hook(pending: list[Any], cap: int, overflow: Tally, doc: str) -> Callable[[Any], None]:
     """An event hook that appends each event to ``pending``, or steps ``overflow`` when full.
 
-    The caller's-thread half of a queue another thread drains (the metrics
-    recorder's, :func:`seawall.otel_metrics`'): a length check and an append,
-    no lock (``list.append`` is atomic). ``cap`` bounds the queue; ``doc``
+    The caller's-thread half of a queue another thread drains
+    (:func:`seawall.otel_metrics`'; the metrics recorder has its own, see
+    ``seawall.storage._recorder_queue``): a length check and an append, no
+    lock (``list.append`` is atomic). ``cap`` bounds the queue; ``doc``
     becomes the hook's docstring (it names its owner in hook listings).
-    With ``only_attempts``, an :class:`~seawall.AttemptEvent` of any other
-    category is not queued (the recorder reads only timed-out attempts: a
-    successful call's first event then costs its drain nothing, and it is
-    freed at once instead of waiting in the queue, where the garbage
-    collector would walk it), nor counted in ``overflow`` when the queue is
-    full: what the owner never reads is not lost.
     """
     append = pending.append
     step = overflow.step
 
-    if only_attempts is None:
-        def hook(event: Any) -> None:
-            # len(pending), not a bound pending.__len__: the builtin is a specialised
-            # call, the method-wrapper a generic one (~200 instructions per event)
-            if len(pending) < cap:
-                append(event)
-            else:
-                step()
-    else:
-        attempt = AttemptEvent
-        keep = only_attempts
-
-        def hook(event: Any) -> None:
-            # type(), [3]: the interpreter's fast paths, where .__class__ and
-            # .category are generic attribute look-ups (a tuple subclass's)
-            if type(event) is attempt and event[3] is not keep:
-                return
-            if len(pending) < cap:
-                append(event)
-            else:
-                step()
+    def hook(event: Any) -> None:
+        # len(pending), not a bound pending.__len__: the builtin is a specialised call,
+        # the method-wrapper a generic one (~200 instructions per event, callgrind)
+        if len(pending) < cap:
+            append(event)
+        else:
+            step()
 
     hook.__doc__ = doc
     return hook

@@ -17,7 +17,6 @@ from typing import Any
 from seawall import (
     AttemptEvent,
     BreakerTransition,
-    CallEvent,
     Category,
     HedgeEvent,
     RejectionEvent,
@@ -79,60 +78,63 @@ class Aggregates:
         # lost for want of room; the recorder adds what a store that never answered cost
         self.dropped = 0
 
-    def fold(self, events: Iterable[Any]) -> None:
-        """Add each event record to its row (or the transitions), dropping what has no room."""
-        counts = self.counts
-        get = counts.get
-        # the row of the last call event and the minute it covers, [low, high) seconds:
-        # the next call of the same point and operation in that minute (most of them)
-        # skips the minute's division, the key's tuple and its look-up (-1,300 of the
-        # ~4,200 instructions a successful call's fold took, bench/metrics.py --instructions)
+    def fold_calls(self, fields: list[Any]) -> None:
+        """Add calls' records, given as their fields one after the other, to their rows."""
+        get = self.counts.get
+        # the row of the last call and the minute it covers, [low, high) seconds: the
+        # next call of the same point and operation in that minute (most of them) skips
+        # the minute's division, the key's tuple and its look-up (-1,300 instructions
+        # per call, bench/metrics.py --instructions)
         last_point = last_operation = None
         low = high = 0.0
         vec: list[float] = []
-        for ev in events:
-            kind = type(ev)  # a specialised call, where ev.__class__ is a generic look-up
-            if kind is CallEvent:
-                point, operation, category, _, duration, stamp, fallback, rejected, injected = ev
-                if point is not last_point or operation is not last_operation \
-                        or not low <= stamp < high:
-                    minute = int(stamp // 60)
-                    key = (point, operation, minute)
-                    found = get(key)
+        it = iter(fields)
+        for point, operation, category, _, duration, stamp, fallback, rejected, injected \
+                in zip(it, it, it, it, it, it, it, it, it, strict=True):
+            if point is not last_point or operation is not last_operation \
+                    or not low <= stamp < high:
+                minute = int(stamp // 60)
+                key = (point, operation, minute)
+                found = get(key)
+                if found is None:
+                    found = self._new_vector(key)
                     if found is None:
-                        found = self._new_vector(key)
-                        if found is None:
-                            last_point = None
-                            continue
-                    vec = found
-                    last_point, last_operation = point, operation
-                    low = minute * 60.0
-                    high = low + 60.0
-                if injected:  # a rehearsal (seawall.Chaos): apart from the real calls
-                    vec[INJECTED_CALLS] += 1
-                    if category is not None and category is not _CANCELLED:
-                        vec[INJECTED_FAILURES] += 1
-                    continue
-                vec[CALLS] += 1
-                if rejected is not None:
-                    vec[REJECTED] += 1
-                elif category is _CANCELLED:
-                    vec[CANCELLED] += 1
+                        last_point = None
+                        continue
+                vec = found
+                last_point, last_operation = point, operation
+                low = minute * 60.0
+                high = low + 60.0
+            if injected:  # a rehearsal (seawall.Chaos): apart from the real calls
+                vec[INJECTED_CALLS] += 1
+                if category is not None and category is not _CANCELLED:
+                    vec[INJECTED_FAILURES] += 1
+                continue
+            vec[CALLS] += 1
+            if rejected is not None:
+                vec[REJECTED] += 1
+            elif category is _CANCELLED:
+                vec[CANCELLED] += 1
+            else:
+                if category is None:
+                    vec[SUCCESSES] += 1
                 else:
-                    if category is None:
-                        vec[SUCCESSES] += 1
-                    else:
-                        vec[FAILURES] += 1
-                        vec[FAILED[category]] += 1
-                    vec[LATENCY_SUM] += duration
-                    if duration < _BASE:
-                        vec[H0] += 1
-                    else:
-                        index = int(_log2(duration * _INV_BASE) * _PER) + 1
-                        vec[H0 + (index if index < _LAST else _LAST)] += 1
-                if fallback:
-                    vec[FALLBACKS] += 1
-            elif kind is AttemptEvent:
+                    vec[FAILURES] += 1
+                    vec[FAILED[category]] += 1
+                vec[LATENCY_SUM] += duration
+                if duration < _BASE:
+                    vec[H0] += 1
+                else:
+                    index = int(_log2(duration * _INV_BASE) * _PER) + 1
+                    vec[H0 + (index if index < _LAST else _LAST)] += 1
+            if fallback:
+                vec[FALLBACKS] += 1
+
+    def fold(self, events: Iterable[Any]) -> None:
+        """Add each record but calls' to its row (or the transitions), dropping what has no room."""
+        for ev in events:
+            kind = type(ev)
+            if kind is AttemptEvent:
                 if ev.category is _TIMEOUT and not ev.injected:
                     self._bump(ev, TIMEOUTS)
             elif kind is RetryEvent:

@@ -1,7 +1,7 @@
 """The recorder: count every point's events in memory, flush batches from one thread.
 
-The hook that runs on the caller's thread only appends the event record to
-a list (one C call; no lock, no dict, no clock), and only the records the
+The hook that runs on the caller's thread only puts the event record on a
+list (one C call; no lock, no dict, no clock), and only the records the
 aggregates use (of attempts, the timed-out ones). A background thread
 drains that list every ``drain_interval`` seconds into aggregates per
 (point, operation, minute) and writes them to the store every
@@ -12,10 +12,9 @@ bounds) and retried at the next interval. Every write, the last ones at
 close and on a signal included, runs on that thread, so the caller waits
 for it at most ``close_timeout`` seconds whatever the store does.
 
-Here: the queue and its hook (:func:`seawall._tally.queue_hook`), the
-thread, flushes and closing. The fold of events into rows is
-:mod:`._aggregates`; the live recorders, ``fork`` and the signal handler
-are :mod:`._recorder_process`.
+Here: the thread, flushes and closing. The hook and its queue are
+:mod:`._recorder_queue`, the fold of events into rows :mod:`._aggregates`,
+the live recorders, ``fork`` and the signal handler :mod:`._recorder_process`.
 """
 
 from __future__ import annotations
@@ -32,13 +31,11 @@ from typing import Any
 
 from seawall import (
     BreakerTransition,
-    CallEvent,
-    Category,
     ConfigurationError,
     add_hook,
     remove_hook,
 )
-from seawall._tally import Tally, queue_hook
+from seawall._tally import Tally
 
 from ._aggregates import Aggregates, Rows, size
 from ._recorder_process import (
@@ -47,6 +44,7 @@ from ._recorder_process import (
     live,
     restore_signal_handlers,
 )
+from ._recorder_queue import EventQueue
 from ._schema import HOST_LENGTH
 from ._store import Store
 
@@ -56,7 +54,8 @@ class Recorder:
     """Persists the events of every integration point to a :class:`Store`.
 
     Start it with :func:`seawall.persist_metrics`. Memory is bounded:
-    at most ``max_pending`` event records wait for the aggregating thread,
+    at most ``max_pending`` call records (and as many others: retries,
+    refusals, timed-out attempts, ...) wait for the aggregating thread,
     at most ``max_keys`` (point, operation, minute) aggregates and
     ``max_transitions`` breaker transitions wait for the store; anything
     beyond is dropped and counted in :attr:`dropped`, never blocking the
@@ -107,7 +106,6 @@ class Recorder:
         self.pid = os.getpid()
         self._owns_store = owns_store
 
-        self._pending: list[Any] = []
         self._overflow = Tally()  # events a full queue turned away; a step takes no lock
         self._overflow_seen = 0
         self._lock = threading.Lock()  # guards everything below; never taken by the hook
@@ -136,9 +134,8 @@ class Recorder:
         return f"<Recorder {self.store!r} every {self.flush_interval:g} s>"
 
     def _make_hook(self) -> Callable[[Any], None]:
-        return queue_hook(self._pending, self.max_pending, self._overflow,
-                          "seawall.storage: queue one event for the metrics store.",
-                          only_attempts=Category.TIMEOUT)
+        self._queue = EventQueue(self.max_pending, self._overflow)
+        return self._queue.hook("seawall.storage: queue one event for the metrics store.")
 
     def _start_thread(self) -> threading.Thread:
         thread = threading.Thread(target=self._run, name="seawall-metrics", daemon=True)
@@ -231,9 +228,9 @@ class Recorder:
             self._abandoned = True
             calls += size(self._inflight, self._inflight_transitions)
         # events not aggregated yet (only when the thread could not drain them)
-        calls += sum(1 for ev in list(self._pending) if ev.__class__ is CallEvent)
+        calls += self._queue.queued_calls()
         self._rows.dropped += calls
-        del self._pending[:]
+        self._queue.clear()
         log.error("seawall.storage: could not write metrics to %r within close_timeout "
                   "(%g s); %d calls and transitions not recorded (counted in "
                   "recorder.dropped)", self.store, self.close_timeout, calls)
@@ -250,13 +247,11 @@ class Recorder:
 
     def _fold_pending(self) -> None:
         """Fold the queued events into the aggregates (caller holds ``_lock``)."""
-        pending = self._pending
-        n = len(pending)
-        if n == 0:
-            return
-        events = pending[:n]
-        del pending[:n]  # appends made meanwhile stay queued
-        self._rows.fold(events)
+        calls, others = self._queue.take()
+        if calls:
+            self._rows.fold_calls(calls)
+        if others:
+            self._rows.fold(others)
 
     def flush(self) -> bool:
         """Write everything recorded so far, now, from the calling thread.
@@ -347,7 +342,6 @@ class Recorder:
         """A forked child starts clean: its own pid, no inherited events, a new thread."""
         self._lock = threading.Lock()
         self.pid = os.getpid()
-        del self._pending[:]
         self._rows = Aggregates(self.max_keys, self.max_transitions)
         self._overflow = Tally()
         self._overflow_seen = 0
