@@ -114,15 +114,20 @@ class StoreBreakdowns(StoreBase):
         Each result is ``(key, minute, mean)``: the last minute (since the epoch)
         in which the rows of that key sampled a limit, and the mean of those
         samples (per process; see :class:`Stats.concurrency_limit`). A level for a
-        gauge: a process gone quiet keeps its last value until the minute rows
-        are pruned. ``host`` and ``pid`` restrict the rows. An older read-only
-        store (no limit columns) has none.
+        gauge, so only the processes that sampled in that latest minute count:
+        without ``pid`` in ``by``, a process whose samples stopped earlier (it
+        ended, or went quiet) is not averaged in with the live ones; with
+        ``pid``, each process keeps its last value until the minute rows are
+        pruned. ``host`` and ``pid`` restrict the rows and are checked as
+        :meth:`breakdown` checks them. An older read-only store (no limit
+        columns) has none.
         """
         columns = tuple(by)
         if not columns or any(c not in ("point", "host", "pid") for c in columns) \
                 or len(set(columns)) != len(columns):
             raise MetricsQueryError(f"by must be distinct names among ('point', 'host', 'pid'), "
                                     f"got {by!r}")
+        _check_process(host, pid)
         if not self._ready:
             self.ensure_schema()
         if "limit_samples" in self._absent:
