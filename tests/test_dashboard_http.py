@@ -368,7 +368,7 @@ def test_with_a_token_data_needs_the_bearer_and_the_page_does_not(store: Store) 
 def test_the_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch,
                                                 store: Store) -> None:
     """The check goes through hmac.compare_digest with the whole header."""
-    import seawall.storage._http as http_module
+    import seawall.storage._http_handler as http_module
 
     seen: list[tuple[bytes, bytes]] = []
     real = http_module.hmac.compare_digest
