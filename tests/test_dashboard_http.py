@@ -82,6 +82,23 @@ def test_each_step_holds_its_minutes_figures(store: Store) -> None:
     assert totals["rejections_by_reason"]["budget"] == 2
 
 
+def test_the_limit_is_a_level_per_step_with_gaps_where_none_was_sampled(store: Store) -> None:
+    """concurrency_limit per step: the mean of the step's samples; null in steps without any."""
+    from seawall.storage._schema import LIMIT_SAMPLES, LIMIT_SUM
+
+    def limited(total: int, samples: int) -> list[float]:
+        vec = vector(successes=1)
+        vec[LIMIT_SUM], vec[LIMIT_SAMPLES] = total, samples
+        return vec
+
+    store.write({("pool", "get", E - 15): limited(24, 2), ("pool", "get", E - 2): vector(),
+                 ("pool", "get", E - 1): limited(30, 3)}, host="web-1", pid=1)
+    store.write({("pool", "get", E - 1): limited(20, 1)}, host="web-2", pid=2)
+    (pool,) = dashboard(store, {"window": ["900"], "end": [str(END)]}, now=END)["points"]
+    assert pool["series"]["concurrency_limit"] == [12.0] + [None] * 13 + [12.5]
+    assert len(pool["series"]["concurrency_limit"]) == len(pool["series"]["waits"]) == 15
+
+
 def test_live_the_current_step_is_a_rate_over_the_seconds_elapsed(store: Store) -> None:
     """20 s into a minute, 10 calls recorded in it read as 0.5 calls per second."""
     store.write({("search", "lookup", E): vector(successes=10),
@@ -309,6 +326,20 @@ def test_no_asset_refers_to_anything_elsewhere(web: WebServer) -> None:
         urls = set(re.findall(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}[^\s\"')]*", body))
         assert urls <= {"http://www.w3.org/2000/svg"}, (path, urls)
         assert "@import" not in body and "<iframe" not in body
+
+
+def test_the_page_draws_waits_hedges_and_the_limit(web: WebServer) -> None:
+    """app.js reads the waits, hedges and limit series and totals, and styles each series."""
+    script = _get(web, "/static/app.js").text
+    style = _get(web, "/static/style.css").text
+    for series in ("waits", "hedges", "concurrency_limit"):
+        assert f"s.{series}" in script, series
+    for total in ("waits_by_reason", "hedges_sent", "hedges_won", "concurrency_limit"):
+        assert f"t.{total}" in script, total
+    for chart in ('barChart("pacing"', 'lineChart("limit"'):
+        assert chart in script, chart
+    for color in ("--waits", "--hedges", "--limit"):
+        assert f"var({color})" in script and f"{color}:" in style, color
 
 
 def test_a_page_elsewhere_cannot_read_a_loopback_server_through_dns_rebinding(
