@@ -1,5 +1,7 @@
 // seawall dashboard: reads api/dashboard every 5 s and draws each point's charts as SVG.
 // No framework and nothing fetched from elsewhere: the page works on an offline machine.
+// One piece (over 400 lines) on purpose: the page's only script, with no build step to join
+// modules; its sections (view, fetching, controls, formatting, charts, timeline) are marked.
 "use strict";
 (function () {
   const REFRESH_MS = 5000;
