@@ -115,23 +115,37 @@ def chaos_send(rule: Rule, ex: Execution, send: Send) -> Send:
     return attempt
 
 
-def _done(code: grpc.StatusCode, details: str) -> DoneCall:
-    return DoneCall(None, Status(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details, details))
+class InjectedDone(DoneCall):
+    """A finished grpc.aio call that failed with an injected status.
+
+    ``InjectedDone(code, details)`` is the one way our grpc.aio code stands
+    for an attempt that ended without reaching the server: its ``status``
+    (a :class:`Status` with ``code``, ``details`` as details and debug
+    string, empty metadata) is what the call reports, and awaiting it raises
+    that status' ``AioRpcError``. Not thread-safe; made per attempt.
+    """
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        self.status = Status(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details, details)
+        super().__init__(None, self.status)
+
+    def __repr__(self) -> str:
+        return f"InjectedDone({self.status.code.name}, {self.status.details!r})"
 
 
-def late_done(latency: float) -> DoneCall:
+def late_done(latency: float) -> InjectedDone:
     """The finished grpc.aio call of an injected latency past the attempt's timeout."""
-    return _done(_DEADLINE, f"seawall: injected latency of {latency:g} s")
+    return InjectedDone(_DEADLINE, f"seawall: injected latency of {latency:g} s")
 
 
-def fault_done(fault: Exception) -> DoneCall:
+def fault_done(fault: Exception) -> InjectedDone:
     """The finished grpc.aio call of an injected ``Chaos.fault``."""
-    return _done(*fault_status(fault))
+    return InjectedDone(*fault_status(fault))
 
 
-def result_done(result: Any) -> DoneCall:
+def result_done(result: Any) -> InjectedDone:
     """The finished grpc.aio call of an injected ``Chaos.result``."""
-    return _done(*status_of(result))
+    return InjectedDone(*status_of(result))
 
 
 def aio_chaos_send(rule: Rule, ex: Execution, send: AioSend) -> AioSend:

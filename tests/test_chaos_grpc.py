@@ -10,6 +10,7 @@ import grpc.aio
 import pytest
 
 import seawall
+from seawall.interceptors._grpc_chaos import InjectedDone, fault_done, result_done
 from seawall.testing import FakeClock
 from tests.grpc_support.mounts import aio_channel, sync_channel
 from tests.grpc_support.servers import Backend, pb2, pb2_grpc
@@ -167,3 +168,17 @@ async def test_aio_disabled_chaos_passes_through(aio_stub: Any, backend: Backend
     p.chaos.disable()
     assert (await aio_stub(p).Unary(req("k"))).text
     assert len(backend.attempts("k")) == 1 and p.stats().injected_attempts == 0
+
+
+async def test_aio_injected_done_call_reports_its_status() -> None:
+    """InjectedDone(code, details): its ``status`` is what the call reports and raises."""
+    call = InjectedDone(UNAVAILABLE, "link down")
+    assert (call.status.code, call.status.details, call.status.debug) == (
+        UNAVAILABLE, "link down", "link down")
+    assert (await call.code(), await call.details()) == (UNAVAILABLE, "link down")
+    assert list(await call.trailing_metadata()) == [] and call.done()
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call
+    assert info.value.code() is UNAVAILABLE and info.value.details() == "link down"
+    assert result_done((grpc.StatusCode.ABORTED, "no")).status.code is grpc.StatusCode.ABORTED
+    assert fault_done(ConnectionError("x")).status.code is UNAVAILABLE
