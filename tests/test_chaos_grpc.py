@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -12,8 +11,7 @@ import pytest
 import seawall
 from seawall.interceptors._grpc_chaos import InjectedDone, fault_done, result_done
 from seawall.testing import FakeClock
-from tests.grpc_support.mounts import aio_channel, sync_channel
-from tests.grpc_support.servers import Backend, pb2, pb2_grpc
+from tests.grpc_support.servers import Backend, pb2
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
 
@@ -31,34 +29,6 @@ def point(chaos: seawall.Chaos, *, attempts: int = 3, clock: Any = None,
 
 def req(key: str, count: int = 0) -> Any:
     return pb2.EchoRequest(key=key, text="hi", count=count)
-
-
-@pytest.fixture
-def sync_stub(mounting: str, sync_target: str) -> Iterator[Any]:
-    channels: list[grpc.Channel] = []
-
-    def make(p: seawall.IntegrationPoint) -> Any:
-        channel = sync_channel(sync_target, p, mounting)
-        channels.append(channel)
-        return pb2_grpc.EchoStub(channel)
-
-    yield make
-    for channel in channels:
-        channel.close()
-
-
-@pytest.fixture
-async def aio_stub(mounting: str, aio_target: str) -> AsyncIterator[Any]:
-    channels: list[grpc.aio.Channel] = []
-
-    def make(p: seawall.IntegrationPoint) -> Any:
-        channel = aio_channel(aio_target, p, mounting)
-        channels.append(channel)
-        return pb2_grpc.EchoStub(channel)
-
-    yield make
-    for channel in channels:
-        await channel.close()
 
 
 # -- sync -------------------------------------------------------------------------

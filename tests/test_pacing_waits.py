@@ -11,7 +11,6 @@ the test is about a real wait being cut short.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -22,8 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import seawall
 from seawall.interceptors import sqlalchemy as sw_sa
 from seawall.testing import FakeClock
-from tests.grpc_support.mounts import aio_channel, sync_channel
-from tests.grpc_support.servers import Backend, pb2, pb2_grpc
+from tests.grpc_support.servers import Backend, pb2
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
 
@@ -39,34 +37,17 @@ def paced_point(clock: Any, pause: float = 1.0, **kw: Any) -> seawall.Integratio
 
 
 @pytest.fixture
-def sync_stub(mounting: str, sync_target: str, backend: Backend) -> Iterator[Any]:
-    """``sync_stub(point)``: an echo stub through ``point``; "busy" fails RESOURCE_EXHAUSTED once."""
+def sync_stub(sync_stub: Any, backend: Backend) -> Any:
+    """The shared ``sync_stub(point)``; "busy" fails RESOURCE_EXHAUSTED once."""
     backend.plan("busy", fail=1, code=grpc.StatusCode.RESOURCE_EXHAUSTED)
-    channels: list[grpc.Channel] = []
-
-    def make(p: seawall.IntegrationPoint) -> Any:
-        channel = sync_channel(sync_target, p, mounting)
-        channels.append(channel)
-        return pb2_grpc.EchoStub(channel)
-
-    yield make
-    for channel in channels:
-        channel.close()
+    return sync_stub
 
 
 @pytest.fixture
-async def aio_stub(mounting: str, aio_target: str, backend: Backend) -> AsyncIterator[Any]:
+def aio_stub(aio_stub: Any, backend: Backend) -> Any:
+    """The shared ``aio_stub(point)``; "busy" fails RESOURCE_EXHAUSTED once."""
     backend.plan("busy", fail=1, code=grpc.StatusCode.RESOURCE_EXHAUSTED)
-    channels: list[grpc.aio.Channel] = []
-
-    def make(p: seawall.IntegrationPoint) -> Any:
-        channel = aio_channel(aio_target, p, mounting)
-        channels.append(channel)
-        return pb2_grpc.EchoStub(channel)
-
-    yield make
-    for channel in channels:
-        await channel.close()
+    return aio_stub
 
 
 def pause(stub: Any) -> None:
