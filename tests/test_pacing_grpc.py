@@ -25,17 +25,17 @@ pytest_plugins = ["tests.grpc_support.fixtures"]
 
 
 class TimedBackend(Backend):
-    """The echo backend, noting when each RPC arrived (the server's monotonic clock)."""
+    """The echo backend, noting each RPC as ``(when, key)`` (the server's monotonic clock)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.arrivals: list[float] = []
+        self.arrivals: list[tuple[float, str]] = []
         self.throttled_at: float | None = None
 
     def begin(self, key: str, metadata: Any, time_remaining: float | None) -> Any:
         now = time.monotonic()
         with self._lock:
-            self.arrivals.append(now)
+            self.arrivals.append((now, key))
             if key == "throttle" and self.throttled_at is None:
                 self.throttled_at = now
         return super().begin(key, metadata, time_remaining)
@@ -59,9 +59,10 @@ def point() -> seawall.IntegrationPoint:
 HINTS = pytest.mark.parametrize("backend", ["pushback", "bare"], indirect=True)
 
 
-def callers_past_the_pause(p: seawall.IntegrationPoint, send: Callable[[str], object]) -> None:
-    """8 threads call ``send(key)`` until the point's pause is over (thread 0's 10th is the
-    "throttle" key); an error in any of them fails the test."""
+def callers_past_the_pause(p: seawall.IntegrationPoint, backend: TimedBackend,
+                           send: Callable[[str], object]) -> None:
+    """8 threads call ``send(key)`` (thread ``i``: ``k{i}``, its 10th the "throttle" key for
+    thread 0) until the point's pause is over; an error in any of them fails the test."""
     stop = threading.Event()
     errors: list[BaseException] = []
 
@@ -77,7 +78,7 @@ def callers_past_the_pause(p: seawall.IntegrationPoint, send: Callable[[str], ob
     threads = [threading.Thread(target=caller, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
-    wait_past_pause(p)
+    wait_past_pause(p, backend)
     stop.set()
     for t in threads:
         t.join(10)
@@ -91,7 +92,7 @@ def test_one_pushback_pauses_8_threads(sync_target: str, backend: TimedBackend,
     p = point()
     channel = sync_channel(sync_target, p, mounting)
     stub = pb2_grpc.EchoStub(channel)
-    callers_past_the_pause(p, lambda key: stub.Unary(pb2.EchoRequest(key=key, text="x"),
+    callers_past_the_pause(p, backend, lambda key: stub.Unary(pb2.EchoRequest(key=key, text="x"),
                                                      timeout=10))
     channel.close()
     check_quiet_second(backend, p)
@@ -105,7 +106,7 @@ def test_one_hint_pauses_8_threads_of_futures(sync_target: str, backend: TimedBa
     p = point()
     channel = sync_channel(sync_target, p, mounting)
     stub = pb2_grpc.EchoStub(channel)
-    callers_past_the_pause(p, lambda key: stub.Unary.future(
+    callers_past_the_pause(p, backend, lambda key: stub.Unary.future(
         pb2.EchoRequest(key=key, text="x"), timeout=10).result(10))
     channel.close()
     check_quiet_second(backend, p)
@@ -130,7 +131,7 @@ async def test_one_pushback_pauses_8_aio_tasks(aio_target: str, backend: TimedBa
             await stub.Unary(pb2.EchoRequest(key=key, text="x"), timeout=10)
 
     tasks = [asyncio.ensure_future(caller(i)) for i in range(8)]
-    await await_past_pause(p)
+    await await_past_pause(p, backend)
     stop.set()
     await asyncio.wait_for(asyncio.gather(*tasks), 10)
     await channel.close()
