@@ -11,24 +11,16 @@ import pytest
 import seawall
 from seawall.interceptors._grpc_chaos import InjectedDone, fault_done, result_done
 from seawall.testing import FakeClock
-from tests.grpc_support.servers import Backend, pb2
+from tests.grpc_support.calls import echo_point, req
+from tests.grpc_support.servers import Backend
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 
 
-def point(chaos: seawall.Chaos, *, attempts: int = 3, clock: Any = None,
-          **policies: Any) -> seawall.IntegrationPoint:
-    return seawall.IntegrationPoint(
-        "echo", chaos=chaos, clock=clock or FakeClock(),
-        retry=seawall.Retry(attempts=attempts, backoff=seawall.Backoff.constant(0.01),
-                            budget=None),
-        **policies)
-
-
-def req(key: str, count: int = 0) -> Any:
-    return pb2.EchoRequest(key=key, text="hi", count=count)
+def point(chaos: seawall.Chaos, **policies: Any) -> seawall.IntegrationPoint:
+    return echo_point(chaos=chaos, **policies)
 
 
 # -- sync -------------------------------------------------------------------------

@@ -15,6 +15,8 @@ import pytest
 import seawall
 from seawall.interceptors import grpc as sw_grpc
 from seawall.testing import FakeClock
+from tests.grpc_support.calls import echo_point as point
+from tests.grpc_support.calls import req
 from tests.grpc_support.mounts import AioChannels
 from tests.grpc_support.servers import Backend, free_port, pb2, pb2_grpc
 
@@ -22,17 +24,6 @@ pytest_plugins = ["tests.grpc_support.fixtures"]
 
 UNARY = "/seawall.test.v1.Echo/Unary"
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
-
-
-def point(name: str = "echo", *, attempts: int = 3, clock: Any = None,
-          **policies: Any) -> seawall.IntegrationPoint:
-    return seawall.IntegrationPoint(
-        name,
-        retry=seawall.Retry(attempts=attempts, backoff=seawall.Backoff.constant(0.01), budget=None)
-        if attempts else None,
-        clock=clock or FakeClock(),
-        **policies,
-    )
 
 
 @pytest.fixture
@@ -43,10 +34,6 @@ def connect(mounting: str, aio_channels: AioChannels) -> Any:
         return pb2_grpc.EchoStub(aio_channels.open(target, routes, mounting, **options))
 
     return make
-
-
-def req(key: str, text: str = "hi", count: int = 0) -> Any:
-    return pb2.EchoRequest(key=key, text=text, count=count)
 
 
 async def wait_for(predicate: Any, seconds: float = 5.0) -> None:

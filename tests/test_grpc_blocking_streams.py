@@ -21,9 +21,10 @@ import pytest
 
 import seawall
 from seawall.interceptors import grpc as sw_grpc
+from tests.grpc_support.calls import req
 from tests.grpc_support.interop import AsyncPipe, Pipe
 from tests.grpc_support.mounts import MOUNTINGS, AioChannels, SyncChannels
-from tests.grpc_support.servers import Backend, pb2, pb2_grpc
+from tests.grpc_support.servers import Backend, pb2_grpc
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
 
@@ -36,10 +37,6 @@ def point(**policies: Any) -> seawall.IntegrationPoint:
     return seawall.IntegrationPoint(
         "echo", retry=seawall.Retry(attempts=3, backoff=seawall.Backoff.constant(0.01),
                                     budget=None), **policies)
-
-
-def req(key: str, text: str) -> Any:
-    return pb2.EchoRequest(key=key, text=text)
 
 
 @pytest.fixture

@@ -21,13 +21,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import seawall
 from seawall.interceptors import sqlalchemy as sw_sa
 from seawall.testing import FakeClock
-from tests.grpc_support.servers import Backend, pb2
+from tests.grpc_support.calls import req
+from tests.grpc_support.servers import Backend
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
-
-
-def req(key: str, count: int = 0) -> Any:
-    return pb2.EchoRequest(key=key, text="hi", count=count)
 
 
 def paced_point(clock: Any, pause: float = 1.0, **kw: Any) -> seawall.IntegrationPoint:
