@@ -26,10 +26,10 @@ from seawall.interceptors import httpx as sw_httpx
 from seawall.testing import FakeClock
 from tests.timed_support import (
     TimedHandler,
-    await_past_pause,
     check_quiet_second,
     http_server,
-    wait_past_pause,
+    tasks_past_the_pause,
+    threads_past_the_pause,
 )
 
 
@@ -176,25 +176,13 @@ def test_one_429_pauses_8_threads_for_a_second(slow_down_server: Any) -> None:
     """8 threads through the httpx transport: after a 429 + Retry-After: 1 the server sees none."""
     p = IntegrationPoint("api", retry=Retry(attempts=3, budget=None))
     url = f"http://127.0.0.1:{slow_down_server.server_address[1]}/"
-    stop = threading.Event()
-    errors: list[BaseException] = []
 
-    def caller(i: int) -> None:
-        try:
-            with httpx.Client(transport=sw_httpx.ResilientTransport(p)) as client:
-                while not stop.is_set():
-                    assert client.get(f"{url}c{i}").status_code == 200
-        except BaseException as exc:
-            errors.append(exc)
+    def caller(i: int, stop: threading.Event) -> None:
+        with httpx.Client(transport=sw_httpx.ResilientTransport(p)) as client:
+            while not stop.is_set():
+                assert client.get(f"{url}c{i}").status_code == 200
 
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    wait_past_pause(p, slow_down_server)
-    stop.set()
-    for t in threads:
-        t.join(10)
-    assert errors == []
+    threads_past_the_pause(p, slow_down_server, caller)
     check_quiet_second(slow_down_server, p)
     assert p.stats().paused_waits >= 1
 
@@ -203,17 +191,13 @@ async def test_one_429_pauses_8_tasks_for_a_second(slow_down_server: Any) -> Non
     """8 tasks through the async httpx transport: the same quiet second."""
     p = IntegrationPoint("api", retry=Retry(attempts=3, budget=None))
     url = f"http://127.0.0.1:{slow_down_server.server_address[1]}/"
-    stop = asyncio.Event()
-
-    async def caller(client: httpx.AsyncClient, i: int) -> None:
-        while not stop.is_set():
-            assert (await client.get(f"{url}c{i}")).status_code == 200
 
     async with httpx.AsyncClient(transport=sw_httpx.AsyncResilientTransport(p)) as client:
-        tasks = [asyncio.ensure_future(caller(client, i)) for i in range(8)]
-        await await_past_pause(p, slow_down_server)
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        async def caller(i: int, stop: asyncio.Event) -> None:
+            while not stop.is_set():
+                assert (await client.get(f"{url}c{i}")).status_code == 200
+
+        await tasks_past_the_pause(p, slow_down_server, caller)
     check_quiet_second(slow_down_server, p)
     assert p.stats().paused_waits >= 1
 

@@ -33,6 +33,13 @@ def paced_point(clock: Any, pause: float = 1.0, **kw: Any) -> seawall.Integratio
         attempts=1, budget=None, backoff=seawall.Backoff.constant(pause)), **kw)
 
 
+def token_point(clock: Any) -> seawall.IntegrationPoint:
+    """Two attempts 0.25 s apart, one token a second (burst 1): a retry waits for its token."""
+    return seawall.IntegrationPoint("echo", clock=clock, retry=seawall.Retry(
+        attempts=2, budget=None, backoff=seawall.Backoff.constant(0.25)),
+        rate_limit=seawall.RateLimit(rate=1.0, burst=1, max_wait=5.0))
+
+
 @pytest.fixture
 def sync_stub(sync_stub: Any, backend: Backend) -> Any:
     """The shared ``sync_stub(point)``; "busy" fails RESOURCE_EXHAUSTED once."""
@@ -100,9 +107,7 @@ def test_a_future_cancelled_while_paused_never_reaches_the_server(sync_stub: Any
 def test_a_future_retry_waits_for_its_token(sync_stub: Any, backend: Backend) -> None:
     """The retry of a future takes a rate-limit token it must wait for, instead of stopping."""
     clock = FakeClock()
-    p = seawall.IntegrationPoint("echo", clock=clock, retry=seawall.Retry(
-        attempts=2, budget=None, backoff=seawall.Backoff.constant(0.25)),
-        rate_limit=seawall.RateLimit(rate=1.0, burst=1, max_wait=5.0))
+    p = token_point(clock)
     backend.plan("flaky", fail=1)
     assert sync_stub(p).Unary.future(req("flaky")).result(timeout=10).attempt == 2
     assert clock.sleeps == pytest.approx([0.25, 0.75])
@@ -133,9 +138,7 @@ def test_a_sync_stream_whose_deadline_ends_inside_the_pause_is_refused(
 def test_a_sync_stream_retry_waits_for_its_token(sync_stub: Any, backend: Backend) -> None:
     """A stream failing before its first message retries after waiting for a token."""
     clock = FakeClock()
-    p = seawall.IntegrationPoint("echo", clock=clock, retry=seawall.Retry(
-        attempts=2, budget=None, backoff=seawall.Backoff.constant(0.25)),
-        rate_limit=seawall.RateLimit(rate=1.0, burst=1, max_wait=5.0))
+    p = token_point(clock)
     backend.plan("flaky", fail=1)
     assert [m.attempt for m in sync_stub(p).ServerStream(req("flaky", count=2))] == [2, 2]
     assert clock.sleeps == pytest.approx([0.25, 0.75])

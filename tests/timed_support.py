@@ -13,7 +13,7 @@ import http.server
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -97,6 +97,43 @@ async def await_past_pause(point: IntegrationPoint, source: Any, bound: float = 
     end = time.monotonic() + bound
     while not _pause_over(point, source) and time.monotonic() < end:
         await asyncio.sleep(0.05)
+
+
+def threads_past_the_pause(point: IntegrationPoint, source: Any,
+                           caller: Callable[[int, threading.Event], None], count: int = 8) -> None:
+    """Run ``caller(i, stop)`` on ``count`` threads until the pause is over and a caller is back.
+
+    Each caller loops until ``stop`` is set; an error raised in any of them
+    fails the test. See :func:`wait_past_pause`.
+    """
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            caller(i, stop)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    wait_past_pause(point, source)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert errors == []
+
+
+async def tasks_past_the_pause(point: IntegrationPoint, source: Any,
+                               caller: Callable[[int, asyncio.Event], Awaitable[None]],
+                               count: int = 8) -> None:
+    """:func:`threads_past_the_pause` with ``count`` tasks on the test's event loop."""
+    stop = asyncio.Event()
+    tasks = [asyncio.ensure_future(caller(i, stop)) for i in range(count)]
+    await await_past_pause(point, source)
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
 
 
 def check_quiet_second(source: Any, point: IntegrationPoint) -> None:
