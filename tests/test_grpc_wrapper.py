@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -23,7 +22,6 @@ import pytest
 import seawall
 from seawall.interceptors import grpc as sw_grpc
 from seawall.testing import FakeClock
-from tests.grpc_support.mounts import aio_channel, sync_channel
 from tests.grpc_support.servers import ATTEMPT, Backend, pb2, pb2_grpc
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
@@ -46,34 +44,6 @@ def req(key: str, text: str = "hi") -> Any:
 def first_attempt_rejected() -> seawall.Classifier:
     """A result rule: a reply from attempt 1 is a (retryable) failure."""
     return seawall.Classifier().on_result(lambda reply: RETRY_FIRST if reply.attempt == 1 else None)
-
-
-@pytest.fixture
-def sync_stub(sync_target: str, mounting: str) -> Iterator[Any]:
-    """make(routes) -> an Echo stub over a sync channel with seawall mounted."""
-    channels: list[grpc.Channel] = []
-
-    def make(routes: Any) -> Any:
-        channels.append(sync_channel(sync_target, routes, mounting))
-        return pb2_grpc.EchoStub(channels[-1])
-
-    yield make
-    for channel in channels:
-        channel.close()
-
-
-@pytest.fixture
-async def aio_stub(aio_target: str, mounting: str) -> AsyncIterator[Any]:
-    """The grpc.aio twin of ``sync_stub``."""
-    channels: list[grpc.aio.Channel] = []
-
-    def make(routes: Any) -> Any:
-        channels.append(aio_channel(aio_target, routes, mounting))
-        return pb2_grpc.EchoStub(channels[-1])
-
-    yield make
-    for channel in channels:
-        await channel.close()
 
 
 def wait_for(predicate: Any, seconds: float = BOUND) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -25,10 +26,10 @@ from seawall.interceptors import httpx as sw_httpx
 from seawall.testing import FakeClock
 from tests.timed_support import (
     TimedHandler,
-    await_past_pause,
     check_quiet_second,
     http_server,
-    wait_past_pause,
+    tasks_past_the_pause,
+    threads_past_the_pause,
 )
 
 
@@ -175,25 +176,13 @@ def test_one_429_pauses_8_threads_for_a_second(slow_down_server: Any) -> None:
     """8 threads through the httpx transport: after a 429 + Retry-After: 1 the server sees none."""
     p = IntegrationPoint("api", retry=Retry(attempts=3, budget=None))
     url = f"http://127.0.0.1:{slow_down_server.server_address[1]}/"
-    stop = threading.Event()
-    errors: list[BaseException] = []
 
-    def caller() -> None:
-        try:
-            with httpx.Client(transport=sw_httpx.ResilientTransport(p)) as client:
-                while not stop.is_set():
-                    assert client.get(url).status_code == 200
-        except BaseException as exc:
-            errors.append(exc)
+    def caller(i: int, stop: threading.Event) -> None:
+        with httpx.Client(transport=sw_httpx.ResilientTransport(p)) as client:
+            while not stop.is_set():
+                assert client.get(f"{url}c{i}").status_code == 200
 
-    threads = [threading.Thread(target=caller) for _ in range(8)]
-    for t in threads:
-        t.start()
-    wait_past_pause(p)
-    stop.set()
-    for t in threads:
-        t.join(10)
-    assert errors == []
+    threads_past_the_pause(p, slow_down_server, caller)
     check_quiet_second(slow_down_server, p)
     assert p.stats().paused_waits >= 1
 
@@ -202,16 +191,28 @@ async def test_one_429_pauses_8_tasks_for_a_second(slow_down_server: Any) -> Non
     """8 tasks through the async httpx transport: the same quiet second."""
     p = IntegrationPoint("api", retry=Retry(attempts=3, budget=None))
     url = f"http://127.0.0.1:{slow_down_server.server_address[1]}/"
-    stop = asyncio.Event()
-
-    async def caller(client: httpx.AsyncClient) -> None:
-        while not stop.is_set():
-            assert (await client.get(url)).status_code == 200
 
     async with httpx.AsyncClient(transport=sw_httpx.AsyncResilientTransport(p)) as client:
-        tasks = [asyncio.ensure_future(caller(client)) for _ in range(8)]
-        await await_past_pause(p)
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        async def caller(i: int, stop: asyncio.Event) -> None:
+            while not stop.is_set():
+                assert (await client.get(f"{url}c{i}")).status_code == 200
+
+        await tasks_past_the_pause(p, slow_down_server, caller)
     check_quiet_second(slow_down_server, p)
     assert p.stats().paused_waits >= 1
+
+
+def test_the_quiet_second_check_allows_one_request_in_flight_per_caller() -> None:
+    """check_quiet_second: one late arrival per caller passes; a second one, however late, fails."""
+    p = IntegrationPoint("api", retry=Retry(attempts=3, budget=None))
+    assert p.pacing is not None
+    p.pacing.note(100.0, 1.0)  # heard at 100.0, paused until 101.0
+    source = SimpleNamespace(throttled_at=99.99, arrivals=[
+        (99.99, "/c0"), (100.9, "/c1"), (100.95, "/c2"), (101.0, "/c0")])
+    check_quiet_second(source, p)  # c1 and c2 were on their way when the pause began
+    source.arrivals.append((100.97, "/c1"))
+    with pytest.raises(AssertionError, match="sent during the pause"):
+        check_quiet_second(source, p)
+    source.arrivals[:] = [(99.99, "/c0"), (100.5, "/c1")]
+    with pytest.raises(AssertionError):  # nobody came back after the pause
+        check_quiet_second(source, p)
