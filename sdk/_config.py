@@ -256,11 +256,10 @@ class _Reader:
         table = self.table(name, raw)
         options: dict[str, Any] = {}
         if "preset" in table:
-            preset = table["preset"]
-            if preset not in presets.NAMES:
-                raise self.fail(f"{name}.preset", f"must be one of {', '.join(presets.NAMES)}",
-                                preset)
-            options = presets.options(preset)
+            try:
+                options = presets.options(table["preset"])
+            except ConfigurationError as exc:
+                raise self.reworded(name, exc, table, "") from None
         for key, value in table.items():
             if key == "preset":
                 continue

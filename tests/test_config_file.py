@@ -244,6 +244,8 @@ def test_a_point_must_be_a_table_and_preset_known(tmp_path: Path) -> None:
     text = refused(tmp_path, '[p]\npreset = "rest"\n')
     assert 'p.preset: must be one of http_api, grpc_service, database, llm_api, got "rest"' in text
     assert "p.retry: must be a table, got true" in refused(tmp_path, "[p]\nretry = true\n")
+    assert refused(tmp_path, '[p]\npreset = ["http_api"]\n').endswith(
+        'p.preset: must be one of http_api, grpc_service, database, llm_api, got ["http_api"]')
 
 
 def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
