@@ -96,7 +96,7 @@ class _Reader:
         return value
 
     def fields(self, kind: type, path: str, table: dict[str, Any], hint: str = "") -> dict[str, Any]:
-        """The table's keys checked against the policy's fields (known, and each value valid)."""
+        """The table's keys checked against the policy's fields: known, each of its TOML type."""
         return self.keys(_a(kind), FIELDS[kind], path, table, hint)
 
     def keys(self, what: str, allowed: dict[str, Check], path: str, table: dict[str, Any],
