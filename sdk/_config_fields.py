@@ -40,6 +40,11 @@ def integer(v: Any) -> str | None:
     return None if not isinstance(v, bool) and isinstance(v, int) else "must be an integer"
 
 
+def count(v: Any) -> str | None:
+    """A whole number the policy wants >= 1; the wording says so, the range is the policy's."""
+    return None if not isinstance(v, bool) and isinstance(v, int) else "must be an integer ≥ 1"
+
+
 def number(v: Any) -> str | None:
     return None if _number(v) else "must be a number"
 
@@ -84,26 +89,26 @@ def fault(v: Any) -> str | None:
 
 # the fields each policy table takes, and what each value must be
 FIELDS: dict[type, dict[str, Check]] = {
-    Retry: {"attempts": integer, "on": names, "max_server_delay": seconds,
+    Retry: {"attempts": count, "on": names, "max_server_delay": seconds,
             "backoff": anything, "budget": anything},
     Backoff: {"kind": string, "initial": seconds, "step": seconds, "multiplier": number,
               "maximum": seconds, "jitter": string, "function": text},
     RetryBudget: {"ratio": number, "minimum_per_second": number, "period": seconds},
-    CircuitBreaker: {"failure_rate": number, "minimum_calls": integer, "window": number,
-                     "window_kind": string, "buckets": integer, "slow_call_duration": seconds,
+    CircuitBreaker: {"failure_rate": number, "minimum_calls": count, "window": number,
+                     "window_kind": string, "buckets": count, "slow_call_duration": seconds,
                      "slow_call_rate": number, "open_for": seconds,
                      "open_for_multiplier": number, "open_for_max": seconds,
-                     "half_open_calls": integer},
+                     "half_open_calls": count},
     # kind is the reader's own: it chooses the class
-    Bulkhead: {"kind": one_of("fixed", "adaptive"), "max_concurrent": integer,
+    Bulkhead: {"kind": one_of("fixed", "adaptive"), "max_concurrent": count,
                "max_wait": seconds},
-    AdaptiveBulkhead: {"kind": one_of("fixed", "adaptive"), "initial": integer,
-                       "minimum": integer, "maximum": integer, "max_wait": seconds,
+    AdaptiveBulkhead: {"kind": one_of("fixed", "adaptive"), "initial": count,
+                       "minimum": count, "maximum": count, "max_wait": seconds,
                        "tolerance": number, "smoothing": number},
     Timeout: {"attempt": seconds, "total": seconds},
     Fallback: {"value": anything, "handler": text, "on": names, "on_rejection": boolean},
-    RateLimit: {"rate": number, "burst": integer, "max_wait": seconds},
-    Hedge: {"delay": seconds, "max_extra": integer, "on": names},
+    RateLimit: {"rate": number, "burst": count, "max_wait": seconds},
+    Hedge: {"delay": seconds, "max_extra": count, "on": names},
     Chaos: {"fault_rate": number, "fault": fault, "latency_rate": number, "latency": seconds,
             "result_rate": number, "result": anything, "result_name": text, "seed": integer,
             "enabled": boolean},

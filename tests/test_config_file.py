@@ -133,7 +133,7 @@ def test_the_issues_own_example_message(tmp_path: Path) -> None:
     """A string where an integer belongs (a type only the reader sees): file, key path, value."""
     text = refused(tmp_path, '[payments.retry]\nattempts = "3"\n')
     assert text == (f"{tmp_path / 'resilience.toml'}: payments.retry.attempts: "
-                    f'must be an integer, got "3"')
+                    f'must be an integer ≥ 1, got "3"')
 
 
 def test_a_range_error_is_the_policys_own_under_the_key_path(tmp_path: Path) -> None:
@@ -155,7 +155,7 @@ def test_the_reader_no_longer_checks_ranges() -> None:
         for key, check in keys.items():
             if check(1) is None:  # a key that takes numbers
                 assert check(-1) is None and check(10**9) is None and check(0.5) in (
-                    None, "must be an integer"), (kind.__name__, key)
+                    None, "must be an integer", "must be an integer ≥ 1"), (kind.__name__, key)
 
 
 def test_policy_errors_carry_field_value_and_complaint() -> None:
