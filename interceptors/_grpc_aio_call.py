@@ -76,19 +76,19 @@ class UnaryCall(UUCall, SUCall):
     _final: Any = None
     _cancelled = False
     _callbacks: tuple[Callable[[Any], None], ...] = ()
+    # attempt 1 admitted by ``point.admit_first`` (``_first``) for the multicallable
+    # ``_source``, without an Execution: the multicallable sets these (and ``_ex = None``,
+    # ``_current``, ``_state``, ``_callbacks``) on a call made without ``__init__``
+    _source: Any = None
+    _deadline: float | None = None
+    _first: tuple[float, int, float | None] | None = None
 
-    def __init__(self, rule: Rule, ex: Execution | None, args: tuple[Any, ...], request: Any,
-                 source: Any = None, deadline: float | None = None,
-                 first: tuple[float, int, float | None] | None = None) -> None:
+    def __init__(self, rule: Rule, ex: Execution | None, args: tuple[Any, ...],
+                 request: Any) -> None:
         self._rule = rule
         self._ex = ex
         self._args = args
         self._request = request
-        # without ``ex``: attempt 1 was admitted by ``point.admit_first`` (``first``) for the
-        # multicallable ``source``; the Execution is made only if that attempt fails
-        self._source = source
-        self._deadline = deadline
-        self._first = first
 
     def _execution(self) -> Execution:
         """The call's Execution, taking over attempt 1 when it was admitted without one."""
@@ -175,21 +175,20 @@ class UnaryCall(UUCall, SUCall):
                 raise
             else:
                 if self._state == _AWAITED:
-                    if not self._rule.result_rules:
-                        ex = self._ex
-                        if ex is None:  # the common case: one lock-free count
-                            first = self._first
+                    if self._rule.result_rules:
+                        self._take_over(call)
+                    else:
+                        if self._ex is None:  # the common case: one lock-free count
+                            source, first = self._source, self._first
                             assert first is not None
-                            source = self._source
                             source._succeeded(source._operation, first[0], first[1])
                         else:
-                            ex.success()
+                            self._ex.success()
                         self._state = _SETTLED
                         self._final = call
                         if self._callbacks:
                             self._settle(call)
                         return response
-                    self._take_over(call)
         if self._state == _SETTLED:
             final = self._final
         elif self._state == _DRIVEN:  # cancelling this await cancels the call, as in grpc.aio
