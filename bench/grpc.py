@@ -236,7 +236,9 @@ def _main_thread_instructions(mode: str, case: str, calls: int, out: str) -> int
         ["valgrind", "--tool=callgrind", "--separate-threads=yes",
          f"--callgrind-out-file={out}", sys.executable, os.path.abspath(__file__),
          "--count-calls", mode, case, str(calls)],
-        check=True, capture_output=True)
+        # one hash seed for every run: string hashing moves the dict lookups of start-up by
+        # ~1M instructions from run to run, ~1k a call in the difference otherwise
+        env={**os.environ, "PYTHONHASHSEED": "0"}, check=True, capture_output=True)
     with open(f"{out}-01") as f:  # thread 1: the one making the calls
         found = re.search(r"^summary: (\d+)", f.read(), re.M)
     assert found is not None, f"no summary in {out}-01"
