@@ -50,7 +50,7 @@ def _not_inline(deadline: float | None) -> None:
 
 
 class _UnaryUnary(Wrapped, _UUCallable):
-    # what the hot path reads, bound once per stub method (UnaryCall reads the last two); the
+    # what the hot path reads, bound once per stub method (UnaryCall reads _succeeded); the
     # sync wrapper binds the same: the two multicallables differ in every other step
     __slots__ = ("_admit", "_bare", "_hedged", "_now", "_succeeded")
 
@@ -63,7 +63,7 @@ class _UnaryUnary(Wrapped, _UUCallable):
         self._now = point.clock.now
         self._succeeded = point.observer().succeeded
         # a call's ``args`` when the caller passes none of the four options (the common case)
-        self._bare = (inner, None, None, None, None)
+        self._bare: tuple[Any, ...] = (inner, None, None, None, None)
 
     def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None,
                  credentials: Any = None, wait_for_ready: bool | None = None,
