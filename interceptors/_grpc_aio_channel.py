@@ -103,7 +103,7 @@ class _UnaryUnary(Wrapped, _UUCallable):
         call._current = attempt
         call._state = RUNNING
         call._callbacks = ()
-        if type(attempt) is GRPC_UNARY_CALL:  # watch_first written out (its frame: -0.7k)
+        if type(attempt) is GRPC_UNARY_CALL:  # watch_first written out: a frame less (~0.7k)
             try:
                 attempt._cython_call.add_done_callback(call._first_done)
                 return call
