@@ -174,7 +174,7 @@ class IntegrationPoint:
         """The rate limit's token bucket, shared by threads and event loops; ``None`` without one."""
         # None while the inline first attempts may skip server pacing and the rate limit: no
         # bucket, and no server pause ever began (then ``_pause_began``); read by them alone
-        # (with _outer below: -0.75k instructions an admission, callgrind)
+        # (with _execution._outer: -0.75k instructions an admission, callgrind)
         self._gate: object | None = self.bucket
         self.permits: Permits | None = None
         """The bulkhead's permits, shared by threads and event loops; ``None`` without one.
