@@ -236,30 +236,33 @@ def _main_thread_instructions(mode: str, case: str, calls: int, out: str) -> int
         ["valgrind", "--tool=callgrind", "--separate-threads=yes",
          f"--callgrind-out-file={out}", sys.executable, os.path.abspath(__file__),
          "--count-calls", mode, case, str(calls)],
-        check=True, capture_output=True)
+        # one hash seed for every run: string hashing moves the dict lookups of start-up by
+        # ~1M instructions from run to run, ~1k a call in the difference otherwise
+        env={**os.environ, "PYTHONHASHSEED": "0"}, check=True, capture_output=True)
     with open(f"{out}-01") as f:  # thread 1: the one making the calls
         found = re.search(r"^summary: (\d+)", f.read(), re.M)
     assert found is not None, f"no summary in {out}-01"
     return int(found.group(1))
 
 
-def instructions(calls: int) -> None:
+def instructions(calls: int, modes: list[str], cases: list[str]) -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("--instructions needs valgrind on the PATH")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="seawall-bench-") as tmp:
         print(f"CPU instructions per unary call, the client's calling thread (callgrind; "
               f"runs of 200 and {200 + calls} calls, the difference over {calls})")
-        for mode in ("sync", "aio"):
+        for mode in modes:
             per_call = {}
-            for case in CASES:
+            for case in cases:
                 small = _main_thread_instructions(mode, case, 200, f"{tmp}/{mode}-a")
                 large = _main_thread_instructions(mode, case, 200 + calls, f"{tmp}/{mode}-b")
                 per_call[case] = (large - small) / calls
             print(f"\n{mode}")
             print(f"{'case':<26}{'instructions':>13}{'vs plain':>10}")
             for case, count in per_call.items():
-                print(f"{case:<26}{count:>13,.0f}{count / per_call[PLAIN]:>9.3f}x")
+                ratio = f"{count / per_call[PLAIN]:>9.3f}x" if PLAIN in per_call else ""
+                print(f"{case:<26}{count:>13,.0f}{ratio}")
     print(f"\n({time.monotonic() - started:.0f} s)")
 
 
@@ -268,6 +271,11 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=4000, help="calls per case and mode")
     parser.add_argument("--instructions", action="store_true",
                         help="count instructions per call with callgrind instead of timing")
+    parser.add_argument("--modes", nargs="+", choices=("sync", "aio"), default=["sync", "aio"],
+                        help="with --instructions: only these modes (default both)")
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES),
+                        metavar="CASE", help="with --instructions: only these cases "
+                        f"(default all: {', '.join(CASES)})")
     parser.add_argument("--count-calls", nargs=3, metavar=("MODE", "CASE", "CALLS"),
                         help=argparse.SUPPRESS)  # one callgrind run (used by --instructions)
     args = parser.parse_args()
@@ -276,7 +284,7 @@ def main() -> int:
         _count_calls(mode, case, int(calls))
         return 0
     if args.instructions:
-        instructions(min(args.calls, 800))
+        instructions(min(args.calls, 800), args.modes, [c for c in CASES if c in args.cases])
         return 0
 
     started = time.monotonic()

@@ -368,6 +368,24 @@ async def test_wrapped_channel_may_carry_interceptors_aio(aio_target: str,
     assert recording.seen == [None, "2", "3"]
 
 
+async def test_an_intercepted_call_nobody_awaits_gives_its_permit_back_aio(
+        aio_target: str, backend: Backend) -> None:
+    """An attempt that is not grpc.aio's own call (the wrapped channel's interceptors make
+    another): watched through its public ``add_done_callback``, nobody awaiting it, it
+    gives its permit back, retries, and is counted once."""
+    backend.plan("k", fail=1)
+    p = point(bulkhead=seawall.Bulkhead(max_concurrent=2, max_wait=0.0))
+    inner = grpc.aio.insecure_channel(aio_target, interceptors=[_AioRecording()])
+    async with sw_grpc.aio_resilient_channel(inner, p) as channel:
+        call = pb2_grpc.EchoStub(channel).Unary(req("k"))
+        settled = asyncio.Event()
+        call.add_done_callback(lambda c: settled.set())
+        await asyncio.wait_for(settled.wait(), BOUND)
+        assert (await call).attempt == 2
+    assert p.permits is not None and p.permits.active == 0
+    assert (p.stats().calls, p.stats().successes, p.stats().retries) == (1, 1, 1)
+
+
 def test_sending_on_a_closed_channel_raises_counted_with_the_permit_back_sync(
         sync_target: str) -> None:
     """Attempt 1 raising in the inner multicallable (a closed channel): the caller sees gRPC's

@@ -150,6 +150,92 @@ async def test_async_callers_are_paused_too() -> None:
     assert clock.sleeps == [3.0]
 
 
+def test_admit_first_starts_no_attempt_during_a_pause() -> None:
+    """The integrations' inline first attempt (admit_first) holds off while a pause is in
+    force, and starts again once it has passed or was resumed."""
+    clock = FakeClock()
+    p = IntegrationPoint("api", clock=clock)
+    assert p.pacing is not None
+    first = p.admit_first()
+    assert first is not None
+    p.observer().succeeded("op", first[0], first[1])
+    p.pacing.note(clock.now(), 2.0)
+    assert p.admit_first() is None
+    clock.advance(2.0)
+    assert p.admit_first() is not None
+    p.pacing.note(clock.now(), 5.0)
+    assert p.admit_first() is None
+    p.pacing.resume()
+    assert p.admit_first() is not None
+
+
+def test_a_pause_noted_by_one_thread_holds_off_every_thread() -> None:
+    """8 threads admit first attempts while one notes a pause: each admission that begins
+    after the note returned is refused, in every thread."""
+    clock = FakeClock()
+    p = IntegrationPoint("api", clock=clock)
+    assert p.pacing is not None
+    noted = threading.Event()
+    start = threading.Barrier(9)
+    late: list[object] = []
+    errors: list[BaseException] = []
+
+    def admitter() -> None:
+        try:
+            start.wait(10)
+            for _ in range(2000):  # bounded: admissions while the note may land
+                seen = noted.is_set()
+                got = p.admit_first()
+                if seen:
+                    late.append(got)
+            noted.wait(10)
+            late.extend(p.admit_first() for _ in range(50))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=admitter) for _ in range(8)]
+    for t in threads:
+        t.start()
+    start.wait(10)
+    p.pacing.note(clock.now(), 30.0)
+    noted.set()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert len(late) >= 8 * 50
+    assert all(got is None for got in late)
+
+
+async def test_a_pause_noted_by_one_task_holds_off_every_task() -> None:
+    """20 tasks: one hears 'wait 3 s'; no task's call starts before the pause's end."""
+    clock = FakeClock()
+    p = IntegrationPoint("api", classifier=throttled(3.0), clock=clock)
+    gate = asyncio.Event()
+
+    async def refuse() -> None:
+        raise Throttled
+
+    started: list[float] = []
+
+    async def work() -> int:
+        started.append(clock.now())
+        return 1
+
+    async def caller() -> int:
+        await gate.wait()
+        return await p.acall(work)
+
+    tasks = [asyncio.create_task(caller()) for _ in range(20)]
+    with pytest.raises(Throttled):
+        await p.acall(refuse)
+    assert p.pacing is not None
+    end = p.pacing.until
+    gate.set()
+    assert sum(await asyncio.gather(*tasks)) == 20
+    assert len(started) == 20 and min(started) >= end
+    assert p.stats().paused_waits >= 1
+
+
 # -- a real HTTP server answering 429 + Retry-After ---------------------------------
 
 
