@@ -13,13 +13,25 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Engine, Table, func, insert, inspect, literal, select
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Select,
+    Table,
+    func,
+    insert,
+    inspect,
+    literal,
+    select,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from seawall import ConfigurationError
 
 from ._schema import ADDED, COUNT_TABLES, SCHEMA_VERSION, metadata, schema_version
 from ._store_url import create_store_engine, resolve_url, shown_url
+from ._types import Transition
 
 
 class StoreBase:
@@ -129,6 +141,15 @@ class StoreBase:
             except DBAPIError:  # another process upgraded at the same moment: look again
                 if attempt == 2:
                     raise
+
+    def _transitions(self, stmt: Select[Any]) -> list[Transition]:
+        """The breaker transitions ``stmt`` selects (whole rows of the transitions table)."""
+        if not self._ready:
+            self.ensure_schema()
+        with self.engine.connect() as conn:
+            return [Transition(point=r.point, from_state=r.from_state, to_state=r.to_state,
+                               reason=r.reason, time=r.time, host=r.host, pid=r.pid, id=r.id)
+                    for r in conn.execute(stmt)]
 
     def _column(self, table: Table, name: str) -> Any:
         """``table.c[name]``, or a zero for a column a read-only older store lacks."""

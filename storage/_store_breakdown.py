@@ -169,12 +169,7 @@ class StoreBreakdowns(StoreBase):
                   .subquery())
         stmt = (select(transitions).join(latest, transitions.c.id == latest.c.last_id)
                 .order_by(transitions.c.point, transitions.c.host, transitions.c.pid))
-        if not self._ready:
-            self.ensure_schema()
-        with self.engine.connect() as conn:
-            return [Transition(point=r.point, from_state=r.from_state, to_state=r.to_state,
-                               reason=r.reason, time=r.time, host=r.host, pid=r.pid, id=r.id)
-                    for r in conn.execute(stmt)]
+        return self._transitions(stmt)
 
 
 def _check_process(host: str | None, pid: int | None) -> None:

@@ -198,9 +198,4 @@ class StoreReads(StoreBase):
         if start is not None and end is not None and end < start:
             raise MetricsQueryError(f"start ({start!r}) must not be after end ({end!r})")
         stmt = select(transitions).where(*cond).order_by(transitions.c.id).limit(limit)
-        if not self._ready:
-            self.ensure_schema()
-        with self.engine.connect() as conn:
-            return [Transition(point=r.point, from_state=r.from_state, to_state=r.to_state,
-                               reason=r.reason, time=r.time, host=r.host, pid=r.pid, id=r.id)
-                    for r in conn.execute(stmt)]
+        return self._transitions(stmt)
