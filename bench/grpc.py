@@ -5,6 +5,9 @@ The echo server runs in a child process (a sync ``grpc.server``), so the
 client measured here has the interpreter to itself. Cases per mode:
 
 * plain channel, nothing mounted;
+* the plain channel with a 1 s deadline on every call, as the full pipeline's
+  attempt timeout puts on each attempt: gRPC's own cost of a deadline, shown
+  beside (the targets stay against the plain channel without one);
 * a no-op interceptor: gRPC's own interceptor machinery, the floor of any interceptor;
 * seawall's interceptors with the full pipeline (retry + budget, breaker,
   bulkhead, attempt and total timeouts);
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import multiprocessing
 import os
@@ -63,11 +67,12 @@ INTERCEPTOR_TARGET = 1.10  # seawall's interceptors / the no-op interceptor, p50
 WRAPPER_TARGET = 1.03  # seawall's channel wrapper / the plain channel, p50
 
 PLAIN = "plain channel"
+DEADLINE = "plain, 1 s deadline"
 FLOOR = "no-op interceptor"
 INTERCEPTORS = "seawall interceptors"
 WRAPPER = "seawall channel wrapper"
 NATIVE = "native retryPolicy"
-CASES = (PLAIN, FLOOR, INTERCEPTORS, WRAPPER, NATIVE)
+CASES = (PLAIN, DEADLINE, FLOOR, INTERCEPTORS, WRAPPER, NATIVE)
 
 NATIVE_RETRY = json.dumps({
     "methodConfig": [{
@@ -104,8 +109,15 @@ def pipeline(name: str, slow: bool) -> seawall.IntegrationPoint:
     return full_pipeline_point(name)
 
 
+def caller(stub: Any, case: str) -> Callable[[Any], Any]:
+    """The stub's unary method as the case calls it (with a deadline, or without)."""
+    if case == DEADLINE:
+        return functools.partial(stub.Unary, timeout=1.0)
+    return stub.Unary  # type: ignore[no-any-return]
+
+
 def sync_channel(case: str, target: str, slow: bool = False) -> grpc.Channel:
-    if case == PLAIN:
+    if case in (PLAIN, DEADLINE):
         return grpc.insecure_channel(target)
     if case == FLOOR:
         return grpc.intercept_channel(grpc.insecure_channel(target), NoopSync())
@@ -120,7 +132,7 @@ def sync_channel(case: str, target: str, slow: bool = False) -> grpc.Channel:
 
 
 def aio_channel(case: str, target: str, slow: bool = False) -> grpc.aio.Channel:
-    if case == PLAIN:
+    if case in (PLAIN, DEADLINE):
         return grpc.aio.insecure_channel(target)
     if case == FLOOR:
         return grpc.aio.insecure_channel(target, interceptors=[NoopAio()])
@@ -138,7 +150,7 @@ def run_sync(target: str, calls: int) -> dict[str, list[float]]:
     from tests.grpc_support.servers import pb2, pb2_grpc
 
     channels = {case: sync_channel(case, target) for case in CASES}
-    unary = {case: pb2_grpc.EchoStub(ch).Unary for case, ch in channels.items()}
+    unary = {case: caller(pb2_grpc.EchoStub(ch), case) for case, ch in channels.items()}
     request = pb2.EchoRequest(key="bench", text="x")
     now = time.perf_counter
     samples: dict[str, list[float]] = {case: [] for case in CASES}
@@ -162,7 +174,7 @@ async def run_aio(target: str, calls: int) -> dict[str, list[float]]:
     from tests.grpc_support.servers import pb2, pb2_grpc
 
     channels = {case: aio_channel(case, target) for case in CASES}
-    unary = {case: pb2_grpc.EchoStub(ch).Unary for case, ch in channels.items()}
+    unary = {case: caller(pb2_grpc.EchoStub(ch), case) for case, ch in channels.items()}
     request = pb2.EchoRequest(key="bench", text="x")
     now = time.perf_counter
     samples: dict[str, list[float]] = {case: [] for case in CASES}
@@ -219,12 +231,12 @@ def _count_calls(mode: str, case: str, calls: int) -> None:
     request = pb2.EchoRequest(key="bench", text="x")
 
     def sync_work(target: str) -> None:
-        unary = pb2_grpc.EchoStub(sync_channel(case, target, slow=True)).Unary
+        unary = caller(pb2_grpc.EchoStub(sync_channel(case, target, slow=True)), case)
         for _ in range(50 + calls):
             unary(request)
 
     async def aio_work(target: str) -> None:
-        unary = pb2_grpc.EchoStub(aio_channel(case, target, slow=True)).Unary
+        unary = caller(pb2_grpc.EchoStub(aio_channel(case, target, slow=True)), case)
         for _ in range(50 + calls):
             await unary(request)
 
@@ -236,30 +248,33 @@ def _main_thread_instructions(mode: str, case: str, calls: int, out: str) -> int
         ["valgrind", "--tool=callgrind", "--separate-threads=yes",
          f"--callgrind-out-file={out}", sys.executable, os.path.abspath(__file__),
          "--count-calls", mode, case, str(calls)],
-        check=True, capture_output=True)
+        # one hash seed for every run: string hashing moves the dict lookups of start-up by
+        # ~1M instructions from run to run, ~1k a call in the difference otherwise
+        env={**os.environ, "PYTHONHASHSEED": "0"}, check=True, capture_output=True)
     with open(f"{out}-01") as f:  # thread 1: the one making the calls
         found = re.search(r"^summary: (\d+)", f.read(), re.M)
     assert found is not None, f"no summary in {out}-01"
     return int(found.group(1))
 
 
-def instructions(calls: int) -> None:
+def instructions(calls: int, modes: list[str], cases: list[str]) -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("--instructions needs valgrind on the PATH")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="seawall-bench-") as tmp:
         print(f"CPU instructions per unary call, the client's calling thread (callgrind; "
               f"runs of 200 and {200 + calls} calls, the difference over {calls})")
-        for mode in ("sync", "aio"):
+        for mode in modes:
             per_call = {}
-            for case in CASES:
+            for case in cases:
                 small = _main_thread_instructions(mode, case, 200, f"{tmp}/{mode}-a")
                 large = _main_thread_instructions(mode, case, 200 + calls, f"{tmp}/{mode}-b")
                 per_call[case] = (large - small) / calls
             print(f"\n{mode}")
             print(f"{'case':<26}{'instructions':>13}{'vs plain':>10}")
             for case, count in per_call.items():
-                print(f"{case:<26}{count:>13,.0f}{count / per_call[PLAIN]:>9.3f}x")
+                ratio = f"{count / per_call[PLAIN]:>9.3f}x" if PLAIN in per_call else ""
+                print(f"{case:<26}{count:>13,.0f}{ratio}")
     print(f"\n({time.monotonic() - started:.0f} s)")
 
 
@@ -268,6 +283,11 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=4000, help="calls per case and mode")
     parser.add_argument("--instructions", action="store_true",
                         help="count instructions per call with callgrind instead of timing")
+    parser.add_argument("--modes", nargs="+", choices=("sync", "aio"), default=["sync", "aio"],
+                        help="with --instructions: only these modes (default both)")
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES),
+                        metavar="CASE", help="with --instructions: only these cases "
+                        f"(default all: {', '.join(CASES)})")
     parser.add_argument("--count-calls", nargs=3, metavar=("MODE", "CASE", "CALLS"),
                         help=argparse.SUPPRESS)  # one callgrind run (used by --instructions)
     args = parser.parse_args()
@@ -276,7 +296,7 @@ def main() -> int:
         _count_calls(mode, case, int(calls))
         return 0
     if args.instructions:
-        instructions(min(args.calls, 800))
+        instructions(min(args.calls, 800), args.modes, [c for c in CASES if c in args.cases])
         return 0
 
     started = time.monotonic()

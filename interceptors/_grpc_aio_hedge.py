@@ -18,15 +18,15 @@ unhedged mountings give it (``_grpc_chaos``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import grpc
-import grpc.aio
 
 from seawall import Classification, DeadlineExceeded, RejectedError
 
 from ._grpc_aio_status import DoneCall, Status, classify, read_status
-from ._grpc_chaos import fault_status, status_of
+from ._grpc_chaos import InjectedDone, fault_done, result_done
 from ._grpc_refusals import as_rpc_error
 from ._grpc_routes import Rule
 from ._grpc_sync_hedge import hedges as hedges  # one rule for both mountings
@@ -44,18 +44,17 @@ class _Outcome:
         self.status = status
 
 
-def _injected(code: grpc.StatusCode, details: str) -> _Outcome:
-    """An attempt that ended with an injected status, without reaching the server."""
-    status = Status(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details, details)
-    return _Outcome(DoneCall(None, status), status)
+def _injected(shape: Callable[[Any], InjectedDone]) -> Callable[[Any], _Outcome]:
+    """``shape``'s finished call as an attempt's outcome (an injection, never sent)."""
+    def outcome(value: Any) -> _Outcome:
+        call = shape(value)
+        return _Outcome(call, call.status)
+
+    return outcome
 
 
-def _injected_result(result: Any) -> _Outcome:
-    return _injected(*status_of(result))
-
-
-def _injected_fault(fault: Exception) -> _Outcome:
-    return _injected(*fault_status(fault))
+_injected_result = _injected(result_done)
+_injected_fault = _injected(fault_done)
 
 
 async def hedged_unary(rule: Rule, operation: str, timeout: float | None, send: Any,

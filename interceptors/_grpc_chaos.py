@@ -22,7 +22,7 @@ one ``None`` check per call.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 import grpc.aio
@@ -38,6 +38,7 @@ AioSend = Callable[[Any, Any, "float | None", int], Awaitable[Any]]
 
 _UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 _DEADLINE = grpc.StatusCode.DEADLINE_EXCEEDED
+C = TypeVar("C")
 
 
 class InjectedCall(FailedCall):
@@ -61,6 +62,24 @@ class InjectedCall(FailedCall):
         return f"InjectedCall({self._code.name}, {self._details!r})"
 
 
+class InjectedDone(DoneCall):
+    """A finished grpc.aio call that failed with an injected status.
+
+    ``InjectedDone(code, details)`` is the one way our grpc.aio code stands
+    for an attempt that ended without reaching the server: its ``status``
+    (a :class:`Status` with ``code``, ``details`` as details and debug
+    string, empty metadata) is what the call reports, and awaiting it raises
+    that status' ``AioRpcError``. Not thread-safe; made per attempt.
+    """
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        self.status = Status(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details, details)
+        super().__init__(None, self.status)
+
+    def __repr__(self) -> str:
+        return f"InjectedDone({self.status.code.name}, {self.status.details!r})"
+
+
 def status_of(result: Any) -> tuple[grpc.StatusCode, str]:
     """The status of an injected ``Chaos.result``: a ``grpc.StatusCode`` or ``(code, details)``."""
     if isinstance(result, grpc.StatusCode):
@@ -81,19 +100,37 @@ def fault_status(fault: Exception) -> tuple[grpc.StatusCode, str]:
     return _UNAVAILABLE, f"seawall: injected fault {fault!r}"
 
 
-def late_call(latency: float) -> InjectedCall:
-    """The finished sync call of an injected latency past the attempt's timeout."""
-    return InjectedCall(_DEADLINE, f"seawall: injected latency of {latency:g} s")
+class Answers(Generic[C]):
+    """An injection's answers in one mounting's shape of a finished call.
+
+    ``make(code, details)`` builds that call (:class:`InjectedCall` for the
+    sync mountings, :class:`InjectedDone` for grpc.aio); the three methods
+    are what the core's injection (``chaos.wrap`` / ``awrap``) is handed.
+    Stateless: one per shape, shared by every thread and task.
+    """
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[grpc.StatusCode, str], C]) -> None:
+        self.make = make
+
+    def result(self, result: Any) -> C:
+        """The finished call of an injected ``Chaos.result``."""
+        return self.make(*status_of(result))
+
+    def fault(self, fault: Exception) -> C:
+        """The finished call of an injected ``Chaos.fault``."""
+        return self.make(*fault_status(fault))
+
+    def late(self, latency: float) -> C:
+        """The finished call of an injected latency past the attempt's timeout (``latency`` s)."""
+        return self.make(_DEADLINE, f"seawall: injected latency of {latency:g} s")
 
 
-def fault_call(fault: Exception) -> InjectedCall:
-    """The finished sync call of an injected ``Chaos.fault``."""
-    return InjectedCall(*fault_status(fault))
-
-
-def result_call(result: Any) -> InjectedCall:
-    """The finished sync call of an injected ``Chaos.result``."""
-    return InjectedCall(*status_of(result))
+SYNC = Answers(InjectedCall)
+AIO = Answers(InjectedDone)
+result_call, fault_call, late_call = SYNC.result, SYNC.fault, SYNC.late
+result_done, fault_done, late_done = AIO.result, AIO.fault, AIO.late
 
 
 def chaos_send(rule: Rule, ex: Execution, send: Send) -> Send:
@@ -113,25 +150,6 @@ def chaos_send(rule: Rule, ex: Execution, send: Send) -> Send:
         return chaos.wrap(point, call, ex, result_call, fault_call, late_call)(timeout)
 
     return attempt
-
-
-def _done(code: grpc.StatusCode, details: str) -> DoneCall:
-    return DoneCall(None, Status(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details, details))
-
-
-def late_done(latency: float) -> DoneCall:
-    """The finished grpc.aio call of an injected latency past the attempt's timeout."""
-    return _done(_DEADLINE, f"seawall: injected latency of {latency:g} s")
-
-
-def fault_done(fault: Exception) -> DoneCall:
-    """The finished grpc.aio call of an injected ``Chaos.fault``."""
-    return _done(*fault_status(fault))
-
-
-def result_done(result: Any) -> DoneCall:
-    """The finished grpc.aio call of an injected ``Chaos.result``."""
-    return _done(*status_of(result))
 
 
 def aio_chaos_send(rule: Rule, ex: Execution, send: AioSend) -> AioSend:

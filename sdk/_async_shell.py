@@ -131,10 +131,12 @@ async def arun(
     chaos = self.chaos
     # the call's Execution: made only once the first attempt fails or cannot start at once
     ex: Execution | None = None
-    pacing = self.pacing  # a server's pause in force, or no free token: the general path
-    bucket = self.bucket
-    admitted = chaos is None and (timeout is None or timeout > 0.0) and \
-        (pacing is None or pacing.until <= t0) and (bucket is None or bucket.try_take(t0))
+    admitted = chaos is None and (timeout is None or timeout > 0.0)
+    if admitted and self._gate is not None:  # a server's pause, or no free token: the loop
+        pacing = self.pacing
+        bucket = self.bucket
+        admitted = (pacing is None or pacing.until <= t0) and \
+            (bucket is None or bucket.try_take(t0))
     if admitted and permits is not None and not permits.try_acquire():
         admitted = False
         first_refund(self)

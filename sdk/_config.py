@@ -18,9 +18,11 @@ are the policy's fields; ``preset = "http_api"`` starts from a preset
 
 Every mistake is a :class:`ConfigurationError` naming the file, the key
 path and the value (``resilience.toml: payments.retry.attempts: must be
-an integer ≥ 1, got "3"``); unknown keys are errors, never ignored. The
-points pass the same validation as points made in code (each policy's
-own, then the cross-option checks of ``_validation.py``).
+an integer, got "3"``); unknown keys are errors, never ignored. The reader
+checks what only it can see (keys, TOML types, names to import); the
+values themselves pass the same validation as points made in code (each
+policy's own, reworded under the key path, then the cross-option checks
+of ``_validation.py``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from collections.abc import Callable
 from typing import Any
 
 from . import presets
-from ._classify import Category
 from ._config_fields import FAULT_FIELDS, FIELDS, POLICIES, Check
 from ._errors import ConfigurationError
 from ._point import IntegrationPoint
@@ -44,7 +45,6 @@ from ._policies import (
     Bulkhead,
     Chaos,
     Fallback,
-    Hedge,
     Retry,
     RetryBudget,
 )
@@ -55,12 +55,19 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
+__all__ = ["FIELDS", "load_points", "points_from_toml"]
+
+
 def _show(value: Any) -> str:
-    """A value as it is written in TOML (strings in double quotes, true/false)."""
+    """A value as it is written in TOML (strings in double quotes, true/false, [..], {..})."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return f"[{', '.join(_show(v) for v in value)}]"
+    if isinstance(value, dict):
+        return f"{{ {', '.join(f'{k} = {_show(v)}' for k, v in value.items())} }}"
     return repr(value)
 
 
@@ -77,7 +84,7 @@ class _Reader:
         # the policies whose tables need more than their fields checked (names to import...)
         self.readers: dict[type, Callable[[str, Any, dict[str, Any]], Any]] = {
             Retry: self.retry, Fallback: self.fallback, Bulkhead: self.bulkhead,
-            Hedge: self.hedge, Chaos: self.chaos}
+            Chaos: self.chaos}
 
     def fail(self, path: str, message: str, value: Any = dataclasses.MISSING) -> ConfigurationError:
         got = "" if value is dataclasses.MISSING else f", got {_show(value)}"
@@ -89,7 +96,7 @@ class _Reader:
         return value
 
     def fields(self, kind: type, path: str, table: dict[str, Any], hint: str = "") -> dict[str, Any]:
-        """The table's keys checked against the policy's fields (known, and each value valid)."""
+        """The table's keys checked against the policy's fields: known, each of its TOML type."""
         return self.keys(_a(kind), FIELDS[kind], path, table, hint)
 
     def keys(self, what: str, allowed: dict[str, Check], path: str, table: dict[str, Any],
@@ -105,8 +112,13 @@ class _Reader:
                 raise self.fail(f"{path}.{key}", complaint, value)
         return dict(table)
 
-    def build(self, kind: type, path: str, base: Any, values: dict[str, Any]) -> Any:
-        """``kind(**values)`` (or ``base`` with ``values`` replaced); its own errors get the path."""
+    def build(self, kind: type, path: str, base: Any, values: dict[str, Any],
+              written: dict[str, Any], origin: str = "") -> Any:
+        """``kind(**values)`` (or ``base`` with ``values`` replaced); its own errors get the path.
+
+        ``written`` is the table as the file has it (for the values its errors show);
+        ``origin`` says where the other fields come from (default: the preset, with a base).
+        """
         if base is None:  # a field without a default must be written, not left to a TypeError
             for f in dataclasses.fields(kind):
                 if f.name not in values and f.default is dataclasses.MISSING \
@@ -116,7 +128,24 @@ class _Reader:
         try:
             return dataclasses.replace(base, **values) if base is not None else kind(**values)
         except ConfigurationError as exc:
-            raise ConfigurationError(f"{self.source}: {path}: {exc}") from None
+            origin = origin or ("kept from the preset" if base is not None else "the default")
+            raise self.reworded(path, exc, written, origin) from None
+
+    def reworded(self, path: str, exc: ConfigurationError, written: dict[str, Any],
+                 origin: str) -> ConfigurationError:
+        """A policy's own refusal under the key path of its field, with the value as written."""
+        if not exc.field:  # about the table as a whole
+            return ConfigurationError(f"{self.source}: {path}: {exc}")
+        where = f"{path}.{exc.field}"
+        if exc.field in written:
+            error = self.fail(where, exc.complaint, written[exc.field])
+        elif exc.value is None:  # a field left out that the others need
+            error = self.fail(where, exc.complaint)
+        else:
+            error = ConfigurationError(f"{self.source}: {where}: {exc.complaint}, got "
+                                       f"{_show(exc.value)} (not written: {origin})")
+        error.field, error.value, error.complaint = exc.field, exc.value, exc.complaint
+        return error
 
     def imported(self, path: str, spec: str) -> Any:
         """The object named ``module:attribute`` (``module:Class.attribute``, ``module.attribute``)."""
@@ -135,33 +164,24 @@ class _Reader:
                             spec) from None
         return found
 
-    def categories(self, path: str, values: list[str]) -> None:
-        """Each name of ``values`` must be a category's."""
-        known = [c.value for c in Category]
-        for name in values:
-            if name not in known:
-                raise self.fail(path, f"must hold categories ({', '.join(known)})", name)
-
     # -- the policies ------------------------------------------------------------
 
     def backoff(self, path: str, base: Backoff | None, raw: Any) -> Backoff:
-        values = self.fields(Backoff, path, self.table(path, raw))
+        written = self.table(path, raw)
+        values = self.fields(Backoff, path, written)
         if "function" in values:
             values["function"] = self.imported(f"{path}.function", values["function"])
+        origin = "kept from the preset"
         if "kind" in values:  # a new kind starts from that kind's defaults, not the base's
-            base = None
+            base, origin = None, "the default"
         elif base is None:
-            base = Backoff.exponential()
-        return self.build(Backoff, path, base, values)  # type: ignore[no-any-return]
+            base, origin = Backoff.exponential(), "the default"
+        return self.build(Backoff, path, base, values, written, origin)  # type: ignore[no-any-return]
 
     def retry(self, path: str, base: Retry | None, table: dict[str, Any]) -> Retry:
         values = self.fields(Retry, path, table)
         if "on" in values:
-            classes = [self.imported(f"{path}.on", n) for n in values["on"]]
-            for name, cls in zip(values["on"], classes, strict=True):
-                if not (isinstance(cls, type) and issubclass(cls, Exception)):
-                    raise self.fail(f"{path}.on", "must name Exception subclasses", name)
-            values["on"] = tuple(classes)
+            values["on"] = tuple(self.imported(f"{path}.on", n) for n in values["on"])
         if "backoff" in values:
             values["backoff"] = self.backoff(f"{path}.backoff",
                                              base.backoff if base is not None else None,
@@ -172,21 +192,19 @@ class _Reader:
                 values["budget"] = None
             else:
                 sub = f"{path}.budget"
-                budget = self.fields(RetryBudget, sub, self.table(sub, raw) if raw is not True
-                                     else {})
+                told = self.table(sub, raw) if raw is not True else {}
+                budget = self.fields(RetryBudget, sub, told)
                 old = base.budget if base is not None else None
-                values["budget"] = self.build(RetryBudget, sub, old, budget)
-        return self.build(Retry, path, base, values)  # type: ignore[no-any-return]
+                values["budget"] = self.build(RetryBudget, sub, old, budget, told)
+        return self.build(Retry, path, base, values, table)  # type: ignore[no-any-return]
 
     def fallback(self, path: str, base: Fallback | None, table: dict[str, Any]) -> Fallback:
         values = self.fields(Fallback, path, table)
         if "handler" in values:
             values["handler"] = self.imported(f"{path}.handler", values["handler"])
-        if "on" in values:
-            self.categories(f"{path}.on", values["on"])
         if base is not None and ("value" in values or "handler" in values):
             base = None  # a new answer replaces the preset's, whichever kind it was
-        return self.build(Fallback, path, base, values)  # type: ignore[no-any-return]
+        return self.build(Fallback, path, base, values, table)  # type: ignore[no-any-return]
 
     def bulkhead(self, path: str, base: Bulkhead | AdaptiveBulkhead | None,
                  table: dict[str, Any]) -> Bulkhead | AdaptiveBulkhead:
@@ -202,24 +220,12 @@ class _Reader:
         hint = f'; kind = "{other_name}" takes {", ".join(k for k in FIELDS[other] if k != "kind")}'
         values = self.fields(kind, path, table, hint)
         values.pop("kind", None)
-        return self.build(kind, path, base, values)  # type: ignore[no-any-return]
-
-    def hedge(self, path: str, base: Hedge | None, table: dict[str, Any]) -> Hedge:
-        values = self.fields(Hedge, path, table)
-        if "on" in values:
-            self.categories(f"{path}.on", values["on"])
-        return self.build(Hedge, path, base, values)  # type: ignore[no-any-return]
+        return self.build(kind, path, base, values, table)  # type: ignore[no-any-return]
 
     def fault(self, path: str, raw: Any) -> Any:
         """The exception class, exception or factory a fault names, or the exception a table makes."""
-        if isinstance(raw, str):
-            found = self.imported(path, raw)
-            if (isinstance(found, type) and issubclass(found, Exception)) \
-                    or isinstance(found, Exception) \
-                    or (callable(found) and not isinstance(found, type)):
-                return found
-            raise self.fail(path, "must name an Exception subclass, an exception or a "
-                            "zero-argument factory", raw)
+        if isinstance(raw, str):  # what it names, Chaos checks
+            return self.imported(path, raw)
         spec = self.keys("a fault table", FAULT_FIELDS, path, raw)
         if "class" not in spec:
             raise self.fail(f"{path}.class", "must be given (the exception class to raise)")
@@ -244,17 +250,16 @@ class _Reader:
                 raise self.fail(f"{path}.result_name", "cannot be given with result (one is "
                                 "the result: a TOML value, or a named object)", written)
             values["result"] = self.imported(f"{path}.result_name", written)
-        return self.build(Chaos, path, base, values)  # type: ignore[no-any-return]
+        return self.build(Chaos, path, base, values, table)  # type: ignore[no-any-return]
 
     def point(self, name: str, raw: Any) -> IntegrationPoint:
         table = self.table(name, raw)
         options: dict[str, Any] = {}
         if "preset" in table:
-            preset = table["preset"]
-            if preset not in presets.NAMES:
-                raise self.fail(f"{name}.preset", f"must be one of {', '.join(presets.NAMES)}",
-                                preset)
-            options = presets.options(preset)
+            try:
+                options = presets.options(table["preset"])
+            except ConfigurationError as exc:
+                raise self.reworded(name, exc, table, "") from None
         for key, value in table.items():
             if key == "preset":
                 continue
@@ -275,7 +280,7 @@ class _Reader:
             base = options.get(key)
             reader = self.readers.get(kind)
             options[key] = reader(path, base, sub) if reader is not None \
-                else self.build(kind, path, base, self.fields(kind, path, sub))
+                else self.build(kind, path, base, self.fields(kind, path, sub), sub)
         try:
             return IntegrationPoint(name, **options)
         except ConfigurationError as exc:

@@ -1,18 +1,21 @@
-"""The keys each table of a config file takes, and what each value must be (``_config.py``).
+"""The keys each table of a config file takes, and the kind of TOML value each holds.
 
-Each check takes a value as TOML gave it and returns the complaint (``"must
-be an integer ≥ 1"``) or ``None``; the reader adds the file, the key path and
-the value. :data:`FIELDS` maps each policy to its table's keys.
+The checks here are the ones only the reader can make: the type a TOML value
+must have (a string where a number goes, a list of names), and the keys a
+table may hold. Each takes a value as TOML gave it and returns the complaint
+(``"must be an integer"``) or ``None``; the reader adds the file, the key
+path and the value. Ranges and the rules between fields are the policies'
+own (``_policies.py``): the reader builds the policy and words its
+:class:`ConfigurationError` (``field``, ``value``, ``complaint``) under the
+key path. :data:`FIELDS` maps each policy to its table's keys.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 from ._policies import (
-    JITTERS,
     AdaptiveBulkhead,
     Backoff,
     Bulkhead,
@@ -29,56 +32,25 @@ from ._policies import (
 Check = Callable[[Any], str | None]  # the complaint about a value, or None when it is fine
 
 
-
-def _number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) \
-        and not math.isnan(value) and not math.isinf(value)
+def _number(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float))
 
 
-def _int(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, int)
+def integer(v: Any) -> str | None:
+    return None if not isinstance(v, bool) and isinstance(v, int) else "must be an integer"
 
 
-def integer(minimum: int) -> Check:
-    def check(v: Any) -> str | None:
-        return None if _int(v) and v >= minimum else f"must be an integer ≥ {minimum}"
-    return check
+def count(v: Any) -> str | None:
+    """A whole number the policy wants >= 1; the wording says so, the range is the policy's."""
+    return None if not isinstance(v, bool) and isinstance(v, int) else "must be an integer ≥ 1"
 
 
-def integer_in(low: int, high: int) -> Check:
-    def check(v: Any) -> str | None:
-        return None if _int(v) and low <= v <= high else f"must be an integer in [{low}, {high}]"
-    return check
+def number(v: Any) -> str | None:
+    return None if _number(v) else "must be a number"
 
 
-def whole(v: Any) -> str | None:
-    return None if _int(v) else "must be an integer"
-
-
-def seconds(*, positive: bool) -> Check:
-    def check(v: Any) -> str | None:
-        if _number(v) and (v > 0 if positive else v >= 0):
-            return None
-        return f"must be a number of seconds {'> 0' if positive else '≥ 0'}"
-    return check
-
-
-def at_least(low: float) -> Check:
-    def check(v: Any) -> str | None:
-        return None if _number(v) and v >= low else f"must be a number ≥ {low:g}"
-    return check
-
-
-def positive(v: Any) -> str | None:
-    return None if _number(v) and v > 0 else "must be a number > 0"
-
-
-def rate(*, zero: bool) -> Check:
-    def check(v: Any) -> str | None:
-        if _number(v) and (v >= 0 if zero else v > 0) and v <= 1:
-            return None
-        return f"must be a number in {'[0, 1]' if zero else '(0, 1]'}"
-    return check
+def seconds(v: Any) -> str | None:
+    return None if _number(v) else "must be a number of seconds"
 
 
 def one_of(*choices: str) -> Check:
@@ -117,33 +89,29 @@ def fault(v: Any) -> str | None:
 
 # the fields each policy table takes, and what each value must be
 FIELDS: dict[type, dict[str, Check]] = {
-    Retry: {"attempts": integer(1), "on": names, "max_server_delay": seconds(positive=False),
+    Retry: {"attempts": count, "on": names, "max_server_delay": seconds,
             "backoff": anything, "budget": anything},
-    Backoff: {"kind": one_of("constant", "linear", "exponential", "custom"),
-              "initial": seconds(positive=False), "step": seconds(positive=False),
-              "multiplier": at_least(1), "maximum": seconds(positive=False),
-              "jitter": one_of(*JITTERS), "function": text},
-    RetryBudget: {"ratio": rate(zero=True), "minimum_per_second": at_least(0),
-                  "period": seconds(positive=True)},
-    CircuitBreaker: {"failure_rate": rate(zero=False), "minimum_calls": integer(1),
-                     "window": positive, "window_kind": one_of("count", "time"),
-                     "buckets": integer(1), "slow_call_duration": seconds(positive=True),
-                     "slow_call_rate": rate(zero=False), "open_for": seconds(positive=True),
-                     "open_for_multiplier": at_least(1), "open_for_max": seconds(positive=True),
-                     "half_open_calls": integer(1)},
-    Bulkhead: {"kind": one_of("fixed", "adaptive"), "max_concurrent": integer(1),
-               "max_wait": seconds(positive=False)},
-    AdaptiveBulkhead: {"kind": one_of("fixed", "adaptive"), "initial": integer(1),
-                       "minimum": integer(1), "maximum": integer(1),
-                       "max_wait": seconds(positive=False), "tolerance": at_least(1),
-                       "smoothing": rate(zero=False)},
-    Timeout: {"attempt": seconds(positive=True), "total": seconds(positive=True)},
+    Backoff: {"kind": string, "initial": seconds, "step": seconds, "multiplier": number,
+              "maximum": seconds, "jitter": string, "function": text},
+    RetryBudget: {"ratio": number, "minimum_per_second": number, "period": seconds},
+    CircuitBreaker: {"failure_rate": number, "minimum_calls": count, "window": number,
+                     "window_kind": string, "buckets": count, "slow_call_duration": seconds,
+                     "slow_call_rate": number, "open_for": seconds,
+                     "open_for_multiplier": number, "open_for_max": seconds,
+                     "half_open_calls": count},
+    # kind is the reader's own: it chooses the class
+    Bulkhead: {"kind": one_of("fixed", "adaptive"), "max_concurrent": count,
+               "max_wait": seconds},
+    AdaptiveBulkhead: {"kind": one_of("fixed", "adaptive"), "initial": count,
+                       "minimum": count, "maximum": count, "max_wait": seconds,
+                       "tolerance": number, "smoothing": number},
+    Timeout: {"attempt": seconds, "total": seconds},
     Fallback: {"value": anything, "handler": text, "on": names, "on_rejection": boolean},
-    RateLimit: {"rate": positive, "burst": integer(1), "max_wait": seconds(positive=False)},
-    Hedge: {"delay": seconds(positive=False), "max_extra": integer_in(1, 10), "on": names},
-    Chaos: {"fault_rate": rate(zero=True), "fault": fault, "latency_rate": rate(zero=True),
-            "latency": seconds(positive=False), "result_rate": rate(zero=True),
-            "result": anything, "result_name": text, "seed": whole, "enabled": boolean},
+    RateLimit: {"rate": number, "burst": count, "max_wait": seconds},
+    Hedge: {"delay": seconds, "max_extra": count, "on": names},
+    Chaos: {"fault_rate": number, "fault": fault, "latency_rate": number, "latency": seconds,
+            "result_rate": number, "result": anything, "result_name": text, "seed": integer,
+            "enabled": boolean},
 }
 # a fault written as a table: the exception class and the message it is made with
 FAULT_FIELDS: dict[str, Check] = {"class": text, "message": string}

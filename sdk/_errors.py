@@ -44,7 +44,27 @@ class SeawallError(Exception):
 
 
 class ConfigurationError(SeawallError, ValueError):
-    """A policy was built with an invalid value; the message names the field."""
+    """A policy was built with an invalid value; the message names the field.
+
+    A policy's own check also gives the parts of its message: ``field``
+    (the field's name: ``"attempts"``), ``value`` (the value refused) and
+    ``complaint`` (``"must be >= 1"``), so the config file reader words the
+    same refusal with the file and the key path. ``field`` is ``""`` (and
+    ``value`` ``None``) when the error is not about one field.
+    """
+
+    def __init__(self, message: str, *, point: str = "", operation: str = "",
+                 field: str = "", value: Any = None, complaint: str = "") -> None:
+        super().__init__(message, point=point, operation=operation)
+        self.field = field
+        self.value = value
+        self.complaint = complaint
+
+    @classmethod
+    def of_field(cls, owner: str, field: str, complaint: str, value: Any) -> ConfigurationError:
+        """The error ``"{owner}.{field} {complaint}, got {value!r}"``, with its parts."""
+        return cls(f"{owner}.{field} {complaint}, got {value!r}", field=field, value=value,
+                   complaint=complaint)
 
 
 class RejectedError(SeawallError):

@@ -14,6 +14,7 @@ change something (a window holding anything but fast successes, or a
 half-open trial). Every other outcome takes the ledger's lock once.
 
 Thread-safe: counters under ``lock``; the breaker and budget have their own.
+The snapshot it hands out, :class:`PointStats`, is in ``_point_stats.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from ._breaker import BreakerRuntime, BreakerState
 from ._budget import BudgetRuntime
@@ -40,8 +41,11 @@ from ._events import (
     emit,
     log,
 )
+from ._point_stats import PointStats
 from ._policies import RetryBudget
 from ._tally import Tally
+
+__all__ = ["REJECTION_REASONS", "Ledger", "PointStats"]
 
 _wall = time.time
 # the success path's two records are built with tuple.__new__, skipping the NamedTuple's
@@ -49,56 +53,6 @@ _wall = time.time
 # bench/metrics.py "do-nothing hook": +580 ns instead of +870), which keeps "recorder
 # running" under its 1000 ns target (980 ns instead of 1350)
 _record: Any = tuple.__new__
-
-
-class PointStats(NamedTuple):
-    """Counters of one point since it was created (or :meth:`IntegrationPoint.reset_stats`).
-
-    ``calls`` = ``successes + failures + rejected + cancelled`` (rejected:
-    refused before any attempt; cancelled: the caller cancelled, or the
-    failure was classified ``cancelled``: never a failure, so
-    ``failures_by_category`` has no ``cancelled`` key, as the metrics
-    service has none). ``fallbacks`` counts calls answered by the fallback,
-    which are also counted under their failure or rejection. ``timeouts``
-    counts attempts in the ``timeout`` category, including sync attempts
-    that returned after their deadline (see :class:`seawall.Timeout`).
-
-    Fault injection (:class:`seawall.Chaos`) is counted apart, so a
-    rehearsal never pollutes the real error counts: ``injected_failures``
-    counts calls whose last, failed attempt was injected (not in
-    ``failures``, ``failures_by_category`` nor ``timeouts``), so ``calls``
-    = ``successes + failures + injected_failures + rejected + cancelled``;
-    ``injected_attempts`` counts the attempts an injection shaped (also in
-    ``attempts``).
-    ``paused_waits`` counts attempts that waited for a server's pause to end
-    (server pacing), ``rate_limit_waits`` attempts that waited for a token
-    of the :class:`seawall.RateLimit`; refusals of either are under
-    ``rejections["paused"]`` and ``rejections["rate_limit"]``.
-    ``concurrency_limit`` is the bulkhead's limit when the snapshot was taken
-    (an :class:`seawall.AdaptiveBulkhead`'s moves: its learned limit, which a
-    latency probe halves for two windows now and then), ``None`` without one.
-    ``hedges`` counts the extra attempts a :class:`seawall.Hedge` started,
-    ``hedges_won`` the calls whose answer came from one of them.
-    """
-
-    calls: int
-    successes: int
-    failures: int
-    rejected: int
-    attempts: int
-    retries: int
-    fallbacks: int
-    cancelled: int
-    failures_by_category: dict[str, int]
-    rejections: dict[str, int]
-    timeouts: int = 0
-    injected_attempts: int = 0
-    injected_failures: int = 0
-    paused_waits: int = 0
-    rate_limit_waits: int = 0
-    concurrency_limit: int | None = None
-    hedges: int = 0
-    hedges_won: int = 0
 
 
 REJECTION_REASONS = ("breaker", "bulkhead", "budget", "deadline", "rate_limit", "paused")

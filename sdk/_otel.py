@@ -1,7 +1,6 @@
-"""OpenTelemetry metrics: every point's events, exported through a meter provider.
-
-Nothing here imports OpenTelemetry until :func:`otel_metrics` is called,
-and no hook listens before it: a process that never calls it pays nothing.
+"""OpenTelemetry metrics: the export of every point's events (the instruments, their
+names and attributes are in ``_otel_instruments.py``). Nothing imports OpenTelemetry
+until :func:`otel_metrics` is called, and no hook listens before it.
 
 Why the events are queued rather than recorded where they happen: one
 ``Counter.add`` or ``Histogram.record`` of the OpenTelemetry SDK costs
@@ -21,12 +20,9 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._breaker import BreakerState
-from ._classify import Category
 from ._errors import ConfigurationError
 from ._events import (
     AttemptEvent,
@@ -38,155 +34,33 @@ from ._events import (
     add_hook,
     remove_hook,
 )
-from ._registry import concurrency_limits, live_points
+from ._otel_instruments import (
+    CANCELLED,
+    CATEGORY,
+    DURATION_BOUNDARIES,
+    INJECTED,
+    OPERATION,
+    OTHER,
+    OUTCOME,
+    POINT,
+    REASON,
+    attempt_outcome,
+    call_outcome,
+    instruments_of,
+)
 from ._tally import Tally, queue_hook
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+    from opentelemetry.metrics import Meter, MeterProvider
+
+__all__ = ["DURATION_BOUNDARIES", "OTHER", "OtelMetrics", "otel_metrics"]
 
 log = logging.getLogger("seawall")
 
-OTHER = "_other"
-"""The operation name that operations beyond ``max_operations`` of a point are folded into."""
-
-DURATION_BOUNDARIES: tuple[float, ...] = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-)
-"""Advised bucket boundaries of the duration histograms, in seconds: 100 µs to 60 s.
-
-Three per decade (1, 2.5, 5), then 30 s and 60 s; a View may replace them
-(with an exponential histogram, say).
-"""
-
-BREAKER_VALUES: dict[BreakerState, int] = {
-    BreakerState.CLOSED: 0, BreakerState.DISABLED: 0,
-    BreakerState.HALF_OPEN: 1,
-    BreakerState.OPEN: 2, BreakerState.FORCED_OPEN: 2,
-}
-"""``seawall.breaker.state``: 0 closed (or disabled: every call passes), 1 half-open, 2 open
-(or forced open: every call is refused)."""
-
-POINT = "seawall.point"
-OPERATION = "seawall.operation"
-OUTCOME = "seawall.outcome"
-CATEGORY = "seawall.category"
-REASON = "seawall.reason"
-INJECTED = "seawall.injected"
-"""Set (``True``) on the call and attempt series of outcomes made by fault injection
-(:class:`seawall.Chaos`), absent on real ones: a rehearsal never pollutes real error rates."""
-
-_CANCELLED = Category.CANCELLED
 _GLOBAL = object()  # the key of the global meter provider in _handles
 
 _handles: dict[object, OtelMetrics] = {}
 _handles_lock = threading.Lock()
-# the instruments of each meter, made once: the SDK hands back the first instrument of a
-# name (with its first callbacks) when one is created again, so a handle opened after
-# another was closed reuses them
-_meters: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
-
-
-def _call_outcome(category: Category | None, fallback: bool, rejected: str | None) -> str:
-    if fallback:
-        return "fallback"
-    if rejected is not None:
-        return "rejected"
-    if category is None:
-        return "success"
-    return "cancelled" if category is _CANCELLED else "failure"
-
-
-def _attempt_outcome(category: Category | None) -> str:
-    if category is None:
-        return "success"
-    return "cancelled" if category is _CANCELLED else "failure"
-
-
-class _Instruments:
-    """The instruments of one meter, and the handle that feeds them now (``active``)."""
-
-    def __init__(self, meter: Meter) -> None:
-        self.active: OtelMetrics | None = None
-        self.calls = meter.create_counter(
-            "seawall.calls", unit="{call}",
-            description="Calls through a seawall integration point, by outcome")
-        self.attempts = meter.create_counter(
-            "seawall.attempts", unit="{attempt}",
-            description="Attempts that reached the dependency, by outcome")
-        self.retries = meter.create_counter(
-            "seawall.retries", unit="{retry}",
-            description="Retries scheduled, by the category of the failure retried")
-        self.rejections = meter.create_counter(
-            "seawall.rejections", unit="{rejection}",
-            description="Calls and retries refused locally, by reason")
-        self.hedges = meter.create_counter(
-            "seawall.hedges", unit="{attempt}",
-            description="Hedges started (outcome sent) and calls a hedge answered (outcome won)")
-        self.waits = meter.create_counter(
-            "seawall.waits", unit="{attempt}",
-            description="Attempts that waited before starting, by reason (paused, rate_limit)")
-        self.call_duration = meter.create_histogram(
-            "seawall.call.duration", unit="s",
-            description="Duration of calls that reached the dependency, every attempt and "
-                        "wait included",
-            explicit_bucket_boundaries_advisory=DURATION_BOUNDARIES)
-        self.attempt_duration = meter.create_histogram(
-            "seawall.attempt.duration", unit="s", description="Duration of attempts",
-            explicit_bucket_boundaries_advisory=DURATION_BOUNDARIES)
-        self.folded = meter.create_counter(
-            "seawall.otel.folded_calls", unit="{call}",
-            description="Calls exported under the operation _other: their point had "
-                        "max_operations other operations already")
-        meter.create_observable_gauge(
-            "seawall.breaker.state", callbacks=[self._breakers], unit="1",
-            description="Circuit breaker state: 0 closed, 1 half-open, 2 open")
-        meter.create_observable_up_down_counter(
-            "seawall.bulkhead.in_flight", callbacks=[self._in_flight], unit="{call}",
-            description="Calls holding (or handed) a bulkhead permit")
-        meter.create_observable_gauge(
-            "seawall.bulkhead.limit", callbacks=[self._limits], unit="{call}",
-            description="The bulkhead's concurrency limit (an adaptive one moves)")
-
-    def _breakers(self, _options: CallbackOptions) -> Iterable[Observation]:
-        handle = self.active
-        if handle is None:
-            return []
-        handle._drain_for_collection()
-        from opentelemetry.metrics import Observation
-
-        worst: dict[str, int] = {}
-        for point in live_points():
-            state = point.breaker_state
-            if state is not None:
-                # points of one name are one series: the state that refuses most shows
-                value = BREAKER_VALUES.get(state, 0)
-                worst[point.name] = max(value, worst.get(point.name, 0))
-        return [Observation(v, {POINT: name}) for name, v in sorted(worst.items())]
-
-    def _in_flight(self, _options: CallbackOptions) -> Iterable[Observation]:
-        handle = self.active
-        if handle is None:
-            return []
-        handle._drain_for_collection()
-        from opentelemetry.metrics import Observation
-
-        total: dict[str, int] = {}
-        for point in live_points():
-            permits = point.permits
-            if permits is not None:
-                total[point.name] = total.get(point.name, 0) + int(permits.active)
-        return [Observation(v, {POINT: name}) for name, v in sorted(total.items())]
-
-
-    def _limits(self, _options: CallbackOptions) -> Iterable[Observation]:
-        handle = self.active
-        if handle is None:
-            return []
-        from opentelemetry.metrics import Observation
-
-        total = concurrency_limits()
-        return [Observation(v, {POINT: name}) for name, v in sorted(total.items())]
 
 
 class OtelMetrics:
@@ -205,13 +79,7 @@ class OtelMetrics:
         self.drain_interval = drain_interval
         self.max_pending = max_pending
         self._key = key
-        instruments = _meters.get(meter)
-        if instruments is None:
-            instruments = _Instruments(meter)
-            try:
-                _meters[meter] = instruments
-            except TypeError:  # a meter that cannot be weakly referenced: no reuse
-                pass
+        instruments = instruments_of(meter)
         self._instruments = instruments
         self._lock = threading.Lock()  # the drain: its caches and totals
         self._pending: list[Any] = []
@@ -332,7 +200,7 @@ class OtelMetrics:
                     if found is None:
                         found = attrs[dkey] = {
                             POINT: point, OPERATION: exported,
-                            OUTCOME: _call_outcome(category, fallback, rejected)}
+                            OUTCOME: call_outcome(category, fallback, rejected)}
                         if injected:
                             found[INJECTED] = True
                     call_duration(duration, found)
@@ -348,7 +216,7 @@ class OtelMetrics:
                     found = attrs.get(dkey)
                     if found is None:
                         found = attrs[dkey] = {POINT: point, OPERATION: exported,
-                                               OUTCOME: _attempt_outcome(category)}
+                                               OUTCOME: attempt_outcome(category)}
                         if injected:
                             found[INJECTED] = True
                     attempt_duration(duration, found)
@@ -392,10 +260,10 @@ class OtelMetrics:
     def _call_attrs(self, key: tuple[Any, ...]) -> dict[str, Any]:
         _, point, operation, category, fallback, rejected, injected = key
         found: dict[str, Any] = {POINT: point, OPERATION: operation,
-                                 OUTCOME: _call_outcome(category, fallback, rejected)}
+                                 OUTCOME: call_outcome(category, fallback, rejected)}
         if injected:
             found[INJECTED] = True
-        if category is not None and category is not _CANCELLED:
+        if category is not None and category is not CANCELLED:
             found[CATEGORY] = category.value
         if rejected is not None:
             found[REASON] = rejected
@@ -405,10 +273,10 @@ class OtelMetrics:
     def _attempt_attrs(self, key: tuple[Any, ...]) -> dict[str, Any]:
         _, point, operation, category, injected = key
         found: dict[str, Any] = {POINT: point, OPERATION: operation,
-                                 OUTCOME: _attempt_outcome(category)}
+                                 OUTCOME: attempt_outcome(category)}
         if injected:
             found[INJECTED] = True
-        if category is not None and category is not _CANCELLED:
+        if category is not None and category is not CANCELLED:
             found[CATEGORY] = category.value
         self._attrs[key] = found
         return found

@@ -17,7 +17,8 @@ without a ``Retry``), capped the same way. Any other failure without a
 delay pauses nothing (the retry's own backoff applies to that call).
 
 Admission (:meth:`Execution.begin`) reads :attr:`Pacing.until`, a plain
-float (one attribute read on the hot path); an attempt that would start
+float (one attribute read); the inline first attempts read it only once a
+pause has begun (``on_pause`` opens the point's gate); an attempt that would start
 before it waits until then, or is refused with
 :class:`seawall.RateLimitedError` (reason ``paused``) when its deadline
 comes first. ``IntegrationPoint(server_pacing=False)`` turns it off.
@@ -28,6 +29,7 @@ Sans-IO, thread-safe: pauses only ever extend (``max`` under a lock).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._classify import Classification
@@ -95,13 +97,15 @@ def note_outcome(pacing: Pacing | None, retry: Retry | None, now: float, c: Clas
 class Pacing:
     """The point's pause: no new attempt starts before :attr:`until` (the point's clock)."""
 
-    __slots__ = ("cap", "lock", "pauses", "until")
+    __slots__ = ("cap", "lock", "on_pause", "pauses", "until")
 
-    def __init__(self, cap: float) -> None:
+    def __init__(self, cap: float, on_pause: Callable[[], None] | None = None) -> None:
         self.cap = cap
         self.until = float("-inf")
         self.pauses = 0  # how many server hints started or extended a pause
         self.lock = threading.Lock()
+        # told after a pause began or grew (``until`` already set): the point opens its gate
+        self.on_pause = on_pause
 
     def note(self, now: float, delay: float) -> float:
         """A server asked for ``delay`` seconds at ``now``: pause until then (capped); the pause's end."""
@@ -109,10 +113,14 @@ class Pacing:
             return self.until
         end = now + (delay if delay < self.cap else self.cap)
         with self.lock:
-            if end > self.until:
+            extended = end > self.until
+            if extended:
                 self.until = end
                 self.pauses += 1
-            return self.until
+            until = self.until
+        if extended and self.on_pause is not None:
+            self.on_pause()
+        return until
 
     def remaining(self, now: float) -> float:
         """Seconds of pause left at ``now`` (``0.0``: not paused)."""

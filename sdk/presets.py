@@ -129,9 +129,10 @@ def options(preset: str) -> dict[str, Any]:
     """
     try:
         return {**_BESIDES, **_PRESETS[preset]()}
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: not even a name (a list, say)
         raise ConfigurationError(
-            f"unknown preset {preset!r}; the presets are {', '.join(NAMES)}"
+            f"unknown preset {preset!r}; the presets are {', '.join(NAMES)}",
+            field="preset", value=preset, complaint=f"must be one of {', '.join(NAMES)}",
         ) from None
 
 

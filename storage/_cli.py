@@ -19,17 +19,17 @@ from typing import Any
 
 from seawall import ConfigurationError
 
-from ._schema import NAME_LENGTH
+from ._schema import ADDED, NAME_LENGTH
 from ._service import DEFAULT_LISTEN, MIN_TOKEN_LENGTH, parse_listen
 from ._store import DEFAULT_URL, MAX_WINDOW
-from ._types import Summary
+from ._types import STATS_FIELDS, Summary
 
-# the order of the keys of `seawall stats --json` (a test keeps it)
-JSON_KEYS = ("point", "calls", "successes", "failures", "retries", "rejected", "cancelled",
-             "fallbacks", "timeouts", "failures_by_category", "rejections_by_reason", "p50_ms",
-             "p95_ms", "p99_ms", "mean_ms", "breaker_state", "injected_calls",
-             "injected_failures", "waits_by_reason", "hedges_sent", "hedges_won",
-             "concurrency_limit", "window_seconds")
+# the order of the keys of `seawall stats --json` (a test keeps it): the point, the Stats
+# fields of seawall's first schema, the breaker state, the fields later schema versions added
+# (Stats appends them in version order, from the first counter ADDED), then the window
+_FIRST_ADDED = STATS_FIELDS.index(ADDED[min(ADDED)][0])
+JSON_KEYS = ("point", *STATS_FIELDS[:_FIRST_ADDED], "breaker_state",
+             *STATS_FIELDS[_FIRST_ADDED:], "window_seconds")
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:

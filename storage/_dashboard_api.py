@@ -151,7 +151,7 @@ def dashboard(store: Store, params: Mapping[str, Sequence[str]],
 #: one step of a series without calls (also the names of the series, in their order)
 _EMPTY_STEP: Mapping[str, Any] = {
     "calls_per_second": 0.0, "success_rate": None, "p50_ms": None, "p99_ms": None,
-    "retries": 0, "rejections": 0, "waits": 0, "hedges": 0,
+    "retries": 0, "rejections": 0, "waits": 0, "hedges": 0, "concurrency_limit": None,
 }
 
 
@@ -168,6 +168,8 @@ def _step(vec: Sequence[float], span: float) -> dict[str, Any]:
         "rejections": sum(f["rejections_by_reason"].values()),
         "waits": sum(f["waits_by_reason"].values()),
         "hedges": f["hedges_sent"],
+        # a level, not a count: null where no process sampled a limit (no bulkhead)
+        "concurrency_limit": round(f["concurrency_limit"], 4) or None,
     }
 
 

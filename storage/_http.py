@@ -9,14 +9,16 @@ assets hold no data and stay open, so a browser can load them and then
 ask for the token); TLS with the same certificate and key. A bad query
 gets 400 with a message, a failing store 503; nothing a client sends stops
 the server.
+
+This module is the server (options, socket, TLS, connection limit,
+lifecycle: :func:`serve_http`, :class:`WebServer`); what each request gets
+is :mod:`._http_handler`.
 """
 
 from __future__ import annotations
 
 import errno
-import hmac
 import ipaddress
-import json
 import logging
 import os
 import socket
@@ -24,39 +26,20 @@ import socketserver
 import ssl
 import tempfile
 import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import resources
+from http.server import ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
-
-from sqlalchemy.exc import SQLAlchemyError
 
 from seawall import ConfigurationError
 
-from . import _dashboard_api as api
+from ._http_handler import ASSETS as ASSETS
+from ._http_handler import REQUEST_TIMEOUT, Handler, load_assets
 from ._service import is_loopback, parse_listen
 from ._store import Store
-from ._types import MetricsQueryError
 
 log = logging.getLogger("seawall.storage")
 
 DEFAULT_HTTP_LISTEN = "127.0.0.1:8057"
 MAX_CONNECTIONS = 32  # handled at once; more wait in the listen backlog
-REQUEST_TIMEOUT = 10.0  # seconds a client may take to send its request (and the TLS handshake)
-ASSETS = {
-    "/": ("index.html", "text/html; charset=utf-8"),
-    "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
-    "/static/style.css": ("style.css", "text/css; charset=utf-8"),
-}
-_SECURITY_HEADERS = {
-    # every asset is ours: no inline script, nothing from elsewhere
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
-                               "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
 
 
 def check_token(token: str | None) -> None:
@@ -66,134 +49,9 @@ def check_token(token: str | None) -> None:
         raise ConfigurationError("token must be a string of at least 8 characters without spaces")
 
 
-def _load_assets() -> dict[str, bytes]:
-    folder = resources.files(__package__ or "seawall.storage").joinpath("_dashboard")
-    return {path: folder.joinpath(name).read_bytes() for path, (name, _) in ASSETS.items()}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "seawall"
-    sys_version = ""
-    timeout = REQUEST_TIMEOUT
-    # one request per connection: a browser's idle keep-alive cannot hold a worker
-    protocol_version = "HTTP/1.0"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("seawall.storage http: %s %s", self.address_string(), format % args)
-
-    def do_GET(self) -> None:
-        self._dispatch(head=False)
-
-    def do_HEAD(self) -> None:
-        self._dispatch(head=True)
-
-    def _dispatch(self, *, head: bool) -> None:
-        try:
-            self._route(head)
-        except Exception as exc:  # a bug of ours: answer 500, keep serving
-            log.exception("seawall.storage http: %s %s failed", self.command, self.path)
-            self._json(HTTPStatus.INTERNAL_SERVER_ERROR,
-                       {"error": f"internal error: {type(exc).__name__}"}, head)
-
-    def _route(self, head: bool) -> None:
-        if not self._host_allowed():
-            self._json(HTTPStatus.MISDIRECTED_REQUEST,
-                       {"error": "this server answers only requests addressed to "
-                                 "its loopback address (Host header)"}, head)
-            return
-        parts = urlsplit(self.path)
-        path = parts.path
-        asset = ASSETS.get(path)
-        if asset is not None:
-            self._send(HTTPStatus.OK, self.server.assets[path], asset[1], head,
-                       cache="no-cache")
-            return
-        if path == "/healthz":
-            self._send(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8", head)
-            return
-        if path not in ("/metrics", "/api/points", "/api/dashboard"):
-            self._json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {path}; see /, "
-                                              "/metrics, /api/points, /api/dashboard"}, head)
-            return
-        if not self._authorized():
-            self._json(HTTPStatus.UNAUTHORIZED,
-                       {"error": "this server needs 'Authorization: Bearer <token>'"}, head,
-                       extra={"WWW-Authenticate": 'Bearer realm="seawall"'})
-            return
-        try:
-            params = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False,
-                              max_num_fields=20)
-        except ValueError as exc:
-            self._json(HTTPStatus.BAD_REQUEST, {"error": f"bad query string: {exc}"}, head)
-            return
-        try:
-            if path == "/metrics":
-                self._metrics(head)
-            elif path == "/api/points":
-                self._json(HTTPStatus.OK, api.points(self.server.store), head)
-            else:
-                self._json(HTTPStatus.OK, api.dashboard(self.server.store, params), head)
-        except MetricsQueryError as exc:
-            self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)}, head)
-        except SQLAlchemyError as exc:
-            log.warning("seawall.storage: store error while serving HTTP: %s", exc)
-            self._json(HTTPStatus.SERVICE_UNAVAILABLE,
-                       {"error": f"metrics store unavailable: {type(exc).__name__}"}, head)
-
-    def _metrics(self, head: bool) -> None:
-        registry = self.server.registry
-        if registry is None:
-            self._send(HTTPStatus.NOT_IMPLEMENTED,
-                       b"Prometheus metrics need prometheus_client: "
-                       b"pip install 'seawall[prometheus]'\n", "text/plain; charset=utf-8", head)
-            return
-        from ._prometheus import exposition
-
-        body, content_type = exposition(registry, self.headers.get("Accept"))
-        self._send(HTTPStatus.OK, body, content_type, head)
-
-    def _host_allowed(self) -> bool:
-        # Without a token, only a loopback server answers, and only to requests
-        # naming a loopback host: a web page elsewhere that rebinds its DNS
-        # name to 127.0.0.1 cannot read the metrics through the user's browser.
-        if self.server.token is not None:
-            return True
-        given = self.headers.get("Host")
-        if given is None:
-            return True  # HTTP/1.0 without Host: not a browser
-        name = given.rsplit(":", 1)[0] if not given.endswith("]") else given
-        name = name.strip("[]").lower()
-        return name in self.server.host_names or is_loopback(name)
-
-    def _authorized(self) -> bool:
-        expected = self.server.expected
-        if expected is None:
-            return True
-        given = (self.headers.get("Authorization") or "").encode("latin-1", "replace")
-        return hmac.compare_digest(given, expected)
-
-    def _json(self, status: HTTPStatus, payload: Any, head: bool,
-              extra: dict[str, str] | None = None) -> None:
-        body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
-        self._send(status, body, "application/json", head, extra=extra)
-
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str, head: bool, *,
-              cache: str = "no-store", extra: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", cache)
-        for name, value in _SECURITY_HEADERS.items():
-            self.send_header(name, value)
-        for name, value in (extra or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
-
-
 class _Server(ThreadingHTTPServer):
+    """The listening socket: at most :data:`MAX_CONNECTIONS` requests at once, TLS per worker."""
+
     daemon_threads = True
     block_on_close = False
     request_queue_size = 64
@@ -205,11 +63,11 @@ class _Server(ThreadingHTTPServer):
         self.token = token
         self.expected = f"Bearer {token}".encode() if token is not None else None
         self.context = context
-        self.assets = _load_assets()
+        self.assets = load_assets()
         self.registry = _registry(store)
         self.host_names = {"localhost", address[0].lower()}
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        super().__init__(address, _Handler)
+        super().__init__(address, Handler)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves its own name (socket.getfqdn): a DNS

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -10,54 +9,18 @@ import grpc.aio
 import pytest
 
 import seawall
+from seawall.interceptors._grpc_chaos import InjectedDone, fault_done, result_done
 from seawall.testing import FakeClock
-from tests.grpc_support.mounts import aio_channel, sync_channel
-from tests.grpc_support.servers import Backend, pb2, pb2_grpc
+from tests.grpc_support.calls import echo_point, req
+from tests.grpc_support.servers import Backend
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 
 
-def point(chaos: seawall.Chaos, *, attempts: int = 3, clock: Any = None,
-          **policies: Any) -> seawall.IntegrationPoint:
-    return seawall.IntegrationPoint(
-        "echo", chaos=chaos, clock=clock or FakeClock(),
-        retry=seawall.Retry(attempts=attempts, backoff=seawall.Backoff.constant(0.01),
-                            budget=None),
-        **policies)
-
-
-def req(key: str, count: int = 0) -> Any:
-    return pb2.EchoRequest(key=key, text="hi", count=count)
-
-
-@pytest.fixture
-def sync_stub(mounting: str, sync_target: str) -> Iterator[Any]:
-    channels: list[grpc.Channel] = []
-
-    def make(p: seawall.IntegrationPoint) -> Any:
-        channel = sync_channel(sync_target, p, mounting)
-        channels.append(channel)
-        return pb2_grpc.EchoStub(channel)
-
-    yield make
-    for channel in channels:
-        channel.close()
-
-
-@pytest.fixture
-async def aio_stub(mounting: str, aio_target: str) -> AsyncIterator[Any]:
-    channels: list[grpc.aio.Channel] = []
-
-    def make(p: seawall.IntegrationPoint) -> Any:
-        channel = aio_channel(aio_target, p, mounting)
-        channels.append(channel)
-        return pb2_grpc.EchoStub(channel)
-
-    yield make
-    for channel in channels:
-        await channel.close()
+def point(chaos: seawall.Chaos, **policies: Any) -> seawall.IntegrationPoint:
+    return echo_point(chaos=chaos, **policies)
 
 
 # -- sync -------------------------------------------------------------------------
@@ -167,3 +130,17 @@ async def test_aio_disabled_chaos_passes_through(aio_stub: Any, backend: Backend
     p.chaos.disable()
     assert (await aio_stub(p).Unary(req("k"))).text
     assert len(backend.attempts("k")) == 1 and p.stats().injected_attempts == 0
+
+
+async def test_aio_injected_done_call_reports_its_status() -> None:
+    """InjectedDone(code, details): its ``status`` is what the call reports and raises."""
+    call = InjectedDone(UNAVAILABLE, "link down")
+    assert (call.status.code, call.status.details, call.status.debug) == (
+        UNAVAILABLE, "link down", "link down")
+    assert (await call.code(), await call.details()) == (UNAVAILABLE, "link down")
+    assert list(await call.trailing_metadata()) == [] and call.done()
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call
+    assert info.value.code() is UNAVAILABLE and info.value.details() == "link down"
+    assert result_done((grpc.StatusCode.ABORTED, "no")).status.code is grpc.StatusCode.ABORTED
+    assert fault_done(ConnectionError("x")).status.code is UNAVAILABLE

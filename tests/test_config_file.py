@@ -130,10 +130,53 @@ def test_the_example_rehearsal_injects_once_enabled(monkeypatch: pytest.MonkeyPa
 # -- errors name the file, the key path and the value ----------------------------------------
 
 def test_the_issues_own_example_message(tmp_path: Path) -> None:
-    """A string where an integer belongs: file, key path and the value as written."""
+    """A string where an integer belongs (a type only the reader sees): file, key path, value."""
     text = refused(tmp_path, '[payments.retry]\nattempts = "3"\n')
     assert text == (f"{tmp_path / 'resilience.toml'}: payments.retry.attempts: "
                     f'must be an integer ≥ 1, got "3"')
+
+
+def test_a_range_error_is_the_policys_own_under_the_key_path(tmp_path: Path) -> None:
+    """attempts = 0 is refused by Retry itself; the reader words it with file and key path."""
+    with pytest.raises(ConfigurationError) as info:
+        load(tmp_path, "[payments.retry]\nattempts = 0\n")
+    assert str(info.value) == (f"{tmp_path / 'resilience.toml'}: payments.retry.attempts: "
+                               f"must be >= 1, got 0")
+    with pytest.raises(ConfigurationError) as direct:
+        seawall.Retry(attempts=0)
+    assert str(direct.value) == "Retry.attempts must be >= 1, got 0"  # the code's own message
+    for error in (info.value, direct.value):
+        assert (error.field, error.value, error.complaint) == ("attempts", 0, "must be >= 1")
+
+
+def test_the_reader_no_longer_checks_ranges() -> None:
+    """FIELDS checks TOML types only: every number in range or not passes it, for the policy."""
+    for kind, keys in FIELDS.items():
+        for key, check in keys.items():
+            if check(1) is None:  # a key that takes numbers
+                assert check(-1) is None and check(10**9) is None and check(0.5) in (
+                    None, "must be an integer", "must be an integer ≥ 1"), (kind.__name__, key)
+
+
+def test_policy_errors_carry_field_value_and_complaint() -> None:
+    """Each policy's own refusal names its field and value apart from the message."""
+    cases: list[tuple[Any, str, Any, str]] = [
+        (lambda: Timeout(attempt=5.0, total=3.0), "attempt", 5.0, "must be <= total (3.0)"),
+        (lambda: Hedge(delay=0.1, max_extra=11), "max_extra", 11, "must be <= 10"),
+        (lambda: Backoff(kind="linear", initial=2.0, maximum=1.0), "maximum", 1.0,
+         "must be >= initial (2.0)"),
+        (lambda: CircuitBreaker(minimum_calls=200), "minimum_calls", 200,
+         "must be <= window (100) for a count window"),
+        (lambda: Chaos(fault_rate=0.5), "fault", None,
+         "is needed when fault_rate > 0 (fault_rate=0.5)"),
+        (lambda: RetryBudget(ratio=2), "ratio", 2, "must be in [0, 1]"),
+    ]
+    for make, field, value, complaint in cases:
+        with pytest.raises(ConfigurationError) as info:
+            make()
+        assert (info.value.field, info.value.value, info.value.complaint) == \
+            (field, value, complaint)
+        assert complaint in str(info.value)
 
 
 @pytest.mark.parametrize(("toml", "where"), [
@@ -178,12 +221,19 @@ WRONG: list[tuple[str, str, str]] = [
 ADAPTIVE = {("bulkhead", f) for f in FIELDS[AdaptiveBulkhead] if f not in FIELDS[Bulkhead]}
 
 
+# the fields a table cannot do without, written beside the wrong one
+REQUIRED = {"bulkhead": ("max_concurrent", "1"), "rate_limit": ("rate", "1.0"),
+            "hedge": ("delay", "0.1")}
+
+
 @pytest.mark.parametrize(("table", "field", "value"), WRONG)
 def test_every_field_is_checked_with_its_path(tmp_path: Path, table: str, field: str,
                                               value: str) -> None:
     """Each field of each policy refuses a wrong value, naming point.table.field and the value."""
     adaptive = 'kind = "adaptive"\n' if (table, field) in ADAPTIVE else ""
-    text = refused(tmp_path, f"[p.{table}]\n{adaptive}{field} = {value}\n")
+    need = REQUIRED.get(table)
+    required = f"{need[0]} = {need[1]}\n" if need and not adaptive and field != need[0] else ""
+    text = refused(tmp_path, f"[p.{table}]\n{adaptive}{required}{field} = {value}\n")
     assert f": p.{table}.{field}: must " in text
     assert text.endswith(f"got {value}")
 
@@ -194,6 +244,8 @@ def test_a_point_must_be_a_table_and_preset_known(tmp_path: Path) -> None:
     text = refused(tmp_path, '[p]\npreset = "rest"\n')
     assert 'p.preset: must be one of http_api, grpc_service, database, llm_api, got "rest"' in text
     assert "p.retry: must be a table, got true" in refused(tmp_path, "[p]\nretry = true\n")
+    assert refused(tmp_path, '[p]\npreset = ["http_api"]\n').endswith(
+        'p.preset: must be one of http_api, grpc_service, database, llm_api, got ["http_api"]')
 
 
 def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
@@ -203,10 +255,15 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
 
 
 def test_a_policys_own_check_gets_the_path(tmp_path: Path) -> None:
-    """maximum < initial (Backoff's own check): reported under p.retry.backoff."""
+    """maximum < initial (Backoff's own check): reported under p.retry.backoff.maximum."""
     text = refused(tmp_path, "[p.retry.backoff]\nkind = \"exponential\"\ninitial = 2.0\n"
                              "maximum = 1.0\n")
-    assert ": p.retry.backoff: Backoff.maximum must be >= initial (2.0), got 1.0" in text
+    assert text.endswith(": p.retry.backoff.maximum: must be >= initial (2.0), got 1.0")
+    text = refused(tmp_path, "[p.retry.backoff]\nmaximum = 0.01\n")  # initial 0.05 by default
+    assert text.endswith(": p.retry.backoff.maximum: must be >= initial (0.05), got 0.01")
+    text = refused(tmp_path, "[p.retry.backoff]\ninitial = 5.0\n")  # maximum 2.0 by default
+    assert text.endswith(": p.retry.backoff.maximum: must be >= initial (5.0), got 2.0 "
+                         "(not written: the default)")
 
 
 def test_cross_option_errors_name_the_file_and_point(tmp_path: Path) -> None:
@@ -218,7 +275,8 @@ def test_cross_option_errors_name_the_file_and_point(tmp_path: Path) -> None:
 def test_preset_fields_conflicting_with_an_override_are_named(tmp_path: Path) -> None:
     """Over http_api (attempt 5 s), total = 3 s alone contradicts the kept attempt timeout."""
     text = refused(tmp_path, '[p]\npreset = "http_api"\ntimeout = { total = 3.0 }\n')
-    assert "p.timeout: Timeout.attempt (5.0) must be <= total (3.0)" in text
+    assert text.endswith(": p.timeout.attempt: must be <= total (3.0), got 5.0 "
+                         "(not written: kept from the preset)")
 
 
 # -- what the tables can say ------------------------------------------------------------------
@@ -271,8 +329,10 @@ def test_imported_names_exceptions_handlers_functions(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("toml", "message"), [
     ('[p.retry]\non = ["NoSuchError"]\n', 'p.retry.on: names nothing importable'),
     ('[p.retry]\non = ["no_such_module:Error"]\n', 'got "no_such_module:Error"'),
-    ('[p.retry]\non = ["builtins:len"]\n', 'p.retry.on: must name Exception subclasses'),
+    ('[p.retry]\non = ["builtins:len"]\n',
+     'p.retry.on: must hold Exception subclasses, got ["builtins:len"]'),
     ('[p.fallback]\nvalue = 1\non = ["sometimes"]\n', 'p.fallback.on: must hold categories'),
+    ('[p.fallback]\non = ["transient"]\n', 'p.fallback: Fallback needs exactly one of value='),
 ])
 def test_bad_names_are_refused(tmp_path: Path, toml: str, message: str) -> None:
     """Names that import nothing, or the wrong kind of thing, are refused with their path."""

@@ -43,9 +43,12 @@ def test_a_rate_limit_table_is_a_rate_limit() -> None:
 
 
 def test_the_issues_style_of_message_for_a_rate() -> None:
-    """A string where the rate belongs: key path and the value as written."""
+    """A string where the rate belongs: key path and the value as written; a rate out of range
+    is RateLimit's own refusal, under the same path."""
     assert refused('[payments.rate_limit]\nrate = "x"\n') == \
-        'payments.rate_limit.rate: must be a number > 0, got "x"'
+        'payments.rate_limit.rate: must be a number, got "x"'
+    assert refused('[payments.rate_limit]\nrate = -2\n') == \
+        'payments.rate_limit.rate: must be a finite number > 0 (attempts per second), got -2'
 
 
 def test_a_field_without_a_default_must_be_written() -> None:
@@ -85,8 +88,9 @@ def test_a_hedge_table_is_a_hedge_with_categories() -> None:
 
 @pytest.mark.parametrize(("toml", "message"), [
     ("[p.hedge]\ndelay = 0.1\nmax_extra = 11\n",
-     "p.hedge.max_extra: must be an integer in [1, 10], got 11"),
+     "p.hedge.max_extra: must be <= 10, got 11"),
     ('[p.hedge]\ndelay = 0.1\non = ["soon"]\n', 'p.hedge.on: must hold categories'),
+    ('[p.hedge]\ndelay = 0.1\non = ["soon"]\n', 'or be None, got ["soon"]'),
     ("[p.hedge]\ndelay = 0.1\nlimit = 2\n",
      "p.hedge.limit: unknown key (a Hedge takes delay, max_extra, on)"),
 ])
@@ -140,8 +144,8 @@ def test_a_key_of_the_other_kind_says_which_kind_takes_it() -> None:
 
 def test_the_adaptive_bulkheads_own_checks_get_the_path() -> None:
     """initial outside [minimum, maximum]: AdaptiveBulkhead's message under p.bulkhead."""
-    assert refused('[p.bulkhead]\nkind = "adaptive"\ninitial = 500\n').startswith(
-        "p.bulkhead: AdaptiveBulkhead.initial must be within [minimum, maximum]")
+    assert refused('[p.bulkhead]\nkind = "adaptive"\ninitial = 500\n') == (
+        "p.bulkhead.initial: must be within [minimum, maximum] = [1, 256], got 500")
 
 
 # -- fault injection --------------------------------------------------------------------------
@@ -190,8 +194,9 @@ def test_a_result_is_a_toml_value_or_a_named_object() -> None:
 
 @pytest.mark.parametrize(("toml", "message"), [
     ('[p.chaos]\nfault_rate = 1.0\nfault = "int"\n',
-     'p.chaos.fault: must name an Exception subclass, an exception or a zero-argument factory, '
-     'got "int"'),
+     'p.chaos.fault: must be an Exception subclass, got "int"'),
+    ('[p.chaos]\nfault_rate = 1.0\nfault = "math:pi"\n',
+     'p.chaos.fault: must be an exception, an exception class or a factory, got "math:pi"'),
     ('[p.chaos]\nfault = "no_such_module:Boom"\n',
      'p.chaos.fault: names nothing importable (write module:attribute), got "no_such_module:Boom"'),
     ('[p.chaos]\nfault = { klass = "X" }\n',
@@ -204,7 +209,9 @@ def test_a_result_is_a_toml_value_or_a_named_object() -> None:
     ('[p.chaos]\nresult = 1\nresult_name = "grpc:StatusCode.OK"\n',
      'p.chaos.result_name: cannot be given with result'),
     ('[p.chaos]\nresult_name = "grpc:StatusCode.NOPE"\n', 'p.chaos.result_name: names nothing'),
-    ("[p.chaos]\nfault_rate = 1.0\n", "p.chaos: Chaos.fault is needed when fault_rate > 0"),
+    ("[p.chaos]\nfault_rate = 1.0\n", "p.chaos.fault: is needed when fault_rate > 0 "
+     "(fault_rate=1.0)"),
+    ("[p.chaos]\nfault_rate = 2.0\n", "p.chaos.fault_rate: must be in [0, 1], got 2.0"),
     ("[p.chaos]\nseed = 1.5\n", "p.chaos.seed: must be an integer, got 1.5"),
     ("[p.chaos]\nrate = 0.1\n", "p.chaos.rate: unknown key (a Chaos takes fault_rate, fault"),
 ])

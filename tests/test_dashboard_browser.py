@@ -187,6 +187,44 @@ def test_the_filters_and_the_window_selector_redraw_the_page(browser: Any, fille
     assert _errors(browser) == []
 
 
+def test_waits_hedges_and_the_limit_are_drawn_where_a_point_has_them(
+        browser: Any, tmp_path: Path) -> None:
+    """A paced, hedged, bulkheaded point gets its bars and its limit line; a plain one does not."""
+    from seawall.storage._schema import HEDGES_SENT, HEDGES_WON, LIMIT_SAMPLES, LIMIT_SUM, WAITED
+
+    end = (time.time() // 60 - 2) * 60
+    last = int(end // 60) - 1  # the window's last minute
+    rows: dict[tuple[str, str, int], list[float]] = {}
+    for minute in range(last - 9, last + 1):
+        vec = vector(successes=5)
+        if minute % 2 == 0:
+            vec[WAITED["paused"]], vec[HEDGES_SENT], vec[HEDGES_WON] = 2, 3, 1
+        if minute >= last - 4:  # the bulkhead sampled only in the last five minutes
+            vec[LIMIT_SUM], vec[LIMIT_SAMPLES] = 10 + minute - last + 4, 1
+        rows[("pool", "get", minute)] = vec
+        rows[("plain", "get", minute)] = vector(successes=1)
+    store = Store(f"sqlite:///{tmp_path / 'metrics.db'}")
+    try:
+        store.write(rows, host="web-1", pid=1)
+        with serve_http(store, "127.0.0.1:0") as web:
+            _open(browser, f"{web.url}?window=900&end={end:.0f}", "ready")
+            paced = sum(1 for m in range(last - 9, last + 1) if m % 2 == 0)
+            assert browser.execute_script(DRAWN, "pool", "pacing") == {
+                "waits": {"vertices": 0, "bars": paced}, "hedges": {"vertices": 0, "bars": paced}}
+            assert browser.execute_script(DRAWN, "pool", "limit") == {
+                "limit": {"vertices": 5, "bars": 0}}
+            figures = browser.execute_script(
+                "return document.querySelector('section[data-point=\"pool\"] .figures')"
+                ".textContent")
+            assert f"{2 * paced} waits" in figures and f"{3 * paced}/{paced} hedges" in figures
+            assert "12 limit" in figures  # the mean of 10, 11, 12, 13, 14
+            assert browser.execute_script(DRAWN, "plain", "pacing") is None
+            assert browser.execute_script(DRAWN, "plain", "limit") is None
+            assert _errors(browser) == []
+    finally:
+        store.close()
+
+
 def test_an_empty_store_says_so_then_the_page_fills_itself(browser: Any, tmp_path: Path) -> None:
     """With no data the page says so; calls written later appear on the next refresh (every 5 s)."""
     store = Store(f"sqlite:///{tmp_path / 'metrics.db'}")

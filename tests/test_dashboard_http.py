@@ -82,6 +82,23 @@ def test_each_step_holds_its_minutes_figures(store: Store) -> None:
     assert totals["rejections_by_reason"]["budget"] == 2
 
 
+def test_the_limit_is_a_level_per_step_with_gaps_where_none_was_sampled(store: Store) -> None:
+    """concurrency_limit per step: the mean of the step's samples; null in steps without any."""
+    from seawall.storage._schema import LIMIT_SAMPLES, LIMIT_SUM
+
+    def limited(total: int, samples: int) -> list[float]:
+        vec = vector(successes=1)
+        vec[LIMIT_SUM], vec[LIMIT_SAMPLES] = total, samples
+        return vec
+
+    store.write({("pool", "get", E - 15): limited(24, 2), ("pool", "get", E - 2): vector(),
+                 ("pool", "get", E - 1): limited(30, 3)}, host="web-1", pid=1)
+    store.write({("pool", "get", E - 1): limited(20, 1)}, host="web-2", pid=2)
+    (pool,) = dashboard(store, {"window": ["900"], "end": [str(END)]}, now=END)["points"]
+    assert pool["series"]["concurrency_limit"] == [12.0] + [None] * 13 + [12.5]
+    assert len(pool["series"]["concurrency_limit"]) == len(pool["series"]["waits"]) == 15
+
+
 def test_live_the_current_step_is_a_rate_over_the_seconds_elapsed(store: Store) -> None:
     """20 s into a minute, 10 calls recorded in it read as 0.5 calls per second."""
     store.write({("search", "lookup", E): vector(successes=10),
@@ -311,6 +328,20 @@ def test_no_asset_refers_to_anything_elsewhere(web: WebServer) -> None:
         assert "@import" not in body and "<iframe" not in body
 
 
+def test_the_page_draws_waits_hedges_and_the_limit(web: WebServer) -> None:
+    """app.js reads the waits, hedges and limit series and totals, and styles each series."""
+    script = _get(web, "/static/app.js").text
+    style = _get(web, "/static/style.css").text
+    for series in ("waits", "hedges", "concurrency_limit"):
+        assert f"s.{series}" in script, series
+    for total in ("waits_by_reason", "hedges_sent", "hedges_won", "concurrency_limit"):
+        assert f"t.{total}" in script, total
+    for chart in ('barChart("pacing"', 'lineChart("limit"'):
+        assert chart in script, chart
+    for color in ("--waits", "--hedges", "--limit"):
+        assert f"var({color})" in script and f"{color}:" in style, color
+
+
 def test_a_page_elsewhere_cannot_read_a_loopback_server_through_dns_rebinding(
         web: WebServer) -> None:
     """Without a token the server only answers requests addressed to a loopback name."""
@@ -368,7 +399,7 @@ def test_with_a_token_data_needs_the_bearer_and_the_page_does_not(store: Store) 
 def test_the_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch,
                                                 store: Store) -> None:
     """The check goes through hmac.compare_digest with the whole header."""
-    import seawall.storage._http as http_module
+    import seawall.storage._http_handler as http_module
 
     seen: list[tuple[bytes, bytes]] = []
     real = http_module.hmac.compare_digest

@@ -15,7 +15,9 @@ import pytest
 import seawall
 from seawall.interceptors import grpc as sw_grpc
 from seawall.testing import FakeClock
-from tests.grpc_support.mounts import aio_channel
+from tests.grpc_support.calls import echo_point as point
+from tests.grpc_support.calls import req
+from tests.grpc_support.mounts import AioChannels
 from tests.grpc_support.servers import Backend, free_port, pb2, pb2_grpc
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
@@ -24,35 +26,14 @@ UNARY = "/seawall.test.v1.Echo/Unary"
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 
 
-def point(name: str = "echo", *, attempts: int = 3, clock: Any = None,
-          **policies: Any) -> seawall.IntegrationPoint:
-    return seawall.IntegrationPoint(
-        name,
-        retry=seawall.Retry(attempts=attempts, backoff=seawall.Backoff.constant(0.01), budget=None)
-        if attempts else None,
-        clock=clock or FakeClock(),
-        **policies,
-    )
-
-
 @pytest.fixture
-async def connect(mounting: str) -> AsyncIterator[Any]:
+def connect(mounting: str, aio_channels: AioChannels) -> Any:
     """connect(target, point_or_table, **options) -> a stub over an aio channel with seawall
     mounted."""
-    channels: list[grpc.aio.Channel] = []
-
     def make(target: str, routes: Any, **options: Any) -> Any:
-        channel = aio_channel(target, routes, mounting, **options)
-        channels.append(channel)
-        return pb2_grpc.EchoStub(channel)
+        return pb2_grpc.EchoStub(aio_channels.open(target, routes, mounting, **options))
 
-    yield make
-    for channel in channels:
-        await channel.close()
-
-
-def req(key: str, text: str = "hi", count: int = 0) -> Any:
-    return pb2.EchoRequest(key=key, text=text, count=count)
+    return make
 
 
 async def wait_for(predicate: Any, seconds: float = 5.0) -> None:

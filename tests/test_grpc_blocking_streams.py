@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -22,9 +21,10 @@ import pytest
 
 import seawall
 from seawall.interceptors import grpc as sw_grpc
+from tests.grpc_support.calls import req
 from tests.grpc_support.interop import AsyncPipe, Pipe
-from tests.grpc_support.mounts import MOUNTINGS, aio_channel, sync_channel
-from tests.grpc_support.servers import Backend, pb2, pb2_grpc
+from tests.grpc_support.mounts import MOUNTINGS, AioChannels, SyncChannels
+from tests.grpc_support.servers import Backend, pb2_grpc
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
 
@@ -39,24 +39,14 @@ def point(**policies: Any) -> seawall.IntegrationPoint:
                                     budget=None), **policies)
 
 
-def req(key: str, text: str) -> Any:
-    return pb2.EchoRequest(key=key, text=text)
-
-
 @pytest.fixture
-def sync_stub(sync_target: str) -> Iterator[Any]:
+def sync_stub(sync_target: str, sync_channels: SyncChannels) -> Any:
     """make(routes, mounting) -> an Echo stub over a sync channel with seawall mounted
     (``routes`` ``None``: plain)."""
-    channels: list[grpc.Channel] = []
-
     def make(routes: Any, mounting: str) -> Any:
-        channel = sync_channel(sync_target, routes, mounting)
-        channels.append(channel)
-        return pb2_grpc.EchoStub(channel)
+        return pb2_grpc.EchoStub(sync_channels.open(sync_target, routes, mounting))
 
-    yield make
-    for channel in channels:
-        channel.close()
+    return make
 
 
 def in_thread(fn: Any) -> tuple[threading.Thread, list[Any]]:
@@ -184,18 +174,12 @@ def test_many_threads_retrying_blocked_streams_at_once_sync(
 
 
 @pytest.fixture
-async def aio_stub(sync_target: str) -> AsyncIterator[Any]:
-    """The grpc.aio twin of ``sync_stub``."""
-    channels: list[grpc.aio.Channel] = []
-
+def aio_stub(sync_target: str, aio_channels: AioChannels) -> Any:
+    """The grpc.aio twin of ``sync_stub`` (to the same sync server)."""
     def make(routes: Any, mounting: str) -> Any:
-        channel = aio_channel(sync_target, routes, mounting)
-        channels.append(channel)
-        return pb2_grpc.EchoStub(channel)
+        return pb2_grpc.EchoStub(aio_channels.open(sync_target, routes, mounting))
 
-    yield make
-    for channel in channels:
-        await channel.close()
+    return make
 
 
 @pytest.mark.parametrize(("kind", "code", "mounting"), ROUTES)

@@ -22,7 +22,7 @@ from seawall.interceptors import grpc as sw_grpc
 from tests.grpc_support.interop import AsyncPipe, InteropServicer, Pipe, start_interop_server
 from tests.grpc_support.interop import pb2 as ipb2
 from tests.grpc_support.interop import pb2_grpc as ipb2_grpc
-from tests.grpc_support.mounts import aio_channel, sync_channel
+from tests.grpc_support.mounts import AioChannels, SyncChannels
 from tests.grpc_support.servers import Backend, pb2, pb2_grpc
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
@@ -53,34 +53,28 @@ def interop() -> Iterator[tuple[int, InteropServicer]]:
 
 
 @pytest.fixture
-def sync_stub(interop: tuple[int, InteropServicer], mounting: str) -> Iterator[Any]:
+def sync_stub(interop: tuple[int, InteropServicer], mounting: str,
+              sync_channels: SyncChannels) -> Iterator[Any]:
     """make(routes) -> a TestService stub over a sync channel with seawall mounted."""
-    channels: list[grpc.Channel] = []
-
     def make(routes: Any) -> Any:
-        channel = sync_channel(f"127.0.0.1:{interop[0]}", routes, mounting)
-        channels.append(channel)
+        channel = sync_channels.open(f"127.0.0.1:{interop[0]}", routes, mounting)
         return ipb2_grpc.TestServiceStub(channel)
 
     yield make
-    for channel in channels:
-        channel.close()
+    sync_channels.close()
     assert interop[1].wait_idle(10), "a call was left running on the server"
 
 
 @pytest.fixture
-async def aio_stub(interop: tuple[int, InteropServicer], mounting: str) -> AsyncIterator[Any]:
+async def aio_stub(interop: tuple[int, InteropServicer], mounting: str,
+                   aio_channels: AioChannels) -> AsyncIterator[Any]:
     """The grpc.aio twin of ``sync_stub``."""
-    channels: list[grpc.aio.Channel] = []
-
     def make(routes: Any) -> Any:
-        channel = aio_channel(f"127.0.0.1:{interop[0]}", routes, mounting)
-        channels.append(channel)
+        channel = aio_channels.open(f"127.0.0.1:{interop[0]}", routes, mounting)
         return ipb2_grpc.TestServiceStub(channel)
 
     yield make
-    for channel in channels:
-        await channel.close()
+    await aio_channels.close()
     assert interop[1].wait_idle(10), "a call was left running on the server"
 
 
@@ -224,33 +218,21 @@ async def test_call_deadline_still_ends_a_long_stream_aio(aio_stub: Any, limits:
 
 
 @pytest.fixture
-def echo_sync(sync_target: str, mounting: str) -> Iterator[Any]:
+def echo_sync(sync_target: str, mounting: str, sync_channels: SyncChannels) -> Any:
     """make(routes) -> an Echo stub over a sync channel with seawall mounted."""
-    channels: list[grpc.Channel] = []
-
     def make(routes: Any) -> Any:
-        channel = sync_channel(sync_target, routes, mounting)
-        channels.append(channel)
-        return pb2_grpc.EchoStub(channel)
+        return pb2_grpc.EchoStub(sync_channels.open(sync_target, routes, mounting))
 
-    yield make
-    for channel in channels:
-        channel.close()
+    return make
 
 
 @pytest.fixture
-async def echo_aio(sync_target: str, mounting: str) -> AsyncIterator[Any]:
-    """The grpc.aio twin of ``echo_sync``."""
-    channels: list[grpc.aio.Channel] = []
-
+def echo_aio(sync_target: str, mounting: str, aio_channels: AioChannels) -> Any:
+    """The grpc.aio twin of ``echo_sync`` (to the same sync server)."""
     def make(routes: Any) -> Any:
-        channel = aio_channel(sync_target, routes, mounting)
-        channels.append(channel)
-        return pb2_grpc.EchoStub(channel)
+        return pb2_grpc.EchoStub(aio_channels.open(sync_target, routes, mounting))
 
-    yield make
-    for channel in channels:
-        await channel.close()
+    return make
 
 
 def test_stalled_first_attempt_is_retried_sync(echo_sync: Any, backend: Backend) -> None:

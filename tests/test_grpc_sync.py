@@ -13,7 +13,9 @@ import pytest
 import seawall
 from seawall.interceptors import grpc as sw_grpc
 from seawall.testing import FakeClock
-from tests.grpc_support.mounts import sync_channel
+from tests.grpc_support.calls import echo_point as point
+from tests.grpc_support.calls import req
+from tests.grpc_support.mounts import SyncChannels
 from tests.grpc_support.servers import Backend, free_port, pb2, pb2_grpc, start_sync_server
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
@@ -23,34 +25,13 @@ SERVER_STREAM = "/seawall.test.v1.Echo/ServerStream"
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 
 
-def point(name: str = "echo", *, attempts: int = 3, clock: Any = None,
-          **policies: Any) -> seawall.IntegrationPoint:
-    return seawall.IntegrationPoint(
-        name,
-        retry=seawall.Retry(attempts=attempts, backoff=seawall.Backoff.constant(0.01), budget=None)
-        if attempts else None,
-        clock=clock or FakeClock(),
-        **policies,
-    )
-
-
 @pytest.fixture
-def connect(mounting: str) -> Iterator[Any]:
+def connect(mounting: str, sync_channels: SyncChannels) -> Any:
     """connect(target, point_or_table, **options) -> a stub over a channel with seawall mounted."""
-    channels: list[grpc.Channel] = []
-
     def make(target: str, routes: Any, **options: Any) -> Any:
-        channel = sync_channel(target, routes, mounting, **options)
-        channels.append(channel)
-        return pb2_grpc.EchoStub(channel)
+        return pb2_grpc.EchoStub(sync_channels.open(target, routes, mounting, **options))
 
-    yield make
-    for channel in channels:
-        channel.close()
-
-
-def req(key: str, text: str = "hi", count: int = 0) -> Any:
-    return pb2.EchoRequest(key=key, text=text, count=count)
+    return make
 
 
 # -- unary ----------------------------------------------------------------

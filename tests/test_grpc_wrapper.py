@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -23,7 +22,6 @@ import pytest
 import seawall
 from seawall.interceptors import grpc as sw_grpc
 from seawall.testing import FakeClock
-from tests.grpc_support.mounts import aio_channel, sync_channel
 from tests.grpc_support.servers import ATTEMPT, Backend, pb2, pb2_grpc
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
@@ -46,34 +44,6 @@ def req(key: str, text: str = "hi") -> Any:
 def first_attempt_rejected() -> seawall.Classifier:
     """A result rule: a reply from attempt 1 is a (retryable) failure."""
     return seawall.Classifier().on_result(lambda reply: RETRY_FIRST if reply.attempt == 1 else None)
-
-
-@pytest.fixture
-def sync_stub(sync_target: str, mounting: str) -> Iterator[Any]:
-    """make(routes) -> an Echo stub over a sync channel with seawall mounted."""
-    channels: list[grpc.Channel] = []
-
-    def make(routes: Any) -> Any:
-        channels.append(sync_channel(sync_target, routes, mounting))
-        return pb2_grpc.EchoStub(channels[-1])
-
-    yield make
-    for channel in channels:
-        channel.close()
-
-
-@pytest.fixture
-async def aio_stub(aio_target: str, mounting: str) -> AsyncIterator[Any]:
-    """The grpc.aio twin of ``sync_stub``."""
-    channels: list[grpc.aio.Channel] = []
-
-    def make(routes: Any) -> Any:
-        channels.append(aio_channel(aio_target, routes, mounting))
-        return pb2_grpc.EchoStub(channels[-1])
-
-    yield make
-    for channel in channels:
-        await channel.close()
 
 
 def wait_for(predicate: Any, seconds: float = BOUND) -> None:
@@ -396,6 +366,24 @@ async def test_wrapped_channel_may_carry_interceptors_aio(aio_target: str,
     async with sw_grpc.aio_resilient_channel(inner, point()) as channel:
         assert (await pb2_grpc.EchoStub(channel).Unary(req("k"))).attempt == 3
     assert recording.seen == [None, "2", "3"]
+
+
+async def test_an_intercepted_call_nobody_awaits_gives_its_permit_back_aio(
+        aio_target: str, backend: Backend) -> None:
+    """An attempt that is not grpc.aio's own call (the wrapped channel's interceptors make
+    another): watched through its public ``add_done_callback``, nobody awaiting it, it
+    gives its permit back, retries, and is counted once."""
+    backend.plan("k", fail=1)
+    p = point(bulkhead=seawall.Bulkhead(max_concurrent=2, max_wait=0.0))
+    inner = grpc.aio.insecure_channel(aio_target, interceptors=[_AioRecording()])
+    async with sw_grpc.aio_resilient_channel(inner, p) as channel:
+        call = pb2_grpc.EchoStub(channel).Unary(req("k"))
+        settled = asyncio.Event()
+        call.add_done_callback(lambda c: settled.set())
+        await asyncio.wait_for(settled.wait(), BOUND)
+        assert (await call).attempt == 2
+    assert p.permits is not None and p.permits.active == 0
+    assert (p.stats().calls, p.stats().successes, p.stats().retries) == (1, 1, 1)
 
 
 def test_sending_on_a_closed_channel_raises_counted_with_the_permit_back_sync(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -25,10 +26,10 @@ from seawall.interceptors import httpx as sw_httpx
 from seawall.testing import FakeClock
 from tests.timed_support import (
     TimedHandler,
-    await_past_pause,
     check_quiet_second,
     http_server,
-    wait_past_pause,
+    tasks_past_the_pause,
+    threads_past_the_pause,
 )
 
 
@@ -149,6 +150,92 @@ async def test_async_callers_are_paused_too() -> None:
     assert clock.sleeps == [3.0]
 
 
+def test_admit_first_starts_no_attempt_during_a_pause() -> None:
+    """The integrations' inline first attempt (admit_first) holds off while a pause is in
+    force, and starts again once it has passed or was resumed."""
+    clock = FakeClock()
+    p = IntegrationPoint("api", clock=clock)
+    assert p.pacing is not None
+    first = p.admit_first()
+    assert first is not None
+    p.observer().succeeded("op", first[0], first[1])
+    p.pacing.note(clock.now(), 2.0)
+    assert p.admit_first() is None
+    clock.advance(2.0)
+    assert p.admit_first() is not None
+    p.pacing.note(clock.now(), 5.0)
+    assert p.admit_first() is None
+    p.pacing.resume()
+    assert p.admit_first() is not None
+
+
+def test_a_pause_noted_by_one_thread_holds_off_every_thread() -> None:
+    """8 threads admit first attempts while one notes a pause: each admission that begins
+    after the note returned is refused, in every thread."""
+    clock = FakeClock()
+    p = IntegrationPoint("api", clock=clock)
+    assert p.pacing is not None
+    noted = threading.Event()
+    start = threading.Barrier(9)
+    late: list[object] = []
+    errors: list[BaseException] = []
+
+    def admitter() -> None:
+        try:
+            start.wait(10)
+            for _ in range(2000):  # bounded: admissions while the note may land
+                seen = noted.is_set()
+                got = p.admit_first()
+                if seen:
+                    late.append(got)
+            noted.wait(10)
+            late.extend(p.admit_first() for _ in range(50))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=admitter) for _ in range(8)]
+    for t in threads:
+        t.start()
+    start.wait(10)
+    p.pacing.note(clock.now(), 30.0)
+    noted.set()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert len(late) >= 8 * 50
+    assert all(got is None for got in late)
+
+
+async def test_a_pause_noted_by_one_task_holds_off_every_task() -> None:
+    """20 tasks: one hears 'wait 3 s'; no task's call starts before the pause's end."""
+    clock = FakeClock()
+    p = IntegrationPoint("api", classifier=throttled(3.0), clock=clock)
+    gate = asyncio.Event()
+
+    async def refuse() -> None:
+        raise Throttled
+
+    started: list[float] = []
+
+    async def work() -> int:
+        started.append(clock.now())
+        return 1
+
+    async def caller() -> int:
+        await gate.wait()
+        return await p.acall(work)
+
+    tasks = [asyncio.create_task(caller()) for _ in range(20)]
+    with pytest.raises(Throttled):
+        await p.acall(refuse)
+    assert p.pacing is not None
+    end = p.pacing.until
+    gate.set()
+    assert sum(await asyncio.gather(*tasks)) == 20
+    assert len(started) == 20 and min(started) >= end
+    assert p.stats().paused_waits >= 1
+
+
 # -- a real HTTP server answering 429 + Retry-After ---------------------------------
 
 
@@ -175,25 +262,13 @@ def test_one_429_pauses_8_threads_for_a_second(slow_down_server: Any) -> None:
     """8 threads through the httpx transport: after a 429 + Retry-After: 1 the server sees none."""
     p = IntegrationPoint("api", retry=Retry(attempts=3, budget=None))
     url = f"http://127.0.0.1:{slow_down_server.server_address[1]}/"
-    stop = threading.Event()
-    errors: list[BaseException] = []
 
-    def caller() -> None:
-        try:
-            with httpx.Client(transport=sw_httpx.ResilientTransport(p)) as client:
-                while not stop.is_set():
-                    assert client.get(url).status_code == 200
-        except BaseException as exc:
-            errors.append(exc)
+    def caller(i: int, stop: threading.Event) -> None:
+        with httpx.Client(transport=sw_httpx.ResilientTransport(p)) as client:
+            while not stop.is_set():
+                assert client.get(f"{url}c{i}").status_code == 200
 
-    threads = [threading.Thread(target=caller) for _ in range(8)]
-    for t in threads:
-        t.start()
-    wait_past_pause(p)
-    stop.set()
-    for t in threads:
-        t.join(10)
-    assert errors == []
+    threads_past_the_pause(p, slow_down_server, caller)
     check_quiet_second(slow_down_server, p)
     assert p.stats().paused_waits >= 1
 
@@ -202,16 +277,28 @@ async def test_one_429_pauses_8_tasks_for_a_second(slow_down_server: Any) -> Non
     """8 tasks through the async httpx transport: the same quiet second."""
     p = IntegrationPoint("api", retry=Retry(attempts=3, budget=None))
     url = f"http://127.0.0.1:{slow_down_server.server_address[1]}/"
-    stop = asyncio.Event()
-
-    async def caller(client: httpx.AsyncClient) -> None:
-        while not stop.is_set():
-            assert (await client.get(url)).status_code == 200
 
     async with httpx.AsyncClient(transport=sw_httpx.AsyncResilientTransport(p)) as client:
-        tasks = [asyncio.ensure_future(caller(client)) for _ in range(8)]
-        await await_past_pause(p)
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        async def caller(i: int, stop: asyncio.Event) -> None:
+            while not stop.is_set():
+                assert (await client.get(f"{url}c{i}")).status_code == 200
+
+        await tasks_past_the_pause(p, slow_down_server, caller)
     check_quiet_second(slow_down_server, p)
     assert p.stats().paused_waits >= 1
+
+
+def test_the_quiet_second_check_allows_one_request_in_flight_per_caller() -> None:
+    """check_quiet_second: one late arrival per caller passes; a second one, however late, fails."""
+    p = IntegrationPoint("api", retry=Retry(attempts=3, budget=None))
+    assert p.pacing is not None
+    p.pacing.note(100.0, 1.0)  # heard at 100.0, paused until 101.0
+    source = SimpleNamespace(throttled_at=99.99, arrivals=[
+        (99.99, "/c0"), (100.9, "/c1"), (100.95, "/c2"), (101.0, "/c0")])
+    check_quiet_second(source, p)  # c1 and c2 were on their way when the pause began
+    source.arrivals.append((100.97, "/c1"))
+    with pytest.raises(AssertionError, match="sent during the pause"):
+        check_quiet_second(source, p)
+    source.arrivals[:] = [(99.99, "/c0"), (100.5, "/c1")]
+    with pytest.raises(AssertionError):  # nobody came back after the pause
+        check_quiet_second(source, p)

@@ -17,25 +17,25 @@ import pytest
 
 import seawall
 from seawall.testing import FakeClock
-from tests.grpc_support.mounts import aio_channel, sync_channel
-from tests.grpc_support.servers import Backend, pb2, pb2_grpc
-from tests.timed_support import await_past_pause, check_quiet_second, wait_past_pause
+from tests.grpc_support.calls import req
+from tests.grpc_support.servers import Backend
+from tests.timed_support import check_quiet_second, tasks_past_the_pause, threads_past_the_pause
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
 
 
 class TimedBackend(Backend):
-    """The echo backend, noting when each RPC arrived (the server's monotonic clock)."""
+    """The echo backend, noting each RPC as ``(when, key)`` (the server's monotonic clock)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.arrivals: list[float] = []
+        self.arrivals: list[tuple[float, str]] = []
         self.throttled_at: float | None = None
 
     def begin(self, key: str, metadata: Any, time_remaining: float | None) -> Any:
         now = time.monotonic()
         with self._lock:
-            self.arrivals.append(now)
+            self.arrivals.append((now, key))
             if key == "throttle" and self.throttled_at is None:
                 self.throttled_at = now
         return super().begin(key, metadata, time_remaining)
@@ -59,99 +59,69 @@ def point() -> seawall.IntegrationPoint:
 HINTS = pytest.mark.parametrize("backend", ["pushback", "bare"], indirect=True)
 
 
-def callers_past_the_pause(p: seawall.IntegrationPoint, send: Callable[[str], object]) -> None:
-    """8 threads call ``send(key)`` until the point's pause is over (thread 0's 10th is the
-    "throttle" key); an error in any of them fails the test."""
-    stop = threading.Event()
-    errors: list[BaseException] = []
+def calling(send: Callable[[str], object]) -> Callable[[int, threading.Event], None]:
+    """A caller for :func:`threads_past_the_pause`: thread ``i`` sends ``k{i}`` until stopped;
+    thread 0's 10th call is the "throttle" key."""
+    def caller(i: int, stop: threading.Event) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            send("throttle" if (i, n) == (0, 10) else f"k{i}")
 
-    def caller(i: int) -> None:
-        try:
-            n = 0
-            while not stop.is_set():
-                n += 1
-                send("throttle" if (i, n) == (0, 10) else f"k{i}")
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    wait_past_pause(p)
-    stop.set()
-    for t in threads:
-        t.join(10)
-    assert errors == []
+    return caller
 
 
 @HINTS
-def test_one_pushback_pauses_8_threads(sync_target: str, backend: TimedBackend,
-                                       mounting: str) -> None:
+def test_one_pushback_pauses_8_threads(sync_stub: Any, backend: TimedBackend) -> None:
     """8 threads on a sync channel: after a 1000 ms pushback the server hears nothing for 1 s."""
     p = point()
-    channel = sync_channel(sync_target, p, mounting)
-    stub = pb2_grpc.EchoStub(channel)
-    callers_past_the_pause(p, lambda key: stub.Unary(pb2.EchoRequest(key=key, text="x"),
-                                                     timeout=10))
-    channel.close()
+    stub = sync_stub(p)
+    threads_past_the_pause(p, backend, calling(lambda key: stub.Unary(req(key), timeout=10)))
     check_quiet_second(backend, p)
     assert p.stats().paused_waits >= 1
 
 
 @HINTS
-def test_one_hint_pauses_8_threads_of_futures(sync_target: str, backend: TimedBackend,
-                                              mounting: str) -> None:
+def test_one_hint_pauses_8_threads_of_futures(sync_stub: Any, backend: TimedBackend) -> None:
     """8 threads calling .future(): the futures wait the pause out (none is refused)."""
     p = point()
-    channel = sync_channel(sync_target, p, mounting)
-    stub = pb2_grpc.EchoStub(channel)
-    callers_past_the_pause(p, lambda key: stub.Unary.future(
-        pb2.EchoRequest(key=key, text="x"), timeout=10).result(10))
-    channel.close()
+    stub = sync_stub(p)
+    threads_past_the_pause(p, backend, calling(
+        lambda key: stub.Unary.future(req(key), timeout=10).result(10)))
     check_quiet_second(backend, p)
     assert p.stats().paused_waits >= 1
     assert p.stats().rejections.get("paused", 0) == 0
 
 
 @HINTS
-async def test_one_pushback_pauses_8_aio_tasks(aio_target: str, backend: TimedBackend,
-                                              mounting: str) -> None:
+async def test_one_pushback_pauses_8_aio_tasks(aio_stub: Any, backend: TimedBackend) -> None:
     """8 tasks on a grpc.aio channel: the same quiet second."""
     p = point()
-    channel = aio_channel(aio_target, p, mounting)
-    stub = pb2_grpc.EchoStub(channel)
-    stop = asyncio.Event()
+    stub = aio_stub(p)
 
-    async def caller(i: int) -> None:
+    async def caller(i: int, stop: asyncio.Event) -> None:
         n = 0
         while not stop.is_set():
             n += 1
-            key = "throttle" if (i, n) == (0, 10) else f"k{i}"
-            await stub.Unary(pb2.EchoRequest(key=key, text="x"), timeout=10)
+            await stub.Unary(req("throttle" if (i, n) == (0, 10) else f"k{i}"), timeout=10)
 
-    tasks = [asyncio.ensure_future(caller(i)) for i in range(8)]
-    await await_past_pause(p)
-    stop.set()
-    await asyncio.wait_for(asyncio.gather(*tasks), 10)
-    await channel.close()
+    await tasks_past_the_pause(p, backend, caller)
     check_quiet_second(backend, p)
     assert p.stats().paused_waits >= 1
 
 
 def test_a_refused_grpc_call_is_rate_limited_and_resource_exhausted(
-        sync_target: str, backend: TimedBackend, mounting: str) -> None:
+        sync_stub: Any, backend: TimedBackend) -> None:
     """Over the rate limit, a gRPC call fails RESOURCE_EXHAUSTED as a seawall.RateLimitedError."""
     p = seawall.IntegrationPoint("echo", rate_limit=seawall.RateLimit(rate=0.01, burst=1))
-    channel = sync_channel(sync_target, p, mounting)
-    stub = pb2_grpc.EchoStub(channel)
-    stub.Unary(pb2.EchoRequest(key="a", text="x"))
+    stub = sync_stub(p)
+    stub.Unary(req("a"))
     with pytest.raises(seawall.RateLimitedError) as info:
-        stub.Unary(pb2.EchoRequest(key="a", text="x"))
+        stub.Unary(req("a"))
     assert isinstance(info.value, grpc.RpcError)
     assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert info.value.reason == "rate_limit"
     assert len(backend.attempts("a")) == 1
-    channel.close()
 
 
 # -- how long: the pushback exactly, else the backoff's base delay (fake clock) -------------
@@ -166,85 +136,74 @@ def plan_exhausted(backend: Backend, key: str, pushback: str | None = None) -> N
 
 
 def test_a_bare_resource_exhausted_pauses_the_point_for_the_backoff_base(
-        sync_target: str, backend: TimedBackend, mounting: str) -> None:
+        sync_stub: Any, backend: TimedBackend) -> None:
     """No pushback, no retry left: the next call of the point waits Backoff.base(1) first."""
     clock = FakeClock()
     p = fake_point(clock, 1, seawall.Backoff.exponential(initial=0.4, jitter="full"))
     plan_exhausted(backend, "busy")
-    channel = sync_channel(sync_target, p, mounting)
-    stub = pb2_grpc.EchoStub(channel)
+    stub = sync_stub(p)
     with pytest.raises(grpc.RpcError) as info:
-        stub.Unary(pb2.EchoRequest(key="busy", text="x"))
+        stub.Unary(req("busy"))
     assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert clock.sleeps == []
-    stub.Unary(pb2.EchoRequest(key="other", text="x"))
+    stub.Unary(req("other"))
     assert clock.sleeps == pytest.approx([0.4])  # the base, not a jittered draw
     assert p.stats().paused_waits == 1
-    channel.close()
 
 
 def test_the_bare_pause_grows_with_the_attempt_and_is_capped(
-        sync_target: str, backend: TimedBackend, mounting: str) -> None:
+        sync_stub: Any, backend: TimedBackend) -> None:
     """Attempt 3 of a call fails bare: the pause is base(3), capped by max_server_delay."""
     clock = FakeClock()
     p = seawall.IntegrationPoint("echo", clock=clock, retry=seawall.Retry(
         attempts=3, budget=None, backoff=seawall.Backoff.exponential(0.5, 4.0, 30.0, "none"),
         max_server_delay=6.0))
     backend.plan("busy", fail=3, code=grpc.StatusCode.RESOURCE_EXHAUSTED)
-    channel = sync_channel(sync_target, p, mounting)
-    stub = pb2_grpc.EchoStub(channel)
+    stub = sync_stub(p)
     with pytest.raises(grpc.RpcError):
-        stub.Unary(pb2.EchoRequest(key="busy", text="x"))
+        stub.Unary(req("busy"))
     assert clock.sleeps == pytest.approx([0.5, 2.0])  # the call's own retries (each pause ends with them)
-    stub.Unary(pb2.EchoRequest(key="other", text="x"))
+    stub.Unary(req("other"))
     assert clock.sleeps == pytest.approx([0.5, 2.0, 6.0])  # base(3) = 8.0, capped at 6.0
-    channel.close()
 
 
-def test_a_pushback_stays_exact(sync_target: str, backend: TimedBackend, mounting: str) -> None:
+def test_a_pushback_stays_exact(sync_stub: Any, backend: TimedBackend) -> None:
     """With a pushback trailer the pause is the pushback, not the backoff."""
     clock = FakeClock()
     p = fake_point(clock, 1, seawall.Backoff.constant(5.0))
     plan_exhausted(backend, "busy", pushback="250")
-    channel = sync_channel(sync_target, p, mounting)
-    stub = pb2_grpc.EchoStub(channel)
+    stub = sync_stub(p)
     with pytest.raises(grpc.RpcError):
-        stub.Unary(pb2.EchoRequest(key="busy", text="x"))
-    stub.Unary(pb2.EchoRequest(key="other", text="x"))
+        stub.Unary(req("busy"))
+    stub.Unary(req("other"))
     assert clock.sleeps == pytest.approx([0.25])
-    channel.close()
 
 
-def test_a_pushback_veto_pauses_nothing(sync_target: str, backend: TimedBackend,
-                                        mounting: str) -> None:
+def test_a_pushback_veto_pauses_nothing(sync_stub: Any, backend: TimedBackend) -> None:
     """A negative pushback vetoes the retry and says nothing of pacing: no pause."""
     clock = FakeClock()
     p = fake_point(clock, 3, seawall.Backoff.constant(5.0))
     plan_exhausted(backend, "busy", pushback="-1")
-    channel = sync_channel(sync_target, p, mounting)
-    stub = pb2_grpc.EchoStub(channel)
+    stub = sync_stub(p)
     with pytest.raises(grpc.RpcError):
-        stub.Unary(pb2.EchoRequest(key="busy", text="x"))
-    stub.Unary(pb2.EchoRequest(key="other", text="x"))
+        stub.Unary(req("busy"))
+    stub.Unary(req("other"))
     assert clock.sleeps == []
     assert len(backend.attempts("busy")) == 1
-    channel.close()
 
 
 async def test_a_bare_resource_exhausted_pauses_aio_callers(
-        aio_target: str, backend: TimedBackend, mounting: str) -> None:
+        aio_stub: Any, backend: TimedBackend) -> None:
     """grpc.aio: the same pause of Backoff.base(1), waited with clock.asleep."""
     clock = FakeClock()
     p = fake_point(clock, 1, seawall.Backoff.constant(0.7))
     plan_exhausted(backend, "busy")
-    channel = aio_channel(aio_target, p, mounting)
-    stub = pb2_grpc.EchoStub(channel)
+    stub = aio_stub(p)
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.Unary(pb2.EchoRequest(key="busy", text="x"))
+        await stub.Unary(req("busy"))
     assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-    await stub.Unary(pb2.EchoRequest(key="other", text="x"))
+    await stub.Unary(req("other"))
     assert clock.sleeps == pytest.approx([0.7])
-    await channel.close()
 
 
 def test_classify_status_marks_only_a_bare_resource_exhausted() -> None:

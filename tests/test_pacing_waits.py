@@ -11,7 +11,6 @@ the test is about a real wait being cut short.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -22,14 +21,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import seawall
 from seawall.interceptors import sqlalchemy as sw_sa
 from seawall.testing import FakeClock
-from tests.grpc_support.mounts import aio_channel, sync_channel
-from tests.grpc_support.servers import Backend, pb2, pb2_grpc
+from tests.grpc_support.calls import req
+from tests.grpc_support.servers import Backend
 
 pytest_plugins = ["tests.grpc_support.fixtures"]
-
-
-def req(key: str, count: int = 0) -> Any:
-    return pb2.EchoRequest(key=key, text="hi", count=count)
 
 
 def paced_point(clock: Any, pause: float = 1.0, **kw: Any) -> seawall.IntegrationPoint:
@@ -38,35 +33,25 @@ def paced_point(clock: Any, pause: float = 1.0, **kw: Any) -> seawall.Integratio
         attempts=1, budget=None, backoff=seawall.Backoff.constant(pause)), **kw)
 
 
-@pytest.fixture
-def sync_stub(mounting: str, sync_target: str, backend: Backend) -> Iterator[Any]:
-    """``sync_stub(point)``: an echo stub through ``point``; "busy" fails RESOURCE_EXHAUSTED once."""
-    backend.plan("busy", fail=1, code=grpc.StatusCode.RESOURCE_EXHAUSTED)
-    channels: list[grpc.Channel] = []
-
-    def make(p: seawall.IntegrationPoint) -> Any:
-        channel = sync_channel(sync_target, p, mounting)
-        channels.append(channel)
-        return pb2_grpc.EchoStub(channel)
-
-    yield make
-    for channel in channels:
-        channel.close()
+def token_point(clock: Any) -> seawall.IntegrationPoint:
+    """Two attempts 0.25 s apart, one token a second (burst 1): a retry waits for its token."""
+    return seawall.IntegrationPoint("echo", clock=clock, retry=seawall.Retry(
+        attempts=2, budget=None, backoff=seawall.Backoff.constant(0.25)),
+        rate_limit=seawall.RateLimit(rate=1.0, burst=1, max_wait=5.0))
 
 
 @pytest.fixture
-async def aio_stub(mounting: str, aio_target: str, backend: Backend) -> AsyncIterator[Any]:
+def sync_stub(sync_stub: Any, backend: Backend) -> Any:
+    """The shared ``sync_stub(point)``; "busy" fails RESOURCE_EXHAUSTED once."""
     backend.plan("busy", fail=1, code=grpc.StatusCode.RESOURCE_EXHAUSTED)
-    channels: list[grpc.aio.Channel] = []
+    return sync_stub
 
-    def make(p: seawall.IntegrationPoint) -> Any:
-        channel = aio_channel(aio_target, p, mounting)
-        channels.append(channel)
-        return pb2_grpc.EchoStub(channel)
 
-    yield make
-    for channel in channels:
-        await channel.close()
+@pytest.fixture
+def aio_stub(aio_stub: Any, backend: Backend) -> Any:
+    """The shared ``aio_stub(point)``; "busy" fails RESOURCE_EXHAUSTED once."""
+    backend.plan("busy", fail=1, code=grpc.StatusCode.RESOURCE_EXHAUSTED)
+    return aio_stub
 
 
 def pause(stub: Any) -> None:
@@ -122,9 +107,7 @@ def test_a_future_cancelled_while_paused_never_reaches_the_server(sync_stub: Any
 def test_a_future_retry_waits_for_its_token(sync_stub: Any, backend: Backend) -> None:
     """The retry of a future takes a rate-limit token it must wait for, instead of stopping."""
     clock = FakeClock()
-    p = seawall.IntegrationPoint("echo", clock=clock, retry=seawall.Retry(
-        attempts=2, budget=None, backoff=seawall.Backoff.constant(0.25)),
-        rate_limit=seawall.RateLimit(rate=1.0, burst=1, max_wait=5.0))
+    p = token_point(clock)
     backend.plan("flaky", fail=1)
     assert sync_stub(p).Unary.future(req("flaky")).result(timeout=10).attempt == 2
     assert clock.sleeps == pytest.approx([0.25, 0.75])
@@ -155,9 +138,7 @@ def test_a_sync_stream_whose_deadline_ends_inside_the_pause_is_refused(
 def test_a_sync_stream_retry_waits_for_its_token(sync_stub: Any, backend: Backend) -> None:
     """A stream failing before its first message retries after waiting for a token."""
     clock = FakeClock()
-    p = seawall.IntegrationPoint("echo", clock=clock, retry=seawall.Retry(
-        attempts=2, budget=None, backoff=seawall.Backoff.constant(0.25)),
-        rate_limit=seawall.RateLimit(rate=1.0, burst=1, max_wait=5.0))
+    p = token_point(clock)
     backend.plan("flaky", fail=1)
     assert [m.attempt for m in sync_stub(p).ServerStream(req("flaky", count=2))] == [2, 2]
     assert clock.sleeps == pytest.approx([0.25, 0.75])

@@ -106,6 +106,10 @@ def test_options_are_fresh_and_unknown_presets_named() -> None:
     assert presets.options("database")["retry"] is not None
     with pytest.raises(seawall.ConfigurationError, match=r"'rest'.*http_api, grpc_service"):
         presets.options("rest")
+    with pytest.raises(seawall.ConfigurationError) as info:
+        presets.options(["http_api"])  # type: ignore[arg-type]  # not a name at all
+    assert (info.value.field, info.value.value) == ("preset", ["http_api"])
+    assert info.value.complaint == "must be one of http_api, grpc_service, database, llm_api"
 
 
 @pytest.mark.parametrize("preset", list(BUILDERS))

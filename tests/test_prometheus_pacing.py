@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from seawall.storage import SeawallCollector, Store
+from seawall.storage import MetricsQueryError, SeawallCollector, Store
 from seawall.storage._schema import (
     CALLS,
     HEDGES_SENT,
@@ -95,6 +95,33 @@ def test_the_limit_is_the_mean_of_each_keys_latest_sampled_minute(store: Store) 
     by_pid = _families(SeawallCollector(store, pid_label=True))["seawall_concurrency_limit"]
     assert _samples(by_pid) == {(("host", "h1"), ("pid", "1"), ("point", "api")): 12.0,
                                 (("host", "h1"), ("pid", "2"), ("point", "api")): 10.0}
+
+
+@pytest.mark.parametrize(("restrict", "field"), [
+    ({"host": 5}, "host"), ({"host": "h" * 256}, "host"),
+    ({"pid": "1"}, "pid"), ({"pid": True}, "pid"),
+])
+def test_latest_limits_checks_host_and_pid_as_breakdown_does(
+        store: Store, restrict: dict[str, Any], field: str) -> None:
+    """A host that is no string (or too long) or a pid that is no int is refused, naming it."""
+    with pytest.raises(MetricsQueryError, match=f"^{field} must be") as limits:
+        store.latest_limits(("point", "host"), **restrict)
+    with pytest.raises(MetricsQueryError, match=f"^{field} must be") as breakdown:
+        store.breakdown(("point", "host"), **restrict)
+    assert str(limits.value) == str(breakdown.value)
+
+
+def test_a_process_whose_samples_stopped_is_not_counted_with_the_live_ones(
+        store: Store) -> None:
+    """pid 2's more and larger samples (minute - 5) stay out of h1's level; its own remains."""
+    assert store.latest_limits(("point", "host")) == [(("api", "h1"), MINUTE, 12.0)]
+    assert store.latest_limits(("point", "host"), host="h1", pid=2) == [
+        (("api", "h1"), MINUTE - 5, 10.0)]
+    assert sorted(store.latest_limits(("point", "pid"))) == [
+        (("api", 1), MINUTE, 12.0), (("api", 2), MINUTE - 5, 10.0)]
+    # once pid 2 samples again in the latest minute, it is live: the mean of both processes
+    store.write({("api", "get", MINUTE): _row(calls=0, limit=(36, 1))}, host="h1", pid=2)
+    assert store.latest_limits(("point", "host")) == [(("api", "h1"), MINUTE, 18.0)]
 
 
 def test_names_follow_the_rules_and_promtool_accepts_them(store: Store) -> None:

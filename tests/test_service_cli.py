@@ -93,6 +93,13 @@ def test_json_keys_come_in_one_documented_order(server: MetricsServer,
     assert list(record["waits_by_reason"]) == ["paused", "rate_limit"]
 
 
+def test_json_keys_are_derived_in_the_documented_order() -> None:
+    """JSON_KEYS, derived from the Stats fields and the schema's versions, is the order above."""
+    from seawall.storage._cli import JSON_KEYS
+
+    assert JSON_KEYS == JSON_ORDER
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--window", "-5"], "--window must be > 0"),
     (["--window", "soon"], "--window must be a number"),

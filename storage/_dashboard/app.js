@@ -1,5 +1,7 @@
 // seawall dashboard: reads api/dashboard every 5 s and draws each point's charts as SVG.
 // No framework and nothing fetched from elsewhere: the page works on an offline machine.
+// One piece (over 400 lines) on purpose: the page's only script, with no build step to join
+// modules; its sections (view, fetching, controls, formatting, charts, timeline) are marked.
 "use strict";
 (function () {
   const REFRESH_MS = 5000;
@@ -17,6 +19,7 @@
   let known = null;
   let refreshes = 0;
   let timer = null;
+  let perRow = 4; // charts per row in the card being drawn (chartWidth reads it)
 
   const $ = (id) => document.getElementById(id);
 
@@ -299,8 +302,13 @@
     section.append(head);
 
     const charts = el("div", "charts");
-    charts.style.gridTemplateColumns = "repeat(" + columns() + ", minmax(0, 1fr))";
     const s = p.series;
+    // waits and hedges, and the bulkhead's limit, get a chart where the point has some
+    const paced = s.waits.some((v) => v > 0) || s.hedges.some((v) => v > 0);
+    const limits = s.concurrency_limit || [];
+    const limited = limits.some((v) => v !== null && v !== undefined);
+    perRow = columns(4 + (paced ? 1 : 0) + (limited ? 1 : 0));
+    charts.style.gridTemplateColumns = "repeat(" + perRow + ", minmax(0, 1fr))";
     charts.append(
       lineChart("calls", "calls / s", [{ name: "calls/s", values: s.calls_per_second, color: "var(--calls)" }],
         { format: rate, tick: (v) => short(v) + "/s" }),
@@ -315,6 +323,17 @@
         { name: "rejections", values: s.rejections, color: "var(--rejections)" },
       ]),
     );
+    if (paced) {
+      charts.append(barChart("pacing", "per " + windowStep(), [
+        { name: "waits", values: s.waits, color: "var(--waits)" },
+        { name: "hedges", values: s.hedges, color: "var(--hedges)" },
+      ]));
+    }
+    if (limited) {
+      charts.append(lineChart("limit", "concurrency limit", [
+        { name: "limit", values: limits, color: "var(--limit)" },
+      ], { format: (v) => (v === null || v === undefined ? "–" : short(v)), tick: short }));
+    }
     section.append(charts, timeline(p.breaker));
     return section;
   }
@@ -357,6 +376,13 @@
     const reasons = Object.entries(t.rejections_by_reason).filter(([, v]) => v > 0)
       .map(([k, v]) => k + " " + v).join(", ");
     add("rejections", count(t.rejections), reasons ? "by reason: " + reasons : "");
+    const waited = Object.entries(t.waits_by_reason || {}).filter(([, v]) => v > 0);
+    if (waited.length) {
+      add("waits", count(waited.reduce((a, [, v]) => a + v, 0)),
+        "by reason: " + waited.map(([k, v]) => k + " " + v).join(", "));
+    }
+    if (t.hedges_sent) add("hedges", count(t.hedges_sent) + "/" + count(t.hedges_won), "sent / won");
+    if (t.concurrency_limit) add("limit", short(t.concurrency_limit), "the bulkhead's mean limit");
     add("", data.live ? "over the last " + windowName(data.window)
       : "over the " + windowName(data.window) + " to " + dayClock(data.end));
     return box;
@@ -381,15 +407,17 @@
     return { m, x, width, height, bottom: height - m.bottom, top: m.top };
   }
 
-  function columns() {
-    // four charts in a row, else two by two, else one above the other (never 3 + 1)
+  function columns(n) {
+    // n charts: four in a row (three with five or six, so rows stay even), else two by
+    // two, else one above the other (never 3 + 1)
     const inner = Math.max(320, $("points").clientWidth - 30);
-    return inner >= 4 * 280 + 3 * 14 ? 4 : inner >= 2 * 280 + 14 ? 2 : 1;
+    const row = n > 4 ? 3 : 4;
+    return inner >= row * 280 + (row - 1) * 14 ? row : inner >= 2 * 280 + 14 ? 2 : 1;
   }
 
   function chartWidth() {
     const inner = Math.max(320, $("points").clientWidth - 30);
-    const n = columns();
+    const n = perRow;
     return Math.floor((inner - (n - 1) * 14) / n);
   }
 

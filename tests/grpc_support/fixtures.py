@@ -6,12 +6,13 @@ whole suite).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 
-from .mounts import MOUNTINGS
-from .servers import Backend, start_aio_server, start_sync_server
+from .mounts import MOUNTINGS, AioChannels, SyncChannels
+from .servers import Backend, pb2_grpc, start_aio_server, start_sync_server
 
 
 @pytest.fixture(params=MOUNTINGS)
@@ -41,3 +42,38 @@ async def aio_target(backend: Backend) -> AsyncIterator[str]:
     yield f"127.0.0.1:{port}"
     await server.stop(None)
 
+
+
+@pytest.fixture
+def sync_channels() -> Iterator[SyncChannels]:
+    """``sync_channels.open(target, routes, mounting, **options)``; all closed when the test ends."""
+    channels = SyncChannels()
+    yield channels
+    channels.close()
+
+
+@pytest.fixture
+async def aio_channels() -> AsyncIterator[AioChannels]:
+    """The grpc.aio twin of ``sync_channels``."""
+    channels = AioChannels()
+    yield channels
+    await channels.close()
+
+
+@pytest.fixture
+def sync_stub(sync_target: str, mounting: str,
+              sync_channels: SyncChannels) -> Callable[[Any], Any]:
+    """``sync_stub(routes)``: an Echo stub to ``sync_target`` with ``routes`` mounted."""
+    def make(routes: Any) -> Any:
+        return pb2_grpc.EchoStub(sync_channels.open(sync_target, routes, mounting))
+
+    return make
+
+
+@pytest.fixture
+def aio_stub(aio_target: str, mounting: str, aio_channels: AioChannels) -> Callable[[Any], Any]:
+    """The grpc.aio twin of ``sync_stub``: an Echo stub to ``aio_target``."""
+    def make(routes: Any) -> Any:
+        return pb2_grpc.EchoStub(aio_channels.open(aio_target, routes, mounting))
+
+    return make

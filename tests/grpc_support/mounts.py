@@ -40,3 +40,37 @@ def aio_channel(target: str, routes: Any, mounting: str, **options: Any) -> grpc
     assert mounting == "interceptors", mounting
     return grpc.aio.insecure_channel(
         target, interceptors=sw_grpc.aio_client_interceptors(routes, **options))
+
+
+class SyncChannels:
+    """The sync channels one test opens with seawall mounted, closed together at its end."""
+
+    def __init__(self) -> None:
+        self._open: list[grpc.Channel] = []
+
+    def open(self, target: str, routes: Any, mounting: str, **options: Any) -> grpc.Channel:
+        """:func:`sync_channel`'s channel, remembered to be closed by :meth:`close`."""
+        self._open.append(sync_channel(target, routes, mounting, **options))
+        return self._open[-1]
+
+    def close(self) -> None:
+        """Close every channel opened so far (again: a no-op)."""
+        while self._open:
+            self._open.pop().close()
+
+
+class AioChannels:
+    """The grpc.aio twin of :class:`SyncChannels` (open channels on the test's event loop)."""
+
+    def __init__(self) -> None:
+        self._open: list[grpc.aio.Channel] = []
+
+    def open(self, target: str, routes: Any, mounting: str, **options: Any) -> grpc.aio.Channel:
+        """:func:`aio_channel`'s channel, remembered to be closed by :meth:`close`."""
+        self._open.append(aio_channel(target, routes, mounting, **options))
+        return self._open[-1]
+
+    async def close(self) -> None:
+        """Close every channel opened so far (again: a no-op)."""
+        while self._open:
+            await self._open.pop().close()
