@@ -1,7 +1,8 @@
 """The recorder: count every point's events in memory, flush batches from one thread.
 
-The hook that runs on the caller's thread only appends the event record to
-a list (one C call; no lock, no dict, no clock). A background thread
+The hook that runs on the caller's thread only puts the event record on a
+list (one C call; no lock, no dict, no clock), and only the records the
+aggregates use (of attempts, the timed-out ones). A background thread
 drains that list every ``drain_interval`` seconds into aggregates per
 (point, operation, minute) and writes them to the store every
 ``flush_interval`` seconds in one transaction. So the hot path never
@@ -10,6 +11,10 @@ failing store only delays the write: the aggregates are kept (within
 bounds) and retried at the next interval. Every write, the last ones at
 close and on a signal included, runs on that thread, so the caller waits
 for it at most ``close_timeout`` seconds whatever the store does.
+
+Here: the thread, flushes and closing. The hook and its queue are
+:mod:`._recorder_queue`, the fold of events into rows :mod:`._aggregates`,
+the live recorders, ``fork`` and the signal handler :mod:`._recorder_process`.
 """
 
 from __future__ import annotations
@@ -18,73 +23,39 @@ import atexit
 import logging
 import math
 import os
-import signal
 import socket
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 from seawall import (
-    AttemptEvent,
     BreakerTransition,
-    CallEvent,
-    Category,
     ConfigurationError,
-    HedgeEvent,
-    RejectionEvent,
-    RetryEvent,
-    WaitEvent,
     add_hook,
     remove_hook,
 )
-from seawall._registry import concurrency_limits
-from seawall._tally import Tally, queue_hook
+from seawall._tally import Tally
 
-from ._histogram import BASE as _BASE
-from ._histogram import BUCKETS, PER_DOUBLING
-from ._schema import (
-    CALLS,
-    CANCELLED,
-    FAILED,
-    FAILURES,
-    FALLBACKS,
-    H0,
-    HEDGES_SENT,
-    HEDGES_WON,
-    HOST_LENGTH,
-    INJECTED_CALLS,
-    INJECTED_FAILURES,
-    LATENCY_SUM,
-    LIMIT_SAMPLES,
-    LIMIT_SUM,
-    REFUSED,
-    REJECTED,
-    RETRIES,
-    SUCCESSES,
-    TIMEOUTS,
-    WAITED,
-    WIDTH,
+from ._aggregates import Aggregates, Rows, size
+from ._recorder_process import (
+    _flush_then_hand_over,  # noqa: F401  (imported from here by tests)
+    install_signal_flush,
+    live,
+    restore_signal_handlers,
 )
-from ._store import Key, Store
+from ._recorder_queue import EventQueue
+from ._schema import HOST_LENGTH
+from ._store import Store
 
 log = logging.getLogger("seawall.storage")
-
-_CANCELLED = Category.CANCELLED
-_TIMEOUT = Category.TIMEOUT
-# the histogram's bucket_of(), inlined in the aggregation loop
-_INV_BASE = 1.0 / _BASE
-_PER = float(PER_DOUBLING)
-_LAST = BUCKETS - 1
-_log2 = math.log2
-
 
 class Recorder:
     """Persists the events of every integration point to a :class:`Store`.
 
     Start it with :func:`seawall.persist_metrics`. Memory is bounded:
-    at most ``max_pending`` event records wait for the aggregating thread,
+    at most ``max_pending`` call records (and as many others: retries,
+    refusals, timed-out attempts, ...) wait for the aggregating thread,
     at most ``max_keys`` (point, operation, minute) aggregates and
     ``max_transitions`` breaker transitions wait for the store; anything
     beyond is dropped and counted in :attr:`dropped`, never blocking the
@@ -135,18 +106,15 @@ class Recorder:
         self.pid = os.getpid()
         self._owns_store = owns_store
 
-        self._pending: list[Any] = []
         self._overflow = Tally()  # events a full queue turned away; a step takes no lock
         self._overflow_seen = 0
         self._lock = threading.Lock()  # guards everything below; never taken by the hook
-        self._counts: dict[Key, list[float]] = {}
-        self._transitions: list[BreakerTransition] = []
-        self._dropped = 0
+        self._rows = Aggregates(max_keys, max_transitions)
         self._flushes = 0
         self._failures = 0
         self._last_error_log = 0.0
         # the batch being written, for the accounting of a close() that cannot wait for it
-        self._inflight: dict[Key, list[float]] = {}
+        self._inflight: Rows = {}
         self._inflight_transitions: list[BreakerTransition] = []
         self._abandoned = False
         self._stop = threading.Event()
@@ -158,16 +126,16 @@ class Recorder:
         self._thread = self._start_thread()
         add_hook(self.hook)
         atexit.register(self.close)
-        _live.add(self)
+        live.add(self)
         if flush_on_signal:
-            _install_signal_flush()
+            install_signal_flush()
 
     def __repr__(self) -> str:
         return f"<Recorder {self.store!r} every {self.flush_interval:g} s>"
 
     def _make_hook(self) -> Callable[[Any], None]:
-        return queue_hook(self._pending, self.max_pending, self._overflow,
-                          "seawall.storage: queue one event for the metrics store.")
+        self._queue = EventQueue(self.max_pending, self._overflow)
+        return self._queue.hook("seawall.storage: queue one event for the metrics store.")
 
     def _start_thread(self) -> threading.Thread:
         thread = threading.Thread(target=self._run, name="seawall-metrics", daemon=True)
@@ -185,7 +153,7 @@ class Recorder:
         counts its calls (at least one); a breaker transition counts one.
         """
         with self._lock:
-            return self._dropped + self._overflow.value()
+            return self._rows.dropped + self._overflow.value()
 
     @property
     def flushes(self) -> int:
@@ -222,7 +190,7 @@ class Recorder:
                         next_flush = max(next_flush + self.flush_interval, time.monotonic())
                 else:
                     with self._lock:
-                        self._drain()
+                        self._fold_pending()
             except Exception:  # the thread must outlive any surprise
                 log.exception("seawall.storage: the metrics thread hit an error; continuing")
             finally:
@@ -255,16 +223,14 @@ class Recorder:
         succeed after all, :meth:`flush` takes its calls back out of
         :attr:`dropped`.
         """
-        calls = _size(self._counts, self._transitions)
+        calls = size(*self._rows.take())
         if unlocked:
             self._abandoned = True
-            calls += _size(self._inflight, self._inflight_transitions)
+            calls += size(self._inflight, self._inflight_transitions)
         # events not aggregated yet (only when the thread could not drain them)
-        calls += sum(1 for ev in list(self._pending) if ev.__class__ is CallEvent)
-        self._dropped += calls
-        self._counts = {}
-        self._transitions = []
-        del self._pending[:]
+        calls += self._queue.queued_calls()
+        self._rows.dropped += calls
+        self._queue.clear()
         log.error("seawall.storage: could not write metrics to %r within close_timeout "
                   "(%g s); %d calls and transitions not recorded (counted in "
                   "recorder.dropped)", self.store, self.close_timeout, calls)
@@ -279,111 +245,13 @@ class Recorder:
         self._wake.set()
         return done.wait(timeout)
 
-    def _drain(self) -> None:
-        """Fold queued events into the aggregates (caller holds ``_lock``)."""
-        pending = self._pending
-        n = len(pending)
-        if n == 0:
-            return
-        events = pending[:n]
-        del pending[:n]  # appends made meanwhile stay queued
-        counts = self._counts
-        get = counts.get
-        for ev in events:
-            kind = ev.__class__
-            if kind is CallEvent:
-                point, operation, category, _, duration, stamp, fallback, rejected, injected = ev
-                key = (point, operation, int(stamp // 60))
-                vec = get(key)
-                if vec is None:
-                    vec = self._new_vector(key)
-                    if vec is None:
-                        continue
-                if injected:  # a rehearsal (seawall.Chaos): apart from the real calls
-                    vec[INJECTED_CALLS] += 1
-                    if category is not None and category is not _CANCELLED:
-                        vec[INJECTED_FAILURES] += 1
-                    continue
-                vec[CALLS] += 1
-                if rejected is not None:
-                    vec[REJECTED] += 1
-                elif category is _CANCELLED:
-                    vec[CANCELLED] += 1
-                else:
-                    if category is None:
-                        vec[SUCCESSES] += 1
-                    else:
-                        vec[FAILURES] += 1
-                        vec[FAILED[category]] += 1
-                    vec[LATENCY_SUM] += duration
-                    if duration < _BASE:
-                        vec[H0] += 1
-                    else:
-                        index = int(_log2(duration * _INV_BASE) * _PER) + 1
-                        vec[H0 + (index if index < _LAST else _LAST)] += 1
-                if fallback:
-                    vec[FALLBACKS] += 1
-            elif kind is AttemptEvent:
-                if ev.category is _TIMEOUT and not ev.injected:
-                    self._bump(ev, TIMEOUTS)
-            elif kind is RetryEvent:
-                self._bump(ev, RETRIES)
-            elif kind is RejectionEvent:
-                refused = REFUSED.get(ev.reason)
-                if refused is not None:
-                    self._bump(ev, refused)
-            elif kind is WaitEvent:
-                waited = WAITED.get(ev.reason)
-                if waited is not None:
-                    self._bump(ev, waited)
-            elif kind is HedgeEvent:
-                self._bump(ev, HEDGES_WON if ev.won else HEDGES_SENT)
-            elif kind is BreakerTransition:
-                if len(self._transitions) < self.max_transitions:
-                    self._transitions.append(ev)
-                else:
-                    self._dropped += 1
-
-    def _bump(self, ev: Any, index: int) -> None:
-        key = (ev.point, ev.operation, int(ev.time // 60))
-        vec = self._counts.get(key)
-        if vec is None:
-            vec = self._new_vector(key)
-            if vec is None:
-                return
-        vec[index] += 1
-
-    def _sample_limits(self) -> None:
-        """Add each counted point's bulkhead limit, once, to its newest minute (lock held).
-
-        The limit is a level, stored as a sum and a count of samples (their
-        ratio is the mean limit over any span): one sample per flush for each
-        point that had events since the last one, the limits of live points
-        sharing a name added up (as :func:`seawall.otel_metrics` does).
-        """
-        newest: dict[str, int] = {}
-        for point, _, minute in self._counts:
-            if newest.get(point, -1) < minute:
-                newest[point] = minute
-        if not newest:
-            return
-        limits = concurrency_limits(newest)
-        if not limits:
-            return
-        for (point, _, minute), vec in self._counts.items():
-            limit = limits.get(point)
-            if limit is not None and minute == newest[point]:
-                vec[LIMIT_SUM] += limit
-                vec[LIMIT_SAMPLES] += 1
-
-    def _new_vector(self, key: Key) -> list[float] | None:
-        if len(self._counts) >= self.max_keys:
-            self._dropped += 1
-            return None
-        vec: list[float] = [0] * WIDTH
-        vec[LATENCY_SUM] = 0.0
-        self._counts[key] = vec
-        return vec
+    def _fold_pending(self) -> None:
+        """Fold the queued events into the aggregates (caller holds ``_lock``)."""
+        calls, others = self._queue.take()
+        if calls:
+            self._rows.fold_calls(calls)
+        if others:
+            self._rows.fold(others)
 
     def flush(self) -> bool:
         """Write everything recorded so far, now, from the calling thread.
@@ -393,15 +261,14 @@ class Recorder:
         logged, never raised.
         """
         with self._lock:
-            self._drain()
-            self._sample_limits()
+            self._fold_pending()
+            self._rows.sample_limits()
             overflow = self._overflow.value()
             if overflow > self._overflow_seen:
                 log.warning("seawall.storage: %d events dropped so far: the recorder's queue "
                             "of %d was full", overflow, self.max_pending)
                 self._overflow_seen = overflow
-            counts, self._counts = self._counts, {}
-            moved, self._transitions = self._transitions, []
+            counts, moved = self._rows.take()
             if not counts and not moved:
                 return True
             self._inflight, self._inflight_transitions = counts, moved
@@ -412,7 +279,7 @@ class Recorder:
                 if self._abandoned:  # already counted as dropped by close()
                     return False
                 self._failures += 1
-                self._keep(counts, moved)
+                self._rows.keep(counts, moved)
                 now = time.monotonic()
                 if now - self._last_error_log >= 60.0 or self._failures == 1:
                     self._last_error_log = now
@@ -422,25 +289,9 @@ class Recorder:
                 return False
             self._inflight, self._inflight_transitions = {}, []
             if self._abandoned:  # close() counted this batch as lost, but it got through
-                self._dropped -= _size(counts, moved)
+                self._rows.dropped -= size(counts, moved)
             self._flushes += 1
             return True
-
-    def _keep(self, counts: dict[Key, list[float]], moved: list[BreakerTransition]) -> None:
-        """Put a batch the store refused back in front of what came since."""
-        current = self._counts
-        for key, vec in counts.items():
-            row = current.get(key)
-            if row is not None:
-                for i in range(WIDTH):
-                    row[i] += vec[i]
-            elif len(current) < self.max_keys:
-                current[key] = vec
-            else:
-                self._dropped += int(vec[CALLS]) or 1
-        room = self.max_transitions - len(self._transitions)
-        self._dropped += max(0, len(moved) - room)
-        self._transitions[:0] = moved[:max(room, 0)]
 
     def close(self) -> None:
         """Stop recording and write everything, waiting at most ``close_timeout`` seconds.
@@ -460,9 +311,9 @@ class Recorder:
         except ValueError:
             pass
         atexit.unregister(self.close)
-        _live.discard(self)
+        live.discard(self)
         if self.flush_on_signal:
-            _restore_signal_handlers()
+            restore_signal_handlers()
         self._close_deadline = time.monotonic() + self.close_timeout
         self._stop.set()
         self._wake.set()
@@ -491,9 +342,7 @@ class Recorder:
         """A forked child starts clean: its own pid, no inherited events, a new thread."""
         self._lock = threading.Lock()
         self.pid = os.getpid()
-        del self._pending[:]
-        self._counts = {}
-        self._transitions = []
+        self._rows = Aggregates(self.max_keys, self.max_transitions)
         self._overflow = Tally()
         self._overflow_seen = 0
         self._inflight = {}
@@ -510,91 +359,8 @@ class Recorder:
         self._thread = self._start_thread()
 
 
-def _size(counts: dict[Key, list[float]], moved: list[BreakerTransition]) -> int:
-    """What a batch counts for in :attr:`Recorder.dropped`: its calls and transitions."""
-    return sum(int(v[CALLS]) or 1 for v in counts.values()) + len(moved)
-
-
-_live: weakref.WeakSet[Recorder] = weakref.WeakSet()
 _registry_lock = threading.Lock()
 _by_url: dict[str, Recorder] = {}
-
-
-def _reinit_after_fork() -> None:
-    for recorder in list(_live):
-        if not recorder.closed:
-            recorder._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reinit_after_fork)
-
-
-# -- flushing on SIGTERM and SIGINT ---------------------------------------------------
-
-_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_signal_lock = threading.Lock()
-_previous: dict[int, Any] = {}  # the handler each signal had before ours
-
-
-def _flush_then_hand_over(signum: int, frame: Any) -> None:
-    """The signal handler: flush every recorder that asked for it, then do what was there before."""
-    for recorder in list(_live):
-        if recorder.flush_on_signal and not recorder.closed:
-            try:
-                recorder._flush_within(recorder.close_timeout)
-            except Exception:  # a handler must reach the hand-over whatever happens
-                log.exception("seawall.storage: flushing metrics on signal %d failed", signum)
-    previous = _previous.get(signum, signal.SIG_DFL)
-    if callable(previous):
-        previous(signum, frame)
-    elif previous == signal.SIG_DFL:
-        # the default action (for SIGTERM: the process ends, killed by this very signal),
-        # as if this handler had never been installed
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-    # SIG_IGN: ignored, as before
-
-
-def _install_signal_flush() -> bool:
-    """Put the flushing handler in front of SIGTERM's and SIGINT's; only from the main thread.
-
-    A signal that is ignored, or whose handler was not installed from Python,
-    is left alone. Returns False when nothing could be installed.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        log.warning("seawall.storage: persist_metrics(flush_on_signal=True) was called off "
-                    "the main thread, where signal handlers cannot be installed; metrics are "
-                    "flushed at exit, not on SIGTERM")
-        return False
-    installed = False
-    with _signal_lock:
-        for signum in _SIGNALS:
-            current = signal.getsignal(signum)
-            if current is _flush_then_hand_over:
-                installed = True
-                continue
-            if current is None or current == signal.SIG_IGN:
-                continue
-            try:
-                signal.signal(signum, _flush_then_hand_over)
-            except ValueError:  # not the main interpreter
-                return installed
-            _previous[signum] = current
-            installed = True
-    return installed
-
-
-def _restore_signal_handlers() -> None:
-    """Give the signals back their earlier handlers once no recorder wants the flush."""
-    if threading.current_thread() is not threading.main_thread():
-        return  # the handler stays; with no recorder left it only hands over
-    if any(r.flush_on_signal and not r.closed for r in list(_live)):
-        return
-    with _signal_lock:
-        for signum in _SIGNALS:
-            if signum in _previous and signal.getsignal(signum) is _flush_then_hand_over:
-                signal.signal(signum, _previous.pop(signum))
 
 
 def persist_metrics(
