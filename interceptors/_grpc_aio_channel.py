@@ -105,11 +105,12 @@ class _UnaryUnary(Wrapped, _UUCallable):
         call._callbacks = ()
         if type(attempt) is GRPC_UNARY_CALL:  # watch_first written out: a frame less (~0.7k)
             try:
-                attempt._cython_call.add_done_callback(call._first_done)
-                return call
+                register = attempt._cython_call.add_done_callback
             except AttributeError:
-                pass
-        attempt.add_done_callback(call._first_done)
+                register = attempt.add_done_callback
+        else:
+            register = attempt.add_done_callback
+        register(call._first_done)
         return call
 
     def _raised(self, exc: BaseException, deadline: float | None,

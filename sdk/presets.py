@@ -128,12 +128,13 @@ def options(preset: str) -> dict[str, Any]:
     (``None``, ``True``, ``None``, ``None`` in every preset).
     """
     try:
-        return {**_BESIDES, **_PRESETS[preset]()}
+        make = _PRESETS[preset]
     except (KeyError, TypeError):  # TypeError: not even a name (a list, say)
         raise ConfigurationError(
             f"unknown preset {preset!r}; the presets are {', '.join(NAMES)}",
             field="preset", value=preset, complaint=f"must be one of {', '.join(NAMES)}",
         ) from None
+    return {**_BESIDES, **make()}  # a preset's own error is not an unknown name
 
 
 def _build(preset: str, name: str, overrides: dict[str, Any]) -> IntegrationPoint:

@@ -131,3 +131,16 @@ def test_a_server_pause_or_an_empty_bucket_sends_the_call_to_the_general_path() 
     p.permits.release()
     assert p.admit_first() is None  # the one token of the burst is spent
     assert p.stats().calls == 0
+
+
+def test_a_rate_limit_holds_inline_admissions_from_the_first_call() -> None:
+    """A rate limit given at construction, no server pause ever: admit_first spends the
+    burst, then refuses until a token is back (the inline path checks the bucket at once)."""
+    clock = FakeClock(10.0)
+    p = IntegrationPoint("svc", clock=clock, rate_limit=seawall.RateLimit(rate=1.0, burst=2))
+    admitted = [p.admit_first() for _ in range(3)]
+    assert admitted[0] is not None and admitted[1] is not None
+    assert admitted[2] is None
+    clock.advance(1.0)
+    assert p.admit_first() is not None
+    assert p.admit_first() is None
