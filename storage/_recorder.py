@@ -38,12 +38,7 @@ from seawall import (
 from seawall._tally import Tally
 
 from ._aggregates import Aggregates, Rows, size
-from ._recorder_process import (
-    _flush_then_hand_over,  # noqa: F401  (imported from here by tests)
-    install_signal_flush,
-    live,
-    restore_signal_handlers,
-)
+from ._recorder_process import install_signal_flush, live, restore_signal_handlers
 from ._recorder_queue import EventQueue
 from ._schema import HOST_LENGTH
 from ._store import Store
