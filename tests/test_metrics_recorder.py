@@ -160,7 +160,7 @@ def test_breaker_transitions_are_stored_with_their_reason(recorder: Recorder,
 
 
 def test_a_full_queue_drops_and_counts_without_blocking(store: Store) -> None:
-    """Beyond ``max_pending`` queued events, events are dropped and counted; calls go on."""
+    """Beyond ``max_pending`` queued calls, events are dropped and counted; calls go on."""
     recorder = Recorder(store, flush_interval=60.0, drain_interval=60.0, max_pending=5)
     try:
         point = seawall.IntegrationPoint("search")
