@@ -223,7 +223,7 @@ class Recorder:
             self._abandoned = True
             calls += size(self._inflight, self._inflight_transitions)
         # events not aggregated yet (only when the thread could not drain them)
-        calls += self._queue.queued_calls()
+        calls += self._queue.queued_size()
         self._rows.dropped += calls
         self._queue.clear()
         log.error("seawall.storage: could not write metrics to %r within close_timeout "
