@@ -75,8 +75,8 @@ class StoreBreakdowns(StoreBase):
                     raise MetricsQueryError(f"step must be a multiple of 60 seconds, got {step!r}")
                 step_minutes = int(step // 60)
                 count = math.ceil((last - first) / step_minutes)
-                width, lo, hi, ratio = step_rows(first, count, step_minutes)
-                pieces = [(width, lo, hi)]
+                rows_width, rows_lo, rows_hi, ratio = step_rows(first, count, step_minutes)
+                pieces = [(rows_width, rows_lo, rows_hi)]
         parts = []
         for width, lo, hi in pieces:
             t = COUNT_TABLES[width]
