@@ -168,7 +168,8 @@ def bench_flush(tmp: Path) -> dict[str, float]:
             events.append(CallEvent(name, op, None, 1, 0.001 + (i % 89) * 1e-4, t, False, None))
     # a successful attempt's record never reaches the queue (the recorder reads only
     # timed-out attempts): the rate is of the records the thread aggregates and writes
-    queued = sum(1 for e in events if type(e) is CallEvent)
+    calls = [e for e in events if type(e) is CallEvent]
+    queued = len(calls)
     rates = []
     for _ in range(3):
         for e in events:
@@ -176,8 +177,8 @@ def bench_flush(tmp: Path) -> dict[str, float]:
         start = time.perf_counter()
         assert recorder.flush()
         rates.append(queued / (time.perf_counter() - start))
-    rows = len({(f"point-{i % 100}", f"op-{i % 5}", int((now - (i % 180)) // 60))
-                for i in range(len(events))})
+    # the rows the calls fill (the attempts' keys, of other points, make none)
+    rows = len({(e.point, e.operation, int(e.time // 60)) for e in calls})
     recorder.close()
     store.close()
     return {"events_per_s": statistics.median(rates), "events": queued,

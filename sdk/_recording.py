@@ -44,10 +44,10 @@ def persist_metrics(
     * ``close_timeout`` (seconds): the longest :meth:`Recorder.close` (run at
       exit) and a signal wait for the store; what is not written by then is
       counted in :attr:`Recorder.dropped`.
-    * ``drain_interval`` (seconds), ``max_pending`` (queued events),
-      ``max_keys`` (aggregates), ``max_transitions``: memory bounds, see
-      :class:`seawall.storage.Recorder`; beyond them events are dropped and
-      counted, never blocking the caller.
+    * ``drain_interval`` (seconds), ``max_pending`` (queued calls, and as
+      many other events), ``max_keys`` (aggregates), ``max_transitions``:
+      memory bounds, see :class:`seawall.storage.Recorder`; beyond them
+      events are dropped and counted, never blocking the caller.
     * ``busy_timeout`` (seconds): how long a SQLite writer waits for the lock.
 
     Thread-safe. The store failing later never raises into the application:

@@ -31,7 +31,6 @@ from typing import Any
 
 from seawall import ConfigurationError
 
-from ._http_handler import ASSETS as ASSETS
 from ._http_handler import REQUEST_TIMEOUT, Handler, load_assets
 from ._service import is_loopback, parse_listen
 from ._store import Store

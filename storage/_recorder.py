@@ -38,12 +38,7 @@ from seawall import (
 from seawall._tally import Tally
 
 from ._aggregates import Aggregates, Rows, size
-from ._recorder_process import (
-    _flush_then_hand_over,  # noqa: F401  (imported from here by tests)
-    install_signal_flush,
-    live,
-    restore_signal_handlers,
-)
+from ._recorder_process import install_signal_flush, live, restore_signal_handlers
 from ._recorder_queue import EventQueue
 from ._schema import HOST_LENGTH
 from ._store import Store
@@ -228,7 +223,7 @@ class Recorder:
             self._abandoned = True
             calls += size(self._inflight, self._inflight_transitions)
         # events not aggregated yet (only when the thread could not drain them)
-        calls += self._queue.queued_calls()
+        calls += self._queue.queued_size()
         self._rows.dropped += calls
         self._queue.clear()
         log.error("seawall.storage: could not write metrics to %r within close_timeout "

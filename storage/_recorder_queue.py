@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from seawall import AttemptEvent, CallEvent, Category
+from seawall import AttemptEvent, BreakerTransition, CallEvent, Category
 from seawall._tally import Tally
 
 #: the fields of one call's record on :attr:`EventQueue.calls`
@@ -79,6 +79,11 @@ class EventQueue:
     def queued_calls(self) -> int:
         """How many call records wait."""
         return len(self.calls) // CALL_FIELDS
+
+    def queued_size(self) -> int:
+        """What the waiting records count for in ``Recorder.dropped``: each call, each transition."""
+        transitions = sum(1 for ev in list(self.others) if type(ev) is BreakerTransition)
+        return self.queued_calls() + transitions
 
     def clear(self) -> None:
         """Forget everything queued."""

@@ -35,17 +35,13 @@ from ._schema import COUNT_TABLES, DAY, HOUR, MINUTE, operations, schema_version
 from ._store_breakdown import StoreBreakdowns
 from ._store_query import (
     DEFAULT_PAGE,
-    DEFAULT_WINDOW,
     MAX_PAGE,
-    MAX_SERIES_BUCKETS,
-    MAX_TIME,
     MAX_WINDOW,
     check_name,
     check_time,
     check_window,
     safe_float,
 )
-from ._store_query import split_minutes as _split
 from ._store_read import StoreReads
 from ._store_url import (
     DEFAULT_URL,
@@ -58,10 +54,9 @@ from ._store_write import Key, StoreWrites
 from ._types import MetricsQueryError
 
 __all__ = [
-    "DAY", "DEFAULT_PAGE", "DEFAULT_URL", "DEFAULT_WINDOW", "HOUR", "MAX_PAGE",
-    "MAX_SERIES_BUCKETS", "MAX_TIME", "MAX_WINDOW", "MINUTE", "Key", "Store", "_split",
-    "check_name", "check_time", "check_window", "describe_store_error", "resolve_url",
-    "sqlite_path",
+    "DAY", "DEFAULT_PAGE", "DEFAULT_URL", "HOUR", "MAX_PAGE", "MAX_WINDOW", "MINUTE", "Key",
+    "Store", "check_name", "check_time", "check_window", "describe_store_error",
+    "resolve_url", "sqlite_path",
 ]
 
 log = logging.getLogger("seawall.storage")

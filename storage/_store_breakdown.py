@@ -18,11 +18,10 @@ from sqlalchemy import and_, func, select, union_all
 from ._schema import COUNT_TABLES, DAY, HOST_LENGTH, MINUTE, VALUES, transitions
 from ._store_base import StoreBase
 from ._store_query import (
-    MAX_SERIES_BUCKETS,
     check_name,
     safe_float,
     split_minutes,
-    step_width,
+    step_rows,
 )
 from ._types import MetricsQueryError, Transition
 
@@ -76,13 +75,8 @@ class StoreBreakdowns(StoreBase):
                     raise MetricsQueryError(f"step must be a multiple of 60 seconds, got {step!r}")
                 step_minutes = int(step // 60)
                 count = math.ceil((last - first) / step_minutes)
-                if count > MAX_SERIES_BUCKETS:
-                    raise MetricsQueryError(
-                        f"{count} steps of {step:g} s between start and end; at most "
-                        f"{MAX_SERIES_BUCKETS} (widen the step or narrow the range)")
-                width = step_width(step_minutes, first)
-                ratio = step_minutes // width
-                pieces = [(width, first // width, (first + count * step_minutes) // width)]
+                rows_width, rows_lo, rows_hi, ratio = step_rows(first, count, step_minutes)
+                pieces = [(rows_width, rows_lo, rows_hi)]
         parts = []
         for width, lo, hi in pieces:
             t = COUNT_TABLES[width]

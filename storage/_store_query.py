@@ -66,9 +66,20 @@ def check_name(field: str, value: str | None) -> str | None:
     return value
 
 
-def step_width(step_minutes: int, first: int) -> int:
-    """The widest rollup (day, hour, minute) whose rows both the step and its start align to."""
-    return next(w for w in (DAY, HOUR, MINUTE) if step_minutes % w == 0 and first % w == 0)
+def step_rows(first: int, count: int, step_minutes: int) -> tuple[int, int, int, int]:
+    """The rows of ``count`` steps of ``step_minutes`` from minute ``first``: ``(width, lo, hi, ratio)``.
+
+    ``width`` is the widest rollup (day, hour, minute) whose rows both the
+    step and its start align to, its rows ``lo <= bucket < hi`` cover the
+    steps, ``ratio`` of them to a step. More than :data:`MAX_SERIES_BUCKETS`
+    steps raise :class:`MetricsQueryError`.
+    """
+    if count > MAX_SERIES_BUCKETS:
+        raise MetricsQueryError(
+            f"{count} steps of {step_minutes * 60:g} s between start and end; at most "
+            f"{MAX_SERIES_BUCKETS} (widen the step or narrow the range)")
+    width = next(w for w in (DAY, HOUR, MINUTE) if step_minutes % w == 0 and first % w == 0)
+    return width, first // width, (first + count * step_minutes) // width, step_minutes // width
 
 
 def split_minutes(a: int, b: int) -> list[tuple[int, int, int]]:

@@ -22,14 +22,13 @@ from ._store_query import (
     DEFAULT_PAGE,
     DEFAULT_WINDOW,
     MAX_PAGE,
-    MAX_SERIES_BUCKETS,
     MAX_TIME,
     check_name,
     check_time,
     check_window,
     safe_float,
     split_minutes,
-    step_width,
+    step_rows,
 )
 from ._types import MetricsQueryError, PointInfo, SeriesBucket, Summary, Transition, stats_fields
 
@@ -165,13 +164,7 @@ class StoreReads(StoreBase):
         step_minutes = int(step // 60)
         first = int(start // 60)
         count = math.ceil((end - first * 60) / step)
-        if count > MAX_SERIES_BUCKETS:
-            raise MetricsQueryError(
-                f"{count} steps of {step:g} s between start and end; at most "
-                f"{MAX_SERIES_BUCKETS} (widen the step or narrow the range)")
-        width = step_width(step_minutes, first)
-        lo, hi = first // width, (first + count * step_minutes) // width
-        ratio = step_minutes // width
+        width, lo, hi, ratio = step_rows(first, count, step_minutes)
         rows = self._sums([(width, lo, hi)], name, operation, step=(lo, ratio))
         found = {int(k): vec for k, vec in rows}
         empty = [0] * WIDTH

@@ -23,7 +23,7 @@ import seawall
 from seawall._cli import main
 from seawall.storage import Store, WebServer, serve_http
 from seawall.storage._dashboard_api import MAX_LANES, auto_step, dashboard
-from seawall.storage._http import ASSETS
+from seawall.storage._http_handler import ASSETS
 from tests.web_support import banner, certificate, seawall_serve, stop, vector
 
 ROOT = Path(__file__).resolve().parent.parent

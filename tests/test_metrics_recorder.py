@@ -160,7 +160,7 @@ def test_breaker_transitions_are_stored_with_their_reason(recorder: Recorder,
 
 
 def test_a_full_queue_drops_and_counts_without_blocking(store: Store) -> None:
-    """Beyond ``max_pending`` queued events, events are dropped and counted; calls go on."""
+    """Beyond ``max_pending`` queued calls, events are dropped and counted; calls go on."""
     recorder = Recorder(store, flush_interval=60.0, drain_interval=60.0, max_pending=5)
     try:
         point = seawall.IntegrationPoint("search")
@@ -357,6 +357,22 @@ def test_close_waits_at_most_close_timeout_for_a_hung_store_and_counts_the_loss(
     stored = store.summary("stuck")
     assert recorder.dropped + (stored[0].calls if stored else 0) == 100
     store.close()
+
+
+def test_giving_up_counts_the_queued_calls_and_breaker_transitions(store: Store) -> None:
+    """What still waits in the queue when close() gives up counts: each call, each transition."""
+    recorder = Recorder(store, flush_interval=3600.0, drain_interval=3600.0)  # never drains
+    point = seawall.IntegrationPoint("queued")
+    try:
+        for _ in range(3):
+            point.call(lambda: None)
+        recorder.hook(seawall.BreakerTransition("queued", "closed", "open", "test", time.time()))
+        with recorder._lock:
+            recorder._give_up()  # what close() does when the store never answers
+        assert recorder.dropped == 3 + 1
+    finally:
+        recorder.close()
+    assert store.summary("queued") == []
 
 
 def test_what_a_failing_store_never_took_is_counted_in_dropped(store: Store) -> None:

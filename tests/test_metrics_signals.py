@@ -148,7 +148,7 @@ def test_sigkill_loses_at_most_the_calls_since_the_last_flush(
 
 def test_the_handler_goes_back_when_the_recorder_closes(url: str) -> None:
     """persist_metrics installs the flushing handler; close() gives the signals their old ones."""
-    from seawall.storage._recorder import _flush_then_hand_over
+    from seawall.storage._recorder_process import _flush_then_hand_over
 
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     recorder = seawall.persist_metrics(url)

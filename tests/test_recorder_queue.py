@@ -11,7 +11,9 @@ import seawall
 from seawall import AttemptEvent, CallEvent, Category, RetryEvent
 from seawall._tally import Tally
 from seawall.storage import Recorder, Store
+from seawall.storage._aggregates import Aggregates
 from seawall.storage._recorder_queue import CALL_FIELDS, EventQueue
+from seawall.storage._schema import CALLS, TIMEOUTS
 
 
 def _call(point: str = "p") -> CallEvent:
@@ -88,3 +90,45 @@ def test_threads_and_tasks_calling_while_the_thread_drains_lose_nothing(tmp_path
     assert (summary.calls, summary.successes) == (total, total)
     assert point.stats().calls == total
     store.close()
+
+
+def test_folding_calls_puts_each_in_its_own_minute_row_and_counts_what_finds_no_room() -> None:
+    """Points, operations and minute edges interleaved: each call in its row; no room, dropped."""
+    minute = 28_000_000
+    edge = minute * 60.0
+    stamps = [edge - 1e-6, edge, edge + 59.999, edge + 60.0, edge - 30.0, edge + 1.0]
+    points = [f"p{i}" for i in range(3)]
+    fields: list[object] = []
+    expected: dict[tuple[str, str, int], int] = {}
+    for i in range(60):  # runs of one point and operation, their stamps across minute edges
+        point, operation, stamp = points[i // 5 % 3], ("a", "b")[i // 10 % 2], stamps[i % 6]
+        if i % 7 == 0:
+            point = "".join(point)  # an equal name, not the same object
+        fields.extend(CallEvent(point, operation, None, 1, 0.002, stamp, False, None))
+        key = (point, operation, int(stamp // 60))
+        expected[key] = expected.get(key, 0) + 1
+    rows = Aggregates(max_keys=100, max_transitions=10)
+    rows.fold_calls(fields)
+    assert {k: int(v[CALLS]) for k, v in rows.counts.items()} == expected
+    assert rows.dropped == 0
+
+    full = Aggregates(max_keys=2, max_transitions=10)
+    full.fold_calls(fields)
+    kept = {k: int(v[CALLS]) for k, v in full.counts.items()}
+    assert len(kept) == 2 and all(kept[k] == expected[k] for k in kept)
+    assert full.dropped == 60 - sum(kept.values())
+
+
+def test_only_real_timed_out_attempts_count_as_timeouts() -> None:
+    """An injected timed-out attempt is queued (the hook reads no more than the category) but not counted."""
+    queue = EventQueue(10, Tally())
+    hook = queue.hook("doc")
+    now = time.time()
+    hook(AttemptEvent("p", "op", 1, Category.TIMEOUT, 0.5, now))
+    hook(AttemptEvent("p", "op", 2, Category.TIMEOUT, 0.5, now, True))
+    calls, others = queue.take()
+    assert calls == [] and len(others) == 2
+    rows = Aggregates(max_keys=10, max_transitions=10)
+    rows.fold(others)
+    [vec] = rows.counts.values()
+    assert vec[TIMEOUTS] == 1 and vec[CALLS] == 0

@@ -16,7 +16,8 @@ import seawall
 from seawall.storage import MetricsQueryError, Store
 from seawall.storage import _histogram as hist
 from seawall.storage._schema import CALLS, H0, LATENCY_SUM, SUCCESSES, WIDTH, schema_version
-from seawall.storage._store import DAY, HOUR, MINUTE, _split
+from seawall.storage._store import DAY, HOUR, MINUTE
+from seawall.storage._store_query import split_minutes as _split
 
 NOW = 1_700_000_000.0  # a fixed "now" (epoch seconds) for reproducible windows
 NOW_MINUTE = int(NOW // 60)
