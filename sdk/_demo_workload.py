@@ -185,22 +185,24 @@ def _count_openings(point: seawall.IntegrationPoint) -> list[int]:
     return box
 
 
+def _client(call: Callable[[str], str], close: Callable[[], None],
+            mounted: seawall.IntegrationPoint | None, *, resilient: bool,
+            chaos: seawall.Chaos | None) -> Client:
+    """The :class:`Client` of ``call`` through ``mounted`` (the policy's point, the
+    rehearsal's Chaos-only point, or ``None``); a policy's breaker openings are counted."""
+    point = mounted if resilient else None
+    client = Client(call=call, close=close, point=point,
+                    rehearsal=mounted if chaos is not None else None)
+    if point is not None:
+        client.openings = _count_openings(point)
+    return client
+
+
 # -- gRPC ---------------------------------------------------------------------
 
 
-def grpc_client(target: str, *, resilient: bool, chaos: seawall.Chaos | None = None) -> Client:
-    """Call ``Inventory/GetStock`` on a plain channel or one with seawall's interceptors."""
-    raw = grpc.insecure_channel(target)
-    point = None
-    channel: grpc.Channel = raw
-    mounted = inventory_point(chaos) if resilient else _chaos_only("inventory", chaos)
-    if mounted is not None:
-        from seawall.interceptors import grpc as sw_grpc
-
-        point = mounted if resilient else None
-        # GetStock is a read: safe to re-run after a timeout
-        channel = grpc.intercept_channel(raw, *sw_grpc.client_interceptors(mounted,
-                                                                            idempotent=True))
+def _stock_call(channel: grpc.Channel) -> Callable[[str], str]:
+    """``Inventory/GetStock`` for ``A-1`` on ``channel``, as one outcome per request."""
     method = channel.unary_unary(GRPC_METHOD, request_serializer=None, response_deserializer=None)
 
     def call(request_id: str) -> str:
@@ -210,11 +212,21 @@ def grpc_client(target: str, *, resilient: bool, chaos: seawall.Chaos | None = N
             return ERROR
         return FALLBACK if reply == CACHED_STOCK else OK
 
-    client = Client(call=call, close=raw.close, point=point,
-                    rehearsal=mounted if chaos is not None else None)
-    if point is not None:
-        client.openings = _count_openings(point)
-    return client
+    return call
+
+
+def grpc_client(target: str, *, resilient: bool, chaos: seawall.Chaos | None = None) -> Client:
+    """Call ``Inventory/GetStock`` on a plain channel or one with seawall's interceptors."""
+    raw = grpc.insecure_channel(target)
+    channel: grpc.Channel = raw
+    mounted = inventory_point(chaos) if resilient else _chaos_only("inventory", chaos)
+    if mounted is not None:
+        from seawall.interceptors import grpc as sw_grpc
+
+        # GetStock is a read: safe to re-run after a timeout
+        channel = grpc.intercept_channel(raw, *sw_grpc.client_interceptors(mounted,
+                                                                            idempotent=True))
+    return _client(_stock_call(channel), raw.close, mounted, resilient=resilient, chaos=chaos)
 
 
 def hedged_grpc_client(target: str, *, resilient: bool,
@@ -226,29 +238,14 @@ def hedged_grpc_client(target: str, *, resilient: bool,
     In a rehearsal (``chaos``) every attempt, hedges included, draws from it.
     """
     raw = grpc.insecure_channel(target)
-    point = None
     channel: grpc.Channel = raw
     mounted = inventory_hedged_point(chaos) if resilient \
         else _chaos_only("inventory-hedged", chaos)
     if mounted is not None:
         from seawall.interceptors import grpc as sw_grpc
 
-        point = mounted if resilient else None
         channel = sw_grpc.resilient_channel(raw, sw_grpc.Route(mounted, idempotent=True))
-    method = channel.unary_unary(GRPC_METHOD, request_serializer=None, response_deserializer=None)
-
-    def call(request_id: str) -> str:
-        try:
-            reply = method(b"A-1", timeout=GRPC_TIMEOUT, metadata=((REQUEST_ID_KEY, request_id),))
-        except (grpc.RpcError, seawall.RejectedError):
-            return ERROR
-        return FALLBACK if reply == CACHED_STOCK else OK
-
-    client = Client(call=call, close=channel.close, point=point,
-                    rehearsal=mounted if chaos is not None else None)
-    if point is not None:
-        client.openings = _count_openings(point)
-    return client
+    return _client(_stock_call(channel), channel.close, mounted, resilient=resilient, chaos=chaos)
 
 
 # -- HTTP ---------------------------------------------------------------------
@@ -256,12 +253,10 @@ def hedged_grpc_client(target: str, *, resilient: bool,
 
 def http_client(url: str, *, resilient: bool, chaos: seawall.Chaos | None = None) -> Client:
     """``GET /price`` with a plain httpx client or one on seawall's transport."""
-    point = None
     mounted = pricing_point(chaos) if resilient else _chaos_only("pricing", chaos)
     if mounted is not None:
         from seawall.interceptors import httpx as sw_httpx
 
-        point = mounted if resilient else None
         http = httpx.Client(transport=sw_httpx.ResilientTransport(mounted), timeout=HTTP_TIMEOUT)
     else:
         http = httpx.Client(timeout=HTTP_TIMEOUT)
@@ -275,11 +270,7 @@ def http_client(url: str, *, resilient: bool, chaos: seawall.Chaos | None = None
             return ERROR
         return FALLBACK if response.content == CACHED_PRICE else OK
 
-    client = Client(call=call, close=http.close, point=point,
-                    rehearsal=mounted if chaos is not None else None)
-    if point is not None:
-        client.openings = _count_openings(point)
-    return client
+    return _client(call, http.close, mounted, resilient=resilient, chaos=chaos)
 
 
 # -- SQLAlchemy ---------------------------------------------------------------
@@ -294,12 +285,10 @@ def db_client(db: SqliteDependency, *, resilient: bool,
     def read(conn: sa.Connection) -> int:
         return int(conn.execute(STOCK_QUERY, {"sku": "A-1"}).scalar_one())
 
-    point = None
     mounted = orders_db_point(chaos) if resilient else _chaos_only("orders-db", chaos)
     if mounted is not None:
         from seawall.interceptors import sqlalchemy as sw_sa
 
-        point = mounted if resilient else None
         sw_sa.instrument(engine, mounted)
 
         def call(request_id: str) -> str:
@@ -317,11 +306,7 @@ def db_client(db: SqliteDependency, *, resilient: bool,
                 return ERROR
             return OK
 
-    client = Client(call=call, close=engine.dispose, point=point,
-                    rehearsal=mounted if chaos is not None else None)
-    if point is not None:
-        client.openings = _count_openings(point)
-    return client
+    return _client(call, engine.dispose, mounted, resilient=resilient, chaos=chaos)
 
 
 # -- the paced workers ----------------------------------------------------------

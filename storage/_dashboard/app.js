@@ -19,7 +19,6 @@
   let known = null;
   let refreshes = 0;
   let timer = null;
-  let perRow = 4; // charts per row in the card being drawn (chartWidth reads it)
 
   const $ = (id) => document.getElementById(id);
 
@@ -307,32 +306,32 @@
     const paced = s.waits.some((v) => v > 0) || s.hedges.some((v) => v > 0);
     const limits = s.concurrency_limit || [];
     const limited = limits.some((v) => v !== null && v !== undefined);
-    perRow = columns(4 + (paced ? 1 : 0) + (limited ? 1 : 0));
+    const { perRow, width } = columns(4 + (paced ? 1 : 0) + (limited ? 1 : 0));
     charts.style.gridTemplateColumns = "repeat(" + perRow + ", minmax(0, 1fr))";
     charts.append(
       lineChart("calls", "calls / s", [{ name: "calls/s", values: s.calls_per_second, color: "var(--calls)" }],
-        { format: rate, tick: (v) => short(v) + "/s" }),
+        { format: rate, tick: (v) => short(v) + "/s" }, width),
       lineChart("success", "success rate", [{ name: "success", values: s.success_rate, color: "var(--ok)" }],
-        { format: pct, tick: (v) => Math.round(v * 100) + "%", fixed: [0, 1], ticks: [0, 0.5, 1] }),
+        { format: pct, tick: (v) => Math.round(v * 100) + "%", fixed: [0, 1], ticks: [0, 0.5, 1] }, width),
       lineChart("latency", "latency (log scale)", [
         { name: "p50", values: s.p50_ms, color: "var(--p50)" },
         { name: "p99", values: s.p99_ms, color: "var(--p99)" },
-      ], { format: ms, tick: (v) => (v >= 1000 ? short(v / 1000) + " s" : short(v) + " ms"), log: true }),
+      ], { format: ms, tick: (v) => (v >= 1000 ? short(v / 1000) + " s" : short(v) + " ms"), log: true }, width),
       barChart("bars", "per " + windowStep(), [
         { name: "retries", values: s.retries, color: "var(--retries)" },
         { name: "rejections", values: s.rejections, color: "var(--rejections)" },
-      ]),
+      ], width),
     );
     if (paced) {
       charts.append(barChart("pacing", "per " + windowStep(), [
         { name: "waits", values: s.waits, color: "var(--waits)" },
         { name: "hedges", values: s.hedges, color: "var(--hedges)" },
-      ]));
+      ], width));
     }
     if (limited) {
       charts.append(lineChart("limit", "concurrency limit", [
         { name: "limit", values: limits, color: "var(--limit)" },
-      ], { format: (v) => (v === null || v === undefined ? "–" : short(v)), tick: short }));
+      ], { format: (v) => (v === null || v === undefined ? "–" : short(v)), tick: short }, width));
     }
     section.append(charts, timeline(p.breaker));
     return section;
@@ -407,18 +406,19 @@
     return { m, x, width, height, bottom: height - m.bottom, top: m.top };
   }
 
-  function columns(n) {
-    // n charts: four in a row (three with five or six, so rows stay even), else two by
-    // two, else one above the other (never 3 + 1)
-    const inner = Math.max(320, $("points").clientWidth - 30);
-    const row = n > 4 ? 3 : 4;
-    return inner >= row * 280 + (row - 1) * 14 ? row : inner >= 2 * 280 + 14 ? 2 : 1;
+  function cardInner() {
+    // the width inside a point's card (at least 320 px)
+    return Math.max(320, $("points").clientWidth - 30);
   }
 
-  function chartWidth() {
-    const inner = Math.max(320, $("points").clientWidth - 30);
-    const n = perRow;
-    return Math.floor((inner - (n - 1) * 14) / n);
+  function columns(n) {
+    // n charts: four in a row (three with five or six, so rows stay even), else two by
+    // two, else one above the other (never 3 + 1); width: each chart's, 14 px gaps between
+    const inner = cardInner();
+    const span = (k) => k * 280 + (k - 1) * 14; // k charts of the least width, side by side
+    const row = n > 4 ? 3 : 4;
+    const perRow = inner >= span(row) ? row : inner >= span(2) ? 2 : 1;
+    return { perRow, width: Math.floor((inner - (perRow - 1) * 14) / perRow) };
   }
 
   function timeAxis(root, g) {
@@ -442,9 +442,9 @@
     return 10 * p;
   }
 
-  function lineChart(kind, title, series, opt) {
+  function lineChart(kind, title, series, opt, chartWidth) {
     const box = frame(kind, title, series.length > 1 ? series.map((s) => key(s.name, s.color)) : []);
-    const g = geometry(chartWidth(), CHART_HEIGHT);
+    const g = geometry(chartWidth, CHART_HEIGHT);
     const root = svg("svg", { viewBox: "0 0 " + g.width + " " + g.height, height: g.height, role: "img",
       "aria-label": title });
     const values = series.flatMap((s) => s.values).filter((v) => v !== null && v !== undefined);
@@ -498,11 +498,11 @@
     return box;
   }
 
-  function barChart(kind, unit, series) {
+  function barChart(kind, unit, series, chartWidth) {
     const box = frame(kind, "", series.map((s) => key(s.name, s.color, true)));
     box.querySelector("h3").append(el("span", "", unit));
     const title = series.map((s) => s.name).join(" and ") + " " + unit;
-    const g = geometry(chartWidth(), CHART_HEIGHT);
+    const g = geometry(chartWidth, CHART_HEIGHT);
     const root = svg("svg", { viewBox: "0 0 " + g.width + " " + g.height, height: g.height, role: "img",
       "aria-label": title });
     const hi = niceMax(Math.max(1, ...series.flatMap((s) => s.values)) * 1.05);
@@ -558,8 +558,7 @@
     for (const s of STATES) h.append(key(stateName(s), "var(--" + s + ")", true));
     box.append(h);
     const lanes = b.lanes;
-    const main = $("points");
-    const width = Math.max(320, main.clientWidth - 30);
+    const width = cardInner();
     const labelled = lanes.length > 1;
     const height = Math.max(1, lanes.length) * (LANE + 6) + 26;
     const g = geometry(width, height, labelled ? 130 : 46);
