@@ -13,7 +13,6 @@ import asyncio
 import email.utils
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,57 +26,10 @@ from tests.http_support import (
     Drop,
     Reply,
     ScriptedServer,
-    modules,
     refused_url,
 )
 
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as s:
-        yield s
-
-
-@pytest.fixture(params=["sync", "async"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(params=PACKAGES)
-def package(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def hx(package: str) -> Any:
-    """The host package under test: httpx or httpx2."""
-    return modules(package)[0]
-
-
-@pytest.fixture
-def sw(package: str) -> Any:
-    """seawall's transports for that package."""
-    return modules(package)[1]
-
-
-@pytest.fixture
-def drivers() -> Iterator[list[Driver]]:
-    made: list[Driver] = []
-    yield made
-    for d in made:
-        d.close()
-
-
-@pytest.fixture
-def make(kind: str, package: str, drivers: list[Driver]) -> Any:
-    """``make(point, **options)``: a driver of this test's kind and package, closed at teardown."""
-
-    def build(point: seawall.IntegrationPoint | None, **options: Any) -> Driver:
-        d = Driver(kind, point, package=package, **options)
-        drivers.append(d)
-        return d
-
-    return build
+pytest_plugins = ["tests.http_fixtures"]
 
 
 def point(name: str = "api", *, attempts: int = 3, clock: Any = None, **kw: Any) -> seawall.IntegrationPoint:
