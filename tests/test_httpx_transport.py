@@ -413,10 +413,7 @@ def test_full_bulkhead_raises_bulkhead_full_error(server: ScriptedServer, kind: 
     else:
         async def scenario() -> None:
             first = asyncio.ensure_future(d.client.get(server.url + "/a"))
-            for _ in range(500):
-                if server.requests:
-                    break
-                await asyncio.sleep(0.01)
+            assert await asyncio.to_thread(server.wait_for_requests, 1)
             try:
                 with pytest.raises(seawall.BulkheadFullError):
                     await d.client.get(server.url + "/b")
@@ -438,10 +435,7 @@ def test_cancelling_the_caller_is_not_a_failure(package: str, server: ScriptedSe
 
     async def scenario() -> None:
         task = asyncio.ensure_future(d.client.get(server.url + "/"))
-        for _ in range(500):
-            if server.requests:
-                break
-            await asyncio.sleep(0.01)
+        assert await asyncio.to_thread(server.wait_for_requests, 1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
