@@ -2,7 +2,8 @@
 
 Load with ``pytest_plugins = ["tests.http_fixtures"]`` in the test module.
 Each test taking ``make`` runs for the sync and the async transport of
-every host package installed (httpx, httpx2).
+every host package installed (httpx, httpx2); ``hx`` and ``sw`` are that
+package and seawall's module for it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 import seawall
-from tests.http_support import PACKAGES, Driver, ScriptedServer
+from tests.http_support import PACKAGES, Driver, ScriptedServer, modules
 
 
 @pytest.fixture
@@ -36,15 +37,33 @@ def package(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make(kind: str, package: str) -> Iterator[Any]:
-    """``make(point, **options)``: a driver of this test's kind and package, closed at teardown."""
+def hx(package: str) -> Any:
+    """The host package under test: httpx or httpx2."""
+    return modules(package)[0]
+
+
+@pytest.fixture
+def sw(package: str) -> Any:
+    """seawall's transports for that package."""
+    return modules(package)[1]
+
+
+@pytest.fixture
+def drivers() -> Iterator[list[Driver]]:
+    """Drivers a test made itself (append them): closed at teardown."""
     made: list[Driver] = []
-
-    def build(point: seawall.IntegrationPoint, **options: Any) -> Driver:
-        d = Driver(kind, point, package=package, **options)
-        made.append(d)
-        return d
-
-    yield build
+    yield made
     for d in made:
         d.close()
+
+
+@pytest.fixture
+def make(kind: str, package: str, drivers: list[Driver]) -> Any:
+    """``make(point, **options)``: a driver of this test's kind and package, closed at teardown."""
+
+    def build(point: seawall.IntegrationPoint | None, **options: Any) -> Driver:
+        d = Driver(kind, point, package=package, **options)
+        drivers.append(d)
+        return d
+
+    return build

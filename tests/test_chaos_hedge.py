@@ -38,6 +38,19 @@ def req(key: str) -> Any:
     return pb2.EchoRequest(key=key, text="hi")
 
 
+async def aio_call_is_unavailable_unsent(p: seawall.IntegrationPoint, target: str,
+                                         backend: Backend, mounting: str) -> None:
+    """One grpc.aio Unary call through ``p`` fails UNAVAILABLE and the server sees no attempt."""
+    channel = aio_channel(target, sw_grpc.Route(p, idempotent=True), mounting)
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            await pb2_grpc.EchoStub(channel).Unary(req("k"), timeout=10)
+        assert info.value.code() is UNAVAILABLE
+        assert backend.attempts("k") == []
+    finally:
+        await channel.close()
+
+
 # -- core: acall --------------------------------------------------------------------
 
 
@@ -134,14 +147,7 @@ async def test_aio_hedged_attempts_get_the_injected_status(
         aio_target: str, backend: Backend, mounting: str) -> None:
     """grpc.aio: every hedged attempt fails with the injected UNAVAILABLE; the server sees none."""
     p = hedged(seawall.Chaos(result_rate=1.0, result=UNAVAILABLE))
-    channel = aio_channel(aio_target, sw_grpc.Route(p, idempotent=True), mounting)
-    try:
-        with pytest.raises(grpc.RpcError) as info:
-            await pb2_grpc.EchoStub(channel).Unary(req("k"), timeout=10)
-        assert info.value.code() is UNAVAILABLE
-        assert backend.attempts("k") == []
-    finally:
-        await channel.close()
+    await aio_call_is_unavailable_unsent(p, aio_target, backend, mounting)
     stats = p.stats()
     assert (stats.attempts, stats.hedges) == (3, 2)
     assert (stats.injected_attempts, stats.injected_failures, stats.failures) == (3, 1, 0)
@@ -151,14 +157,7 @@ async def test_aio_an_injected_fault_is_unavailable(
         aio_target: str, backend: Backend, mounting: str) -> None:
     """grpc.aio: an injected fault is gRPC's UNAVAILABLE, as unhedged."""
     p = hedged(seawall.Chaos(fault_rate=1.0, fault=ConnectionError("down")), max_extra=1)
-    channel = aio_channel(aio_target, sw_grpc.Route(p, idempotent=True), mounting)
-    try:
-        with pytest.raises(grpc.RpcError) as info:
-            await pb2_grpc.EchoStub(channel).Unary(req("k"), timeout=10)
-        assert info.value.code() is UNAVAILABLE
-        assert backend.attempts("k") == []
-    finally:
-        await channel.close()
+    await aio_call_is_unavailable_unsent(p, aio_target, backend, mounting)
     assert p.stats().injected_failures == 1
 
 

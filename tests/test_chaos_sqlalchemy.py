@@ -15,6 +15,7 @@ import seawall
 from seawall import Category
 from seawall.interceptors import sqlalchemy as sw_sa
 from seawall.testing import FakeClock
+from tests.sqlalchemy_support import sqlite_counter_engine
 
 
 def point(chaos: seawall.Chaos, **kw: Any) -> seawall.IntegrationPoint:
@@ -25,13 +26,8 @@ def point(chaos: seawall.Chaos, **kw: Any) -> seawall.IntegrationPoint:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[sa.Engine]:
-    e = sa.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
-    with e.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
-        conn.exec_driver_sql("INSERT INTO counter VALUES (1, 0)")
-    yield e
-    sw_sa.uninstrument(e)
-    e.dispose()
+    with sqlite_counter_engine(tmp_path / "app.db") as e:
+        yield e
 
 
 def bump(conn: sa.Connection) -> int:

@@ -104,6 +104,7 @@ def test_cancelling_a_future_cancels_the_attempt_on_the_wire(
     deadline = time.monotonic() + 5
     while not backend.attempts("k") and time.monotonic() < deadline:
         time.sleep(0.005)
+    assert backend.attempts("k"), "the attempt did not reach the server"
     assert future.cancel()
     assert backend.cancelled.wait(5)
     assert future.cancelled()

@@ -78,10 +78,12 @@ class Script:
         self.steps = list(steps)
         self.started: list[float] = []
         self.cancelled: list[int] = []
+        self._one_started = asyncio.Event()
 
     async def __call__(self) -> Any:
         n = len(self.started)
         self.started.append(time.monotonic())
+        self._one_started.set()
         step = self.steps[min(n, len(self.steps) - 1)]
         delay, outcome = step
         try:
@@ -92,6 +94,15 @@ class Script:
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
+
+    async def wait_started(self, n: int, timeout: float = 5.0) -> None:
+        """Return once ``n`` attempts have started; TimeoutError after ``timeout`` seconds."""
+        async def started() -> None:
+            while len(self.started) < n:
+                self._one_started.clear()
+                await self._one_started.wait()
+
+        await asyncio.wait_for(started(), timeout)
 
 
 async def test_a_slow_first_attempt_is_hedged_and_the_hedge_wins() -> None:
@@ -242,8 +253,7 @@ async def test_cancelling_the_caller_cancels_every_attempt() -> None:
     p = IntegrationPoint("api", hedge=Hedge(delay=0.01), bulkhead=Bulkhead(max_concurrent=4))
     work = Script((10.0, "never"))
     call = asyncio.ensure_future(p.acall(work))
-    while len(work.started) < 2:
-        await asyncio.sleep(0.005)
+    await work.wait_started(2)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call

@@ -10,32 +10,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import trio
 
 import seawall
-from tests.http_support import PACKAGES, Reply, ScriptedServer, modules
+from tests.http_support import Reply, ScriptedServer
 
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as s:
-        yield s
-
-
-@pytest.fixture(params=PACKAGES)
-def hx(request: pytest.FixtureRequest) -> Any:
-    """The host package under test: httpx or httpx2."""
-    return modules(request.param)[0]
-
-
-@pytest.fixture
-def sw(hx: Any) -> Any:
-    """seawall's transports for that package."""
-    return modules(hx.__name__)[1]
+pytest_plugins = ["tests.http_fixtures"]
 
 
 def recording(hx: Any) -> Any:

@@ -13,7 +13,6 @@ import asyncio
 import email.utils
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,57 +26,10 @@ from tests.http_support import (
     Drop,
     Reply,
     ScriptedServer,
-    modules,
     refused_url,
 )
 
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as s:
-        yield s
-
-
-@pytest.fixture(params=["sync", "async"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(params=PACKAGES)
-def package(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def hx(package: str) -> Any:
-    """The host package under test: httpx or httpx2."""
-    return modules(package)[0]
-
-
-@pytest.fixture
-def sw(package: str) -> Any:
-    """seawall's transports for that package."""
-    return modules(package)[1]
-
-
-@pytest.fixture
-def drivers() -> Iterator[list[Driver]]:
-    made: list[Driver] = []
-    yield made
-    for d in made:
-        d.close()
-
-
-@pytest.fixture
-def make(kind: str, package: str, drivers: list[Driver]) -> Any:
-    """``make(point, **options)``: a driver of this test's kind and package, closed at teardown."""
-
-    def build(point: seawall.IntegrationPoint | None, **options: Any) -> Driver:
-        d = Driver(kind, point, package=package, **options)
-        drivers.append(d)
-        return d
-
-    return build
+pytest_plugins = ["tests.http_fixtures"]
 
 
 def point(name: str = "api", *, attempts: int = 3, clock: Any = None, **kw: Any) -> seawall.IntegrationPoint:
@@ -461,10 +413,7 @@ def test_full_bulkhead_raises_bulkhead_full_error(server: ScriptedServer, kind: 
     else:
         async def scenario() -> None:
             first = asyncio.ensure_future(d.client.get(server.url + "/a"))
-            for _ in range(500):
-                if server.requests:
-                    break
-                await asyncio.sleep(0.01)
+            assert await asyncio.to_thread(server.wait_for_requests, 1)
             try:
                 with pytest.raises(seawall.BulkheadFullError):
                     await d.client.get(server.url + "/b")
@@ -486,10 +435,7 @@ def test_cancelling_the_caller_is_not_a_failure(package: str, server: ScriptedSe
 
     async def scenario() -> None:
         task = asyncio.ensure_future(d.client.get(server.url + "/"))
-        for _ in range(500):
-            if server.requests:
-                break
-            await asyncio.sleep(0.01)
+        assert await asyncio.to_thread(server.wait_for_requests, 1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -9,32 +9,16 @@ for httpx and for httpx2 (``hx`` is the package, ``sw`` seawall's module for it)
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import trio
 
 import seawall
-from tests.http_support import PACKAGES, Reply, ScriptedServer, modules
+from tests.http_support import Reply, ScriptedServer
 
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as s:
-        yield s
-
-
-@pytest.fixture(params=PACKAGES)
-def hx(request: pytest.FixtureRequest) -> Any:
-    """The host package under test: httpx or httpx2."""
-    return modules(request.param)[0]
-
-
-@pytest.fixture
-def sw(hx: Any) -> Any:
-    """seawall's transports for that package."""
-    return modules(hx.__name__)[1]
+pytest_plugins = ["tests.http_fixtures"]
 
 
 def point(**kw: Any) -> seawall.IntegrationPoint:

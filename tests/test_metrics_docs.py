@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
+from tests.docs_support import ROOT, run_block
+
+DOC = ROOT / "docs" / "metrics.md"
 TEXT = DOC.read_text(encoding="utf-8")
 SECTION = TEXT.split("### Waits, hedges, pacing refusals and the bulkhead's limit", 1)[1]
 SECTION = SECTION.split("\n### ", 1)[0]
@@ -27,9 +27,5 @@ def test_the_section_has_its_example() -> None:
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_doc_block_runs(index: int, tmp_path: Path) -> None:
     """Block number ``index`` exits 0 and prints what its comments say."""
-    script = tmp_path / f"block_{index}.py"
-    script.write_text(BLOCKS[index], encoding="utf-8")
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, f"block {index} failed:\n{BLOCKS[index]}\n{done.stderr}"
+    done = run_block(BLOCKS[index], tmp_path, label=f"docs/metrics.md section block {index}")
     assert done.stdout.splitlines() == ["results", "1 1 12.0"]

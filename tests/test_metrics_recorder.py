@@ -90,11 +90,14 @@ async def test_every_outcome_is_stored_exactly_as_the_point_counts_it(
     release.set()
     holder.join(5)
 
+    hanging = asyncio.Event()
+
     async def hang() -> None:
+        hanging.set()
         await asyncio.sleep(10)
 
     task = asyncio.ensure_future(point.acall(hang))
-    await asyncio.sleep(0)
+    await asyncio.wait_for(hanging.wait(), 5)  # the call is in its work
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -135,6 +135,21 @@ def plan_exhausted(backend: Backend, key: str, pushback: str | None = None) -> N
     backend.plan(key, fail=1, code=grpc.StatusCode.RESOURCE_EXHAUSTED, pushback=pushback)
 
 
+def pushed_back_then_other(sync_stub: Any, backend: Backend, attempts: int,
+                           pushback: str) -> FakeClock:
+    """A fake-clock point of ``attempts`` attempts (5 s constant backoff): "busy" fails
+    RESOURCE_EXHAUSTED with the ``pushback`` trailer, then "other" is called; the point's
+    clock."""
+    clock = FakeClock()
+    p = fake_point(clock, attempts, seawall.Backoff.constant(5.0))
+    plan_exhausted(backend, "busy", pushback=pushback)
+    stub = sync_stub(p)
+    with pytest.raises(grpc.RpcError):
+        stub.Unary(req("busy"))
+    stub.Unary(req("other"))
+    return clock
+
+
 def test_a_bare_resource_exhausted_pauses_the_point_for_the_backoff_base(
         sync_stub: Any, backend: TimedBackend) -> None:
     """No pushback, no retry left: the next call of the point waits Backoff.base(1) first."""
@@ -169,25 +184,13 @@ def test_the_bare_pause_grows_with_the_attempt_and_is_capped(
 
 def test_a_pushback_stays_exact(sync_stub: Any, backend: TimedBackend) -> None:
     """With a pushback trailer the pause is the pushback, not the backoff."""
-    clock = FakeClock()
-    p = fake_point(clock, 1, seawall.Backoff.constant(5.0))
-    plan_exhausted(backend, "busy", pushback="250")
-    stub = sync_stub(p)
-    with pytest.raises(grpc.RpcError):
-        stub.Unary(req("busy"))
-    stub.Unary(req("other"))
+    clock = pushed_back_then_other(sync_stub, backend, 1, "250")
     assert clock.sleeps == pytest.approx([0.25])
 
 
 def test_a_pushback_veto_pauses_nothing(sync_stub: Any, backend: TimedBackend) -> None:
     """A negative pushback vetoes the retry and says nothing of pacing: no pause."""
-    clock = FakeClock()
-    p = fake_point(clock, 3, seawall.Backoff.constant(5.0))
-    plan_exhausted(backend, "busy", pushback="-1")
-    stub = sync_stub(p)
-    with pytest.raises(grpc.RpcError):
-        stub.Unary(req("busy"))
-    stub.Unary(req("other"))
+    clock = pushed_back_then_other(sync_stub, backend, 3, "-1")
     assert clock.sleeps == []
     assert len(backend.attempts("busy")) == 1
 

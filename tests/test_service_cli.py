@@ -340,12 +340,15 @@ def test_in_process_stats_and_the_service_agree_on_every_count(tmp_path: Path) -
     def refuse() -> None:
         raise LookupError("the server cancelled it")
 
+    hanging = asyncio.Event()
+
     async def hang() -> None:
+        hanging.set()
         await asyncio.sleep(10)
 
     async def cancel_one() -> None:
         task = asyncio.ensure_future(point.acall(hang))
-        await asyncio.sleep(0)
+        await asyncio.wait_for(hanging.wait(), 5)  # the call is in its work
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

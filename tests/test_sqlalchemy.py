@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from seawall.interceptors import sqlalchemy as sw_sa
 from seawall.interceptors._sqlalchemy_classify import STATEMENT_TIMEOUT_MARK, classify
 from seawall.interceptors.sqlalchemy import operation_of
 from seawall.testing import FakeClock
+from tests.sqlalchemy_support import run_threads, sqlite_counter_engine
 
 # -- classification table ------------------------------------------------------------
 
@@ -173,13 +173,8 @@ def make_point(**kw: Any) -> seawall.IntegrationPoint:
 
 @pytest.fixture
 def engine(db_path: Path) -> Iterator[sa.Engine]:
-    e = sa.create_engine(f"sqlite:///{db_path}", connect_args={"timeout": 0})
-    with e.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
-        conn.exec_driver_sql("INSERT INTO counter VALUES (1, 0)")
-    yield e
-    sw_sa.uninstrument(e)
-    e.dispose()
+    with sqlite_counter_engine(db_path, connect_args={"timeout": 0}) as e:
+        yield e
 
 
 def calls(events: list[Any]) -> list[tuple[str, Category | None]]:
@@ -444,11 +439,7 @@ def test_threads_incrementing_a_sqlite_counter_get_the_exact_count(engine: sa.En
         for _ in range(10):
             sw_sa.run_transaction(engine, increment)
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    run_threads(4, worker, timeout=30)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT n FROM counter").scalar() == 40
 

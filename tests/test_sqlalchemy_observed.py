@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import seawall
 from seawall.interceptors import sqlalchemy as sw_sa
 from seawall.testing import FakeClock
+from tests.sqlalchemy_support import create_counter, run_threads, sqlite_counter_engine
 
 FAIL = "INSERT INTO counter VALUES (1, 5)"  # a duplicate key: fails, writes nothing
 READ = "SELECT n FROM counter WHERE id = 1"
@@ -35,20 +36,10 @@ def breaker_point() -> seawall.IntegrationPoint:
         failure_rate=1.0, minimum_calls=20, window=20))
 
 
-def create_counter(conn: Any) -> None:
-    conn.exec_driver_sql("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
-    conn.exec_driver_sql("INSERT INTO counter VALUES (1, 0)")
-
-
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[sa.Engine]:
-    e = sa.create_engine(f"sqlite:///{tmp_path / 'app.db'}", pool_size=10)
-    with e.begin() as conn:
-        create_counter(conn)
-    e.dispose()
-    yield e
-    sw_sa.uninstrument(e)
-    e.dispose()
+    with sqlite_counter_engine(tmp_path / "app.db", empty_pool=True, pool_size=10) as e:
+        yield e
 
 
 def count_connects(engine: Any) -> list[int]:
@@ -65,28 +56,19 @@ def test_threads_running_statements_at_once_count_exactly(engine: sa.Engine) -> 
     made = count_connects(engine)
     threads_n, per_thread = 8, 200
     start = threading.Barrier(threads_n)
-    errors: list[BaseException] = []
 
     def worker() -> None:
-        try:
-            with engine.connect() as conn:
-                start.wait(30)
-                for i in range(per_thread):
-                    if i % 10 == 9:
-                        with pytest.raises(sa_exc.IntegrityError):
-                            conn.exec_driver_sql(FAIL)
-                        conn.rollback()
-                    else:
-                        assert conn.exec_driver_sql(READ).scalar() == 0
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
+        with engine.connect() as conn:
+            start.wait(30)
+            for i in range(per_thread):
+                if i % 10 == 9:
+                    with pytest.raises(sa_exc.IntegrityError):
+                        conn.exec_driver_sql(FAIL)
+                    conn.rollback()
+                else:
+                    assert conn.exec_driver_sql(READ).scalar() == 0
 
-    threads = [threading.Thread(target=worker) for _ in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors
+    run_threads(threads_n, worker)
     s = point.stats()
     failures = threads_n * per_thread // 10
     assert s.failures == failures == s.failures_by_category["permanent"]

@@ -21,6 +21,7 @@ import seawall
 from seawall.interceptors import sqlalchemy as sw_sa
 from seawall.interceptors._sqlalchemy_state import STATE_ATTR
 from tests.postgres import PostgresServer
+from tests.sqlalchemy_support import run_threads
 
 
 def quick_retry(attempts: int = 5) -> seawall.Retry:
@@ -232,22 +233,12 @@ def test_threads_incrementing_one_counter_in_serializable_get_the_exact_count(
         n = conn.exec_driver_sql("SELECT n FROM counter WHERE id = 1").scalar_one()
         conn.exec_driver_sql("UPDATE counter SET n = %(n)s WHERE id = 1", {"n": n + 1})
 
-    errors: list[BaseException] = []
-
     def worker() -> None:
-        try:
-            for _ in range(per_thread):
-                sw_sa.run_transaction(engine, increment, operation="increment",
-                                      isolation_level="SERIALIZABLE")
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
+        for _ in range(per_thread):
+            sw_sa.run_transaction(engine, increment, operation="increment",
+                                  isolation_level="SERIALIZABLE")
 
-    threads = [threading.Thread(target=worker) for _ in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors
+    run_threads(threads_n, worker)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT n FROM counter").scalar() == threads_n * per_thread
     assert point.stats().retries > 0  # the contention was real

@@ -33,6 +33,7 @@ from seawall.interceptors import sqlalchemy as sw_sa
 from seawall.interceptors._sqlalchemy_classify import STATEMENT_TIMEOUT_MARK
 from seawall.interceptors._sqlalchemy_connections import looks_dead
 from seawall.interceptors._sqlalchemy_timeouts import _pg_duration_ms
+from tests.sqlalchemy_support import run_threads
 
 
 def full_point(name: str = "db", **kw: Any) -> seawall.IntegrationPoint:
@@ -499,26 +500,16 @@ def test_threads_with_their_own_handlers_count_exactly(db_url: str) -> None:
     point = full_point(retry=seawall.Retry(attempts=50, backoff=seawall.Backoff.constant(0.001)),
                        timeout=seawall.Timeout(attempt=10))
     sw_sa.instrument(e, point)
-    errors: list[Exception] = []
-
     def increment(conn: sa.Connection) -> None:
         conn.exec_driver_sql(COUNT_TO).scalar()  # enough VM work for both handlers to run
         conn.exec_driver_sql("UPDATE counter SET n = n + 1")
 
     def worker() -> None:
-        try:
-            for _ in range(5):
-                sw_sa.run_transaction(e, increment)
-        except Exception as exc:  # reported by the assertion below
-            errors.append(exc)
+        for _ in range(5):
+            sw_sa.run_transaction(e, increment)
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
-        assert errors == []
+        run_threads(8, worker, timeout=120)
         with e.connect() as conn:
             assert conn.exec_driver_sql("SELECT n FROM counter").scalar() == 40
         assert app.n > 40 * 1000  # ~8000 calls per COUNT_TO at n=50
